@@ -1,0 +1,46 @@
+# Every target installs what it needs first, so a fresh Debian machine (as root) needs nothing else.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := iptables nftables libnftables1 ipset iproute2 conntrack ipvsadm
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-packages demo test lint fuzz bench clean
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root (apt-get install$$missing)"; exit 3; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: system-packages $(STAMP)
+
+demo: setup
+	$(BIN)/kubectl-proxydoctor status --sample
+	$(BIN)/kubectl-proxydoctor check --sample || test $$? -eq 1
+
+lint: setup
+	$(BIN)/ruff check kubectl_proxydoctor tests bench
+
+test: setup
+	$(BIN)/ruff check kubectl_proxydoctor tests bench
+	$(BIN)/pytest -q -p no:cacheprovider
+
+fuzz: setup
+	PROXYDOCTOR_FUZZ_EXAMPLES=100000 $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

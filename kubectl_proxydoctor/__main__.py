@@ -1,0 +1,3 @@
+from kubectl_proxydoctor.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""Command line entry point: `kubectl proxydoctor ...` (console script kubectl-proxydoctor)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# each module registers its commands on cli.app.app; heavy libraries are imported inside commands
+COMMAND_MODULES = ("status", "collect", "trace", "check", "svc", "migrate", "tui")
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; the tool's own errors become one line on stderr and their exit code."""
+    from kubectl_proxydoctor.cli.app import app
+    from kubectl_proxydoctor.errors import ProxyDoctorError
+
+    _register()
+    try:
+        app(args=argv, prog_name="kubectl-proxydoctor", standalone_mode=True)
+    except ProxyDoctorError as e:
+        print(f"kubectl-proxydoctor: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("kubectl-proxydoctor: interrupted", file=sys.stderr)
+        sys.exit(130)

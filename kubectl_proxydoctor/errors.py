@@ -1,0 +1,44 @@
+"""The tool's own error types: every expected failure is one of these, shown as one line."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_DRIFT = 1
+EXIT_USAGE = 2
+EXIT_UNREADABLE = 3
+
+
+class ProxyDoctorError(Exception):
+    """An expected failure with a clear one-line message and an exit code."""
+
+    exit_code = EXIT_UNREADABLE
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(ProxyDoctorError):
+    """The command line asks for something that cannot be done (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ParseError(ProxyDoctorError):
+    """Input text that is not in the expected format: names the source and line."""
+
+    def __init__(self, source: str, message: str, line: int | None = None) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {message}")
+        self.source = source
+        self.line = line
+        self.detail = message
+
+
+class BundleError(ProxyDoctorError):
+    """A capture bundle that cannot be read (corrupt, truncated, unsafe)."""
+
+
+class SourceUnavailable(ProxyDoctorError):
+    """A kernel or API source that could not be read (no privilege, missing tool, ...)."""

@@ -1,0 +1,204 @@
+"""The mode-independent programmed view: what each service port really reaches on a node.
+
+Every mode interpreter (iptables, nftables, IPVS) turns its rules into these types, and every
+check, renderer and the TUI works on them only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning", "info"]
+FrontendKind = Literal["cluster-ip", "external-ip", "load-balancer", "node-port"]
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True, order=True)
+class ServicePortName:
+    """A service port as kube-proxy names it: namespace/name:portname plus protocol."""
+
+    namespace: str
+    name: str
+    port: str
+    protocol: str  # "TCP" | "UDP" | "SCTP"
+
+    @property
+    def service(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}:{self.port}"
+
+    @property
+    def key(self) -> str:
+        """Stable key, e.g. ``default/web:http/TCP``."""
+        return f"{self}/{self.protocol}"
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """One backend address as programmed (ip and target port)."""
+
+    ip: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+
+@dataclass
+class Target:
+    """An endpoint as reached from one frontend, with the chance a new connection picks it."""
+
+    endpoint: Endpoint
+    probability: float
+    weight: int | None = None  # IPVS real-server weight; 0 means draining
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Frontend:
+    """An address a client uses to reach a service port, and where its new connections go."""
+
+    kind: FrontendKind
+    ip: str | None  # None for a NodePort on every node address
+    port: int
+    protocol: str
+    targets: list[Target] = field(default_factory=list)
+    policy: Literal["cluster", "local"] = "cluster"
+    no_endpoints: str | None = None  # "reject" | "drop" when there are no targets
+    masquerade: str = ""  # human description of when traffic is masqueraded
+    source_ranges: list[str] = field(default_factory=list)
+    affinity_seconds: int | None = None
+    scheduler: str | None = None  # IPVS scheduler
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        if self.kind == "node-port":
+            return f"nodeport:{self.port}" if self.ip is None else f"{self.ip}:{self.port}(nodeport)"
+        return str(Endpoint(self.ip or "", self.port))
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return sorted({t.endpoint for t in self.targets})
+
+
+@dataclass
+class ProgrammedPort:
+    """Everything one proxy mode programmed for one service port in one IP family."""
+
+    name: ServicePortName
+    family: int  # 4 or 6
+    frontends: list[Frontend] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        """Endpoints reachable through the cluster-policy frontends (ClusterIP first)."""
+        cluster = [f for f in self.frontends if f.kind == "cluster-ip"]
+        pool = cluster or self.frontends
+        return sorted({t.endpoint for f in pool for t in f.targets})
+
+    @property
+    def all_endpoints(self) -> list[Endpoint]:
+        return sorted({t.endpoint for f in self.frontends for t in f.targets})
+
+
+@dataclass
+class ProgrammedView:
+    """One proxy mode's rules (one backend, one family or both) read into service ports."""
+
+    mode: Literal["iptables", "nftables", "ipvs"]
+    source: str  # e.g. "iptables-nft", "iptables-legacy", "nftables", "ipvs"
+    ports: dict[tuple[ServicePortName, int], ProgrammedPort] = field(default_factory=dict)
+    raw: object | None = None  # the parsed ruleset the view was built from (mode-specific)
+
+    def port(self, name: ServicePortName, family: int = 4) -> ProgrammedPort | None:
+        return self.ports.get((name, family))
+
+    def add(self, port: ProgrammedPort) -> ProgrammedPort:
+        return self.ports.setdefault((port.name, port.family), port)
+
+    @property
+    def endpoint_count(self) -> int:
+        return sum(len(p.all_endpoints) for p in self.ports.values())
+
+
+@dataclass
+class Finding:
+    """A diagnosis: what is wrong, on which object, the evidence, and how to fix it."""
+
+    code: str
+    severity: Severity
+    message: str
+    service: str | None = None  # "namespace/name"
+    port: str | None = None  # port name
+    protocol: str | None = None
+    evidence: list[str] = field(default_factory=list)
+    fix: str = ""
+    mode: str | None = None
+
+    @classmethod
+    def for_port(cls, name: ServicePortName, **kw: object) -> Finding:
+        return cls(service=name.service, port=name.port, protocol=name.protocol, **kw)  # type: ignore[arg-type]
+
+    def to_json(self) -> dict:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "service": self.service,
+            "port": self.port,
+            "protocol": self.protocol,
+            "message": self.message,
+            "evidence": list(self.evidence),
+            "fix": self.fix,
+            "mode": self.mode,
+        }
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A packet to trace: destination, protocol, and optionally its source."""
+
+    dst: str
+    port: int
+    protocol: str = "TCP"
+    src: str | None = None
+
+    def __str__(self) -> str:
+        src = f"{self.src} -> " if self.src else ""
+        return f"{src}{Endpoint(self.dst, self.port)}/{self.protocol.lower()}"
+
+
+@dataclass
+class TraceStep:
+    """One rule (or lookup) the packet went through, and why it matched."""
+
+    chain: str
+    rule: str
+    why: str = ""
+
+
+@dataclass
+class TraceOutcome:
+    """One way the packet can end: DNAT to an endpoint, reject, drop or accept."""
+
+    verdict: Literal["dnat", "reject", "drop", "accept", "no-match"]
+    destination: Endpoint | None = None
+    probability: float = 1.0
+    masquerade: bool = False
+    service: ServicePortName | None = None
+    path: list[TraceStep] = field(default_factory=list)
+
+
+@dataclass
+class TraceResult:
+    """Every outcome of one packet through one mode's rules."""
+
+    packet: Packet
+    mode: str
+    source: str
+    outcomes: list[TraceOutcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Per-mode interpreters (iptables, nftables, IPVS) into the mode-independent programmed view."""

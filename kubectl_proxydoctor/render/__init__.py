@@ -1,0 +1,1 @@
+"""Renderers: rich text and JSON. They know the model, never the kernel."""

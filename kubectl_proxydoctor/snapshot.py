@@ -1,0 +1,190 @@
+"""NodeSnapshot: everything read from one node, kept as the capture-directory files.
+
+The capture directory (see README "Capture format") *is* the serialised snapshot: each source is
+one file holding the text the stock tool prints, so a hand-made capture and ``collect`` output are
+interchangeable. A missing file means "not captured", never "empty". ``meta.json`` names the node
+and records, under ``sources``, why a source could not be read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubectl_proxydoctor.errors import BundleError
+
+# file name -> what makes it on a node (also the order `status` lists sources in)
+CAPTURE_FILES: dict[str, str] = {
+    "iptables-save.txt": "iptables-save",
+    "iptables-nft-save.txt": "iptables-nft-save",
+    "iptables-legacy-save.txt": "iptables-legacy-save",
+    "ip6tables-save.txt": "ip6tables-save",
+    "ip6tables-nft-save.txt": "ip6tables-nft-save",
+    "ip6tables-legacy-save.txt": "ip6tables-legacy-save",
+    "ip_tables_names.txt": "cat /proc/net/ip_tables_names",
+    "ip6_tables_names.txt": "cat /proc/net/ip6_tables_names",
+    "nft-ruleset.json": "nft -j list ruleset",
+    "nft-ruleset.txt": "nft list ruleset",
+    "ipvsadm.txt": "ipvsadm -Ln --exact",
+    "proc-net-ip_vs.txt": "cat /proc/net/ip_vs",
+    "ipset-save.txt": "ipset save",
+    "ip-addr.json": "ip -j addr show",
+    "kernel.txt": "uname -r",
+    "kernel-config.txt": "zcat /proc/config.gz",
+    "modules.txt": "cat /proc/modules",
+    "sysctl.txt": "sysctl -a",
+    "kube-proxy-metrics.txt": "curl -s 127.0.0.1:10249/metrics",
+    "kube-proxy-mode.txt": "curl -s 127.0.0.1:10249/proxyMode",
+    "kube-proxy-healthz.json": "curl -s 127.0.0.1:10256/healthz",
+    "conntrack.txt": "conntrack -L -o extended",
+    "api.json": "kubectl get services,endpointslices,nodes -A -o json",
+    "meta.json": "{\"node\": NAME}",
+}
+
+MAX_FILE_BYTES = 512 * 1024 * 1024  # one capture file
+MAX_BUNDLE_BYTES = 2 * 1024 * 1024 * 1024  # all files together, unpacked
+MAX_MEMBERS = 1000
+
+
+@dataclass
+class NodeSnapshot:
+    """The raw state of one node: capture files by name, plus why missing sources are missing."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # source -> "ok" | "unavailable: why"
+    meta: dict = field(default_factory=dict)
+    origin: str = "live"  # "live" or the path it was loaded from
+
+    @property
+    def node(self) -> str | None:
+        return self.meta.get("node")
+
+    def text(self, name: str) -> str | None:
+        """The captured text of one file, or None when it was not captured."""
+        return self.files.get(name)
+
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def unavailable(self) -> dict[str, str]:
+        return {k: v for k, v in self.sources.items() if v != "ok"}
+
+    # -- serialisation ---------------------------------------------------------------------------
+
+    def _meta_for_save(self) -> dict:
+        meta = dict(self.meta)
+        meta["sources"] = dict(self.sources)
+        return meta
+
+    def save(self, path: str | Path) -> Path:
+        """Write the capture as a directory, or as a .tar.gz when the path ends so."""
+        path = Path(path)
+        files = dict(self.files)
+        files["meta.json"] = json.dumps(self._meta_for_save(), indent=1, sort_keys=True) + "\n"
+        if path.name.endswith((".tar.gz", ".tgz")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(path, "w:gz") as tar:
+                for name in sorted(files):
+                    data = files[name].encode()
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    info.mode = 0o644
+                    tar.addfile(info, io.BytesIO(data))
+            return path
+        path.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (path / name).write_text(text)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> NodeSnapshot:
+        """Read a capture directory or a .tar(.gz) bundle; BundleError names what is wrong."""
+        path = Path(path)
+        if not path.exists():
+            raise BundleError(f"{path}: no such file or directory")
+        if path.is_dir():
+            files = _read_directory(path)
+        elif tarfile.is_tarfile(path) if path.is_file() else False:
+            files = _read_tar(path)
+        else:
+            raise BundleError(f"{path}: not a capture directory or a .tar.gz bundle")
+        return cls.from_files(files, origin=str(path))
+
+    @classmethod
+    def from_files(cls, files: dict[str, str], origin: str = "memory") -> NodeSnapshot:
+        files = dict(files)
+        meta: dict = {}
+        if "meta.json" in files:
+            try:
+                meta = json.loads(files.pop("meta.json"))
+            except json.JSONDecodeError as e:
+                raise BundleError(f"{origin}/meta.json: not valid JSON ({e.msg} at line {e.lineno})") from e
+            if not isinstance(meta, dict):
+                raise BundleError(f"{origin}/meta.json: expected a JSON object")
+        sources = meta.pop("sources", None) or {}
+        if not isinstance(sources, dict):
+            raise BundleError(f"{origin}/meta.json: 'sources' must be an object")
+        for name in files:
+            sources.setdefault(name, "ok")
+        return cls(files=files, sources={str(k): str(v) for k, v in sources.items()}, meta=meta,
+                   origin=origin)
+
+
+def _decode(name: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{name}: not UTF-8 text (byte {e.start})") from e
+
+
+def _read_directory(path: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    total = 0
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink():
+            raise BundleError(f"{entry}: symbolic links are not read from a capture")
+        if not entry.is_file():
+            continue
+        size = entry.stat().st_size
+        total += size
+        if size > MAX_FILE_BYTES or total > MAX_BUNDLE_BYTES:
+            raise BundleError(f"{entry}: too large for a capture file ({size} bytes)")
+        files[entry.name] = _decode(str(entry), entry.read_bytes())
+    return files
+
+
+def _read_tar(path: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    total = 0
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for count, member in enumerate(tar, start=1):
+                if count > MAX_MEMBERS:
+                    raise BundleError(f"{path}: more than {MAX_MEMBERS} members")
+                name = member.name
+                parts = Path(name).parts
+                if name.startswith("/") or ".." in parts:
+                    raise BundleError(f"{path}: unsafe member path {name!r}")
+                if member.issym() or member.islnk():
+                    raise BundleError(f"{path}: member {name!r} is a link; links are refused")
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise BundleError(f"{path}: member {name!r} is not a regular file")
+                total += member.size
+                if member.size > MAX_FILE_BYTES or total > MAX_BUNDLE_BYTES:
+                    raise BundleError(f"{path}: member {name!r} is too large ({member.size} bytes)")
+                handle = tar.extractfile(member)
+                if handle is None:
+                    continue
+                data = handle.read()
+                if len(data) != member.size:
+                    raise BundleError(f"{path}: member {name!r} is truncated")
+                # a bundle may wrap the files in one top directory (tar -C .. dir)
+                files[parts[-1]] = _decode(f"{path}:{name}", data)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise BundleError(f"{path}: corrupt or truncated bundle ({e})") from e
+    return files
