@@ -1,1 +1,27 @@
-"""Read-only collectors: one module per kernel or API source, each returning text or a reason."""
+"""Read-only collectors: one module per kernel or API source.
+
+Each node collector module exposes ``collect(ctx: CollectContext) -> None``: it stores the text the
+stock tool would print under its capture-file name (``ctx.files``) and says, per source, "ok" or
+"unavailable: <reason>" (``ctx.sources``). Collectors never write kernel state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CollectContext:
+    """Where collectors put what they read, and where they say what they could not read."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    netns: str | None = None  # collect inside this named network namespace (tests, debugging)
+
+    def ok(self, source: str, filename: str | None = None, text: str | None = None) -> None:
+        if filename is not None and text is not None:
+            self.files[filename] = text
+        self.sources[source] = "ok"
+
+    def unavailable(self, source: str, reason: str) -> None:
+        self.sources[source] = f"unavailable: {reason}"

@@ -1,0 +1,67 @@
+"""ClusterState: the API objects that decide what a node should have programmed.
+
+Objects are kept as the plain JSON dicts ``kubectl get -o json`` prints (the same from a live
+client via ``ApiClient.sanitize_for_serialization``), so live and offline reads are identical.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from kubectl_proxydoctor.errors import ParseError
+
+
+@dataclass
+class ClusterState:
+    """Services, EndpointSlices, Nodes and kube-proxy's config as the API returned them."""
+
+    services: list[dict] = field(default_factory=list)
+    endpointslices: list[dict] = field(default_factory=list)
+    nodes: list[dict] = field(default_factory=list)
+    configmaps: list[dict] = field(default_factory=list)  # kube-proxy / cilium-config
+    daemonsets: list[dict] = field(default_factory=list)  # kube-proxy / cilium
+    sources: dict[str, str] = field(default_factory=dict)  # "list services" -> "ok" | "forbidden: ..."
+    origin: str = "live"
+
+    _KINDS = {
+        "Service": "services",
+        "EndpointSlice": "endpointslices",
+        "Node": "nodes",
+        "ConfigMap": "configmaps",
+        "DaemonSet": "daemonsets",
+    }
+
+    @classmethod
+    def from_list(cls, doc: object, origin: str = "api.json") -> ClusterState:
+        """Build from a v1 List (``kubectl get ... -o json``), as found in a capture's api.json."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+            raise ParseError(origin, "expected a Kubernetes List object with 'items'")
+        state = cls(origin=origin)
+        for i, item in enumerate(doc["items"]):
+            if not isinstance(item, dict) or not isinstance(item.get("metadata"), dict):
+                raise ParseError(origin, f"item {i} is not a Kubernetes object")
+            attr = cls._KINDS.get(str(item.get("kind")))
+            if attr:
+                getattr(state, attr).append(item)
+        for attr in cls._KINDS.values():
+            state.sources[f"list {attr}"] = "ok"
+        return state
+
+    @classmethod
+    def from_json_text(cls, text: str, origin: str = "api.json") -> ClusterState:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ParseError(origin, f"not valid JSON: {e.msg}", e.lineno) from e
+        return cls.from_list(doc, origin)
+
+    def to_list(self) -> dict:
+        items = [*self.services, *self.endpointslices, *self.nodes, *self.configmaps, *self.daemonsets]
+        return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}
+
+    def node(self, name: str | None) -> dict | None:
+        for n in self.nodes:
+            if n["metadata"].get("name") == name:
+                return n
+        return None

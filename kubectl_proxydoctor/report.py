@@ -1,0 +1,78 @@
+"""NodeReport: the result of analysing one node, as `check`, `svc`, JSON and the TUI show it.
+
+The JSON form is the stable interface described in README "JSON report".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kubectl_proxydoctor.errors import EXIT_DRIFT, EXIT_OK, EXIT_UNREADABLE
+from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
+
+PortStatus = Literal["ok", "drift", "not-programmed", "not-expected"]
+
+
+@dataclass
+class ServiceStatus:
+    """One service port on this node: what the API expects next to what was programmed."""
+
+    name: ServicePortName
+    status: PortStatus
+    service_type: str = ""
+    frontends: list[str] = field(default_factory=list)
+    expected_endpoints: list[str] = field(default_factory=list)
+    programmed_endpoints: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "service": self.name.service,
+            "port": self.name.port,
+            "protocol": self.name.protocol,
+            "type": self.service_type,
+            "status": self.status,
+            "frontends": list(self.frontends),
+            "expected_endpoints": list(self.expected_endpoints),
+            "programmed_endpoints": list(self.programmed_endpoints),
+        }
+
+
+@dataclass
+class NodeReport:
+    """Everything known about one node after analysis."""
+
+    node: str | None
+    mode: str  # iptables | ipvs | nftables | unknown (or "cilium")
+    modes_found: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    services: list[ServiceStatus] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    views: list[ProgrammedView] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. "API forbidden: node-only checks"
+    snapshot: Any = None  # NodeSnapshot
+    cluster: Any = None  # ClusterState | None
+
+    @property
+    def partial(self) -> bool:
+        """True when a source that was asked for could not be read."""
+        return any(not str(v).startswith("ok") for v in self.sources.values() if v)
+
+    @property
+    def exit_code(self) -> int:
+        if any(f.severity == "error" for f in self.findings):
+            return EXIT_DRIFT
+        if self.partial and self.cluster is None:
+            return EXIT_UNREADABLE
+        return EXIT_OK
+
+    def to_json(self) -> dict:
+        return {
+            "node": self.node,
+            "mode": self.mode,
+            "modes_found": list(self.modes_found),
+            "sources": dict(self.sources),
+            "notes": list(self.notes),
+            "services": [s.to_json() for s in self.services],
+            "findings": [f.to_json() for f in self.findings],
+        }
