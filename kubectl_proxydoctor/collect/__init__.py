@@ -17,6 +17,7 @@ class CollectContext:
     files: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     netns: str | None = None  # collect inside this named network namespace (tests, debugging)
+    meta: dict = field(default_factory=dict)  # extra facts merged into meta.json (e.g. HTTP status)
 
     def ok(self, source: str, filename: str | None = None, text: str | None = None) -> None:
         if filename is not None and text is not None:
