@@ -107,7 +107,7 @@ class NodeSnapshot:
             raise BundleError(f"{path}: no such file or directory")
         if path.is_dir():
             files = _read_directory(path)
-        elif tarfile.is_tarfile(path) if path.is_file() else False:
+        elif path.is_file() and _looks_like_tar(path):
             files = _read_tar(path)
         else:
             raise BundleError(f"{path}: not a capture directory or a .tar.gz bundle")
@@ -131,6 +131,18 @@ class NodeSnapshot:
             sources.setdefault(name, "ok")
         return cls(files=files, sources={str(k): str(v) for k, v in sources.items()}, meta=meta,
                    origin=origin)
+
+
+def _looks_like_tar(path: Path) -> bool:
+    """A tar or compressed tar by content; a truncated one counts, so its error names the damage."""
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return True
+    try:
+        return tarfile.is_tarfile(path)
+    except (tarfile.TarError, EOFError, OSError):
+        return False
 
 
 def _decode(name: str, data: bytes) -> str:

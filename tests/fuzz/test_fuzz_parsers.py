@@ -1,0 +1,83 @@
+"""Every parser, fed random and mutated real inputs, returns or raises the tool's own error.
+
+`make test` runs a short deterministic pass; `make fuzz` sets PROXYDOCTOR_FUZZ_EXAMPLES=100000.
+Parsers are listed by import path so a parser that does not exist yet is skipped, by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+from tests.fuzz.strategies import FUZZ_SETTINGS, inputs
+
+FIX = Path(__file__).parents[1] / "fixtures"
+
+# (label, "module:function", seed capture file); the function takes the text (and maybe more)
+PARSERS = [
+    ("metrics", "kubectl_proxydoctor.nodeinfo:parse_metrics", "iptables/sync-failing/kube-proxy-metrics.txt"),
+    ("sysctl", "kubectl_proxydoctor.nodeinfo:parse_sysctl", "iptables/healthy/sysctl.txt"),
+    ("ip-addr", "kubectl_proxydoctor.nodeinfo:parse_ip_addr_json", "iptables/healthy/ip-addr.json"),
+    ("healthz", "kubectl_proxydoctor.nodeinfo:parse_healthz",
+     "iptables/sync-failing/kube-proxy-healthz.json"),
+    ("api.json", "kubectl_proxydoctor.cluster:ClusterState.from_json_text", "iptables/healthy/api.json"),
+]
+
+
+def _resolve(path: str):
+    module_name, _, attr = path.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        pytest.skip(f"{module_name} does not exist ({e})")
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _fuzz(parse, seed: str):
+    @FUZZ_SETTINGS
+    @given(inputs(seed))
+    def run(text: str) -> None:
+        try:
+            parse(text)
+        except ProxyDoctorError:
+            pass
+
+    run()
+
+
+@pytest.mark.parametrize("label,path,seed", PARSERS, ids=[p[0] for p in PARSERS])
+def test_parser_never_raises_foreign_errors(label, path, seed):
+    _fuzz(_resolve(path), (FIX / seed).read_text())
+
+
+def _tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@FUZZ_SETTINGS
+@given(st.binary(max_size=2000), st.integers(min_value=0, max_value=4000))
+def test_bundle_loader_on_corrupt_bytes(tmp_path_factory, junk, cut):
+    real = _tar_of({"capture/meta.json": b'{"node": "n"}', "capture/kernel.txt": b"6.1.0\n"})
+    path = tmp_path_factory.mktemp("b") / "node.tar.gz"
+    for data in (junk, real[:cut], real[:cut] + junk):
+        path.write_bytes(data)
+        try:
+            NodeSnapshot.load(path)
+        except ProxyDoctorError:
+            pass
