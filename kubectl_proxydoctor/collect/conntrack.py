@@ -1,0 +1,23 @@
+"""conntrack collector (optional, --conntrack): `conntrack -L -o extended` -> conntrack.txt.
+
+Bounded: at most MAX_BYTES of output is kept (whole lines); when cut, meta.json says so.
+"""
+
+from __future__ import annotations
+
+from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.collect.node import run_tool
+
+MAX_BYTES = 64 * 1024 * 1024
+
+
+def collect(ctx: CollectContext, max_bytes: int = MAX_BYTES) -> None:
+    """Store the conntrack table (read-only listing)."""
+    res = run_tool(["conntrack", "-L", "-o", "extended"], ctx.netns, timeout=60, max_bytes=max_bytes)
+    if not res.ok:
+        ctx.unavailable("conntrack", res.error or "failed")
+        return
+    ctx.ok("conntrack", "conntrack.txt", res.stdout)
+    if res.truncated:
+        ctx.sources["conntrack"] = f"ok (truncated to the first {max_bytes} bytes)"
+        ctx.meta["conntrack_truncated"] = True

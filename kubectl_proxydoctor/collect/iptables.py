@@ -1,0 +1,96 @@
+"""iptables collector: which backends hold rules, and each backend's save output (read-only).
+
+Backends are found without side effects: ``/proc/net/ip_tables_names`` (legacy x_tables loaded
+and which tables exist) and ``nft list tables`` (tables iptables-nft made). The save commands run
+without ``-t`` (naming a table creates it). A legacy save is only run when the legacy module is
+loaded (the names file exists): with the module loaded and no tables it prints nothing and creates
+nothing (tests/test_readonly.py proves it); without the module it would try to load it.
+"""
+
+from __future__ import annotations
+
+from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.collect.node import read_files, run_tool
+
+IPTABLES_TABLES = {"filter", "nat", "mangle", "raw", "security"}
+NAMES_FILES = {4: ("/proc/net/ip_tables_names", "ip_tables_names.txt"),
+               6: ("/proc/net/ip6_tables_names", "ip6_tables_names.txt")}
+
+
+def nft_iptables_tables(nft_list_tables: str) -> dict[int, set[str]]:
+    """Tables iptables-nft would show, from `nft list tables` (family ip -> 4, ip6 -> 6)."""
+    out: dict[int, set[str]] = {4: set(), 6: set()}
+    for line in nft_list_tables.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "table" and parts[1] in ("ip", "ip6") \
+                and parts[2] in IPTABLES_TABLES:
+            out[4 if parts[1] == "ip" else 6].add(parts[2])
+    return out
+
+
+def _tool(family: int, backend: str) -> str:
+    return f"{'ip6tables' if family == 6 else 'iptables'}-{backend}-save"
+
+
+def _default_backend(ctx: CollectContext) -> str | None:
+    """The backend `iptables -V` reports ("nft" or "legacy"); None when it cannot tell."""
+    res = run_tool(["iptables", "-V"], ctx.netns, timeout=5)
+    if not res.ok:
+        return None
+    text = res.stdout + res.stderr
+    if "nf_tables" in text:
+        return "nft"
+    if "legacy" in text:
+        return "legacy"
+    return None
+
+
+def collect(ctx: CollectContext) -> None:
+    """Store ip(6)_tables_names.txt and ip(6)tables-{nft,legacy}-save.txt (+ the default backend's)."""
+    reads = read_files([path for path, _ in NAMES_FILES.values()], ctx.netns)
+    legacy_loaded: dict[int, bool] = {}
+    for family, (path, filename) in NAMES_FILES.items():
+        got = reads[path]
+        legacy_loaded[family] = got.text is not None
+        if got.text is not None:
+            ctx.ok(f"{path}", filename, got.text)
+        elif got.missing:
+            ctx.unavailable(path, "does not exist: legacy iptables (x_tables) not loaded, so no legacy rules")
+        else:
+            ctx.unavailable(path, got.error or "unreadable")
+
+    nft_tables: dict[int, set[str]] | None = None
+    listed = run_tool(["nft", "list", "tables"], ctx.netns, timeout=10)
+    if listed.ok:
+        nft_tables = nft_iptables_tables(listed.stdout)
+        ctx.sources["nft list tables"] = "ok"
+    else:
+        ctx.unavailable("nft list tables", listed.error or "failed")
+
+    default = _default_backend(ctx)
+    ctx.meta.setdefault("iptables_backends", {})
+    for family in (4, 6):
+        prefix = "ip6tables" if family == 6 else "iptables"
+        for backend in ("nft", "legacy"):
+            tool = _tool(family, backend)
+            filename = f"{prefix}-{backend}-save.txt"
+            if backend == "legacy" and not legacy_loaded[family]:
+                ctx.unavailable(tool, "not run: legacy x_tables not loaded (running it could load it)")
+                continue
+            res = run_tool([tool], ctx.netns)
+            if not res.ok:
+                ctx.unavailable(tool, res.error or "failed")
+                continue
+            ctx.ok(tool, filename, res.stdout)
+            if backend == default:
+                ctx.files[f"{prefix}-save.txt"] = res.stdout
+            tables = _tables_in(res.stdout)
+            ctx.meta["iptables_backends"][f"{prefix}-{backend}"] = sorted(tables)
+        if nft_tables is not None:
+            ctx.meta["iptables_backends"].setdefault(f"{prefix}-nft", sorted(nft_tables[family]))
+    if default:
+        ctx.meta["iptables_default_backend"] = default
+
+
+def _tables_in(save_text: str) -> set[str]:
+    return {line[1:].strip() for line in save_text.splitlines() if line.startswith("*")}

@@ -1,0 +1,209 @@
+"""collect_node: run every node collector (read-only) and return a NodeSnapshot.
+
+Also holds the small helpers collectors share: running a stock tool (inside a named network
+namespace when asked) and reading /proc files, with failures turned into one-line reasons.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+# collectors in the order they run; modules that do not exist (yet) are skipped
+COLLECTOR_MODULES = ("kernel", "sysctl", "addresses", "iptables", "nftables", "ipvs", "kube_proxy",
+                     "conntrack")
+OPTIONAL_MODULES = {"conntrack"}  # only with --conntrack
+NEEDS_ROOT = "needs root (CAP_NET_ADMIN)"
+DEFAULT_TIMEOUT = 20.0
+
+
+@dataclass
+class ToolResult:
+    """What a tool printed, or why it could not run (``error`` set, one line)."""
+
+    stdout: str = ""
+    stderr: str = ""
+    rc: int = 0
+    error: str | None = None
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def netns_prefix(netns: str | None) -> list[str]:
+    return ["ip", "netns", "exec", netns] if netns else []
+
+
+def _permission_problem(text: str) -> bool:
+    low = text.lower()
+    return any(s in low for s in ("permission denied", "must be root", "operation not permitted",
+                                  "cannot open network namespace"))
+
+
+def run_tool(argv: list[str], netns: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
+             max_bytes: int | None = None) -> ToolResult:
+    """Run a read-only tool (in ``netns`` when given); never raises for expected failures."""
+    if shutil.which(argv[0]) is None:
+        return ToolResult(rc=127, error=f"{argv[0]} not found")
+    if netns and shutil.which("ip") is None:
+        return ToolResult(rc=127, error="ip not found (needed to enter the network namespace)")
+    full = netns_prefix(netns) + argv
+    try:
+        if max_bytes is None:
+            proc = subprocess.run(full, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            out, err, rc, truncated = proc.stdout, proc.stderr, proc.returncode, False
+        else:
+            out, err, rc, truncated = _run_bounded(full, timeout, max_bytes)
+    except subprocess.TimeoutExpired:
+        return ToolResult(rc=124, error=f"{argv[0]} timed out after {timeout:.0f} s")
+    except OSError as e:
+        return ToolResult(rc=126, error=f"{argv[0]}: {e.strerror or e}")
+    stdout = out.decode("utf-8", errors="replace")
+    stderr = err.decode("utf-8", errors="replace").strip()
+    result = ToolResult(stdout, stderr, rc, truncated=truncated)
+    if rc != 0 and not truncated:
+        first = stderr.splitlines()[0] if stderr else f"exit status {rc}"
+        if _permission_problem(stderr) or (os.geteuid() != 0 and rc != 0 and not stdout):
+            result.error = f"{NEEDS_ROOT}: {argv[0]}: {first}"
+        else:
+            result.error = f"{argv[0]} failed: {first}"
+    return result
+
+
+def _run_bounded(argv: list[str], timeout: float, max_bytes: int) -> tuple[bytes, bytes, int, bool]:
+    """Read at most ``max_bytes`` of stdout, then stop the tool (for huge conntrack tables)."""
+    import selectors
+    import time
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = bytearray(), bytearray()
+    truncated = False
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    try:
+        open_streams = 2
+        while open_streams:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(argv, timeout)
+            for key, _ in sel.select(remaining):
+                chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                (out if key.fileobj is proc.stdout else err).extend(chunk)
+            if len(out) > max_bytes:
+                truncated = True
+                del out[max_bytes:]
+                cut = out.rfind(b"\n")
+                del out[cut + 1:]
+                break
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return bytes(out), bytes(err), proc.returncode, truncated
+
+
+_READ_SCRIPT = """
+import json, sys
+out = {}
+for p in sys.argv[1:]:
+    try:
+        with open(p, 'rb') as f:
+            out[p] = {'data': f.read().decode('utf-8', 'replace')}
+    except OSError as e:
+        out[p] = {'errno': e.errno, 'error': e.strerror or str(e)}
+print(json.dumps(out))
+"""
+
+
+@dataclass
+class FileRead:
+    """One file read: its text, or errno/error when it could not be read."""
+
+    text: str | None = None
+    errno: int | None = None
+    error: str | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.errno == 2  # ENOENT
+
+
+def read_files(paths: list[str], netns: str | None = None) -> dict[str, FileRead]:
+    """Read files (per-netns ones such as /proc/net/* and /proc/sys/net/* from inside ``netns``)."""
+    if not netns:
+        out: dict[str, FileRead] = {}
+        for p in paths:
+            try:
+                with open(p, "rb") as f:
+                    out[p] = FileRead(text=f.read().decode("utf-8", "replace"))
+            except OSError as e:
+                out[p] = FileRead(errno=e.errno, error=e.strerror or str(e))
+        return out
+    res = run_tool([sys.executable, "-c", _READ_SCRIPT, *paths], netns)
+    if not res.ok:
+        return {p: FileRead(errno=-1, error=res.error) for p in paths}
+    try:
+        doc = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        return {p: FileRead(errno=-1, error="could not read inside the namespace") for p in paths}
+    return {p: FileRead(text=v.get("data"), errno=v.get("errno"), error=v.get("error"))
+            for p, v in doc.items()}
+
+
+def _load_collector(name: str):
+    try:
+        return importlib.import_module(f"kubectl_proxydoctor.collect.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"kubectl_proxydoctor.collect.{name}":
+            return None
+        raise
+
+
+def collect_node(netns: str | None = None, with_conntrack: bool = False,
+                 node_name: str | None = None) -> NodeSnapshot:
+    """Read this node's kube-proxy state (read-only) into a NodeSnapshot."""
+    ctx = CollectContext(netns=netns)
+    ran: list[str] = []
+    for name in COLLECTOR_MODULES:
+        if name in OPTIONAL_MODULES and not with_conntrack:
+            continue
+        module = _load_collector(name)
+        if module is None or not hasattr(module, "collect"):
+            continue
+        try:
+            module.collect(ctx)
+        except Exception as e:  # a collector bug must not hide what the others read
+            ctx.unavailable(name, f"collector failed: {type(e).__name__}: {e}")
+        ran.append(name)
+    meta = {
+        "node": node_name or socket.gethostname(),
+        "captured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "collected_by": "kubectl-proxydoctor collect",
+        "collectors": ran,
+    }
+    if netns:
+        meta["netns"] = netns
+    meta.update(ctx.meta)
+    return NodeSnapshot(files=dict(ctx.files), sources=dict(ctx.sources), meta=meta, origin="live")
