@@ -1,0 +1,512 @@
+"""kube-proxy's nftables layout (pkg/proxy/nftables/proxier.go) into the programmed view.
+
+Frontends come from the dispatch maps (``service-ips``, ``service-nodeports``,
+``no-endpoint-services``, ``no-endpoint-nodeports``, ``firewall-ips``); service ports are named by
+kube-proxy's chain names (``service-HASH-ns/svc/proto/port``) or, for no-endpoint elements, by the
+element comment (``ns/svc:port``); endpoints come from the ``dnat to`` rule of each
+``endpoint-HASH-...__ip/port`` chain reached through ``numgen random mod N vmap {...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.model import (
+    Endpoint,
+    Frontend,
+    ProgrammedPort,
+    ProgrammedView,
+    ServicePortName,
+    Target,
+)
+from kubectl_proxydoctor.modes.nftables.model import NftChain, NftElement, NftRule, NftRuleset, NftTable
+from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text, proto_name
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+CHAIN_PREFIXES = ("service", "local", "external", "firewall", "endpoint", "affinity")
+CHAIN_RE = re.compile(r"^(service|local|external|firewall|endpoint|affinity)-([A-Z2-7]{8})-(.+)$")
+COMMENT_RE = re.compile(r"^(?P<ns>[^/\s]+)/(?P<svc>[^:\s]+)(?::(?P<port>\S+))?$")
+KUBE_PROXY_MARKERS = ("service-ips", "services", "nat-prerouting", "mark-for-masquerade")
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class ChainName:
+    """A kube-proxy service/endpoint chain or set name, split into its parts."""
+
+    prefix: str
+    hash: str
+    name: ServicePortName
+    endpoint: str | None  # "ip/port" part of endpoint- and affinity- names
+    full: str
+
+    @property
+    def hash_ok(self) -> bool:
+        """Whether the 8-char hash is kube-proxy's hash of the rest of the name."""
+        base = self.full.split("-", 2)[2]
+        return chain_hash(base) == self.hash
+
+
+def chain_hash(base: str) -> str:
+    """kube-proxy's hashAndTruncate prefix: base32(sha256(name))[:8]."""
+    return base64.b32encode(hashlib.sha256(base.encode()).digest()).decode()[:8]
+
+
+def parse_chain_name(name: str) -> ChainName | None:
+    """Split ``service-HASH-ns/svc/proto/port[__ip/port]``; None when it is not such a name."""
+    m = CHAIN_RE.match(name)
+    if not m:
+        return None
+    prefix, hsh, rest = m.groups()
+    svc_part, _, ep_part = rest.partition("__")
+    parts = svc_part.split("/")
+    if len(parts) != 4:
+        return None
+    ns, svc, proto, port = parts
+    return ChainName(prefix, hsh, ServicePortName(ns, svc, port, proto.upper()), ep_part or None, name)
+
+
+def parse_comment_name(comment: str | None, protocol: str) -> ServicePortName | None:
+    """``ns/svc:port`` (kube-proxy's ServicePortName string) from an element comment."""
+    if not comment:
+        return None
+    m = COMMENT_RE.match(comment.strip())
+    if not m:
+        return None
+    return ServicePortName(m["ns"], m["svc"], m["port"] or "", protocol.upper())
+
+
+@dataclass
+class Interpretation:
+    """What interpretation found beyond the view: problems nothing else would show."""
+
+    problems: list[str] = field(default_factory=list)
+
+
+def load_ruleset(snapshot: NodeSnapshot) -> NftRuleset | None:
+    """The parsed nft-ruleset.json of a snapshot (cached on it), or None when not captured."""
+    text = snapshot.text("nft-ruleset.json")
+    if text is None:
+        return None
+    cache = snapshot.__dict__.setdefault("_nft_cache", {})
+    key = (id(text), len(text))
+    if key not in cache:
+        cache.clear()
+        cache[key] = parse_ruleset_text(text, "nft-ruleset.json")
+    return cache[key]
+
+
+def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
+    """One view per kube-proxy table (``ip`` then ``ip6``) in the snapshot's nft-ruleset.json."""
+    ruleset = load_ruleset(snapshot)
+    if ruleset is None:
+        return []
+    return interpret_ruleset(ruleset, lb_ips=_api_lb_ips(snapshot))
+
+
+def interpret_ruleset(ruleset: NftRuleset, lb_ips: set[str] | None = None) -> list[ProgrammedView]:
+    views = []
+    for table in ruleset.kube_proxy_tables():
+        check_is_kube_proxy(table, ruleset.source)
+        views.append(interpret_table(table, ruleset, lb_ips or set()))
+    return views
+
+
+def view_source(table: NftTable) -> str:
+    return "nftables" if table.family == "ip" else "nftables-ip6"
+
+
+def check_is_kube_proxy(table: NftTable, source: str) -> None:
+    """Refuse a table named kube-proxy that has objects but none of kube-proxy's own."""
+    if not table.chains and not table.sets:
+        return
+    if not any(m in table.chains or m in table.sets for m in KUBE_PROXY_MARKERS):
+        raise ParseError(source, f"{table.label} is not kube-proxy's: it has none of "
+                                 f"{', '.join(KUBE_PROXY_MARKERS)}")
+
+
+def interpret_table(table: NftTable, ruleset: NftRuleset, lb_ips: set[str]) -> ProgrammedView:
+    """Build the programmed view of one kube-proxy table."""
+    view = ProgrammedView(mode="nftables", source=view_source(table), raw=ruleset)
+    state = _TableInterpreter(table, view, lb_ips)
+    state.run()
+    ruleset.__dict__.setdefault("problems", {})[table.key] = state.problems
+    return view
+
+
+def table_problems(ruleset: NftRuleset, family: str) -> list[str]:
+    """Problems found while interpreting the kube-proxy table of one family."""
+    return ruleset.__dict__.get("problems", {}).get((family, "kube-proxy"), [])
+
+
+class _TableInterpreter:
+    def __init__(self, table: NftTable, view: ProgrammedView, lb_ips: set[str]) -> None:
+        self.table = table
+        self.view = view
+        self.family = 4 if table.family == "ip" else 6
+        self.lb_ips = lb_ips
+        self.problems: list[str] = []
+        self.cluster_ips = {el.key[0] for el in self._set_elements("cluster-ips")}
+        self.firewalled: dict[tuple, NftElement] = {el.key: el for el in self._set_elements("firewall-ips")}
+        self._targets_cache: dict[str, tuple[list[Target], str | None]] = {}
+
+    # -- map walking -----------------------------------------------------------------------------
+
+    def _set_elements(self, name: str) -> list[NftElement]:
+        nset = self.table.sets.get(name)
+        return nset.elements if nset else []
+
+    def run(self) -> None:
+        for el in self._set_elements("service-ips"):
+            ip, proto, port = self._ip_key(el, "service-ips")
+            if ip is None:
+                continue
+            chain = _verdict_chain(el.value)
+            cname = parse_chain_name(chain) if chain else None
+            if cname is None:
+                self.problems.append(f"service-ips element {el.text()} does not go to a kube-proxy "
+                                     "service/local/external chain")
+                continue
+            kind = self._ip_kind(ip, proto, port, cname.prefix)
+            fe = self._frontend(cname.name, kind, ip, port, proto)
+            fe.evidence.append(f"map service-ips: {el.text()}")
+            self._fill_from_chain(fe, chain)
+        for el in self._set_elements("service-nodeports"):
+            proto, port = self._port_key(el, "service-nodeports")
+            if proto is None:
+                continue
+            chain = _verdict_chain(el.value)
+            cname = parse_chain_name(chain) if chain else None
+            if cname is None:
+                self.problems.append(f"service-nodeports element {el.text()} does not go to a kube-proxy "
+                                     "external chain")
+                continue
+            fe = self._frontend(cname.name, "node-port", None, port, proto)
+            fe.evidence.append(f"map service-nodeports: {el.text()}")
+            self._fill_from_chain(fe, chain)
+        for el in self._set_elements("no-endpoint-services"):
+            ip, proto, port = self._ip_key(el, "no-endpoint-services")
+            if ip is None:
+                continue
+            name = self._name_from_comment(el, proto, "no-endpoint-services")
+            if name is None:
+                continue
+            kind = "cluster-ip" if ip in self.cluster_ips else self._external_kind(ip, proto, port)
+            fe = self._frontend(name, kind, ip, port, proto)
+            fe.no_endpoints = _no_endpoint_verdict(el.value)
+            fe.evidence.append(f"map no-endpoint-services: {el.text()}")
+        for el in self._set_elements("no-endpoint-nodeports"):
+            proto, port = self._port_key(el, "no-endpoint-nodeports")
+            if proto is None:
+                continue
+            name = self._name_from_comment(el, proto, "no-endpoint-nodeports")
+            if name is None:
+                continue
+            fe = self._frontend(name, "node-port", None, port, proto)
+            fe.no_endpoints = _no_endpoint_verdict(el.value)
+            fe.evidence.append(f"map no-endpoint-nodeports: {el.text()}")
+        for key, el in self.firewalled.items():
+            self._apply_firewall(key, el)
+
+    def _ip_key(self, el: NftElement, where: str) -> tuple:
+        if len(el.key) != 3 or not isinstance(el.key[2], int):
+            self.problems.append(f"{where} element {el.key_text()}: key is not ip . proto . port")
+            return (None, None, None)
+        return (str(el.key[0]), proto_name(el.key[1]).upper(), el.key[2])
+
+    def _port_key(self, el: NftElement, where: str) -> tuple:
+        if len(el.key) != 2 or not isinstance(el.key[1], int):
+            self.problems.append(f"{where} element {el.key_text()}: key is not proto . port")
+            return (None, None)
+        return (proto_name(el.key[0]).upper(), el.key[1])
+
+    def _name_from_comment(self, el: NftElement, proto: str, where: str) -> ServicePortName | None:
+        name = parse_comment_name(el.comment, proto)
+        if name is None:
+            self.problems.append(f"{where} element {el.text()} has no 'ns/svc:port' comment naming "
+                                 "its service port")
+        return name
+
+    def _ip_kind(self, ip: str, proto: str, port: int, prefix: str) -> str:
+        if prefix in ("service", "local") and (ip in self.cluster_ips or not self.cluster_ips):
+            return "cluster-ip"
+        if prefix in ("service", "local"):
+            return "cluster-ip"
+        return self._external_kind(ip, proto, port)
+
+    def _external_kind(self, ip: str, proto: str, port: int) -> str:
+        if ip in self.lb_ips or (ip, proto.lower(), port) in self.firewalled:
+            return "load-balancer"
+        return "external-ip"
+
+    def _frontend(self, name: ServicePortName, kind: str, ip: str | None, port: int, proto: str) -> Frontend:
+        if name.protocol != proto:
+            self.problems.append(f"{name}: chain protocol {name.protocol} but map key protocol {proto}")
+        pp = self.view.add(ProgrammedPort(name, self.family))
+        for fe in pp.frontends:
+            if fe.kind == kind and fe.ip == ip and fe.port == port and fe.protocol == proto:
+                return fe
+        fe = Frontend(kind=kind, ip=ip, port=port, protocol=proto)  # type: ignore[arg-type]
+        pp.frontends.append(fe)
+        return fe
+
+    # -- chains ----------------------------------------------------------------------------------
+
+    def _fill_from_chain(self, fe: Frontend, chain_name: str) -> None:
+        chain = self.table.chains.get(chain_name)
+        if chain is None:
+            self.problems.append(f"{fe.address}: map element goes to missing chain {chain_name}")
+            return
+        cname = parse_chain_name(chain_name)
+        fe.evidence.extend(_chain_evidence(chain))
+        if cname and cname.prefix == "local":
+            fe.policy = "local"
+        if cname and cname.prefix == "external":
+            final = _final_goto(chain)
+            if final and (pc := parse_chain_name(final)) and pc.prefix == "local":
+                fe.policy = "local"
+            elif final is None and any(_is_short_circuit(r) for r in chain.rules):
+                fe.policy = "local"  # eTP Local without local endpoints: only short-circuits remain
+            fe.masquerade = _external_masquerade(chain)
+            if final and final in self.table.chains:
+                fe.evidence.extend(_chain_evidence(self.table.chains[final]))
+                policy_chain = self.table.chains[final]
+            else:
+                policy_chain = None
+        else:
+            policy_chain = chain
+        if policy_chain is not None:
+            if not fe.masquerade:
+                fe.masquerade = _internal_masquerade(policy_chain)
+            fe.affinity_seconds = self._affinity(policy_chain)
+        targets, problem = self._targets(chain_name, 0)
+        if problem:
+            self.problems.append(f"{fe.address} ({chain_name}): {problem}")
+        fe.targets = targets
+
+    def _targets(self, chain_name: str, depth: int) -> tuple[list[Target], str | None]:
+        """Where new connections entering ``chain_name`` end, with their probabilities."""
+        if chain_name in self._targets_cache:
+            cached, problem = self._targets_cache[chain_name]
+            return [Target(t.endpoint, t.probability, evidence=list(t.evidence)) for t in cached], problem
+        if depth > MAX_DEPTH:
+            return [], f"chain loop through {chain_name}"
+        chain = self.table.chains.get(chain_name)
+        if chain is None:
+            return [], f"goes to missing chain {chain_name}"
+        result: tuple[list[Target], str | None] = ([], None)
+        for rule in chain.rules:
+            numgen = _numgen_vmap(rule)
+            if numgen is not None:
+                mod, entries = numgen
+                targets: list[Target] = []
+                problem = None
+                if mod != len(entries) or sorted(k for k, _ in entries) != list(range(len(entries))):
+                    problem = (f"numgen random mod {mod} but {len(entries)} vmap entries "
+                               f"({', '.join(str(k) for k, _ in entries)})")
+                for key, target in entries:
+                    share = (1.0 / mod) if (mod and 0 <= key < mod) else 0.0
+                    sub, sub_problem = self._targets(target, depth + 1)
+                    problem = problem or sub_problem
+                    for t in sub:
+                        t.probability *= share
+                        t.evidence.insert(0, f"{chain_name}: {rule.text}")
+                        targets.append(t)
+                result = (targets, problem)
+                break
+            dnat = _dnat(rule)
+            if dnat is not None:
+                ep = Endpoint(*dnat)
+                cname = parse_chain_name(chain_name)
+                problem = None
+                if cname and cname.endpoint and cname.endpoint != _name_endpoint(ep):
+                    problem = f"chain {chain_name} DNATs to {ep}, not the endpoint its name says"
+                result = ([Target(ep, 1.0, evidence=[f"{chain_name}: {rule.text}"])], problem)
+                break
+            target = _unconditional_goto(rule)
+            if target is not None and not target.startswith("mark-for-masquerade"):
+                result = self._targets(target, depth + 1)
+                break
+        else:
+            cname = parse_chain_name(chain_name)
+            if cname and cname.prefix in ("service", "local", "endpoint") and not chain.rules:
+                result = ([], f"chain {chain_name} is empty (flushed)")
+            elif cname and cname.prefix == "endpoint":
+                result = ([], f"endpoint chain {chain_name} has no dnat rule")
+        self._targets_cache[chain_name] = result
+        return [Target(t.endpoint, t.probability, evidence=list(t.evidence)) for t in result[0]], result[1]
+
+    def _affinity(self, chain: NftChain) -> int | None:
+        for rule in chain.rules:
+            for stmt in rule.expr:
+                right = stmt.get("match", {}).get("right") if "match" in stmt else None
+                if isinstance(right, str) and right.startswith("@affinity-"):
+                    nset = self.table.sets.get(right[1:])
+                    if nset is not None and nset.timeout is not None:
+                        return nset.timeout
+                    self.problems.append(f"{chain.name}: affinity set {right} is missing or has no timeout")
+        return None
+
+    def _apply_firewall(self, key: tuple, el: NftElement) -> None:
+        if len(key) != 3:
+            self.problems.append(f"firewall-ips element {el.key_text()}: key is not ip . proto . port")
+            return
+        ip, proto, port = str(key[0]), proto_name(key[1]).upper(), key[2]
+        chain_name = _verdict_chain(el.value)
+        cname = parse_chain_name(chain_name) if chain_name else None
+        if cname is None:
+            self.problems.append(f"firewall-ips element {el.text()} does not go to a firewall- chain")
+            return
+        fe = self._frontend(cname.name, "load-balancer", ip, port, proto)
+        fe.evidence.append(f"map firewall-ips: {el.text()}")
+        chain = self.table.chains.get(chain_name)
+        if chain is None:
+            self.problems.append(f"{fe.address}: firewall-ips goes to missing chain {chain_name}")
+            return
+        fe.evidence.extend(_chain_evidence(chain))
+        for rule in chain.rules:
+            ranges = _allowed_sources(rule)
+            if ranges is not None:
+                fe.source_ranges = ranges
+
+
+# -- rule shapes kube-proxy writes -------------------------------------------------------------------
+
+
+def _verdict_chain(value: object) -> str | None:
+    if isinstance(value, dict):
+        for kind in ("goto", "jump"):
+            if isinstance(value.get(kind), dict):
+                return value[kind].get("target")
+    return None
+
+
+def _no_endpoint_verdict(value: object) -> str:
+    if isinstance(value, dict):
+        if "drop" in value:
+            return "drop"
+        if "reject" in value or _verdict_chain(value) == "reject-chain":
+            return "reject"
+        target = _verdict_chain(value)
+        if target:
+            return f"goto {target}"
+    return json.dumps(value)
+
+
+def _chain_evidence(chain: NftChain) -> list[str]:
+    return [f"{chain.name}: {r.text}" for r in chain.rules]
+
+
+def _numgen_vmap(rule: NftRule) -> tuple[int, list[tuple[int, str]]] | None:
+    for stmt in rule.expr:
+        vmap = stmt.get("vmap")
+        if not isinstance(vmap, dict):
+            continue
+        key = vmap.get("key")
+        if isinstance(key, dict) and "numgen" in key:
+            data = vmap.get("data")
+            entries = []
+            items = data.get("set") if isinstance(data, dict) else None
+            for item in items or []:
+                if isinstance(item, list) and len(item) == 2 and isinstance(item[0], int):
+                    target = _verdict_chain(item[1])
+                    if target:
+                        entries.append((item[0], target))
+            return int(key["numgen"].get("mod") or 0), entries
+    return None
+
+
+def _dnat(rule: NftRule) -> tuple[str, int] | None:
+    for stmt in rule.expr:
+        d = stmt.get("dnat")
+        if isinstance(d, dict) and isinstance(d.get("addr"), str) and isinstance(d.get("port"), int):
+            return d["addr"], d["port"]
+    return None
+
+
+def _unconditional_goto(rule: NftRule) -> str | None:
+    if len(rule.expr) == 1:
+        return _verdict_chain(rule.expr[0])
+    return None
+
+
+def _final_goto(chain: NftChain) -> str | None:
+    for rule in chain.rules:
+        target = _unconditional_goto(rule)
+        if target and target != "mark-for-masquerade" and "goto" in rule.expr[0]:
+            return target
+    return None
+
+
+def _is_short_circuit(rule: NftRule) -> bool:
+    return bool(rule.comment and rule.comment.startswith("short-circuit"))
+
+
+def _internal_masquerade(chain: NftChain) -> str:
+    for rule in chain.rules:
+        if not any(_verdict_chain(s) == "mark-for-masquerade" for s in rule.expr):
+            continue
+        for stmt in rule.expr:
+            m = stmt.get("match")
+            if isinstance(m, dict) and m.get("op") == "!=" and _is_saddr(m.get("left")):
+                from kubectl_proxydoctor.modes.nftables.render import render_expr
+
+                return f"from sources outside {render_expr(m.get('right'))} (off-cluster traffic)"
+            if isinstance(m, dict) and "fib" in (m.get("left") or {}):
+                return "from sources that are not local to this node"
+        return "always (masqueradeAll)"
+    return "never"
+
+
+def _external_masquerade(chain: NftChain) -> str:
+    for rule in chain.rules:
+        if rule.expr and _verdict_chain(rule.expr[-1]) == "mark-for-masquerade":
+            if len(rule.expr) == 1:
+                return "always (externalTrafficPolicy Cluster)"
+            return "only traffic from this node itself (externalTrafficPolicy Local keeps client IPs)"
+    return "never"
+
+
+def _is_saddr(expr: object) -> bool:
+    return isinstance(expr, dict) and expr.get("payload", {}).get("field") == "saddr"
+
+
+def _allowed_sources(rule: NftRule) -> list[str] | None:
+    """The loadBalancerSourceRanges of ``ip saddr != { ... } drop``."""
+    has_drop = any("drop" in s for s in rule.expr)
+    for stmt in rule.expr:
+        m = stmt.get("match")
+        if has_drop and isinstance(m, dict) and m.get("op") == "!=" and _is_saddr(m.get("left")):
+            from kubectl_proxydoctor.modes.nftables.render import render_expr
+
+            right = m.get("right")
+            items = right.get("set") if isinstance(right, dict) and "set" in right else [right]
+            return [render_expr(i) for i in items]
+    return None
+
+
+def _name_endpoint(ep: Endpoint) -> str:
+    return f"{ep.ip.replace(':', '.')}/{ep.port}"
+
+
+def _api_lb_ips(snapshot: NodeSnapshot) -> set[str]:
+    """LoadBalancer ingress IPs from a captured api.json (labels frontends only; optional)."""
+    text = snapshot.text("api.json")
+    if not text:
+        return set()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return set()
+    ips: set[str] = set()
+    for item in doc.get("items", []) if isinstance(doc, dict) else []:
+        if isinstance(item, dict) and item.get("kind") == "Service":
+            for ing in ((item.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+                if isinstance(ing, dict) and ing.get("ip"):
+                    ips.add(ing["ip"])
+    return ips

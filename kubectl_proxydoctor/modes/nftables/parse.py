@@ -1,0 +1,247 @@
+"""`nft -j` JSON (schema version 1) into an NftRuleset; anything malformed is a ParseError."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.modes.nftables.model import (
+    PROTO_NUMBERS,
+    KeyPart,
+    NftChain,
+    NftElement,
+    NftRule,
+    NftRuleset,
+    NftSet,
+    NftTable,
+)
+
+SUPPORTED_SCHEMA = 1
+# object kinds a listing may hold that we keep verbatim (not used for kube-proxy's layout)
+OTHER_KINDS = {"flowtable", "counter", "quota", "ct helper", "ct timeout", "ct expectation", "limit",
+               "secmark", "synproxy", "tunnel"}
+KNOWN_FAMILIES = {"ip", "ip6", "inet", "arp", "bridge", "netdev"}
+
+
+def parse_ruleset_text(text: str, source: str = "nft-ruleset.json") -> NftRuleset:
+    """Parse the text `nft -j list ruleset` (or `list table ...`) prints."""
+    if not text.strip():
+        raise ParseError(source, "empty file (expected the JSON `nft -j list ruleset` prints)")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        hint = " (truncated?)" if e.pos >= len(text.rstrip()) - 1 else ""
+        raise ParseError(source, f"not valid JSON{hint}: {e.msg}", e.lineno) from e
+    return parse_ruleset(doc, source)
+
+
+def parse_ruleset(doc: object, source: str = "nft-ruleset.json") -> NftRuleset:
+    """Build the ruleset from a decoded ``{"nftables": [...]}`` document."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
+        raise ParseError(source, 'expected a JSON object {"nftables": [...]} as `nft -j` prints')
+    rs = NftRuleset(source=source)
+    pending_rules: list[tuple[int, dict]] = []
+    pending_elements: list[tuple[int, dict]] = []
+    for i, item in enumerate(doc["nftables"]):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ParseError(source, f"item {i}: expected an object with exactly one key")
+        kind, body = next(iter(item.items()))
+        if kind == "metainfo":
+            _metainfo(rs, body, source)
+            continue
+        if not isinstance(body, dict):
+            raise ParseError(source, f"item {i} ({kind}): expected an object")
+        if kind == "table":
+            family, name = _family(body, i, kind, source), _str(body, "name", i, kind, source)
+            rs.tables[(family, name)] = NftTable(family, name, body.get("handle"), body.get("comment"))
+        elif kind == "chain":
+            table = _table(rs, body, i, kind, source)
+            chain = _chain(body, i, source)
+            table.chains[chain.name] = chain
+        elif kind in ("set", "map"):
+            table = _table(rs, body, i, kind, source)
+            nset = _set(body, kind, i, source)
+            table.sets[nset.name] = nset
+        elif kind == "rule":
+            pending_rules.append((i, body))
+        elif kind == "element":
+            pending_elements.append((i, body))
+        elif kind in OTHER_KINDS:
+            _table(rs, body, i, kind, source).others.append(item)
+        else:
+            raise ParseError(source, f"item {i}: unknown object kind {kind!r} (another nft version?)")
+    for i, body in pending_rules:
+        table = _table(rs, body, i, "rule", source)
+        chain_name = _str(body, "chain", i, "rule", source)
+        chain = table.chains.get(chain_name)
+        if chain is None:
+            raise ParseError(source, f"item {i}: rule for chain {chain_name!r}, which {table.label} "
+                                     "does not list")
+        expr = body.get("expr")
+        if not isinstance(expr, list) or not all(isinstance(e, dict) for e in expr):
+            raise ParseError(source, f"item {i}: rule in {chain_name!r} has no 'expr' list")
+        chain.rules.append(NftRule(table.family, table.name, chain_name, body.get("handle"), expr,
+                                   body.get("comment")))
+    for i, body in pending_elements:
+        table = _table(rs, body, i, "element", source)
+        name = _str(body, "name", i, "element", source)
+        nset = table.sets.get(name)
+        if nset is None:
+            raise ParseError(source, f"item {i}: elements for set {name!r}, which {table.label} does "
+                                     "not list")
+        nset.elements.extend(_elements(body.get("elem"), nset, i, source))
+    return rs
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def _metainfo(rs: NftRuleset, body: object, source: str) -> None:
+    if not isinstance(body, dict):
+        raise ParseError(source, "metainfo: expected an object")
+    rs.version = body.get("version")
+    schema = body.get("json_schema_version")
+    if schema is not None and schema != SUPPORTED_SCHEMA:
+        raise ParseError(source, f"nft JSON schema version {schema} (nft {rs.version}) is not supported; "
+                                 f"this tool reads schema version {SUPPORTED_SCHEMA}")
+    rs.schema_version = schema
+
+
+def _str(body: dict, key: str, i: int, kind: str, source: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise ParseError(source, f"item {i} ({kind}): missing or bad {key!r}")
+    return value
+
+
+def _family(body: dict, i: int, kind: str, source: str) -> str:
+    family = _str(body, "family", i, kind, source)
+    if family not in KNOWN_FAMILIES:
+        raise ParseError(source, f"item {i} ({kind}): unknown family {family!r}")
+    return family
+
+
+def _table(rs: NftRuleset, body: dict, i: int, kind: str, source: str) -> NftTable:
+    family = _family(body, i, kind, source)
+    name = _str(body, "table", i, kind, source)
+    table = rs.tables.get((family, name))
+    if table is None:
+        raise ParseError(source, f"item {i} ({kind}): table {family} {name} is not listed before it")
+    return table
+
+
+def _int_or_none(value: object, what: str, i: int, source: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParseError(source, f"item {i}: {what} must be an integer, not {value!r}")
+    return value
+
+
+def _chain(body: dict, i: int, source: str) -> NftChain:
+    chain = NftChain(body["family"], body["table"], _str(body, "name", i, "chain", source),
+                     body.get("handle"), body.get("type"), body.get("hook"), None, body.get("policy"),
+                     body.get("comment"))
+    if chain.hook is not None:
+        prio = body.get("prio")
+        if isinstance(prio, dict):  # very old nft printed {"prio": {"offset": .., "name": ..}}
+            raise ParseError(source, f"item {i}: chain {chain.name!r} priority {prio!r} in a format this "
+                                     "tool does not read (schema of another nft version)")
+        chain.prio = _int_or_none(prio, f"chain {chain.name!r} 'prio'", i, source)
+        if chain.prio is None:
+            raise ParseError(source, f"item {i}: base chain {chain.name!r} has a hook but no 'prio'")
+    return chain
+
+
+def _set(body: dict, kind: str, i: int, source: str) -> NftSet:
+    name = _str(body, "name", i, kind, source)
+    ktype = body.get("type")
+    if isinstance(ktype, str):
+        key_type: tuple[str, ...] = (ktype,)
+    elif isinstance(ktype, list) and ktype and all(isinstance(t, str) for t in ktype):
+        key_type = tuple(ktype)
+    elif isinstance(ktype, dict) and "typeof" in ktype:
+        key_type = ("typeof",)
+    else:
+        raise ParseError(source, f"item {i}: {kind} {name!r} has no readable 'type'")
+    data = body.get("map")
+    if kind == "map" and data is None:
+        raise ParseError(source, f"item {i}: map {name!r} has no 'map' (data type)")
+    flags = body.get("flags") or []
+    if isinstance(flags, str):
+        flags = [flags]
+    nset = NftSet(body["family"], body["table"], name, kind, key_type,
+                  data if isinstance(data, str) else (None if data is None else json.dumps(data)),
+                  tuple(str(f) for f in flags),
+                  _int_or_none(body.get("timeout"), f"{name} timeout", i, source),
+                  body.get("size"), body.get("comment"))
+    nset.elements = _elements(body.get("elem"), nset, i, source)
+    return nset
+
+
+def _elements(raw: object, nset: NftSet, i: int, source: str) -> list[NftElement]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ParseError(source, f"item {i}: elements of {nset.name!r} must be a list")
+    out = []
+    for j, item in enumerate(raw):
+        where = f"item {i}: {nset.kind} {nset.name!r} element {j}"
+        value = None
+        if nset.kind == "map":
+            if not isinstance(item, list) or len(item) != 2:
+                raise ParseError(source, f"{where}: expected [key, value]")
+            item, value = item
+        el = _element_key(item, where, source)
+        el.value = value
+        if len(el.key) != len(nset.key_type) and nset.key_type != ("typeof",):
+            raise ParseError(source, f"{where}: key has {len(el.key)} parts, the type "
+                                     f"{' . '.join(nset.key_type)} has {len(nset.key_type)}")
+        out.append(el)
+    return out
+
+
+def _element_key(item: object, where: str, source: str) -> NftElement:
+    comment = expires = timeout = None
+    if isinstance(item, dict) and "elem" in item:
+        inner = item["elem"]
+        if not isinstance(inner, dict) or "val" not in inner:
+            raise ParseError(source, f"{where}: 'elem' without 'val'")
+        comment, expires, timeout = inner.get("comment"), inner.get("expires"), inner.get("timeout")
+        item = inner["val"]
+    if isinstance(item, dict) and "concat" in item:
+        parts = item["concat"]
+        if not isinstance(parts, list):
+            raise ParseError(source, f"{where}: 'concat' must be a list")
+        key = tuple(key_part(p, where, source) for p in parts)
+    else:
+        key = (key_part(item, where, source),)
+    return NftElement(key, None, comment, expires, timeout)
+
+
+def key_part(value: object, where: str = "", source: str = "nft-ruleset.json") -> KeyPart:
+    """One element or match value: address/protocol string, port int, prefix network or range."""
+    if isinstance(value, bool):
+        raise ParseError(source, f"{where}: unexpected boolean value")
+    if isinstance(value, (str, int)):
+        return value
+    if isinstance(value, dict):
+        if "prefix" in value:
+            p = value["prefix"]
+            try:
+                return ipaddress.ip_network(f"{p['addr']}/{p['len']}", strict=False)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ParseError(source, f"{where}: bad prefix {p!r}") from e
+        if "range" in value and isinstance(value["range"], list) and len(value["range"]) == 2:
+            lo, hi = value["range"]
+            return (lo, hi)
+    raise ParseError(source, f"{where}: value {json.dumps(value)[:80]} is not something this tool reads")
+
+
+def proto_name(value: Any) -> str:
+    """Normalise an l4proto value (name or number) to nft's lowercase name."""
+    if isinstance(value, int):
+        return PROTO_NUMBERS.get(value, str(value))
+    return str(value).lower()
