@@ -168,11 +168,18 @@ def _read_directory(path: Path) -> dict[str, str]:
     return files
 
 
-def _read_tar(path: Path) -> dict[str, str]:
+def snapshot_from_tar_bytes(data: bytes, origin: str = "stream") -> NodeSnapshot:
+    """A snapshot from a capture tar held in memory (e.g. streamed from a collector pod)."""
+    if not data:
+        raise BundleError(f"{origin}: empty capture (the collector wrote nothing)")
+    return NodeSnapshot.from_files(_read_tar(origin, io.BytesIO(data)), origin=origin)
+
+
+def _read_tar(path: Path | str, fileobj: io.BytesIO | None = None) -> dict[str, str]:
     files: dict[str, str] = {}
     total = 0
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with tarfile.open(name=None if fileobj else path, fileobj=fileobj, mode="r:*") as tar:
             for count, member in enumerate(tar, start=1):
                 if count > MAX_MEMBERS:
                     raise BundleError(f"{path}: more than {MAX_MEMBERS} members")
