@@ -1,7 +1,7 @@
 """pytest fixtures around the test API server (tests/apiserver.py).
 
-Use from a test module with ``from api_fixtures import kube_api  # noqa: F401`` or load the module
-as a plugin (``pytest_plugins = ["api_fixtures"]`` in tests/conftest.py).
+Use from a test module with ``from tests.api_fixtures import kube_api  # noqa: F401`` or load it
+as a plugin (``pytest_plugins = ["tests.api_fixtures"]`` in tests/conftest.py).
 
     def test_live(kube_api):
         api = kube_api("tests/fixtures/iptables/healthy/api.json")

@@ -190,7 +190,7 @@ class FakeApiServer:
         with self._lock:
             self.requests.append((method, parts.path, query))
             self.auth_headers.append(authorization)
-        if self.token is not None and authorization != f"Bearer {self.token}":
+        if self.token is not None and not _bearer_matches(authorization, self.token):
             return 401, status(401, "Unauthorized", "Unauthorized")
         if method != "GET":
             return 405, status(405, "MethodNotAllowed", f"the server does not allow {method} here")
@@ -267,6 +267,12 @@ class FakeApiServer:
             meta["remainingItemCount"] = len(items) - end
         return 200, {"kind": f"{resource.kind}List", "apiVersion": resource.api_version, "metadata": meta,
                      "items": page}
+
+
+def _bearer_matches(authorization: str | None, token: str) -> bool:
+    """RFC 7235: the scheme is case-insensitive (the client's in-cluster loader sends "bearer")."""
+    scheme, _, value = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and value == token
 
 
 def _strip_type(obj: dict) -> dict:

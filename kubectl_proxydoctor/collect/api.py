@@ -100,15 +100,31 @@ def _load_kubeconfig(cfg: Any, path: str, context: str | None, *, explicit: bool
     if not existing:
         source = "--kubeconfig" if explicit else "KUBECONFIG"
         raise ProxyDoctorError(f"{source} {path}: no such file")
-    if context is not None:
-        merged = kube_config.KubeConfigMerger(os.pathsep.join(existing)).config
-        names = [c.value.get("name") for c in (merged.safe_get("contexts") or [])] if merged else []
-        if context not in names:
-            raise ProxyDoctorError(f"context {context!r} not found in kubeconfig {path} "
-                                   f"(contexts: {', '.join(str(n) for n in names) or 'none'})")
+    merged = kube_config.KubeConfigMerger(os.pathsep.join(existing)).config
+    if merged is None:
+        raise ProxyDoctorError(f"cannot load kubeconfig {path}: no configuration found")
+    if context is None:
+        # like kubectl, the first file that sets current-context wins (the client takes the last)
+        context = _first_current_context(existing)
+        if not context:
+            raise ProxyDoctorError(f"kubeconfig {path}: no current-context; use --context")
+    names = [c.value.get("name") for c in (merged.safe_get("contexts") or [])]
+    if context not in names:
+        raise ProxyDoctorError(f"context {context!r} not found in kubeconfig {path} "
+                               f"(contexts: {', '.join(str(n) for n in names) or 'none'})")
     kube_config.load_kube_config(config_file=os.pathsep.join(existing), context=context,
                                  client_configuration=cfg, persist_config=False)
-    return f"kubeconfig {path}" + (f" (context {context})" if context else "")
+    return f"kubeconfig {path} (context {context})"
+
+
+def _first_current_context(files: list[str]) -> str | None:
+    import yaml
+
+    for name in files:
+        doc = yaml.safe_load(Path(name).read_text())
+        if isinstance(doc, dict) and doc.get("current-context"):
+            return str(doc["current-context"])
+    return None
 
 
 def _load_incluster(cfg: Any, serviceaccount_dir: str, env: Mapping[str, str]) -> None:
