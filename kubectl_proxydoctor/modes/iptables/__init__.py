@@ -1,0 +1,51 @@
+"""iptables mode: parse iptables-save dumps, interpret kube-proxy's chains, trace packets.
+
+``interpret(snapshot)`` gives one ProgrammedView per backend and family that holds kube-proxy
+chains (source "iptables-nft", "iptables-legacy", "ip6tables-nft", ...), with the parsed
+Ruleset in ``view.raw``; ``trace(snapshot, packet)`` runs the packet through each of them.
+"""
+
+from __future__ import annotations
+
+from kubectl_proxydoctor.model import Packet, ProgrammedView, TraceResult
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+_VIEW_ATTR = "_proxydoctor_iptables_views"
+_TRACER_ATTR = "_proxydoctor_iptables_tracers"
+
+
+def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
+    """One programmed view per iptables backend+family dump that holds KUBE-* chains."""
+    from kubectl_proxydoctor.modes.iptables.sources import dumps
+    from kubectl_proxydoctor.modes.iptables.view import interpret_ruleset
+
+    views: list[ProgrammedView] = []
+    cache = snapshot.__dict__.setdefault(_VIEW_ATTR, {})
+    for dump in dumps(snapshot):
+        if not dump.ruleset.kube_chains():
+            continue
+        hit = cache.get(dump.source)
+        if hit is None or hit.raw is not dump.ruleset:
+            hit = cache[dump.source] = interpret_ruleset(dump.ruleset, dump.source)
+        views.append(hit)
+    return views
+
+
+def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
+    """The packet through every iptables dump of its IP family that holds KUBE-* chains."""
+    from kubectl_proxydoctor.modes.iptables.sources import dumps
+    from kubectl_proxydoctor.modes.iptables.tracer import Tracer
+    from kubectl_proxydoctor.nodeinfo import local_addresses
+
+    family = 6 if ":" in packet.dst else 4
+    local = local_addresses(snapshot) if snapshot.has("ip-addr.json") else None
+    tracers = snapshot.__dict__.setdefault(_TRACER_ATTR, {})
+    results: list[TraceResult] = []
+    for dump in dumps(snapshot):
+        if dump.family != family or not dump.ruleset.kube_chains():
+            continue
+        tracer = tracers.get(dump.source)
+        if tracer is None or tracer.rs is not dump.ruleset:
+            tracer = tracers[dump.source] = Tracer(dump.ruleset, local, dump.source)
+        results.append(tracer.trace(packet))
+    return results

@@ -1,0 +1,72 @@
+"""Which iptables dumps a snapshot holds: one per backend and family, never the same rules twice.
+
+``iptables-nft-save.txt`` / ``iptables-legacy-save.txt`` (and ip6tables-*) are read as they are;
+``iptables-save.txt`` only when it is not a copy of one of those (its header names the backend).
+An empty file means that backend has no rules. Parsed dumps are cached on the snapshot object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubectl_proxydoctor.modes.iptables.parse import Ruleset, parse
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+_CACHE_ATTR = "_proxydoctor_iptables_cache"
+_BACKENDS = (("nft", "nf_tables"), ("legacy", "legacy"))
+
+
+@dataclass
+class Dump:
+    """One parsed dump: source name (e.g. "iptables-nft"), capture file, family, ruleset."""
+
+    source: str
+    filename: str
+    family: int
+    ruleset: Ruleset
+
+
+def _parse_cached(snapshot: NodeSnapshot, filename: str, family: int) -> Ruleset:
+    text = snapshot.text(filename) or ""
+    cache = snapshot.__dict__.setdefault(_CACHE_ATTR, {})
+    hit = cache.get(filename)
+    if hit is not None and hit[0] is text:
+        return hit[1]
+    ruleset = parse(text, source=filename, family=family)
+    cache[filename] = (text, ruleset)
+    return ruleset
+
+
+def _backend_of(text: str) -> str | None:
+    head = text.lstrip()[:300]
+    if not head.startswith("#"):
+        return None
+    first = head.splitlines()[0]
+    if "(nf_tables)" in first:
+        return "nf_tables"
+    return "legacy" if "-save v" in first else None
+
+
+def dumps(snapshot: NodeSnapshot) -> list[Dump]:
+    """Every non-empty iptables dump in the snapshot, parsed (ParseError on malformed text)."""
+    out: list[Dump] = []
+    for family, prefix in ((4, "iptables"), (6, "ip6tables")):
+        present: set[str] = set()
+        for short, backend in _BACKENDS:
+            filename = f"{prefix}-{short}-save.txt"
+            if not snapshot.has(filename):
+                continue
+            present.add(backend)
+            if (snapshot.text(filename) or "").strip():
+                ruleset = _parse_cached(snapshot, filename, family)
+                out.append(Dump(f"{prefix}-{short}", filename, family, ruleset))
+        plain = f"{prefix}-save.txt"
+        text = snapshot.text(plain)
+        if text and text.strip():
+            backend = _backend_of(text)
+            if backend is None or backend not in present:
+                short = {"nf_tables": "nft", "legacy": "legacy"}.get(backend or "")
+                source = f"{prefix}-{short}" if short else prefix
+                if not any(d.source == source for d in out):
+                    out.append(Dump(source, plain, family, _parse_cached(snapshot, plain, family)))
+    return out
