@@ -1,0 +1,218 @@
+"""ProxyDoctorApp: browse a node's service ports, drift, rules and traces with the keyboard.
+
+Presentation only: a ``load`` callable returns the NodeReport (collection and analysis run in a
+Textual thread worker so the screen stays live), and a ``tracer`` traces packets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Input, Static
+from textual.worker import Worker, WorkerState
+
+from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.report import NodeReport
+from kubectl_proxydoctor.tui.packet import packet_text_for
+from kubectl_proxydoctor.tui.rows import COLUMNS, ServiceRow, build_rows
+from kubectl_proxydoctor.tui.summary import header_text
+from kubectl_proxydoctor.tui.widgets.service_table import ServiceTable
+
+Loader = Callable[[], NodeReport]
+
+
+def default_tracer(snapshot, packet):
+    """Every mode's trace of the packet (kubectl_proxydoctor.modes.trace_all)."""
+    from kubectl_proxydoctor.modes import trace_all
+
+    return trace_all(snapshot, packet)
+
+
+class ProxyDoctorApp(App[None]):
+    """The kubectl-proxydoctor TUI."""
+
+    CSS_PATH = "proxydoctor.tcss"
+    TITLE = "kubectl proxydoctor"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("enter", "details", "Details", show=False),
+        Binding("t", "trace", "Trace"),
+        Binding("f", "findings", "Findings"),
+        Binding("r", "recollect", "Re-collect"),
+        Binding("question_mark", "help", "Help"),
+        Binding("escape", "back", "Back", show=False),
+        Binding("q", "quit", "Quit"),
+        *(Binding(str(i + 1), f"sort({i})", f"Sort {c.label.lower()}", show=False)
+          for i, c in enumerate(COLUMNS)),
+    ]
+
+    def __init__(self, load: Loader, *, live: bool = False, origin: str = "",
+                 tracer: Callable | None = None) -> None:
+        super().__init__()
+        self.load = load
+        self.live = live
+        self.origin = origin
+        self.tracer = tracer or default_tracer
+        self.report: NodeReport | None = None
+        self.error: str | None = None
+        self.loading = False
+
+    # -- layout -------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="summary")
+        yield Input(placeholder="filter: words that must all match", id="filter")
+        yield ServiceTable(id="services")
+        yield Static("", id="state")
+        yield Footer()
+
+    @property
+    def table(self) -> ServiceTable:
+        return self.query_one("#services", ServiceTable)
+
+    @property
+    def filter_input(self) -> Input:
+        return self.query_one("#filter", Input)
+
+    def on_mount(self) -> None:
+        self.filter_input.display = False
+        self.collect()
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def collect(self) -> None:
+        """Run the loader (collection + analysis) in a thread worker."""
+        self.loading = True
+        what = "Collecting the node and analysing" if self.live else f"Reading {self.origin or 'the capture'}"
+        self._show_state(Text(f"{what} ...", style="bold"))
+        self.run_worker(self.load, thread=True, exclusive=True, group="collect", name="collect")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "collect":
+            return
+        if event.state == WorkerState.SUCCESS:
+            self.loading = False
+            self.set_report(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            self.loading = False
+            self.show_error(event.worker.error)
+
+    def set_report(self, report: NodeReport) -> None:
+        """Show a report: header, rows, empty state when it has no service ports."""
+        self.report, self.error = report, None
+        self.sub_title = report.node or ""
+        self.query_one("#summary", Static).update(header_text(report, self.origin))
+        table = self.table
+        empty = "No service ports on this node."
+        if report.notes:
+            empty += " " + " ".join(report.notes)
+        table.empty_message = empty
+        table.set_rows(build_rows(report))
+        table.set_query(self.filter_input.value)
+        self._update_empty_message()
+        self.query_one("#state", Static).display = False
+        table.display = True
+        table.focus()
+
+    def show_error(self, error: BaseException | None) -> None:
+        """The error state: what could not be read, and what the user can do."""
+        if isinstance(error, ProxyDoctorError):
+            message = str(error)
+        else:
+            message = f"internal error: {type(error).__name__}: {error}"
+        self.error = message
+        hint = "press r to try again, q to quit" if self.live else "q to quit"
+        text = Text("Could not build the report\n\n", style="bold red")
+        text.append(message + "\n\n")
+        text.append(hint, style="dim")
+        self._show_state(text)
+
+    def _show_state(self, text: Text) -> None:
+        state = self.query_one("#state", Static)
+        state.update(text)
+        state.display = True
+        self.table.display = False
+
+    # -- actions ------------------------------------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.table.set_query(event.value)
+            self._update_empty_message()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value:
+                event.input.display = False
+            self.table.focus()
+
+    def _update_empty_message(self) -> None:
+        query = self.filter_input.value
+        if query and self.report is not None and self.report.services:
+            self.table.empty_message = f"No service ports match {query!r} (esc clears the filter)."
+
+    def action_filter(self) -> None:
+        if self.report is None:
+            return
+        self.filter_input.display = True
+        self.filter_input.focus()
+
+    def action_back(self) -> None:
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            return
+        if self.filter_input.display:
+            self.filter_input.value = ""
+            self.filter_input.display = False
+            self.table.set_query("")
+            self.table.focus()
+            return
+        self.exit()
+
+    def action_sort(self, column: int) -> None:
+        if self.report is not None:
+            self.table.sort_by(column)
+
+    def action_details(self) -> None:
+        self.table.action_select()
+
+    def on_service_table_selected(self, message: ServiceTable.Selected) -> None:
+        if self.report is not None:
+            from kubectl_proxydoctor.tui.screens.detail import DetailScreen
+
+            self.push_screen(DetailScreen(self.report, message.row))
+
+    def open_trace(self, row: ServiceRow | None = None) -> None:
+        if self.report is None:
+            return
+        from kubectl_proxydoctor.tui.screens.trace import TraceScreen
+
+        initial = packet_text_for(row.status.frontends, row.status.name.protocol) if row else ""
+        self.push_screen(TraceScreen(self.report.snapshot, self.tracer, initial))
+
+    def action_trace(self) -> None:
+        self.open_trace(self.table.current_row)
+
+    def action_findings(self) -> None:
+        if self.report is None:
+            return
+        from kubectl_proxydoctor.tui.screens.findings import FindingsScreen
+
+        self.push_screen(FindingsScreen(self.report.findings, self.report.notes))
+
+    def action_recollect(self) -> None:
+        if not self.live:
+            self.notify("re-collect works on a live node only; this is a capture", severity="warning")
+            return
+        if not self.loading:
+            self.collect()
+
+    def action_help(self) -> None:
+        from kubectl_proxydoctor.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())

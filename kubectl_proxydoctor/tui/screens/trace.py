@@ -1,0 +1,128 @@
+"""The trace view: type a destination, see the packet's path through each mode's rules as a tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static, Tree
+from textual.widgets.tree import TreeNode
+from textual.worker import get_current_worker
+
+from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult
+from kubectl_proxydoctor.tui.packet import parse_packet
+
+Tracer = Callable[[object, Packet], list[TraceResult]]
+
+VERDICT_STYLE = {"dnat": "green", "accept": "yellow", "reject": "red", "drop": "red", "no-match": "yellow"}
+
+
+def outcome_label(outcome: TraceOutcome) -> Text:
+    text = Text()
+    text.append(outcome.verdict.upper(), style=f"bold {VERDICT_STYLE.get(outcome.verdict, '')}")
+    if outcome.destination is not None:
+        text.append(f" -> {outcome.destination}")
+    if outcome.probability < 1:
+        text.append(f"  {outcome.probability * 100:.1f}%", style="magenta")
+    if outcome.masquerade:
+        text.append("  masquerade", style="dim")
+    if outcome.service is not None:
+        text.append(f"  {outcome.service}", style="cyan")
+    return text
+
+
+def fill_tree(root: TreeNode, results: list[TraceResult]) -> None:
+    """One branch per mode source, one per outcome, the rules it went through as leaves."""
+    if not results:
+        root.add_leaf(Text("no proxy rules in this snapshot to trace through", style="yellow"))
+    for result in results:
+        branch = root.add(Text(f"{result.mode} · {result.source}", style="bold"), expand=True)
+        if not result.outcomes:
+            branch.add_leaf(Text("no rule matches: the packet is not proxied", style="yellow"))
+        for outcome in result.outcomes:
+            node = branch.add(outcome_label(outcome), expand=True)
+            for step in outcome.path:
+                label = Text(step.chain, style="bold cyan")
+                label.append(f"  {step.rule}")
+                if step.why:
+                    label.append(f"  ({step.why})", style="dim")
+                node.add_leaf(label)
+        for note in result.notes:
+            branch.add_leaf(Text(f"note: {note}", style="dim"))
+
+
+class TraceScreen(Screen):
+    """Trace a packet through the snapshot's rules (every mode found)."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("question_mark", "app.help", "Help", show=False),
+    ]
+
+    def __init__(self, snapshot: object, tracer: Tracer, initial: str = "") -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.tracer = tracer
+        self.initial = initial
+
+    def compose(self) -> ComposeResult:
+        yield Static("Trace: IP:PORT[/tcp|udp|sctp] [from SRC-IP], enter to run", id="trace-help",
+                     markup=False)
+        yield Input(value=self.initial, placeholder="10.96.0.10:53/udp", id="trace-input")
+        yield Static("", id="trace-message")
+        tree: Tree[None] = Tree("(no trace yet)", id="trace-tree")
+        tree.show_root = True
+        yield tree
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#trace-input", Input).focus()
+        if self.initial:
+            self.run_trace(self.initial)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.run_trace(event.value)
+
+    def show_message(self, message: str, style: str = "") -> None:
+        self.query_one("#trace-message", Static).update(Text(message, style=style))
+
+    def run_trace(self, text: str) -> None:
+        try:
+            packet = parse_packet(text)
+        except ProxyDoctorError as e:
+            self.show_message(str(e), "red")
+            return
+        if self.snapshot is None:
+            self.show_message("no node snapshot to trace through", "red")
+            return
+        self.show_message(f"tracing {packet} ...", "dim")
+        self._trace(packet)
+
+    @work(thread=True, exclusive=True, group="trace")
+    def _trace(self, packet: Packet) -> None:
+        try:
+            results = self.tracer(self.snapshot, packet)
+            error = None
+        except ProxyDoctorError as e:
+            results, error = [], str(e)
+        except ModuleNotFoundError as e:
+            results, error = [], f"tracing is not available: {e}"
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show_results, packet, results, error)
+
+    def show_results(self, packet: Packet, results: list[TraceResult], error: str | None) -> None:
+        tree = self.query_one("#trace-tree", Tree)
+        tree.clear()
+        tree.root.set_label(Text(str(packet), style="bold"))
+        if error:
+            self.show_message(error, "red")
+            return
+        outcomes = sum(len(r.outcomes) for r in results)
+        self.show_message(f"{len(results)} rule source(s), {outcomes} outcome(s)")
+        fill_tree(tree.root, results)
+        tree.root.expand_all()
