@@ -1,0 +1,452 @@
+"""Trace one new connection through the node's nftables base chains, like kube-proxy's
+``nftablesTracer`` (pkg/proxy/nftables/helpers_test.go) but on the real JSON rules.
+
+Base chains of every table of the packet's family (and ``inet``) run per hook in priority order;
+``numgen random mod N vmap`` forks into every branch with probability 1/N; named-map (vmap) and
+set lookups use the captured elements (so a client already in an affinity set goes to its
+endpoint); ``dnat``/``masquerade`` end their chain. Expressions the tracer cannot evaluate (e.g.
+iptables-nft's ``xt`` matches, interface names) make that rule not match, and say so in notes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubectl_proxydoctor.model import Endpoint, Packet, ServicePortName, TraceOutcome, TraceResult, TraceStep
+from kubectl_proxydoctor.modes.nftables.interpret import (
+    load_ruleset,
+    parse_chain_name,
+    parse_comment_name,
+    view_source,
+)
+from kubectl_proxydoctor.modes.nftables.model import (
+    NftChain,
+    NftRule,
+    NftRuleset,
+    NftSet,
+    NftTable,
+    priority_text,
+)
+from kubectl_proxydoctor.modes.nftables.parse import key_part, proto_name
+from kubectl_proxydoctor.modes.nftables.render import render_expr, render_stmt, render_verdict_or_value
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+MAX_DEPTH = 64
+MAX_BRANCHES = 4096
+NOOP_STATEMENTS = {"counter", "log", "limit", "notrack", "quota", "set"}
+FINAL = ("drop", "reject")
+
+
+class _Unknown(Exception):
+    """An expression the tracer cannot evaluate for this packet."""
+
+
+@dataclass
+class _State:
+    src: str | None
+    dst: str
+    proto: str
+    dport: int
+    local_src: bool
+    mark: int = 0
+    dnat: Endpoint | None = None
+    masq: bool = False
+    prob: float = 1.0
+    service: ServicePortName | None = None
+    path: list[TraceStep] = field(default_factory=list)
+
+    def fork(self) -> _State:
+        return _State(self.src, self.dst, self.proto, self.dport, self.local_src, self.mark, self.dnat,
+                      self.masq, self.prob, self.service, list(self.path))
+
+
+def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
+    """The packet through the snapshot's nftables rules, one result per matching kube-proxy table."""
+    ruleset = load_ruleset(snapshot)
+    if ruleset is None:
+        return []
+    from kubectl_proxydoctor.nodeinfo import local_addresses
+
+    return trace_ruleset(ruleset, packet, local_addresses(snapshot))
+
+
+def trace_ruleset(ruleset: NftRuleset, packet: Packet, local_addrs: set[str]) -> list[TraceResult]:
+    family = "ip6" if ":" in packet.dst else "ip"
+    table = ruleset.table(family, "kube-proxy")
+    if table is None:
+        return []
+    tracer = _Tracer(ruleset, family, local_addrs | ({"127.0.0.1"} if family == "ip" else {"::1"}))
+    return [tracer.run(packet, view_source(table))]
+
+
+class _Tracer:
+    def __init__(self, ruleset: NftRuleset, family: str, local_addrs: set[str]) -> None:
+        self.ruleset = ruleset
+        self.family = family
+        self.local = local_addrs
+        self.tables = [t for t in ruleset.tables.values() if t.family in (family, "inet")]
+        self.notes: list[str] = []
+        self.branches = 0
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def base_chains(self, hook: str) -> list[tuple[NftTable, NftChain]]:
+        chains = [(t, c) for t in self.tables for c in t.base_chains(hook)]
+        return sorted(chains, key=lambda tc: (tc[1].prio or 0, tc[0].name, tc[1].name))
+
+    # -- the hooks -----------------------------------------------------------------------------
+
+    def run(self, packet: Packet, source: str) -> TraceResult:
+        proto = packet.protocol.lower()
+        local_src = packet.src is not None and packet.src in self.local
+        if packet.src is None:
+            self.note("no source given: traced as a client off this node whose address matches no "
+                      "address or range in the rules")
+        start = _State(packet.src, packet.dst, proto, packet.port, local_src)
+        first = "output" if local_src else "prerouting"
+        done: list[tuple[_State, str]] = []
+        states = self.run_hook(first, [start], done)
+        if not local_src:
+            nxt: list[_State] = []
+            for st in states:
+                hook = "input" if st.dst in self.local else "forward"
+                nxt.extend(self.run_hook(hook, [st], done))
+            states = nxt
+        states = self.run_hook("postrouting", states, done)
+        done.extend((st, "pass") for st in states)
+        result = TraceResult(packet=packet, mode="nftables", source=source, notes=self.notes)
+        for st, verdict in done:
+            result.outcomes.append(_outcome(st, verdict))
+        return result
+
+    def run_hook(self, hook: str, states: list[_State], done: list[tuple[_State, str]]) -> list[_State]:
+        for table, chain in self.base_chains(hook):
+            nxt: list[_State] = []
+            for st in states:
+                if chain.type == "nat" and ((hook in ("prerouting", "output") and st.dnat) or
+                                            (hook == "postrouting" and st.masq)):
+                    nxt.append(st)  # the connection already has its NAT binding
+                    continue
+                st.path.append(TraceStep(_chain_label(table, chain), f"[{chain.header()}]",
+                                         f"hook {hook}, priority {chain.prio} "
+                                         f"({priority_text(chain.prio, hook)})"))
+                for st2, verdict in self.run_chain(table, chain, st, 0):
+                    if verdict in FINAL:
+                        done.append((st2, verdict))
+                    elif verdict == "return" and chain.policy == "drop":
+                        st2.path.append(TraceStep(_chain_label(table, chain), f"policy {chain.policy}",
+                                                  "no rule accepted the packet"))
+                        done.append((st2, "drop"))
+                    else:
+                        nxt.append(st2)
+            states = nxt
+        return states
+
+    # -- chains and rules ------------------------------------------------------------------------
+
+    def run_chain(self, table: NftTable, chain: NftChain, st: _State, depth: int) -> list[tuple[_State, str]]:
+        if depth > MAX_DEPTH:
+            self.note(f"chain depth over {MAX_DEPTH} at {chain.name}: stopped")
+            return [(st, "return")]
+        if st.service is None and (cname := parse_chain_name(chain.name)) is not None:
+            st.service = cname.name
+        return self.run_rules(table, chain, 0, st, depth)
+
+    def run_rules(self, table: NftTable, chain: NftChain, start: int, st: _State,
+                  depth: int) -> list[tuple[_State, str]]:
+        out: list[tuple[_State, str]] = []
+        for i in range(start, len(chain.rules)):
+            results = self.run_rule(table, chain, chain.rules[i], st, depth)
+            if len(results) == 1 and results[0][1] == "next":
+                st = results[0][0]
+                continue
+            for st2, verdict in results:
+                if verdict == "next":
+                    out.extend(self.run_rules(table, chain, i + 1, st2, depth))
+                else:
+                    out.append((st2, verdict))
+            return out
+        return [(st, "return")]
+
+    def run_rule(self, table: NftTable, chain: NftChain, rule: NftRule, st: _State,
+                 depth: int) -> list[tuple[_State, str]]:
+        why: list[str] = []
+        label = _chain_label(table, chain)
+        for idx, stmt in enumerate(rule.expr):
+            kind = next(iter(stmt))
+            body = stmt[kind]
+            try:
+                if kind == "match":
+                    ok, detail = self.match(table, body, st)
+                    if not ok:
+                        return [(st, "next")]
+                    why.append(detail)
+                    continue
+                if kind == "mangle":
+                    self.mangle(body, st)
+                    continue
+                if kind in NOOP_STATEMENTS:
+                    continue
+                if kind == "vmap":
+                    return self.vmap(table, chain, rule, body, st, depth, why)
+                if kind == "dnat":
+                    addr, port = body.get("addr"), body.get("port", st.dport)
+                    st.dnat = Endpoint(str(addr), int(port))
+                    st.dst, st.dport = str(addr), int(port)
+                    st.path.append(TraceStep(label, rule.text, _why(why, f"DNAT to {st.dnat}")))
+                    return [(st, "accept")]
+                if kind == "masquerade":
+                    st.masq = True
+                    st.path.append(TraceStep(label, rule.text, _why(why, "masquerade")))
+                    return [(st, "accept")]
+            except _Unknown as e:
+                self.note(f"{label}: cannot evaluate '{rule.text}' ({e}); treated as not matching")
+                return [(st, "next")]
+            if kind in ("jump", "goto", "return", "accept", "drop", "reject", "continue"):
+                st.path.append(TraceStep(label, rule.text, _why(why, render_stmt(stmt))))
+                return self.verdict(table, stmt, st, depth)
+            self.note(f"{label}: statement {render_stmt(stmt)} in '{rule.text}' is not modelled; "
+                      "ignored")
+            del idx
+        if why or rule.expr:
+            st.path.append(TraceStep(label, rule.text, _why(why, "matched")))
+        return [(st, "next")]
+
+    def verdict(self, table: NftTable, verdict: dict, st: _State, depth: int) -> list[tuple[_State, str]]:
+        kind = next(iter(verdict))
+        if kind in ("jump", "goto"):
+            target = verdict[kind].get("target")
+            chain = table.chains.get(target)
+            if chain is None:
+                self.note(f"{kind} to missing chain {target} in {table.label}")
+                return [(st, "drop")]
+            results = self.run_chain(table, chain, st, depth + 1)
+            out = []
+            for st2, v in results:
+                if v == "return":
+                    out.append((st2, "next" if kind == "jump" else "return"))
+                else:
+                    out.append((st2, v))
+            return out
+        if kind == "return":
+            return [(st, "return")]
+        if kind == "continue":
+            return [(st, "next")]
+        return [(st, kind)]  # accept, drop, reject
+
+    def vmap(self, table: NftTable, chain: NftChain, rule: NftRule, body: dict, st: _State, depth: int,
+             why: list[str]) -> list[tuple[_State, str]]:
+        label = _chain_label(table, chain)
+        key = body.get("key")
+        data = body.get("data")
+        if isinstance(key, dict) and "numgen" in key:
+            entries = _anon_entries(data)
+            mod = int(key["numgen"].get("mod") or 0)
+            out = []
+            if mod != len(entries):
+                self.note(f"{label}: numgen mod {mod} but {len(entries)} vmap entries")
+            for n, verdict in entries:
+                self.branches += 1
+                if self.branches > MAX_BRANCHES:
+                    self.note(f"more than {MAX_BRANCHES} branches: trace cut short")
+                    break
+                st2 = st.fork()
+                st2.prob *= (1.0 / mod) if mod else 0.0
+                st2.path.append(TraceStep(label, rule.text, _why(
+                    why, f"numgen picked {n} of {mod} (p={1 / mod if mod else 0:.3g}): "
+                         f"{render_verdict_or_value(verdict)}")))
+                out.extend(self.verdict(table, verdict, st2, depth))
+            missing = mod - len({n for n, _ in entries if 0 <= n < mod})
+            if mod and missing > 0:
+                st2 = st.fork()
+                st2.prob *= missing / mod
+                st2.path.append(TraceStep(label, rule.text, f"numgen values with no vmap entry ({missing} "
+                                                            f"of {mod}) fall through"))
+                out.append((st2, "next"))
+            return out
+        value = self.value(key, st)
+        if isinstance(data, str) and data.startswith("@"):
+            nset = self._set(table, data)
+            el = nset.lookup(value if isinstance(value, tuple) else (value,))
+            shown = " . ".join(str(v) for v in (value if isinstance(value, tuple) else (value,)))
+            if el is None:
+                return [(st, "next")]
+            if st.service is None and el.comment:
+                st.service = parse_comment_name(el.comment, st.proto)
+            st.path.append(TraceStep(label, rule.text, _why(
+                why, f"{render_expr(key)} = {shown} found in {data}: {el.text()}")))
+            return self.verdict(table, el.value, st, depth)
+        for entry_key, verdict in _anon_entries_any(data):
+            if _key_matches(entry_key, value):
+                st.path.append(TraceStep(label, rule.text, _why(why, f"{render_expr(key)} matched "
+                                                                     f"{render_expr(entry_key)}")))
+                return self.verdict(table, verdict, st, depth)
+        return [(st, "next")]
+
+    # -- expressions -----------------------------------------------------------------------------
+
+    def _set(self, table: NftTable, ref: str) -> NftSet:
+        nset = table.sets.get(ref[1:])
+        if nset is None:
+            raise _Unknown(f"set {ref} does not exist")
+        return nset
+
+    def value(self, expr: Any, st: _State) -> Any:
+        """The packet's value of a left-hand expression."""
+        if isinstance(expr, dict):
+            kind, body = next(iter(expr.items()))
+            if kind == "payload":
+                proto, fld = body.get("protocol"), body.get("field")
+                if fld in ("saddr", "daddr") and proto in ("ip", "ip6"):
+                    if proto != self.family:
+                        raise _Unknown(f"{proto} header on a {self.family} packet")
+                    if fld == "saddr":
+                        if st.src is None:
+                            raise _NoSource()
+                        return st.src
+                    return st.dst
+                if fld == "dport" and proto in ("th", "tcp", "udp", "sctp"):
+                    if proto != "th" and proto != st.proto:
+                        return _Mismatch()
+                    return st.dport
+                raise _Unknown(f"{proto} {fld}")
+            if kind == "meta":
+                key = body.get("key")
+                if key == "l4proto":
+                    return st.proto
+                if key == "mark":
+                    return st.mark
+                if key == "nfproto":
+                    return "ipv4" if self.family == "ip" else "ipv6"
+                raise _Unknown(f"meta {key}")
+            if kind == "ct":
+                if body.get("key") == "state":
+                    return "new"
+                raise _Unknown(f"ct {body.get('key')}")
+            if kind == "fib":
+                flags = body.get("flags") or []
+                flags = [flags] if isinstance(flags, str) else flags
+                if body.get("result") == "type" and flags in (["saddr"], ["daddr"]):
+                    if flags == ["saddr"]:
+                        if st.src is None:
+                            return "unicast"
+                        return "local" if st.local_src or st.src in self.local else "unicast"
+                    return "local" if st.dst in self.local else "unicast"
+                raise _Unknown(render_expr(expr))
+            if kind == "concat":
+                return tuple(self.value(e, st) for e in body)
+            if kind in ("&", "|", "^"):
+                left, right = body
+                lv = self.value(left, st)
+                if not isinstance(lv, int) or not isinstance(right, int):
+                    raise _Unknown(render_expr(expr))
+                return {"&": lv & right, "|": lv | right, "^": lv ^ right}[kind]
+        raise _Unknown(render_expr(expr))
+
+    def match(self, table: NftTable, body: dict, st: _State) -> tuple[bool, str]:
+        op = body.get("op", "==")
+        left, right = body.get("left"), body.get("right")
+        shown = f"{render_expr(left)} {'' if op in ('==', 'in') else op + ' '}{render_expr(right)}"
+        try:
+            value = self.value(left, st)
+        except _NoSource:
+            return (op == "!=", f"{shown} (unknown source)")
+        if isinstance(value, _Mismatch):
+            return (op == "!=", shown)
+        if op in ("==", "in"):
+            hit = self.contains(table, right, value)
+        elif op == "!=":
+            hit = not self.contains(table, right, value)
+        else:
+            raise _Unknown(f"operator {op}")
+        return hit, shown
+
+    def contains(self, table: NftTable, right: Any, value: Any) -> bool:
+        """Whether the packet value equals / falls in the right-hand side."""
+        if isinstance(right, str) and right.startswith("@"):
+            nset = self._set(table, right)
+            return nset.lookup(value if isinstance(value, tuple) else (value,)) is not None
+        if isinstance(right, dict) and "set" in right:
+            return any(_key_matches(item, value) for item in right["set"])
+        if isinstance(right, list):  # ct state { established, related }
+            return any(_key_matches(item, value) for item in right)
+        return _key_matches(right, value)
+
+    def mangle(self, body: dict, st: _State) -> None:
+        key = body.get("key")
+        if isinstance(key, dict) and key.get("meta", {}).get("key") == "mark":
+            raw = body.get("value")
+            val = self.value(raw, st) if isinstance(raw, dict) else raw
+            if not isinstance(val, int):
+                raise _Unknown(f"mark value {body.get('value')!r}")
+            st.mark = val
+            return
+        raise _Unknown(f"mangle {render_expr(key)}")
+
+
+class _NoSource(Exception):
+    """The packet has no source address to compare."""
+
+
+class _Mismatch:
+    """A transport header the packet does not have (``tcp dport`` on a UDP packet)."""
+
+
+def _key_matches(pattern: Any, value: Any) -> bool:
+    from kubectl_proxydoctor.modes.nftables.model import part_matches
+
+    if isinstance(pattern, dict) and "concat" in pattern:
+        parts = pattern["concat"]
+        return isinstance(value, tuple) and len(parts) == len(value) and all(
+            _key_matches(p, v) for p, v in zip(parts, value, strict=True))
+    if isinstance(pattern, dict) and "elem" in pattern:
+        return _key_matches(pattern["elem"].get("val"), value)
+    try:
+        part = key_part(pattern)
+    except Exception as e:  # noqa: BLE001 - an unreadable value never matches, but is reported
+        raise _Unknown(f"value {render_expr(pattern)}") from e
+    if isinstance(value, str) and isinstance(part, str) and not _is_ip(value):
+        return proto_name(part) == proto_name(value)
+    return part_matches(part, value)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _anon_entries(data: Any) -> list[tuple[int, dict]]:
+    return [(k, v) for k, v in _anon_entries_any(data) if isinstance(k, int)]
+
+
+def _anon_entries_any(data: Any) -> list[tuple[Any, dict]]:
+    items = data.get("set") if isinstance(data, dict) else None
+    return [(item[0], item[1]) for item in items or [] if isinstance(item, list) and len(item) == 2]
+
+
+def _chain_label(table: NftTable, chain: NftChain) -> str:
+    return f"{table.family} {table.name} {chain.name}"
+
+
+def _why(parts: list[str], last: str) -> str:
+    return "; ".join([*parts, last]) if parts else last
+
+
+def _outcome(st: _State, verdict: str) -> TraceOutcome:
+    if verdict in FINAL:
+        kind = verdict
+    elif st.dnat is not None:
+        kind = "dnat"
+    elif verdict == "accept":
+        kind = "accept"
+    else:
+        kind = "no-match"
+    return TraceOutcome(verdict=kind, destination=st.dnat, probability=st.prob, masquerade=st.masq,  # type: ignore[arg-type]
+                        service=st.service, path=st.path)
