@@ -1,0 +1,277 @@
+"""`kubectl proxydoctor status`: one screen about the node (modes, backends, kernel, kube-proxy)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from kubectl_proxydoctor.cli.app import app
+from kubectl_proxydoctor.cli.common import FromOpt, OutputOpt, SampleOpt, check_output, load_node
+from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, ProxyDoctorError
+
+# reasons that mean "could not read" (exit 3), as opposed to "there is nothing there"
+_READ_FAILURE = re.compile(r"needs root|not found|failed|timed out|denied|not permitted|unreadable", re.I)
+_MODES = ("iptables", "nftables", "ipvs")
+
+
+def is_read_failure(reason: str) -> bool:
+    """True when an unavailable source could not be read (privilege, tool, error)."""
+    return not reason.startswith("ok") and bool(_READ_FAILURE.search(reason))
+
+
+# ------------------------------------------------------------------------------- rule counts
+
+
+def _count_iptables(text: str) -> dict[str, int] | None:
+    chains = re.findall(r"^:(KUBE-(?:SVC|SVL|SEP)-[A-Z0-9]+)\s", text, re.M)
+    if not any(line.startswith(":KUBE-") for line in text.splitlines()):
+        return None
+    return {"service_ports": sum(1 for c in chains if not c.startswith("KUBE-SEP-")),
+            "endpoints": sum(1 for c in chains if c.startswith("KUBE-SEP-"))}
+
+
+def _count_nftables(text: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return out
+    for obj in doc.get("nftables", []) if isinstance(doc, dict) else []:
+        if not isinstance(obj, dict):
+            continue
+        chain = obj.get("chain") or obj.get("table")
+        if not isinstance(chain, dict) or chain.get("table", chain.get("name")) != "kube-proxy":
+            continue
+        counts = out.setdefault(f"nftables-{chain.get('family')}", {"service_ports": 0, "endpoints": 0})
+        name = str(chain.get("name", "")) if "chain" in obj else ""
+        if name.startswith("service-"):
+            counts["service_ports"] += 1
+        elif name.startswith("endpoint-"):
+            counts["endpoints"] += 1
+    return out
+
+
+def _count_ipvs(text: str) -> dict[str, int] | None:
+    lines = text.splitlines()
+    vs = sum(1 for line in lines if re.match(r"^(TCP|UDP|SCTP|FWM)\s", line))
+    rs = sum(1 for line in lines if line.strip().startswith("->") and "RemoteAddress" not in line)
+    return {"virtual_servers": vs, "real_servers": rs} if vs else None
+
+
+def _fallback_counts(snapshot) -> dict[str, list[dict[str, Any]]]:
+    """Rules per mode counted from the files (when a mode interpreter is not available)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name in ("iptables-nft-save.txt", "iptables-legacy-save.txt", "ip6tables-nft-save.txt",
+                 "ip6tables-legacy-save.txt"):
+        text = snapshot.text(name)
+        counts = _count_iptables(text) if text else None
+        if counts is not None:
+            found.setdefault("iptables", []).append({"source": name.removesuffix("-save.txt"), **counts})
+    if not any(snapshot.has(f"ip{v}tables-{b}-save.txt") for v in ("", "6") for b in ("nft", "legacy")):
+        for name in ("iptables-save.txt", "ip6tables-save.txt"):
+            text = snapshot.text(name)
+            counts = _count_iptables(text) if text else None
+            if counts is not None:
+                found.setdefault("iptables", []).append({"source": name.removesuffix("-save.txt"), **counts})
+    text = snapshot.text("nft-ruleset.json")
+    for source, counts in (_count_nftables(text) if text else {}).items():
+        found.setdefault("nftables", []).append({"source": source, **counts})
+    text = snapshot.text("ipvsadm.txt")
+    counts = _count_ipvs(text) if text else None
+    if counts is not None:
+        found.setdefault("ipvs", []).append({"source": "ipvs", **counts})
+    return found
+
+
+def _interpreted_counts(snapshot, notes: list[str]) -> dict[str, list[dict[str, Any]]] | None:
+    """Rules per mode from the mode interpreters; None for a mode whose interpreter is missing."""
+    import importlib
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    fallback = _fallback_counts(snapshot)
+    for mode in _MODES:
+        try:
+            module = importlib.import_module(f"kubectl_proxydoctor.modes.{mode}")
+            views = module.interpret(snapshot)
+        except (ImportError, AttributeError):
+            if mode in fallback:
+                found[mode] = fallback[mode]
+            continue
+        except ProxyDoctorError as e:
+            notes.append(f"{mode} rules could not be read: {e}")
+            if mode in fallback:
+                found[mode] = fallback[mode]
+            continue
+        for view in views:
+            found.setdefault(mode, []).append({
+                "source": view.source,
+                "services": len({name.service for name, _ in view.ports}),
+                "service_ports": len(view.ports),
+                "endpoints": view.endpoint_count,
+            })
+        if mode not in found and mode in fallback:  # KUBE-* chains but no service port
+            found[mode] = fallback[mode]
+    return found
+
+
+# ------------------------------------------------------------------------------- status
+
+
+def _backends(snapshot) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for family in ("iptables", "ip6tables"):
+        for backend in ("nft", "legacy"):
+            text = snapshot.text(f"{family}-{backend}-save.txt")
+            if text is None:
+                continue
+            tables = [line[1:].strip() for line in text.splitlines() if line.startswith("*")]
+            kube = sorted({t for t, body in _tables_with_bodies(text) if ":KUBE-" in body})
+            out[f"{family}-{backend}"] = {"tables": tables, "kube_proxy_tables": kube}
+    return out
+
+
+def _tables_with_bodies(text: str) -> list[tuple[str, str]]:
+    parts = re.split(r"^\*(\S+)\s*$", text, flags=re.M)
+    return [(parts[i], parts[i + 1]) for i in range(1, len(parts) - 1, 2)]
+
+
+def _kernel(snapshot) -> dict[str, Any]:
+    from kubectl_proxydoctor import nodeinfo
+
+    release = nodeinfo.kernel_release(snapshot)
+    version = nodeinfo.kernel_version(release)
+    nft = nodeinfo.module_state(snapshot, "nf_tables")
+    ipvs = nodeinfo.module_state(snapshot, "ip_vs")
+    ipvs_runtime = snapshot.text("proc-net-ip_vs.txt")
+    ipvs_info = {"state": ipvs.state, "evidence": ipvs.evidence}
+    if ipvs_runtime is not None:
+        ipvs_info = {"state": "loaded", "evidence": "/proc/net/ip_vs exists (proc-net-ip_vs.txt)"}
+    nft_ready = None if version is None else version >= (5, 13, 0) and nft.available is not False
+    return {
+        "release": release,
+        "nftables_ready": nft_ready,
+        "nftables": {"state": nft.state, "evidence": nft.evidence,
+                     "kernel_ok": None if version is None else version >= (5, 13, 0)},
+        "ipvs": ipvs_info,
+    }
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)", text)
+    if not m:
+        return None
+    try:
+        return datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def healthz_status(snapshot) -> int | None:
+    """HTTP status of /healthz: recorded at collection, or inferred from the body.
+
+    kube-proxy answers 200 with lastUpdated = currentTime; an older lastUpdated means it
+    answered 503 (pkg/proxy/healthcheck/proxier_health.go).
+    """
+    from kubectl_proxydoctor import nodeinfo
+
+    recorded = snapshot.meta.get("kube_proxy_healthz_status")
+    if isinstance(recorded, int):
+        return recorded
+    health = nodeinfo.kube_proxy_healthz(snapshot)
+    if health is None:
+        return None
+    if health.node_eligible is False:
+        return 503
+    if health.last_updated and health.current_time:
+        return 200 if health.last_updated == health.current_time else 503
+    return None
+
+
+def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
+    from kubectl_proxydoctor import nodeinfo
+
+    info: dict[str, Any] = {"mode": nodeinfo.kube_proxy_mode(snapshot)}
+    try:
+        metrics = nodeinfo.kube_proxy_metrics(snapshot)
+        health = nodeinfo.kube_proxy_healthz(snapshot)
+    except ProxyDoctorError as e:
+        notes.append(str(e))
+        return info
+    info["answered"] = metrics is not None or health is not None
+    if health is not None:
+        info["healthz"] = {"status": healthz_status(snapshot), "last_updated": health.last_updated,
+                           "current_time": health.current_time, "node_eligible": health.node_eligible}
+    if metrics is not None:
+        figures = nodeinfo.sync_figures(metrics)
+        info["sync"] = {k: v for k, v in vars(figures).items()}
+        info["sync"]["stuck_seconds"] = figures.stuck_seconds
+    return info
+
+
+def _conntrack(snapshot) -> dict[str, Any] | None:
+    from kubectl_proxydoctor import nodeinfo
+
+    values = nodeinfo.sysctls(snapshot)
+    try:
+        count = int(values["net.netfilter.nf_conntrack_count"])
+        limit = int(values["net.netfilter.nf_conntrack_max"])
+    except (KeyError, ValueError):
+        return None
+    return {"count": count, "max": limit, "percent": round(100.0 * count / limit, 1) if limit else None}
+
+
+def build_status(snapshot) -> dict[str, Any]:
+    """Everything `status` shows, as the JSON `-o json` prints."""
+    notes: list[str] = []
+    modes = _interpreted_counts(snapshot, notes) or {}
+    kube_proxy = _kube_proxy(snapshot, notes)
+    active = kube_proxy.get("mode")
+    if active not in _MODES:
+        with_services = {m: sum(v.get("service_ports", v.get("virtual_servers", 0)) for v in views)
+                         for m, views in modes.items()}
+        active = max(with_services, key=lambda m: with_services[m]) if any(with_services.values()) else None
+    leftovers = sorted(m for m in modes if m != active)
+    sources = dict(snapshot.sources)
+    return {
+        "node": snapshot.node,
+        "origin": snapshot.origin,
+        "captured_at": snapshot.meta.get("captured_at"),
+        "mode": active or "unknown",
+        "modes_found": sorted(modes),
+        "leftover_modes": leftovers,
+        "rules": modes,
+        "iptables_backends": _backends(snapshot),
+        "kernel": _kernel(snapshot),
+        "kube_proxy": kube_proxy,
+        "conntrack": _conntrack(snapshot),
+        "sources": sources,
+        "unavailable": {k: v for k, v in sources.items() if not v.startswith("ok")},
+        "notes": notes,
+    }
+
+
+@app.command()
+def status(
+    from_path: FromOpt = None,
+    sample: SampleOpt = False,
+    output: OutputOpt = "table",
+) -> None:
+    """One screen about the node: proxy modes with rules, backends, kernel, kube-proxy health."""
+    check_output(output)
+    snapshot = load_node(from_path, sample)
+    data = build_status(snapshot)
+    if output == "json":
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        from kubectl_proxydoctor.render.status_text import render_status
+
+        render_status(data)
+    live = snapshot.origin == "live"
+    failed = live and any(is_read_failure(v) for v in data["unavailable"].values())
+    raise typer.Exit(EXIT_UNREADABLE if failed else EXIT_OK)
