@@ -1,0 +1,46 @@
+"""`kubectl proxydoctor collect -o FILE|DIR`: capture this node (read-only) for offline use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kubectl_proxydoctor.cli.app import app
+from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, UsageError
+
+
+def _check_target(path: Path) -> None:
+    if path.name.endswith((".tar.gz", ".tgz")):
+        if path.exists():
+            raise UsageError(f"{path}: already exists; not overwriting it")
+        return
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: exists and is not a directory (name a .tar.gz to write a bundle)")
+    if path.is_dir() and any(path.iterdir()):
+        raise UsageError(f"{path}: directory is not empty; not overwriting a capture")
+
+
+@app.command()
+def collect(
+    output: Annotated[Path, typer.Option("-o", "--output",
+                                         help="Write the capture here: a directory, or FILE.tar.gz.")],
+    conntrack: Annotated[bool, typer.Option("--conntrack", help="Also capture the conntrack table.")] = False,
+    node_name: Annotated[str | None, typer.Option("--node-name",
+                                                  help="Node name for meta.json (default hostname).")] = None,
+    netns: Annotated[str | None, typer.Option("--netns", hidden=True,
+                                              help="Collect inside this named network namespace.")] = None,
+) -> None:
+    """Capture this node's kube-proxy state (read-only) into a directory or .tar.gz bundle."""
+    _check_target(output)
+    from kubectl_proxydoctor.cli.status import is_read_failure
+    from kubectl_proxydoctor.collect.node import collect_node
+
+    snapshot = collect_node(netns=netns, with_conntrack=conntrack, node_name=node_name)
+    written = snapshot.save(output)
+    unreadable = {k: v for k, v in snapshot.sources.items() if is_read_failure(v)}
+    typer.echo(f"wrote {written} ({len(snapshot.files) + 1} files)")
+    for source, reason in sorted(snapshot.unavailable().items()):
+        typer.echo(f"  {source}: {reason}", err=True)
+    raise typer.Exit(EXIT_UNREADABLE if unreadable else EXIT_OK)
