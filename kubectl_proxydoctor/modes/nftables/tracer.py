@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubectl_proxydoctor.model import Endpoint, Packet, ServicePortName, TraceOutcome, TraceResult, TraceStep
-from kubectl_proxydoctor.modes.nftables.interpret import (
+from kubectl_proxydoctor.modes.nftables.interpreter import (
     load_ruleset,
     parse_chain_name,
     parse_comment_name,
