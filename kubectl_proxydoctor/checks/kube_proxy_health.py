@@ -1,0 +1,179 @@
+"""kube-proxy's own health: syncs that fail (kubernetes#112292), and a kube-proxy that is not running.
+
+kube-proxy's /healthz (pkg/proxy/healthcheck/proxier_health.go) answers 503 once a queued change
+has waited longer than healthTimeout (2 x syncPeriod, 60 s by default) without a successful sync;
+when healthy it reports lastUpdated = currentTime. The metrics give the same story in numbers:
+``..._last_queued_timestamp_seconds`` later than ``..._last_timestamp_seconds`` is a pending change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from kubectl_proxydoctor import nodeinfo
+from kubectl_proxydoctor.checks import CheckContext, check
+from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.model import Finding
+
+HEALTH_TIMEOUT_SECONDS = 60.0  # kube-proxy default: 2 x syncPeriod (30 s)
+_RESTORE_ERROR = re.compile(r"((?:ip6?tables-restore|nft): line \d+ failed)")
+_FIX = ("Look at kube-proxy's log for the failing restore (`kubectl -n kube-system logs <kube-proxy pod>`): "
+        "a rule another tool holds, an iptables/nft version skew with the host, or an xtables lock; "
+        "fix the cause, then restart kube-proxy (`kubectl -n kube-system delete pod <kube-proxy pod>`) and "
+        "re-run this check.")
+
+
+def _parse_capture_time(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?", text.strip())
+    if not m:
+        return None
+    try:
+        base = datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return base.replace(microsecond=int(float(m.group(3)) * 1e6)) if m.group(3) else base
+
+
+def capture_time(ctx: CheckContext, healthz: nodeinfo.Healthz | None) -> datetime | None:
+    """When the node was read: meta.json captured_at, else /healthz currentTime."""
+    when = _parse_capture_time(ctx.snapshot.meta.get("captured_at"))
+    if when is None and healthz is not None:
+        when = _parse_capture_time(healthz.current_time)
+    return when
+
+
+def healthz_status(ctx: CheckContext, healthz: nodeinfo.Healthz | None) -> int | None:
+    """/healthz HTTP status: recorded by collect, else inferred (200 reports lastUpdated = currentTime)."""
+    recorded = ctx.snapshot.meta.get("kube_proxy_healthz_status")
+    if isinstance(recorded, int):
+        return recorded
+    if healthz is None:
+        return None
+    if healthz.node_eligible is False:
+        return 503
+    if healthz.last_updated and healthz.current_time:
+        return 200 if healthz.last_updated == healthz.current_time else 503
+    return None
+
+
+def _hms(seconds: float | None) -> str:
+    return "?" if seconds is None else datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%SZ")
+
+
+def _short(text: str | None) -> str:
+    when = _parse_capture_time(text)
+    return when.strftime("%H:%M:%SZ") if when else (text or "?")
+
+
+def restore_errors(log_text: str | None) -> list[str]:
+    """Distinct restore error lines from a captured kube-proxy.log, in order."""
+    seen: list[str] = []
+    for line in (log_text or "").splitlines():
+        for m in _RESTORE_ERROR.finditer(line):
+            msg = m.group(1).strip()
+            if msg and msg not in seen:
+                seen.append(msg)
+    return seen
+
+
+def _has_rules(ctx: CheckContext) -> bool:
+    if ctx.views:
+        return True
+    snap = ctx.snapshot
+    for name in ("iptables-save.txt", "iptables-nft-save.txt", "iptables-legacy-save.txt"):
+        if ":KUBE-SERVICES" in (snap.text(name) or ""):
+            return True
+    return '"kube-proxy"' in (snap.text("nft-ruleset.json") or "") or bool(
+        re.search(r"^(TCP|UDP|SCTP)\s", snap.text("ipvsadm.txt") or "", re.M))
+
+
+@check("sync-failing")
+def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
+    """kube-proxy runs but its syncs fail: restore errors, a queued change never synced, /healthz 503."""
+    try:
+        metrics = nodeinfo.kube_proxy_metrics(ctx.snapshot)
+        healthz = nodeinfo.kube_proxy_healthz(ctx.snapshot)
+    except ProxyDoctorError as e:
+        yield Finding("kube-proxy-unreadable", "warning", f"kube-proxy's answers could not be read: {e}")
+        return
+    if metrics is None and healthz is None:
+        return
+    status = healthz_status(ctx, healthz)
+    when = capture_time(ctx, healthz)
+    figures = nodeinfo.sync_figures(metrics) if metrics is not None else nodeinfo.SyncFigures()
+    stuck = figures.stuck_seconds
+    pending_age = None
+    if stuck and when is not None and figures.last_queued is not None:
+        pending_age = when.timestamp() - figures.last_queued
+    failures = figures.restore_failures or 0
+    errors = restore_errors(ctx.snapshot.text("kube-proxy.log"))
+
+    unhealthy = status == 503 and healthz is not None and healthz.node_eligible is not False
+    late = pending_age is not None and pending_age >= HEALTH_TIMEOUT_SECONDS
+    evidence: list[str] = []
+    parts: list[str] = []
+    if failures or figures.sync_failures:
+        what = ("every iptables-restore fails" if failures else "every nft sync fails")
+        if errors:
+            what += " (" + ", then ".join(f"'{e}'" for e in errors[:3]) + ")"
+        parts.append(what)
+    detail: list[str] = []
+    if failures:
+        detail.append(f"kubeproxy_sync_proxy_rules_iptables_restore_failures_total {failures:g}"
+                      + (f" (partial {figures.partial_restore_failures:g})"
+                         if figures.partial_restore_failures else ""))
+    if figures.sync_failures:
+        detail.append(f"kubeproxy_sync_proxy_rules_nftables_sync_failures_total {figures.sync_failures:g}")
+    if stuck:
+        queued = (f"last_queued_timestamp {_hms(figures.last_queued)} > "
+                  f"last_timestamp {_hms(figures.last_sync)}")
+        if pending_age is not None:
+            queued += f": a change queued {pending_age:.0f} s before the capture is not programmed"
+        detail.append(queued)
+    if status == 503 and healthz is not None:
+        detail.append(f"/healthz 503 (lastUpdated {_short(healthz.last_updated)}, "
+                      f"currentTime {_short(healthz.current_time)})")
+    evidence = [*detail, *(f"kube-proxy.log: {e}" for e in errors)]
+
+    if healthz is not None and healthz.node_eligible is False:
+        yield Finding("kube-proxy-node-ineligible", "info",
+                      "kube-proxy's /healthz reports this node not eligible (being deleted or tainted "
+                      "ToBeDeletedByClusterAutoscaler): load balancers take it out of rotation",
+                      evidence=[f"/healthz nodeEligible false (currentTime {_short(healthz.current_time)})"])
+    if unhealthy or late or (stuck and failures and when is None):
+        severity = "error" if (unhealthy or late) else "warning"
+        head = "kube-proxy is running but " + (parts[0] if parts else "its rules are not being synced")
+        yield Finding("sync-failing", severity, f"{head}: " + "; ".join(detail), evidence=evidence, fix=_FIX)
+    elif failures or figures.sync_failures:
+        total = failures + (figures.sync_failures or 0)
+        yield Finding("restore-failures", "info",
+                      f"kube-proxy had {total:g} failed syncs since it started, "
+                      "but its last sync is current (it recovered)", evidence=evidence)
+
+
+@check("kube-proxy-not-running")
+def kube_proxy_not_running(ctx: CheckContext) -> Iterator[Finding]:
+    """Rules are there but kube-proxy's metrics and /healthz did not answer (or were not captured)."""
+    snap = ctx.snapshot
+    if snap.has("kube-proxy-metrics.txt") or snap.has("kube-proxy-healthz.json") or not _has_rules(ctx):
+        return
+    reasons = [f"{k}: {v}" for k, v in sorted(snap.sources.items()) if k.startswith("kube-proxy ")]
+    refused = [r for r in reasons if "nothing listens" in r]
+    if snap.meta.get("kube_proxy_running") is False:
+        refused.append("meta.json: kube_proxy_running false")
+    if refused:
+        yield Finding("kube-proxy-not-running", "warning",
+                      "kube-proxy's rules are here but kube-proxy does not answer on 127.0.0.1:10249/10256: "
+                      "it is not running (or listens elsewhere), so nothing keeps these rules in sync "
+                      "with the API", evidence=refused,
+                      fix="kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=<node> "
+                          "-l k8s-app=kube-proxy; look at its logs or restart it")
+    else:
+        yield Finding("kube-proxy-not-captured", "info",
+                      "kube-proxy's metrics and /healthz were not captured: whether it runs and syncs "
+                      "is unknown", evidence=reasons or [
+                          "no kube-proxy-metrics.txt or kube-proxy-healthz.json in the capture"])
