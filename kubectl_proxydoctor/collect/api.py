@@ -198,7 +198,22 @@ class ApiReader:
                 else self.apps.read_namespaced_daemon_set
             self._get_into(state, resource, fn, {"name": name, "namespace": KUBE_SYSTEM},
                            f"{resource[1]}/{KUBE_SYSTEM}/{name}")
+        self._get_referenced_config(state)
         return state
+
+    def _get_referenced_config(self, state: ClusterState) -> None:
+        """The ConfigMap kube-proxy's DaemonSet really mounts at --config, when not "kube-proxy"."""
+        from kubectl_proxydoctor.kubeproxy_config import referenced_configmap
+
+        for ds in state.daemonsets:
+            if ds["metadata"].get("name") != "kube-proxy":
+                continue
+            ref = referenced_configmap(ds)
+            have = {c["metadata"].get("name") for c in state.configmaps}
+            if ref is not None and ref[0] not in have:
+                self._get_into(state, _CONFIGMAPS, self.core.read_namespaced_config_map,
+                               {"name": ref[0], "namespace": KUBE_SYSTEM},
+                               f"configmaps/{KUBE_SYSTEM}/{ref[0]}")
 
     # -- requests -----------------------------------------------------------------------------
 
