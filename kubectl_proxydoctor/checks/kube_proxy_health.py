@@ -16,6 +16,7 @@ from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.model import Finding
+from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 HEALTH_TIMEOUT_SECONDS = 60.0  # kube-proxy default: 2 x syncPeriod (30 s)
 _RESTORE_ERROR = re.compile(r"((?:ip6?tables-restore|nft): line \d+ failed)")
@@ -38,17 +39,26 @@ def _parse_capture_time(text: object) -> datetime | None:
     return base.replace(microsecond=int(float(m.group(3)) * 1e6)) if m.group(3) else base
 
 
-def capture_time(ctx: CheckContext, healthz: nodeinfo.Healthz | None) -> datetime | None:
+def capture_time(snapshot: NodeSnapshot, healthz: nodeinfo.Healthz | None) -> datetime | None:
     """When the node was read: meta.json captured_at, else /healthz currentTime."""
-    when = _parse_capture_time(ctx.snapshot.meta.get("captured_at"))
+    when = _parse_capture_time(snapshot.meta.get("captured_at"))
     if when is None and healthz is not None:
         when = _parse_capture_time(healthz.current_time)
     return when
 
 
-def healthz_status(ctx: CheckContext, healthz: nodeinfo.Healthz | None) -> int | None:
+def pending_age(snapshot: NodeSnapshot, figures: nodeinfo.SyncFigures,
+                healthz: nodeinfo.Healthz | None) -> float | None:
+    """Seconds a queued, not yet synced change had waited when the node was read (None if none)."""
+    when = capture_time(snapshot, healthz)
+    if not figures.stuck_seconds or when is None or figures.last_queued is None:
+        return None
+    return when.timestamp() - figures.last_queued
+
+
+def healthz_status(snapshot: NodeSnapshot, healthz: nodeinfo.Healthz | None) -> int | None:
     """/healthz HTTP status: recorded by collect, else inferred (200 reports lastUpdated = currentTime)."""
-    recorded = ctx.snapshot.meta.get("kube_proxy_healthz_status")
+    recorded = snapshot.meta.get("kube_proxy_healthz_status")
     if isinstance(recorded, int):
         return recorded
     if healthz is None:
@@ -102,18 +112,16 @@ def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
         return
     if metrics is None and healthz is None:
         return
-    status = healthz_status(ctx, healthz)
-    when = capture_time(ctx, healthz)
+    status = healthz_status(ctx.snapshot, healthz)
+    when = capture_time(ctx.snapshot, healthz)
     figures = nodeinfo.sync_figures(metrics) if metrics is not None else nodeinfo.SyncFigures()
     stuck = figures.stuck_seconds
-    pending_age = None
-    if stuck and when is not None and figures.last_queued is not None:
-        pending_age = when.timestamp() - figures.last_queued
+    age = pending_age(ctx.snapshot, figures, healthz)
     failures = figures.restore_failures or 0
     errors = restore_errors(ctx.snapshot.text("kube-proxy.log"))
 
     unhealthy = status == 503 and healthz is not None and healthz.node_eligible is not False
-    late = pending_age is not None and pending_age >= HEALTH_TIMEOUT_SECONDS
+    late = age is not None and age >= HEALTH_TIMEOUT_SECONDS
     evidence: list[str] = []
     parts: list[str] = []
     if failures or figures.sync_failures:
@@ -131,8 +139,8 @@ def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
     if stuck:
         queued = (f"last_queued_timestamp {_hms(figures.last_queued)} > "
                   f"last_timestamp {_hms(figures.last_sync)}")
-        if pending_age is not None:
-            queued += f": a change queued {pending_age:.0f} s before the capture is not programmed"
+        if age is not None:
+            queued += f": a change queued {age:.0f} s before the capture is not programmed"
         detail.append(queued)
     if status == 503 and healthz is not None:
         detail.append(f"/healthz 503 (lastUpdated {_short(healthz.last_updated)}, "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -160,39 +159,6 @@ def _kernel(snapshot) -> dict[str, Any]:
     }
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    m = re.match(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)", text)
-    if not m:
-        return None
-    try:
-        return datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def healthz_status(snapshot) -> int | None:
-    """HTTP status of /healthz: recorded at collection, or inferred from the body.
-
-    kube-proxy answers 200 with lastUpdated = currentTime; an older lastUpdated means it
-    answered 503 (pkg/proxy/healthcheck/proxier_health.go).
-    """
-    from kubectl_proxydoctor import nodeinfo
-
-    recorded = snapshot.meta.get("kube_proxy_healthz_status")
-    if isinstance(recorded, int):
-        return recorded
-    health = nodeinfo.kube_proxy_healthz(snapshot)
-    if health is None:
-        return None
-    if health.node_eligible is False:
-        return 503
-    if health.last_updated and health.current_time:
-        return 200 if health.last_updated == health.current_time else 503
-    return None
-
-
 def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
     from kubectl_proxydoctor import nodeinfo
 
@@ -205,12 +171,17 @@ def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
         return info
     info["answered"] = metrics is not None or health is not None
     if health is not None:
-        info["healthz"] = {"status": healthz_status(snapshot), "last_updated": health.last_updated,
+        from kubectl_proxydoctor.checks.kube_proxy_health import healthz_status
+
+        info["healthz"] = {"status": healthz_status(snapshot, health), "last_updated": health.last_updated,
                            "current_time": health.current_time, "node_eligible": health.node_eligible}
     if metrics is not None:
         figures = nodeinfo.sync_figures(metrics)
         info["sync"] = {k: v for k, v in vars(figures).items()}
         info["sync"]["stuck_seconds"] = figures.stuck_seconds
+        from kubectl_proxydoctor.checks.kube_proxy_health import pending_age
+
+        info["sync"]["pending_age_seconds"] = pending_age(snapshot, figures, health)
     return info
 
 

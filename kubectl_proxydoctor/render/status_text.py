@@ -104,9 +104,12 @@ def status_lines(data: dict[str, Any]) -> list[tuple[str, str, str]]:
         sync = kp.get("sync")
         if sync:
             stuck = sync.get("stuck_seconds")
+            age = sync.get("pending_age_seconds")
             style = "bad" if (stuck or 0) > 0 or (sync.get("restore_failures") or 0) > 0 else "ok"
-            text = (f"last sync {_ts(sync.get('last_sync'))}, last queued {_ts(sync.get('last_queued'))}"
-                    + (f" ({stuck:.0f} s not synced)" if stuck else ""))
+            text = f"last sync {_ts(sync.get('last_sync'))}, last queued {_ts(sync.get('last_queued'))}"
+            if stuck:
+                text += (f" (a change queued {age:.0f} s before the capture is not synced)" if age is not None
+                         else " (a queued change is not synced yet)")
             rows.append(("" if health else "kube-proxy", text, style))
             failures = (f"pending changes {_num(sync.get('pending_changes'))}, restore failures "
                         f"{_num(sync.get('restore_failures'))} "
