@@ -191,6 +191,8 @@ class _Tracer:
                     continue
                 if kind in NOOP_STATEMENTS:
                     continue
+                if kind == "xt" and isinstance(body, dict) and body.get("type") == "match":
+                    raise _Unknown(f"iptables-nft xt match {body.get('name')}")
                 if kind == "vmap":
                     return self.vmap(table, chain, rule, body, st, depth, why)
                 if kind == "dnat":
