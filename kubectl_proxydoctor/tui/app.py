@@ -7,6 +7,7 @@ Textual thread worker so the screen stays live), and a ``tracer`` traces packets
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.util import find_spec
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -25,10 +26,11 @@ Loader = Callable[[], NodeReport]
 
 
 def default_tracer(snapshot, packet):
-    """Every mode's trace of the packet (kubectl_proxydoctor.modes.trace_all)."""
-    from kubectl_proxydoctor.modes import trace_all
+    """Every installed mode's trace of the packet (kubectl_proxydoctor.modes.trace_all)."""
+    from kubectl_proxydoctor import modes
 
-    return trace_all(snapshot, packet)
+    available = tuple(m for m in modes.MODES if find_spec(f"{modes.__name__}.{m}") is not None)
+    return modes.trace_all(snapshot, packet, available)
 
 
 class ProxyDoctorApp(App[None]):
@@ -79,7 +81,6 @@ class ProxyDoctorApp(App[None]):
         return self.query_one("#filter", Input)
 
     def on_mount(self) -> None:
-        self.filter_input.display = False
         self.collect()
 
     # -- loading --------------------------------------------------------------------------------
@@ -89,7 +90,8 @@ class ProxyDoctorApp(App[None]):
         self.loading = True
         what = "Collecting the node and analysing" if self.live else f"Reading {self.origin or 'the capture'}"
         self._show_state(Text(f"{what} ...", style="bold"))
-        self.run_worker(self.load, thread=True, exclusive=True, group="collect", name="collect")
+        self.run_worker(self.load, thread=True, exclusive=True, group="collect", name="collect",
+                        exit_on_error=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "collect":
@@ -136,6 +138,8 @@ class ProxyDoctorApp(App[None]):
         state.update(text)
         state.display = True
         self.table.display = False
+        if self.focused is not None and not self.filter_input.display:
+            self.set_focus(None)
 
     # -- actions ------------------------------------------------------------------------------------
 
