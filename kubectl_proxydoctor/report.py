@@ -52,6 +52,8 @@ class NodeReport:
     notes: list[str] = field(default_factory=list)  # e.g. "API forbidden: node-only checks"
     snapshot: Any = None  # NodeSnapshot
     cluster: Any = None  # ClusterState | None
+    expected: Any = None  # kubectl_proxydoctor.expected.ExpectedNode | None
+    unreadable: list[str] = field(default_factory=list)  # asked-for sources that could not be read
 
     @property
     def partial(self) -> bool:
@@ -60,10 +62,11 @@ class NodeReport:
 
     @property
     def exit_code(self) -> int:
+        """3 when an asked-for source (the API) could not be read, else 1 on error findings, else 0."""
+        if self.unreadable:
+            return EXIT_UNREADABLE
         if any(f.severity == "error" for f in self.findings):
             return EXIT_DRIFT
-        if self.partial and self.cluster is None:
-            return EXIT_UNREADABLE
         return EXIT_OK
 
     def to_json(self) -> dict:

@@ -1,0 +1,263 @@
+"""analyse(): one node's snapshot against the API, into a NodeReport (what `check`, `svc`, JSON show).
+
+Steps: interpret every mode's rules, decide which proxy runs the node, compute what the API says
+the node should have (expected.py), run the registered checks, and give every service port a
+status: ok | drift | not-programmed | not-expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+from kubectl_proxydoctor.cluster import ClusterState
+from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
+from kubectl_proxydoctor.modes import MODES
+from kubectl_proxydoctor.report import NodeReport, ServiceStatus
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+# finding codes that do not make a service port "drift" (the API's own choices, or things in front)
+ADVISORY_CODES = frozenset({"local-blackhole", "firewall-in-front"})
+# node-level checks that already explain a second backend's copy of a port
+LEFTOVER_CODES = frozenset({"backend-leftover", "mode-leftover"})
+API_LISTS = ("list services", "list endpointslices")
+
+
+def mode_module(mode: str):
+    """The mode's interpreter package, or None when it is not (yet) installed."""
+    try:
+        module = importlib.import_module(f"kubectl_proxydoctor.modes.{mode}")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("kubectl_proxydoctor.modes"):
+            return None
+        raise
+    return module if hasattr(module, "interpret") else None
+
+
+def interpret_views(snapshot: NodeSnapshot) -> tuple[list[ProgrammedView], dict[str, str]]:
+    """Every mode's programmed views, and per mode "ok", "ok (no rules)" or why it was not read."""
+    views: list[ProgrammedView] = []
+    sources: dict[str, str] = {}
+    for mode in MODES:
+        module = mode_module(mode)
+        if module is None:
+            sources[mode] = "unavailable: no interpreter for this mode in this build"
+            continue
+        try:
+            found = module.interpret(snapshot)
+        except ProxyDoctorError as e:
+            sources[mode] = f"unreadable: {e}"
+            continue
+        views.extend(found)
+        sources[mode] = "ok" if any(v.ports for v in found) else "ok (no rules)"
+    return views, sources
+
+
+def relabel_views(views: list[ProgrammedView], cluster: ClusterState) -> list[ProgrammedView]:
+    """IPVS keeps no names: give its frontends the API's service port names."""
+    if not any(v.mode == "ipvs" for v in views):
+        return views
+    from kubectl_proxydoctor.modes.ipvs.labels import relabel
+
+    return [relabel(v, cluster) if v.mode == "ipvs" else v for v in views]
+
+
+def _backend(view: ProgrammedView) -> str:
+    """A view's backend, one name for both families (ip6tables-legacy -> iptables-legacy)."""
+    return view.source.replace("ip6tables", "iptables")
+
+
+def split_views(
+    views: list[ProgrammedView], mode: str | None
+) -> tuple[list[ProgrammedView], dict[str, list[ProgrammedView]]]:
+    """The views kube-proxy itself writes (the active mode's main backend) and the other backends
+    of the same mode (e.g. a stale iptables-legacy copy), by backend name."""
+    mine = [v for v in views if mode is None or v.mode == mode]
+    if not mine:
+        return [], {}
+    counts: dict[str, int] = {}
+    for v in mine:
+        counts[_backend(v)] = counts.get(_backend(v), 0) + len(v.ports)
+    primary = max(sorted(counts), key=lambda b: (counts[b], "legacy" not in b))
+    secondary: dict[str, list[ProgrammedView]] = {}
+    for v in mine:
+        if _backend(v) != primary and v.ports:
+            secondary.setdefault(_backend(v), []).append(v)
+    return [v for v in mine if _backend(v) == primary], secondary
+
+
+def _configmap_mode(cluster: ClusterState | None) -> str | None:
+    if cluster is None:
+        return None
+    for cm in cluster.configmaps:
+        if cm.get("metadata", {}).get("name") != "kube-proxy":
+            continue
+        for text in (cm.get("data") or {}).values():
+            m = re.search(r"^mode:\s*\"?([A-Za-z]*)\"?\s*$", str(text), re.M)
+            if m:
+                return m.group(1) or "iptables"
+    return None
+
+
+def decide_mode(
+    snapshot: NodeSnapshot, cluster: ClusterState | None, views: list[ProgrammedView]
+) -> tuple[str, list[str]]:
+    """Which proxy programs this node, and the evidence (proxy_mode.py decides when installed)."""
+    try:
+        from kubectl_proxydoctor import proxy_mode  # type: ignore[attr-defined]
+    except ImportError:
+        proxy_mode = None
+    if proxy_mode is not None and hasattr(proxy_mode, "decide"):
+        decision = proxy_mode.decide(snapshot, cluster, views)
+        return str(decision.mode), [str(e) for e in getattr(decision, "evidence", [])]
+    text = (snapshot.text("kube-proxy-mode.txt") or "").strip()
+    if text in MODES:
+        return text, [f"kube-proxy /proxyMode says {text}"]
+    ports = {m: sum(len(v.ports) for v in views if v.mode == m) for m in MODES}
+    best = max(MODES, key=lambda m: ports[m])
+    if ports[best]:
+        return best, [f"{best} rules program {ports[best]} service ports"]
+    for where, mode in (
+        ("meta.json", snapshot.meta.get("mode")),
+        ("kube-proxy ConfigMap", _configmap_mode(cluster)),
+    ):
+        if mode in MODES:
+            return str(mode), [f"{where} says mode {mode}"]
+    return "unknown", ["no kube-proxy rules found and no mode configured"]
+
+
+def api_problem(cluster: ClusterState | None) -> str | None:
+    """Why the API view cannot be trusted for expectations, or None when it can."""
+    if cluster is None:
+        return "the API was not read"
+    bad = [f"{k}: {v}" for k, v in cluster.sources.items() if k in API_LISTS and not str(v).startswith("ok")]
+    return "; ".join(bad) or None
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """Drop a second backend's finding that repeats the main backend's, or that a leftover check
+    (backend-leftover / mode-leftover) already explains for the same port."""
+    primary = {(f.code, f.service, f.port, f.protocol) for f in findings if not f.message.startswith("[")}
+    leftovers = {(f.service, f.port) for f in findings if f.code in LEFTOVER_CODES}
+    out = []
+    for f in findings:
+        if f.message.startswith("[") and (
+            (f.code, f.service, f.port, f.protocol) in primary or (f.service, f.port) in leftovers
+        ):
+            continue
+        out.append(f)
+    return out
+
+
+def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> list[ServiceStatus]:
+    programmed: dict[ServicePortName, list] = {}
+    for view in primary:
+        for (name, _fam), port in view.ports.items():
+            programmed.setdefault(name, []).append(port)
+    wanted: dict[ServicePortName, list] = {}
+    if expected is not None:
+        for (name, _fam), port in expected.ports.items():
+            wanted.setdefault(name, []).append(port)
+    drifting = {
+        (f.service, f.port, f.protocol)
+        for f in report.findings
+        if f.severity in ("error", "warning") and f.code not in ADVISORY_CODES and f.service
+    }
+    out = []
+    for name in sorted(set(programmed) | set(wanted)):
+        exp, prog = wanted.get(name, []), programmed.get(name, [])
+        if exp and not prog:
+            status = "not-programmed"
+        elif prog and not exp:
+            status = "not-expected"
+        elif (name.service, name.port, name.protocol) in drifting:
+            status = "drift"
+        else:
+            status = "ok"
+        fronts = [f.address for p in exp for f in p.frontends] or [
+            f.address for p in prog for f in p.frontends
+        ]
+        out.append(
+            ServiceStatus(
+                name=name,
+                status=status,  # type: ignore[arg-type]
+                service_type=exp[0].service_type if exp else "",
+                frontends=list(dict.fromkeys(fronts)),
+                expected_endpoints=sorted({str(e) for p in exp for e in p.reachable_endpoints}),
+                programmed_endpoints=sorted(
+                    {str(t.endpoint) for p in prog for f in p.frontends for t in f.targets if t.weight != 0}
+                ),
+            )
+        )
+    return out
+
+
+def analyse(
+    snapshot: NodeSnapshot,
+    cluster: ClusterState | None,
+    node_name: str | None = None,
+    *,
+    namespace: str | None = None,
+) -> NodeReport:
+    """Analyse one node: programmed views vs the API (node-only checks when ``cluster`` is None).
+
+    With ``namespace``, only that namespace's service ports are reported (node-level findings stay)."""
+    from kubectl_proxydoctor.checks import CheckContext, run_checks
+    from kubectl_proxydoctor.expected import expected_for_node
+
+    node = node_name or snapshot.node
+    if node is None and cluster is not None and len(cluster.nodes) == 1:
+        node = cluster.nodes[0]["metadata"].get("name")
+    views, sources = interpret_views(snapshot)
+    mode, evidence = decide_mode(snapshot, cluster, views)
+    report = NodeReport(node=node, mode=mode, snapshot=snapshot, views=views)
+    report.modes_found = sorted({v.mode for v in views if v.ports})
+    report.sources = dict(sources)
+    report.notes.append(f"mode {mode}: " + "; ".join(evidence))
+    problem = api_problem(cluster)
+    usable = cluster if problem is None else None
+    if cluster is None:
+        report.sources["api"] = "unavailable: not read"
+    elif problem:
+        report.sources["api"] = f"unavailable: {problem}"
+    else:
+        report.sources["api"] = "ok" if cluster.origin == "live" else f"ok ({cluster.origin})"
+    if problem:
+        report.unreadable.append("api")
+        report.notes.append(
+            f"API not usable ({problem}): only node-only checks ran; service statuses "
+            "cannot be compared with the API"
+        )
+    if node is None:
+        report.notes.append(
+            "node name unknown (no meta.json node, no --node-name): endpoints count as remote"
+        )
+    skip = mode == "cilium"
+    if skip:
+        report.notes.append(
+            "Cilium's kube-proxy replacement owns services on this node: kube-proxy checks skipped"
+        )
+    if usable is not None:
+        views = relabel_views(views, usable)
+        report.views = views
+    expected = expected_for_node(usable, node) if usable is not None and not skip else None
+    primary, _secondary = split_views(views, mode if mode in MODES else None)
+    ctx = CheckContext(
+        snapshot=snapshot,
+        views=views,
+        cluster=usable,
+        expected=expected,
+        extra={"mode": mode if mode in MODES else None, "skip_kube_proxy": skip, "node": node},
+    )
+    report.cluster = usable
+    report.findings = _dedupe(run_checks(ctx))
+    report.expected = expected
+    if not skip:
+        report.services = _statuses(report, expected, primary)
+    if namespace:
+        report.findings = [
+            f for f in report.findings if f.service is None or f.service.startswith(namespace + "/")
+        ]
+        report.services = [s for s in report.services if s.name.namespace == namespace]
+    return report

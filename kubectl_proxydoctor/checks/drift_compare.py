@@ -1,0 +1,447 @@
+"""The reconciliation itself: each service port's programmed view against what the API expects.
+
+``compare(ctx)`` runs once per CheckContext (cached in ``ctx.extra``) and yields every drift
+Finding; the registered checks in ``drift.py`` each hand out their own codes. Codes:
+not-programmed, stale-service, wrong-protocol, missing-endpoint, stale-endpoint, chain-missing,
+missing-frontend, stale-frontend, wrong-port, source-ranges-mismatch, traffic-policy-mismatch,
+no-endpoints-verdict, uneven-probability, uneven-weights, affinity-mismatch, local-blackhole.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable
+
+from kubectl_proxydoctor.checks import CheckContext
+from kubectl_proxydoctor.expected import ExpectedFrontend, ExpectedNode, ExpectedPort
+from kubectl_proxydoctor.model import (
+    Endpoint,
+    Finding,
+    Frontend,
+    ProgrammedPort,
+    ProgrammedView,
+    ServicePortName,
+)
+
+PROBABILITY_TOLERANCE = 0.01
+SYNC_FIX = (
+    "kube-proxy has not synced this change: check it is running and syncing "
+    "(`kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide`, then "
+    "`kubectl -n kube-system logs ds/kube-proxy` for sync/restore errors); restarting the kube-proxy pod "
+    "on this node (`kubectl -n kube-system delete pod <kube-proxy pod on this node>`) rewrites every rule."
+)
+
+
+def _norm_ip(ip: str | None) -> str | None:
+    if ip is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return ip
+
+
+def _norm_net(cidr: str) -> str:
+    try:
+        return str(ipaddress.ip_network(cidr, strict=False))
+    except ValueError:
+        return cidr
+
+
+def _eps(endpoints: Iterable[Endpoint]) -> str:
+    return ", ".join(str(e) for e in sorted(endpoints)) or "none"
+
+
+def _frontends_text(frontends: Iterable[Frontend | ExpectedFrontend]) -> str:
+    return ", ".join(f.address for f in frontends) or "no frontend"
+
+
+def _active_targets(frontend: Frontend) -> dict[Endpoint, list]:
+    """Endpoints a frontend sends new connections to (IPVS weight 0 excluded)."""
+    out: dict[Endpoint, list] = {}
+    for t in frontend.targets:
+        if t.weight == 0:
+            continue
+        out.setdefault(t.endpoint, []).extend(t.evidence)
+    return out
+
+
+def _chain_name(mode: str, name: ServicePortName, policy: str, frontend: Frontend) -> str:
+    if mode == "iptables":
+        from kubectl_proxydoctor.modes.iptables.hashes import port_name_string, service_chain
+
+        prefix = "KUBE-SVL-" if policy == "local" else "KUBE-SVC-"
+        return (
+            service_chain(port_name_string(name.namespace, name.name, name.port), name.protocol, prefix)
+            + " (nat)"
+        )
+    if mode == "nftables":
+        return f"the {'local' if policy == 'local' else 'service'} chain of {name}"
+    return f"the virtual server {frontend.address}"
+
+
+class Comparison:
+    """Compares one mode's programmed views (the active backend) with the expected node."""
+
+    def __init__(
+        self, expected: ExpectedNode, mode: str, views: list[ProgrammedView], label: str = ""
+    ) -> None:
+        self.expected = expected
+        self.mode = mode
+        self.views = views
+        self.label = label  # e.g. "iptables-legacy" for a second backend; "" for the active one
+        self.findings: list[Finding] = []
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _add(
+        self,
+        name: ServicePortName,
+        code: str,
+        severity: str,
+        message: str,
+        evidence: Iterable[str] = (),
+        fix: str = SYNC_FIX,
+    ) -> None:
+        if self.label:
+            message = f"[{self.label}] {message}"
+        self.findings.append(
+            Finding.for_port(
+                name,
+                code=code,
+                severity=severity,
+                message=message,
+                evidence=list(evidence),
+                fix=fix,
+                mode=self.label or self.mode,
+            )
+        )
+
+    def programmed(self) -> dict[tuple[ServicePortName, int], ProgrammedPort]:
+        ports: dict[tuple[ServicePortName, int], ProgrammedPort] = {}
+        for view in self.views:
+            for key, port in view.ports.items():
+                ports.setdefault(key, port)
+        return ports
+
+    # -- the comparison ----------------------------------------------------------------------------
+
+    def run(self, *, report_missing: bool = True) -> list[Finding]:
+        programmed = self.programmed()
+        expected = self.expected.ports
+        families = {fam for (_, fam) in programmed} | {4}
+        for key, exp in sorted(expected.items()):
+            if key[1] not in families and key[1] != 4:
+                continue  # this proxy does not run that IP family on the node
+            prog = programmed.get(key)
+            if prog is None:
+                if report_missing:
+                    self._not_programmed(exp)
+            else:
+                self._compare_port(exp, prog)
+        for key, prog in sorted(programmed.items()):
+            if key not in expected:
+                self._stale_service(prog)
+        self._merge_protocol_changes()
+        return self.findings
+
+    def _not_programmed(self, exp: ExpectedPort) -> None:
+        eps = exp.reachable_endpoints
+        self._add(
+            exp.name,
+            "not-programmed",
+            "error",
+            f"{exp.name} ({exp.name.protocol}) is in the API but {self.mode} has no rules for it: "
+            f"{_frontends_text(exp.frontends)} (endpoint{'s' if len(eps) != 1 else ''} {_eps(eps)}) "
+            "is not reachable from this node",
+            evidence=[
+                f"API: Service {exp.name.service} port {exp.name.port or '(unnamed)'} "
+                f"{exp.port}/{exp.name.protocol}, cluster IP {exp.cluster_ip}"
+            ],
+        )
+
+    def _stale_service(self, prog: ProgrammedPort) -> None:
+        why = self.expected.skipped.get(prog.name.service)
+        if not prog.name.namespace:
+            reason = "no Service in the API has this frontend any more"
+        elif why:
+            reason = f"kube-proxy must not proxy it: {why}"
+        elif prog.name.service in self.expected.services:
+            reason = f"the Service has no port {prog.name.port or '(unnamed)'}/{prog.name.protocol} any more"
+        else:
+            reason = "the Service no longer exists in the API"
+        ports = [f"{f.address}" for f in prog.frontends]
+        self._add(
+            prog.name,
+            "stale-service",
+            "error",
+            f"{prog.name} is still programmed ({', '.join(ports) or 'no frontend'}; endpoints "
+            f"{_eps(prog.all_endpoints)}) but {reason}",
+            evidence=prog.evidence[:20] or [e for f in prog.frontends for e in f.evidence][:20],
+        )
+
+    def _merge_protocol_changes(self) -> None:
+        """A not-programmed X/UDP next to a stale X/TCP is one protocol change (wrong-protocol)."""
+        missing = {(f.service, f.port): f for f in self.findings if f.code == "not-programmed"}
+        for f in list(self.findings):
+            if f.code != "stale-service" or (f.service, f.port) not in missing:
+                continue
+            other = missing[(f.service, f.port)]
+            if other.protocol == f.protocol:
+                continue
+            other.code = "wrong-protocol"
+            other.message = (
+                f"{f.service}:{f.port} is programmed for {f.protocol} but the Service now says "
+                f"{other.protocol}: {other.message}"
+            )
+            other.evidence += f.evidence
+            self.findings.remove(f)
+
+    def _match_frontends(
+        self, exp: ExpectedPort, prog: ProgrammedPort
+    ) -> list[tuple[ExpectedFrontend, list[Frontend]]]:
+        by_key: dict[tuple[str, str | None], list[Frontend]] = defaultdict(list)
+        for f in prog.frontends:
+            by_key[(f.kind, None if f.kind == "node-port" else _norm_ip(f.ip))].append(f)
+        used: set[int] = set()
+        pairs: list[tuple[ExpectedFrontend, list[Frontend]]] = []
+        for ef in exp.frontends:
+            key = (ef.kind, None if ef.kind == "node-port" else _norm_ip(ef.ip))
+            matches = [f for f in by_key.get(key, []) if f.port == ef.port]
+            wrong = [f for f in by_key.get(key, []) if f.port != ef.port and id(f) not in used]
+            if not matches and wrong:
+                self._add(
+                    exp.name,
+                    "wrong-port",
+                    "error",
+                    f"{exp.name}: {ef.kind} {ef.address} is programmed on port "
+                    f"{', '.join(str(f.port) for f in wrong)} instead of {ef.port}",
+                    evidence=[e for f in wrong for e in f.evidence],
+                )
+                used.update(id(f) for f in wrong)
+            elif not matches:
+                self._add(
+                    exp.name,
+                    "missing-frontend",
+                    "error",
+                    f"{exp.name}: {ef.kind} frontend {ef.address} is in the API but not programmed "
+                    f"(programmed: {_frontends_text(prog.frontends)})",
+                    evidence=prog.evidence[:10],
+                )
+            used.update(id(f) for f in matches)
+            pairs.append((ef, matches))
+        for f in prog.frontends:
+            if id(f) not in used:
+                self._add(
+                    exp.name,
+                    "stale-frontend",
+                    "error",
+                    f"{exp.name}: {f.kind} frontend {f.address} is programmed but the Service no longer has "
+                    f"it (API frontends: {_frontends_text(exp.frontends)})",
+                    evidence=f.evidence,
+                )
+        return pairs
+
+    def _compare_port(self, exp: ExpectedPort, prog: ProgrammedPort) -> None:
+        stale: dict[Endpoint, tuple[list[str], list[str], str]] = {}
+        missing: dict[Endpoint, tuple[list[str], list[str], str]] = {}
+        flushed: list[tuple[ExpectedFrontend, Frontend]] = []
+        for ef, frontends in self._match_frontends(exp, prog):
+            want = set(exp.endpoints_for(ef.policy))
+            for f in frontends:
+                self._frontend_attributes(exp, ef, f)
+                have = _active_targets(f)
+                if want and not f.targets and f.no_endpoints is None:
+                    flushed.append((ef, f))
+                for ep in sorted(set(have) - want):
+                    entry = stale.setdefault(ep, ([], [], exp.why_not_used(ep, ef.policy)))
+                    entry[0].append(f.address)
+                    entry[1].extend(have[ep])
+                for ep in sorted(want - set(have)):
+                    weight0 = any(t.endpoint == ep and t.weight == 0 for t in f.targets)
+                    entry = missing.setdefault(ep, ([], [], "weight 0" if weight0 else ""))
+                    entry[0].append(f.address)
+                    entry[1].extend(f.evidence[:5])
+                if not want and not have:
+                    self._no_endpoints(exp, ef, f)
+                self._balance(exp, f, have)
+        if flushed:
+            ef, f = flushed[0]
+            addrs = ", ".join(x.address for _, x in flushed)
+            self._add(
+                exp.name,
+                "chain-missing",
+                "error",
+                f"{_chain_name(self.mode, exp.name, ef.policy, f)} flushed: no endpoint rules, "
+                f"{addrs} is not DNATed (the API has {_eps(exp.endpoints_for(ef.policy))})",
+                evidence=[e for _, x in flushed for e in x.evidence][:10] or prog.evidence[:10],
+                fix="Something flushed kube-proxy's chain (a host firewall reload, iptables -F, "
+                "a config-management run). kube-proxy rewrites everything on its next full sync; "
+                "restart it now: `kubectl -n kube-system delete pod <kube-proxy pod on this node>`, "
+                "and stop whatever flushes the rules.",
+            )
+        for ep, (where, evidence, why) in sorted(stale.items()):
+            self._add(
+                exp.name,
+                "stale-endpoint",
+                "error",
+                f"{exp.name}: endpoint {ep} still takes new connections via {', '.join(where)}, but {why}",
+                evidence=evidence,
+            )
+        for ep, (where, evidence, why) in sorted(missing.items()):
+            api = exp.api_endpoint(ep)
+            cond = f" ({api.conditions}, node {api.node or '?'})" if api else ""
+            extra = " - its IPVS weight is 0, so it gets no new connections (kubernetes#92019)" if why else ""
+            self._add(
+                exp.name,
+                "missing-endpoint",
+                "error",
+                f"{exp.name}: endpoint {ep}{cond} is in the API but not programmed for "
+                f"{', '.join(where)}{extra}",
+                evidence=evidence,
+            )
+        self._local_blackhole(exp)
+
+    def _frontend_attributes(self, exp: ExpectedPort, ef: ExpectedFrontend, f: Frontend) -> None:
+        if f.policy != ef.policy and f.targets:
+            self._add(
+                exp.name,
+                "traffic-policy-mismatch",
+                "error",
+                f"{exp.name}: {f.address} uses the {f.policy} endpoints but the Service's "
+                f"{'internal' if ef.kind == 'cluster-ip' else 'external'}TrafficPolicy says {ef.policy}",
+                evidence=f.evidence,
+            )
+        if f.affinity_seconds != exp.affinity_seconds:
+            want = f"ClientIP for {exp.affinity_seconds}s" if exp.affinity_seconds else "no session affinity"
+            have = f"ClientIP for {f.affinity_seconds}s" if f.affinity_seconds else "no session affinity"
+            self._add(
+                exp.name,
+                "affinity-mismatch",
+                "error",
+                f"{exp.name}: {f.address} has {have}, the Service asks for {want}",
+                evidence=f.evidence,
+            )
+        if ef.kind == "load-balancer" and (self.mode != "ipvs" or f.source_ranges):
+            # IPVS enforces source ranges in ipsets, outside the virtual server the view holds
+            # kube-proxy also admits the LB IPs themselves when a range holds the node IP (allowFromNode)
+            own = {_norm_net(ip) for ip in exp.load_balancer_ips}
+            want = sorted({_norm_net(c) for c in ef.source_ranges} - own)
+            have = sorted({_norm_net(c) for c in f.source_ranges} - own)
+            if want != have:
+                self._add(
+                    exp.name,
+                    "source-ranges-mismatch",
+                    "error",
+                    f"{exp.name}: {f.address} admits {', '.join(have) or 'every source'} but "
+                    f"loadBalancerSourceRanges is {', '.join(want) or 'empty (every source)'}",
+                    evidence=f.evidence,
+                )
+
+    def _no_endpoints(self, exp: ExpectedPort, ef: ExpectedFrontend, f: Frontend) -> None:
+        want = exp.no_endpoints_verdict(ef.policy)
+        if f.no_endpoints and want and f.no_endpoints != want:
+            self._add(
+                exp.name,
+                "no-endpoints-verdict",
+                "warning",
+                f"{exp.name}: {f.address} has no endpoints and {f.no_endpoints}s new connections; "
+                f"kube-proxy should {want} them "
+                f"({'endpoints exist on other nodes' if want == 'drop' else 'the service has none at all'})",
+                evidence=f.evidence,
+            )
+
+    def _balance(self, exp: ExpectedPort, f: Frontend, have: dict[Endpoint, list]) -> None:
+        targets = [t for t in f.targets if t.weight != 0]
+        if len(targets) < 2:
+            return
+        weights = [t.weight for t in targets if t.weight is not None]
+        if weights:
+            if len(set(weights)) > 1:
+                self._add(
+                    exp.name,
+                    "uneven-weights",
+                    "warning",
+                    f"{exp.name}: {f.address} real servers have unequal weights "
+                    f"({', '.join(f'{t.endpoint}={t.weight}' for t in targets)}); kube-proxy gives every "
+                    "endpoint weight 1",
+                    evidence=[e for t in targets for e in t.evidence],
+                )
+            return
+        share = 1.0 / len(targets)
+        off = [t for t in targets if abs(t.probability - share) > PROBABILITY_TOLERANCE]
+        if off:
+            self._add(
+                exp.name,
+                "uneven-probability",
+                "warning",
+                f"{exp.name}: {f.address} splits new connections unevenly "
+                f"({', '.join(f'{t.endpoint} {t.probability:.0%}' for t in targets)}); with "
+                f"{len(targets)} endpoints each should get {share:.0%}",
+                evidence=[e for t in targets for e in t.evidence],
+            )
+
+    def _local_blackhole(self, exp: ExpectedPort) -> None:
+        if self.label or exp.local_endpoints or not exp.has_any_endpoints:
+            return
+        node = self.expected.node or "this node"
+        if exp.external_local and exp.externally_accessible:
+            external = [f.address for f in exp.frontends if f.kind != "cluster-ip"]
+            if exp.health_check_node_port:
+                self._add(
+                    exp.name,
+                    "local-blackhole",
+                    "info",
+                    f"{exp.name}: externalTrafficPolicy Local and no endpoint on {node}: "
+                    f"{', '.join(external)} drop traffic here; health check node port "
+                    f"{exp.health_check_node_port} answers 503 so the load balancer should skip {node}",
+                    fix="Nothing to do if the cloud load balancer honours the health check; "
+                    f"verify it with `curl -s http://<node-ip>:{exp.health_check_node_port}/healthz`.",
+                )
+            else:
+                self._add(
+                    exp.name,
+                    "local-blackhole",
+                    "warning",
+                    f"{exp.name}: externalTrafficPolicy Local and no endpoint on {node}: "
+                    f"{', '.join(external)} drop every connection sent to this node (no health check "
+                    "node port tells clients to avoid it)",
+                    fix="Send traffic only to nodes that run an endpoint, schedule an endpoint on every "
+                    "node (DaemonSet), or set externalTrafficPolicy: Cluster.",
+                )
+        if exp.internal_local:
+            self._add(
+                exp.name,
+                "local-blackhole",
+                "info",
+                f"{exp.name}: internalTrafficPolicy Local and no endpoint on {node}: pods on {node} "
+                f"calling {exp.cluster_ip}:{exp.port} get their packets dropped",
+                fix="Expected with internalTrafficPolicy Local; run an endpoint on this node or use "
+                "internalTrafficPolicy: Cluster if pods here need the service.",
+            )
+
+
+def compare(ctx: CheckContext) -> list[Finding]:
+    """Every drift finding for the context, computed once and cached in ``ctx.extra``."""
+    if "drift_findings" in ctx.extra:
+        return ctx.extra["drift_findings"]
+    findings: list[Finding] = []
+    expected = ctx.expected
+    if expected is not None and not ctx.extra.get("skip_kube_proxy"):
+        from kubectl_proxydoctor.analysis import split_views
+
+        mode = ctx.extra.get("mode")
+        primary, secondary = split_views(ctx.views, mode)
+        if mode is None:
+            mode = primary[0].mode if primary else "unknown"
+        findings.extend(Comparison(expected, mode, primary).run())
+        for label, views in secondary.items():
+            findings.extend(Comparison(expected, mode, views, label=label).run(report_missing=False))
+    ctx.extra["drift_findings"] = findings
+    return findings
+
+
+def by_codes(ctx: CheckContext, codes: Iterable[str]) -> list[Finding]:
+    wanted = set(codes)
+    return [f for f in compare(ctx) if f.code in wanted]

@@ -1,0 +1,116 @@
+"""`kubectl proxydoctor check`: every service port on the node against the API, with findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kubectl_proxydoctor.cli.app import app
+from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt, check_output, load_node
+
+OUTPUTS = ("table", "json", "yaml")
+
+OutputOpt = Annotated[str, typer.Option("-o", "--output", help="Output format: table, json or yaml.")]
+KubeconfigOpt = Annotated[
+    Path | None,
+    typer.Option("--kubeconfig", help="Kubeconfig file(s) for the live API (default $KUBECONFIG)."),
+]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="Kubeconfig context to use.")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("-n", "--namespace", help="Only Services in this namespace (default: all).")
+]
+AllNamespacesOpt = Annotated[
+    bool, typer.Option("-A", "--all-namespaces", help="Services in every namespace.")
+]
+NodeNameOpt = Annotated[
+    str | None, typer.Option("--node-name", help="The node's name in the API (default: from the capture).")
+]
+
+
+def load_sources(
+    from_path: Path | None,
+    sample: bool,
+    kubeconfig: Path | None,
+    context: str | None,
+    namespace: str | None,
+    node_name: str | None,
+):
+    """(snapshot, cluster or None, notes): the node, and the API from the capture or the live server."""
+    from kubectl_proxydoctor.cluster import ClusterState
+    from kubectl_proxydoctor.errors import UsageError
+
+    snapshot = load_node(from_path, sample)
+    notes: list[str] = []
+    offline = from_path is not None or sample
+    node = node_name or snapshot.node
+    if offline and kubeconfig is None and context is None:
+        text = snapshot.text("api.json")
+        if text is None:
+            notes.append("the capture has no api.json (and no --kubeconfig was given): API not read")
+            return snapshot, None, notes
+        cluster = ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
+        if namespace:
+            cluster.services = [s for s in cluster.services if s["metadata"].get("namespace") == namespace]
+            cluster.endpointslices = [
+                s for s in cluster.endpointslices if s["metadata"].get("namespace") == namespace
+            ]
+        return snapshot, cluster, notes
+    if namespace is not None and not namespace:
+        raise UsageError("-n/--namespace needs a namespace name")
+    from kubectl_proxydoctor.collect.api import read_cluster
+
+    cluster = read_cluster(str(kubeconfig) if kubeconfig else None, context, namespace, node)
+    return snapshot, cluster, notes
+
+
+def run_analysis(
+    from_path: Path | None,
+    sample: bool,
+    kubeconfig: Path | None,
+    context: str | None,
+    namespace: str | None,
+    all_namespaces: bool,
+    node_name: str | None,
+):
+    """Load the node and the API, and analyse; the shared core of `check` and `svc`."""
+    from kubectl_proxydoctor.analysis import analyse
+    from kubectl_proxydoctor.errors import UsageError
+
+    if namespace and all_namespaces:
+        raise UsageError("-n/--namespace and -A/--all-namespaces exclude each other")
+    snapshot, cluster, notes = load_sources(from_path, sample, kubeconfig, context, namespace, node_name)
+    report = analyse(snapshot, cluster, node_name, namespace=namespace)
+    report.notes.extend(notes)
+    return report
+
+
+@app.command("check")
+def check_cmd(
+    from_path: FromOpt = None,
+    sample: SampleOpt = False,
+    output: OutputOpt = "table",
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
+    all_namespaces: AllNamespacesOpt = False,
+    node_name: NodeNameOpt = None,
+) -> None:
+    """Compare every service port kube-proxy programmed on the node with the API.
+
+    Exit 0 clean, 1 drift (error findings), 3 when the API could not be read (node-only checks ran).
+    """
+    check_output(output, OUTPUTS)
+    report = run_analysis(from_path, sample, kubeconfig, context, namespace, all_namespaces, node_name)
+    if output == "table":
+        from rich.console import Console
+
+        from kubectl_proxydoctor.render.report_text import render_check
+
+        render_check(report, Console(highlight=False))
+    else:
+        from kubectl_proxydoctor.render.structured import render
+
+        typer.echo(render(report, output), nl=False)
+    raise typer.Exit(report.exit_code)

@@ -1,0 +1,74 @@
+"""`kubectl proxydoctor svc NAME`: one Service end to end (API, rules per mode, traces, findings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kubectl_proxydoctor.cli.app import app
+from kubectl_proxydoctor.cli.check import (
+    ContextOpt,
+    KubeconfigOpt,
+    NodeNameOpt,
+    OutputOpt,
+    run_analysis,
+)
+from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt, check_output
+
+
+def service_traces(report, namespace: str, name: str) -> dict:
+    """Frontend -> TraceResults through every mode with a tracer (modes without one are skipped)."""
+    from kubectl_proxydoctor.analysis import mode_module
+    from kubectl_proxydoctor.modes import MODES
+    from kubectl_proxydoctor.render.report_text import trace_packets
+
+    traces: dict = {}
+    for label, packet in trace_packets(report, namespace, name).items():
+        results = []
+        for mode in MODES:
+            module = mode_module(mode)
+            if module is not None and hasattr(module, "trace"):
+                results.extend(r for r in module.trace(report.snapshot, packet) if r.outcomes)
+        traces[label] = results
+    return traces
+
+
+@app.command("svc")
+def svc_cmd(
+    name: Annotated[str, typer.Argument(help="Service name.")],
+    namespace: Annotated[str, typer.Option("-n", "--namespace", help="The Service's namespace.")] = "default",
+    from_path: FromOpt = None,
+    sample: SampleOpt = False,
+    output: OutputOpt = "table",
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    node_name: NodeNameOpt = None,
+) -> None:
+    """One Service end to end: API view, what each mode programmed, a trace per frontend, findings.
+
+    Exit 0 clean, 1 drift on this Service, 3 when the API could not be read.
+    """
+    from kubectl_proxydoctor.errors import UsageError
+
+    check_output(output, ("table", "json", "yaml"))
+    report = run_analysis(from_path, sample, kubeconfig, context, namespace, False, node_name)
+    key = f"{namespace}/{name}"
+    report.services = [s for s in report.services if s.name.service == key]
+    report.findings = [f for f in report.findings if f.service in (key, None)]
+    known = report.expected is not None and key in report.expected.services
+    if not known and not report.services and report.cluster is not None:
+        raise UsageError(f"service {key} is neither in the API nor programmed on this node")
+    if output == "table":
+        from rich.console import Console
+
+        from kubectl_proxydoctor.render.report_text import render_service
+
+        render_service(
+            report, namespace, name, service_traces(report, namespace, name), Console(highlight=False)
+        )
+    else:
+        from kubectl_proxydoctor.render.structured import render
+
+        typer.echo(render(report, output), nl=False)
+    raise typer.Exit(report.exit_code)
