@@ -253,7 +253,7 @@ def analyse(
     report.cluster = usable
     report.findings = _dedupe(run_checks(ctx))
     report.expected = expected
-    if not skip:
+    if expected is not None:  # without the API there is nothing to give a port a status against
         report.services = _statuses(report, expected, primary)
     if namespace:
         report.findings = [
