@@ -1,0 +1,87 @@
+"""The live nftables collector: a real kube-proxy ruleset loaded into a throwaway namespace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.collect import nftables as nftcollect
+from kubectl_proxydoctor.modes.nftables import interpret
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+from tests.test_nftables_expect import FIXTURES
+
+
+def _summary(views):
+    out = {}
+    for view in views:
+        for (name, family), port in view.ports.items():
+            out[(view.source, name.key, family)] = sorted(
+                (f.kind, f.ip, f.port, f.protocol, f.policy, f.no_endpoints, f.masquerade, tuple(f.source_ranges),
+                 f.affinity_seconds, tuple(sorted((str(t.endpoint), round(t.probability, 9)) for t in f.targets)),
+                 tuple(f.evidence))
+                for f in port.frontends)
+    return out
+
+
+@pytest.mark.parametrize("capture", ["healthy", "firewall-in-front"])
+def test_collect_in_namespace_matches_capture(netns, capture):
+    ns = netns("pd-nft-")
+    rules = FIXTURES / capture / "nft-ruleset.txt"
+    load = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", str(rules)], capture_output=True, text=True)
+    assert load.returncode == 0, load.stderr
+    ctx = CollectContext(netns=ns)
+    nftcollect.collect(ctx)
+    assert ctx.sources == {"nftables": "ok"}
+    doc = json.loads(ctx.files["nft-ruleset.json"])
+    tables = {(i["table"]["family"], i["table"]["name"]) for i in doc["nftables"] if "table" in i}
+    want = {("ip", "kube-proxy"), ("ip6", "kube-proxy")} | ({("inet", "hostfw")} if capture != "healthy" else set())
+    assert tables == want
+    live = interpret(NodeSnapshot.from_files(ctx.files))
+    captured = interpret(NodeSnapshot.load(FIXTURES / capture))
+    assert _summary(live) == _summary(captured)
+    assert len(_summary(live)) == 16
+
+
+def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables():
+    asked = []
+    listing = {"nftables": [{"metainfo": {"json_schema_version": 1}},
+                            {"table": {"family": "ip", "name": "filter"}},
+                            {"table": {"family": "ip", "name": "kube-proxy"}},
+                            {"table": {"family": "inet", "name": "firewalld"}},
+                            {"table": {"family": "bridge", "name": "x"}}]}
+
+    def runner(cmd):
+        asked.append(cmd)
+        if cmd == "list tables":
+            return 0, json.dumps(listing), ""
+        family, name = cmd.split()[2:]
+        return 0, json.dumps({"nftables": [{"metainfo": {}}, {"table": {"family": family, "name": name}}]}), ""
+
+    doc = nftcollect.read_tables(runner)
+    assert asked == ["list tables", "list table ip kube-proxy", "list table inet firewalld"]
+    assert [next(iter(i)) for i in doc["nftables"]] == ["metainfo", "table", "table"]
+
+
+@pytest.mark.parametrize("rc,err,reason", [
+    (1, "Error: Operation not permitted", "not permitted"),
+    (1, "Error: syntax error", "`nft list tables` failed: Error: syntax error"),
+    (0, "", "no valid JSON"),
+])
+def test_collect_failures_are_unavailable(monkeypatch, rc, err, reason):
+    monkeypatch.setattr(nftcollect, "_runner", lambda netns: (lambda cmd: (rc, "", err)))
+    ctx = CollectContext()
+    nftcollect.collect(ctx)
+    assert ctx.sources["nftables"].startswith("unavailable: ")
+    assert reason in ctx.sources["nftables"]
+    assert "nft-ruleset.json" not in ctx.files
+
+
+def test_collect_without_nft_binary(monkeypatch):
+    monkeypatch.setattr(nftcollect.shutil, "which", lambda name: None)
+    ctx = CollectContext(netns="pd-nft-never-created")
+    nftcollect.collect(ctx)
+    assert ctx.sources["nftables"] == ("unavailable: nft is not installed and the libnftables python module "
+                                       "is not available")
