@@ -187,7 +187,7 @@ def column_widths(rows: Sequence[ServiceRow], width: int, gap: int = 1) -> list[
                 widths[i] = len(cell)
     widths = [min(w, c.max_width) for w, c in zip(widths, COLUMNS, strict=True)]
     avail = max(0, width - gap * (len(COLUMNS) - 1))
-    for key in ("frontends", "name", "namespace", "port", "type"):
+    for key in ("frontends", "name", "namespace", "port", "type", "endpoints", "status"):
         excess = sum(widths) - avail
         if excess <= 0:
             break
