@@ -19,8 +19,9 @@ def _summary(views):
     for view in views:
         for (name, family), port in view.ports.items():
             out[(view.source, name.key, family)] = sorted(
-                (f.kind, f.ip, f.port, f.protocol, f.policy, f.no_endpoints, f.masquerade, tuple(f.source_ranges),
-                 f.affinity_seconds, tuple(sorted((str(t.endpoint), round(t.probability, 9)) for t in f.targets)),
+                (f.kind, f.ip, f.port, f.protocol, f.policy, f.no_endpoints, f.masquerade,
+                 tuple(f.source_ranges), f.affinity_seconds,
+                 tuple(sorted((str(t.endpoint), round(t.probability, 9)) for t in f.targets)),
                  tuple(f.evidence))
                 for f in port.frontends)
     return out
@@ -30,14 +31,17 @@ def _summary(views):
 def test_collect_in_namespace_matches_capture(netns, capture):
     ns = netns("pd-nft-")
     rules = FIXTURES / capture / "nft-ruleset.txt"
-    load = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", str(rules)], capture_output=True, text=True)
+    load = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", str(rules)], capture_output=True,
+                          text=True)
     assert load.returncode == 0, load.stderr
     ctx = CollectContext(netns=ns)
     nftcollect.collect(ctx)
     assert ctx.sources == {"nftables": "ok"}
     doc = json.loads(ctx.files["nft-ruleset.json"])
     tables = {(i["table"]["family"], i["table"]["name"]) for i in doc["nftables"] if "table" in i}
-    want = {("ip", "kube-proxy"), ("ip6", "kube-proxy")} | ({("inet", "hostfw")} if capture != "healthy" else set())
+    want = {("ip", "kube-proxy"), ("ip6", "kube-proxy")}
+    if capture == "firewall-in-front":
+        want.add(("inet", "hostfw"))
     assert tables == want
     live = interpret(NodeSnapshot.from_files(ctx.files))
     captured = interpret(NodeSnapshot.load(FIXTURES / capture))
@@ -58,7 +62,8 @@ def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables():
         if cmd == "list tables":
             return 0, json.dumps(listing), ""
         family, name = cmd.split()[2:]
-        return 0, json.dumps({"nftables": [{"metainfo": {}}, {"table": {"family": family, "name": name}}]}), ""
+        table = {"table": {"family": family, "name": name}}
+        return 0, json.dumps({"nftables": [{"metainfo": {}}, table]}), ""
 
     doc = nftcollect.read_tables(runner)
     assert asked == ["list tables", "list table ip kube-proxy", "list table inet firewalld"]
