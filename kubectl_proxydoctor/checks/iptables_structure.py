@@ -1,0 +1,454 @@
+"""Structural iptables checks, independent of the API: the rules judged against kube-proxy's layout.
+
+- backend-leftover: KUBE-SERVICES with service rules in both the legacy and the nf_tables backend.
+- foreign-rule: rules in kube-proxy's chains that kube-proxy did not write, and other chains that
+  jump into kube-proxy's internal chains (they break when kube-proxy changes or leaves).
+- unreferenced-chain / missing-chain: KUBE-SVC/SVL/EXT/FW/SEP chains nothing jumps to; jumps to
+  chains that do not exist.
+- uneven-probabilities: statistic rules that do not split new connections evenly.
+- version-leftover / mode-leftover: KUBE-XLB-*, KUBE-MARK-DROP (older kube-proxy) and IPVS-mode
+  chains in an iptables-mode dump.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from kubectl_proxydoctor.checks import CheckContext, check
+from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
+
+_SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
+_FRONTEND_COMMENT = re.compile(r"^\S+/\S+ (cluster IP|external IP|loadbalancer IP)$")
+_NO_EP_COMMENT = re.compile(r"^\S+/\S+ has no (local )?endpoints$")
+_NODEPORTS_COMMENT = "kubernetes service nodeports; NOTE: this must be the last rule in this chain"
+_IPVS_CHAINS = {"KUBE-LOAD-BALANCER", "KUBE-NODE-PORT", "KUBE-LOOP-BACK", "KUBE-IPVS-FILTER",
+                "KUBE-IPVS-OUT-FILTER", "KUBE-SOURCE-RANGES-FIREWALL", "KUBE-FIRE-WALL",
+                "KUBE-LOAD-BALANCER-LOCAL", "KUBE-LOAD-BALANCER-FW", "KUBE-LOAD-BALANCER-MASQ"}
+_TERMINAL = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "REDIRECT", "SNAT", "MASQUERADE"}
+_KUBE_OWNED = {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
+               "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-PROXY-FIREWALL"}
+_MODE = "iptables"
+
+
+def _views(ctx: CheckContext) -> list[ProgrammedView]:
+    views = [v for v in ctx.views if v.mode == "iptables"]
+    if views or ctx.views:
+        return views
+    from kubectl_proxydoctor.modes.iptables import interpret
+
+    return interpret(ctx.snapshot)
+
+
+def _current_mode(ctx: CheckContext) -> str | None:
+    mode = ctx.extra.get("mode")
+    if mode:
+        return str(mode)
+    text = (ctx.snapshot.text("kube-proxy-mode.txt") or "").strip()
+    return text or ctx.snapshot.meta.get("mode")
+
+
+def _iptables_layout(view: ProgrammedView) -> bool:
+    """True when this dump looks like kube-proxy's iptables mode (not IPVS's helper chains)."""
+    rs = view.raw
+    chains = {name for _t, name in rs.kube_chains()}  # type: ignore[union-attr]
+    if chains & _IPVS_CHAINS and not any(c.startswith("KUBE-SVC-") for c in chains):
+        return False
+    return True
+
+
+def _applies(ctx: CheckContext, view: ProgrammedView) -> bool:
+    mode = _current_mode(ctx)
+    if mode and mode not in ("iptables", "unknown"):
+        return False  # another mode's leftovers are reported as mode-leftover elsewhere
+    return _iptables_layout(view)
+
+
+def _name(view: ProgrammedView, chain: str) -> ServicePortName | None:
+    from kubectl_proxydoctor.modes.iptables.view import Interpreter
+
+    interp = view.__dict__.get("_interp")
+    if interp is None:
+        interp = view.__dict__["_interp"] = Interpreter(view.raw, view.source)  # type: ignore[arg-type]
+    return interp.name_for_chain(chain)
+
+
+def _sep_name(view: ProgrammedView, chain: str) -> ServicePortName | None:
+    """The service port of a KUBE-SEP chain: by its rules' comment, else by the chain hash."""
+    from kubectl_proxydoctor.modes.iptables import hashes
+    from kubectl_proxydoctor.modes.iptables.view import parse_port_name, port_name_string
+
+    rules = view.raw.rules("nat", chain)  # type: ignore[union-attr]
+    proto = next((r.proto for r in rules if r.proto), "tcp")
+    for rule in rules:
+        if rule.comment:
+            name = parse_port_name(rule.comment, proto)
+            if name:
+                return name
+    dnat = next((r.to_destination for r in rules if r.to_destination), None)
+    if dnat:
+        host, _, port = dnat.rpartition(":")
+        for (name, _fam) in view.ports:
+            try:
+                if hashes.endpoint_chain(port_name_string(name), name.protocol, host.strip("[]"),
+                                         int(port)) == chain:
+                    return name
+            except ValueError:
+                return None
+    return None
+
+
+def _finding(code: str, severity: str, message: str, name: ServicePortName | None, evidence: list[str],
+             fix: str) -> Finding:
+    if name is not None:
+        return Finding.for_port(name, code=code, severity=severity, message=message, evidence=evidence,
+                                fix=fix, mode=_MODE)
+    return Finding(code=code, severity=severity, message=message, evidence=evidence,  # type: ignore[arg-type]
+                   fix=fix, mode=_MODE)
+
+
+# -- backend-leftover ------------------------------------------------------------------------------
+
+
+def _hooks(rs, chain: str) -> list[str]:
+    return [h for h in ("PREROUTING", "OUTPUT") if any(r.target == chain for r in rs.rules("nat", h))]
+
+
+def _backend_score(view: ProgrammedView) -> tuple:
+    """Which backend kube-proxy writes: the one with its full layout, then the most service ports."""
+    rs = view.raw
+    hallmarks = sum(1 for t, c in (("mangle", "KUBE-PROXY-CANARY"), ("nat", "KUBE-POSTROUTING"),
+                                   ("nat", "KUBE-NODEPORTS"), ("filter", "KUBE-FORWARD"),
+                                   ("filter", "KUBE-PROXY-FIREWALL"), ("mangle", "KUBE-IPTABLES-HINT"))
+                    if rs.chain(t, c) is not None)  # type: ignore[union-attr]
+    return hallmarks, len(view.ports), "legacy" not in view.source
+
+
+@check("iptables-backend-leftover")
+def backend_leftover(ctx: CheckContext) -> Iterable[Finding]:
+    """KUBE-SERVICES programmed in both the legacy and the nf_tables backend."""
+    by_family: dict[int, list[ProgrammedView]] = {}
+    for view in _views(ctx):
+        rs = view.raw
+        if rs is not None and rs.rules("nat", "KUBE-SERVICES") and _iptables_layout(view):  # type: ignore[union-attr]
+            by_family.setdefault(rs.family, []).append(view)  # type: ignore[union-attr]
+    for views in by_family.values():
+        if len({v.source for v in views}) < 2:
+            continue
+        active = max(views, key=_backend_score)
+        active_backend = "nf_tables" if "nft" in active.source else "legacy"
+        for stale in views:
+            if stale is active:
+                continue
+            yield from _leftover_findings(stale, active, active_backend)
+
+
+def _leftover_findings(stale: ProgrammedView, active: ProgrammedView,
+                       active_backend: str) -> Iterable[Finding]:
+    rs = stale.raw
+    hooks = _hooks(rs, "KUBE-SERVICES")
+    hooked = f"hooked from {'/'.join(hooks)}" if hooks else "not hooked from PREROUTING/OUTPUT"
+    counters = [f"{c.name} [{c.packets}:{c.bytes}]" for c in (rs.chain("nat", h) for h in hooks)  # type: ignore[union-attr]
+                if c is not None and c.packets]
+    seen = f"; its nat {', '.join(counters)} counters show it sees traffic" if counters else ""
+    severity = "error" if hooks else "warning"
+    why = ("both backends' nat chains run at the same hook priority and the first DNAT a new "
+           "connection meets wins, so this stale copy can steer traffic" if hooks else
+           "it is not hooked, so it is inert until something jumps to it")
+    fix = (f"Remove the stale {stale.source} rules (e.g. `{stale.source}-save > /tmp/stale.rules` for "
+           f"the record, then flush: `{stale.source.split('-')[0]}-legacy -t nat -F KUBE-SERVICES` and "
+           "delete the KUBE-* chains there), and make every tool on the node (kubelet, CNI, kube-proxy "
+           f"image) use the {active_backend} backend.")
+    if not stale.ports:
+        yield _finding("backend-leftover", severity,
+                       f"{stale.source} nat ({hooked}) still has KUBE-SERVICES rules while kube-proxy "
+                       f"writes the {active_backend} backend ({active.source}); {why}{seen}",
+                       None, [r.text for r in rs.rules("nat", "KUBE-SERVICES")][:20], fix)  # type: ignore[union-attr]
+        return
+    for (name, _fam), port in sorted(stale.ports.items()):
+        for fe in port.frontends:
+            jump = next((line for line in fe.evidence if line.startswith("-A KUBE-")), "")
+            chain = jump.rsplit(" -j ", 1)[-1] if " -j " in jump else "?"
+            targets = ", ".join(str(e) for e in fe.endpoints) or (fe.no_endpoints or "no endpoints")
+            active_port = active.port(name, port.family)
+            active_eps = active_port.endpoints if active_port else []
+            same = active_port is not None and set(active_eps) == set(port.endpoints)
+            compare = ("same endpoints as the active backend" if same else
+                       f"the {active_backend} backend kube-proxy uses has "
+                       f"{', '.join(map(str, active_eps)) or 'no such service port'}")
+            yield _finding(
+                "backend-leftover", severity,
+                f"{stale.source} nat ({hooked}): KUBE-SERVICES {fe.address} -> {chain} -> {targets} "
+                f"(stale copy; {compare}); {why}{seen}",
+                name, fe.evidence[:12], fix)
+
+
+# -- foreign rules --------------------------------------------------------------------------------
+
+
+def _kube_proxy_wrote(rule) -> bool:
+    """Does this rule have a shape kube-proxy's iptables proxier writes in this chain?"""
+    chain, target, comment = rule.chain, rule.target or "", rule.comment or ""
+    if rule.table == "nat":
+        if chain == "KUBE-SERVICES":
+            if target.startswith(_SERVICE_PREFIXES):
+                return bool(_FRONTEND_COMMENT.match(comment)) and bool(rule.dst and rule.dport)
+            return target == "KUBE-NODEPORTS" and comment == _NODEPORTS_COMMENT
+        if chain == "KUBE-NODEPORTS":
+            return target.startswith(("KUBE-EXT-", "KUBE-SVC-")) and bool(rule.dport)
+        if chain == "KUBE-POSTROUTING":
+            return target in ("RETURN", "MARK", "MASQUERADE")
+        if chain == "KUBE-MARK-MASQ":
+            return target == "MARK"
+        if chain.startswith(("KUBE-SVC-", "KUBE-SVL-")):
+            return target == "KUBE-MARK-MASQ" or target.startswith("KUBE-SEP-")
+        if chain.startswith("KUBE-EXT-"):
+            return target == "KUBE-MARK-MASQ" or target.startswith(("KUBE-SVC-", "KUBE-SVL-"))
+        if chain.startswith("KUBE-FW-"):
+            return target == "" or target.startswith(("KUBE-EXT-", "KUBE-SVC-", "KUBE-SVL-"))
+        if chain.startswith("KUBE-SEP-"):
+            return target in ("KUBE-MARK-MASQ", "DNAT")
+        return True
+    if rule.table == "filter":
+        if chain in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"):
+            return target in ("REJECT", "DROP") and bool(_NO_EP_COMMENT.match(comment))
+        if chain == "KUBE-PROXY-FIREWALL":
+            return target == "DROP" and "traffic not accepted by KUBE-FW-" in comment
+        if chain == "KUBE-NODEPORTS":
+            return target == "ACCEPT" and comment.endswith("health check node port")
+        if chain == "KUBE-FORWARD":
+            return target in ("ACCEPT", "DROP")
+    return True
+
+
+def _shadowed(view: ProgrammedView, rule) -> tuple[ServicePortName | None, str]:
+    """The kube-proxy service rule a foreign rule overlaps and comes before, if any."""
+    rs = view.raw
+    for later in rs.rules(rule.table, rule.chain)[rule.index:]:  # type: ignore[union-attr]
+        if not _kube_proxy_wrote(later) or not later.comment:
+            continue
+        if rule.dst and later.dst and rule.dst != later.dst:
+            continue
+        if rule.dport and later.dport and rule.dport != later.dport:
+            continue
+        if rule.proto and later.proto and rule.proto != later.proto:
+            continue
+        if rule.neg:
+            continue
+        from kubectl_proxydoctor.modes.iptables.view import parse_port_name
+
+        name = parse_port_name(later.comment.split(" ", 1)[0], later.proto or "tcp")
+        return name, later.comment
+    return None, ""
+
+
+def _effect(rule, address: str) -> str:
+    target = rule.target or ""
+    if target == "ACCEPT" and rule.table == "nat":
+        return f"{address} is ACCEPTed without DNAT (requests time out)"
+    if target in ("DROP", "REJECT"):
+        return f"{address} is {target}ed before kube-proxy's rule"
+    if target == "RETURN":
+        return f"{address} leaves the chain before kube-proxy's rule (not DNATed)"
+    if target == "DNAT":
+        return f"{address} is DNATed to {rule.to_destination} instead of the service's endpoints"
+    return f"{address} is handled by it first"
+
+
+@check("iptables-foreign-rule")
+def foreign_rules(ctx: CheckContext) -> Iterable[Finding]:
+    """Rules in kube-proxy's chains it did not write; other chains jumping into kube-proxy's."""
+    for view in _views(ctx):
+        rs = view.raw
+        if rs is None or not _applies(ctx, view):
+            continue
+        prefix = f"[{view.source}] " if "legacy" in view.source else ""
+        for table in rs.tables.values():  # type: ignore[union-attr]
+            for chain in table.chains.values():
+                if chain.name in _KUBE_OWNED or chain.name.startswith(_SERVICE_PREFIXES):
+                    yield from _foreign_in_kube_chain(view, chain, prefix)
+                elif not chain.builtin and not chain.name.startswith("KUBE-"):
+                    yield from _foreign_chain_jumping_in(view, table.name, chain, prefix)
+
+
+def _foreign_in_kube_chain(view: ProgrammedView, chain, prefix: str) -> Iterable[Finding]:
+    for rule in chain.rules:
+        if _kube_proxy_wrote(rule):
+            continue
+        name, shadowed = _shadowed(view, rule)
+        address = f"{rule.dst.split('/')[0] if rule.dst else '*'}:{rule.dport or '*'}"
+        terminal = (rule.target or "") in _TERMINAL
+        where = f"{rule.table} {chain.name} rule {rule.index}"
+        if name is not None and terminal:
+            message = (f"{prefix}{where} was not written by kube-proxy: '{rule.text}' - it is ahead of "
+                       f"kube-proxy's '{shadowed}' rule, so {_effect(rule, address)}")
+            severity = "error"
+        else:
+            message = (f"{prefix}{where} was not written by kube-proxy: '{rule.text}'"
+                       + (f" (ahead of kube-proxy's '{shadowed}' rule)" if shadowed else ""))
+            severity = "warning"
+        yield _finding(
+            "foreign-rule", severity, message, name, [rule.text],
+            f"Delete it (`iptables -t {rule.table} -D {chain.name} {rule.index}`) and change whatever "
+            "added it to use its own chain hooked outside kube-proxy's: kube-proxy rewrites its "
+            "chains on every sync, so the rule also disappears (and reappears) unpredictably.")
+
+
+def _reached_from(rs, table: str, chain: str, depth: int = 0) -> tuple[list[str], list[str]]:
+    """(builtin chains, intermediate chains) that jump to this chain."""
+    builtins: list[str] = []
+    via: list[str] = []
+    if depth > 5:
+        return builtins, via
+    for other in rs.tables[table].chains.values():
+        if any(r.target == chain for r in other.rules):
+            if other.builtin:
+                builtins.append(other.name)
+            else:
+                via.append(other.name)
+                b, v = _reached_from(rs, table, other.name, depth + 1)
+                builtins.extend(b)
+                via.extend(v)
+    return list(dict.fromkeys(builtins)), list(dict.fromkeys(via))
+
+
+def _foreign_chain_jumping_in(view: ProgrammedView, table: str, chain, prefix: str) -> Iterable[Finding]:
+    rs = view.raw
+    jumps = [r for r in chain.rules if (r.target or "").startswith("KUBE-")]
+    if not jumps:
+        return
+    for target in dict.fromkeys(r.target for r in jumps):
+        rules = [r for r in jumps if r.target == target]
+        builtins, via = _reached_from(rs, table, chain.name)
+        kind = "CNI portmap hostPort chain, " if chain.name.startswith("CNI-DN-") else ""
+        reach = (f"reached from {'/'.join(builtins)}" + (f" via {', '.join(via)}" if via else "")
+                 if builtins else "not reached from any built-in chain")
+        dnat = [r for r in chain.rules if r.target == "DNAT" and r.to_destination]
+        what = ""
+        if dnat:
+            r = dnat[0]
+            port = f"{(r.proto or '').lower()} dport {r.dport} " if r.dport else ""
+            what = f", {port}-> DNAT {r.to_destination}"
+        rule_word = "rule" if len(rules) == 1 else "rules"
+        yield _finding(
+            "foreign-rule", "warning",
+            f"{prefix}{table} chain {chain.name} ({kind}{reach}{what}) jumps to kube-proxy's {target} "
+            f"({len(rules)} {rule_word})",
+            None, [r.text for r in rules] + [r.text for r in dnat],
+            f"{chain.name} depends on kube-proxy's internal chain {target}: it breaks if kube-proxy "
+            "changes mode (nftables and IPVS modes do not have it) or renames it. Give that component "
+            "its own masquerade rule (e.g. CNI portmap `externalSetMarkChain` unset / its own mark chain).")
+
+
+# -- chain structure ------------------------------------------------------------------------------
+
+_BUILTIN_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "SNAT", "MASQUERADE", "MARK", "LOG",
+                    "REDIRECT", "CONNMARK", "CT", "NOTRACK", "TRACE", "NFLOG", "AUDIT", "CHECKSUM",
+                    "TCPMSS", "TPROXY", "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "NFQUEUE", "QUEUE",
+                    "SET", "CLUSTERIP", "ULOG", "IDLETIMER", "LED", "SECMARK", "CONNSECMARK", "HMARK",
+                    "NETMAP", "SYNPROXY", "TEE", "RATEEST", "ECN", "NPT", "DNPT", "SNPT", "COUNTER"}
+
+
+@check("iptables-chain-structure")
+def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
+    """KUBE-SVC/SVL/EXT/FW/SEP chains nothing jumps to, and jumps to chains that do not exist."""
+    for view in _views(ctx):
+        rs = view.raw
+        if rs is None or not _applies(ctx, view):
+            continue
+        prefix = f"[{view.source}] "
+        for table in rs.tables.values():  # type: ignore[union-attr]
+            referenced = {r.target for r in table.rules() if r.target}
+            for chain in table.chains.values():
+                if chain.name.startswith(_SERVICE_PREFIXES) and chain.name not in referenced:
+                    name = _sep_name(view, chain.name) if chain.name.startswith("KUBE-SEP-") else \
+                        _name(view, chain.name)
+                    yield _finding(
+                        "unreferenced-chain", "info",
+                        f"{prefix}{table.name} chain {chain.name} ({len(chain.rules)} rules) is not "
+                        "jumped to by any rule: left over from an earlier sync (kube-proxy deletes "
+                        "such chains later in large clusters) or its parent chain was flushed",
+                        name,
+                        [f":{chain.name} - [{chain.packets}:{chain.bytes}]"]
+                        + [r.text for r in chain.rules][:5],
+                        "Harmless by itself; if it stays, check that kube-proxy is syncing (its next full "
+                        "sync deletes unused KUBE-* chains).")
+            for rule in table.rules():
+                target = rule.target
+                if (target and target not in table.chains and target not in _BUILTIN_TARGETS
+                        and target.startswith("KUBE-")):
+                    yield _finding(
+                        "missing-chain", "error",
+                        f"{prefix}{rule.label} jumps to {target}, which does not exist in the "
+                        f"{table.name} table",
+                        _name(view, target), [rule.text],
+                        "The dump is inconsistent (hand-edited rules, or a partial restore); restart "
+                        "kube-proxy so it rewrites its chains.")
+
+
+@check("iptables-probabilities")
+def probabilities(ctx: CheckContext) -> Iterable[Finding]:
+    """Statistic rules in KUBE-SVC/SVL chains must split new connections evenly over endpoints."""
+    for view in _views(ctx):
+        rs = view.raw
+        if rs is None or not _applies(ctx, view) or "nat" not in rs.tables:  # type: ignore[union-attr]
+            continue
+        for chain in rs.tables["nat"].chains.values():  # type: ignore[union-attr]
+            if not chain.name.startswith(("KUBE-SVC-", "KUBE-SVL-")):
+                continue
+            lb = [r for r in chain.rules
+                  if (r.target or "").startswith("KUBE-SEP-") and r.recent_mode != "rcheck"]
+            if not lb:
+                continue
+            n = len(lb)
+            problems: list[str] = []
+            remaining = 1.0
+            effective: list[float] = []
+            for i, rule in enumerate(lb):
+                want = 1.0 / (n - i)
+                got = rule.probability if rule.probability is not None else 1.0
+                if abs(got - want) > 1e-6:
+                    problems.append(f"rule {rule.index} -> {rule.target}: p={got:.11f}, want {want:.11f}")
+                effective.append(remaining * got)
+                remaining -= remaining * got
+            if remaining > 1e-6:
+                problems.append(f"{remaining:.1%} of new connections fall through without DNAT")
+            if not problems:
+                continue
+            name = _name(view, chain.name)
+            split = ", ".join(f"{e:.1%}" for e in effective)
+            yield _finding(
+                "uneven-probabilities", "warning" if remaining <= 1e-6 else "error",
+                f"[{view.source}] nat {chain.name}: {n} endpoint rules do not split new connections "
+                f"evenly (effective {split}): {'; '.join(problems)}",
+                name, [r.text for r in lb][:20],
+                "kube-proxy writes probability 1/(n-i) for the i-th of n endpoints; these rules were "
+                "edited or half-synced. Restart kube-proxy (or wait for its next full sync).")
+
+
+@check("iptables-stale-layout")
+def stale_layout(ctx: CheckContext) -> Iterable[Finding]:
+    """KUBE-* chains of other kube-proxy versions (KUBE-XLB-*, KUBE-MARK-DROP) or of IPVS mode."""
+    for view in _views(ctx):
+        rs = view.raw
+        if rs is None or not _applies(ctx, view):
+            continue
+        old = [(t, c) for t, c in rs.kube_chains() if c.startswith("KUBE-XLB-") or c == "KUBE-MARK-DROP"]  # type: ignore[union-attr]
+        if old:
+            yield _finding(
+                "version-leftover", "warning",
+                f"[{view.source}] chains from an older kube-proxy: "
+                + ", ".join(f"{t} {c} ({len(rs.rules(t, c))} rules)" for t, c in old[:10])  # type: ignore[union-attr]
+                + (f" and {len(old) - 10} more" if len(old) > 10 else ""),
+                None, [f"{t} :{c}" for t, c in old][:20],
+                "kube-proxy >= 1.24 no longer writes KUBE-XLB-* (now KUBE-EXT-/KUBE-SVL-) or KUBE-MARK-DROP; "
+                "delete them once nothing jumps to them (`iptables -t nat -X CHAIN`).")
+        ipvs = [(t, c) for t, c in rs.kube_chains() if c in _IPVS_CHAINS]  # type: ignore[union-attr]
+        if ipvs:
+            yield _finding(
+                "mode-leftover", "warning",
+                f"[{view.source}] IPVS-mode chains on an iptables-mode node: "
+                + ", ".join(f"{t} {c}" for t, c in ipvs),
+                None, [f"{t} :{c}" for t, c in ipvs],
+                "Left by kube-proxy in IPVS mode; run `kube-proxy --cleanup` with the old config, or "
+                "delete them by hand, and remove the kube-ipvs0 interface and IPVS virtual servers.")
