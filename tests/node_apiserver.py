@@ -37,11 +37,12 @@ class NodeApiServer(FakeApiServer):
         self.exec_delay = 0.0  # seconds before the command runs (for Ctrl-C tests)
         self._request = threading.local()  # the body of the POST this handler thread serves
 
-    def add_node(self, name: str, netns: str | None = None, ready: bool = True) -> None:
+    def add_node(self, name: str, netns: str | None = None, ready: bool = True,
+                 labels: dict[str, str] | None = None) -> None:
         condition = {"type": "Ready", "status": "True" if ready else "False",
                      "reason": "KubeletReady" if ready else "NodeStatusUnknown",
                      "message": "kubelet is posting ready status" if ready else "Kubelet stopped posting"}
-        self.add({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {}},
+        self.add({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}},
                   "status": {"conditions": [condition], "nodeInfo": {"kernelVersion": "6.1.0"},
                              "addresses": [{"type": "InternalIP", "address": "172.30.0.1"}]}})
         if netns:
@@ -75,6 +76,13 @@ class NodeApiServer(FakeApiServer):
                 return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
                              "items": [p for p in self.pods() if p["metadata"]["namespace"] == ns
                                        and _selects(selector, p["metadata"].get("labels", {}))]}
+        selector = parse_qs(parts.query).get("labelSelector", [""])[-1]
+        if method == "GET" and parts.path == "/api/v1/nodes" and selector:
+            with self._lock:
+                self.requests.append((method, parts.path, {"labelSelector": selector}))
+            items = [n for n in self.objects["nodes"] if _selects(selector, n["metadata"].get("labels", {}))]
+            return 200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+                         "items": items}
         return super().handle(method, raw_path, authorization)
 
     def _create_pod(self, ns: str, body: dict) -> tuple[int, dict]:
@@ -204,12 +212,20 @@ class NodeApiServer(FakeApiServer):
                 self._frame(0, struct.pack("!H", 1000), opcode=0x8)
                 self.close_connection = True
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd = _QuietServer(("127.0.0.1", 0), Handler)
         httpd.daemon_threads = True
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, name="node-apiserver", daemon=True)
         self._thread.start()
         return self
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # a client hanging up is not news
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _selects(selector: str, labels: dict[str, str]) -> bool:

@@ -90,3 +90,55 @@ def test_concurrency_is_bounded():
     result = scan((f"n{i}" for i in range(40)), collect, lambda s, n: None, concurrency=3)
     assert len(result.nodes) == 40 and peak == 3
     assert result.exit_code == 3
+
+
+# -- end to end: the scan command against the test API server and two namespace "nodes" -----------
+
+def _netns_with(rules: str) -> str:
+    import subprocess
+    import uuid
+
+    name = f"pd-scan-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "netns", "exec", name, "iptables-nft-restore"], input=rules, text=True, check=True)
+    return name
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root to create network namespaces")
+def test_scan_command_end_to_end(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.apiserver import write_kubeconfig
+    from tests.node_apiserver import NodeApiServer
+
+    stale_rules = (CAPTURE / "iptables-nft-save.txt").read_text()
+    namespaces = [_netns_with(stale_rules), _netns_with(_synced_rules(stale_rules))]
+    try:
+        server = NodeApiServer.from_api_json(CAPTURE / "api.json")
+        server.add_node("node-a", netns=namespaces[0], labels={"pool": "scan"})
+        server.add_node("node-b", netns=namespaces[1], labels={"pool": "scan"})
+        server.add_node("node-c", labels={"pool": "scan"})
+        server.pod_behaviour["node-c"] = "never-starts"
+        with server:
+            kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"test": server.url})
+            proc = subprocess.run(
+                [sys.executable, "-m", "kubectl_proxydoctor", "scan", "--kubeconfig", str(kubeconfig),
+                 "-l", "pool=scan", "--concurrency", "2", "-o", "json"],
+                capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[1],
+                env={**__import__("os").environ, "PROXYDOCTOR_POD_START_TIMEOUT": "2"})
+        assert proc.returncode == 1, proc.stderr
+        report = json.loads(proc.stdout)
+        nodes = {n["node"]: n for n in report["nodes"]}
+        assert set(nodes) == {"node-a", "node-b", "node-c"}
+        # both stand-in nodes carry pdnode1's Local-policy endpoints (the same errors on both);
+        # node-a also still sends default/web to the removed 10.244.0.12
+        assert "stale-endpoint" in nodes["node-a"]["codes"]
+        assert nodes["node-a"]["errors"] == nodes["node-b"]["errors"] + 1
+        assert "did not start" in nodes["node-c"]["failure"]
+        assert [d["service_port"] for d in report["cross_node_drift"]] == ["default/web:http/TCP"]
+        assert server.pods() == [] and len(server.deleted) == 3
+    finally:
+        for name in namespaces:
+            subprocess.run(["ip", "netns", "del", name], check=False)

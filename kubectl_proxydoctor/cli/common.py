@@ -18,6 +18,16 @@ SampleOpt = Annotated[
     bool, typer.Option("--sample", help="Use the sample node shipped with the tool (a capture with drift).")
 ]
 OutputOpt = Annotated[str, typer.Option("-o", "--output", help="Output format: table or json.")]
+NodeOpt = Annotated[
+    str | None,
+    typer.Option("--node", help="Collect from this node through a short-lived pod (needs the API)."),
+]
+ImageOpt = Annotated[
+    str | None,
+    typer.Option("--image", help="Image of the collector pod (needs iptables, nft, ipset, ipvsadm)."),
+]
+KubeconfigOpt = Annotated[str | None, typer.Option("--kubeconfig", help="Path(s) to kubeconfig files.")]
+ContextOpt = Annotated[str | None, typer.Option("--context", help="The kubeconfig context to use.")]
 
 
 def sample_path() -> Path:
@@ -31,16 +41,38 @@ def check_output(output: str, allowed: tuple[str, ...] = ("table", "json")) -> s
     return output
 
 
-def load_node(from_path: Path | None, sample: bool = False):
-    """The node snapshot to work on: a capture, the sample, or the live node (read-only)."""
+def load_node(from_path: Path | None, sample: bool = False, node: str | None = None, *,
+              kubeconfig: str | None = None, context: str | None = None, image: str | None = None):
+    """The node snapshot to work on: a capture, the sample, a remote node through a collector
+    pod (``node``), or the live node this runs on (read-only)."""
     from kubectl_proxydoctor.snapshot import NodeSnapshot
 
-    if from_path is not None and sample:
-        raise UsageError("--from and --sample exclude each other")
+    if sum((from_path is not None, sample, node is not None)) > 1:
+        raise UsageError("--from, --sample and --node exclude each other")
     if sample:
         return NodeSnapshot.load(sample_path())
     if from_path is not None:
         return NodeSnapshot.load(from_path)
+    if node is not None:
+        return collect_remote_node(node, kubeconfig=kubeconfig, context=context, image=image)
     from kubectl_proxydoctor.collect.node import collect_node
 
     return collect_node()
+
+
+def collect_remote_node(node: str, *, kubeconfig: str | None = None, context: str | None = None,
+                        image: str | None = None, quiet: bool = False):
+    """Capture ``node`` through a collector pod, telling the user on stderr what happens."""
+    import sys
+
+    from kubectl_proxydoctor.collect.api import load_client
+    from kubectl_proxydoctor.remote.run import RemoteOptions, collect_remote
+
+    target = load_client(kubeconfig, context)
+    options = RemoteOptions(log=(lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+    if image:
+        options.image = image
+    try:
+        return collect_remote(node, target.client, options)
+    finally:
+        target.client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ class RemoteOptions:
 
     image: str = DEFAULT_IMAGE
     namespace: str = DEFAULT_NAMESPACE
-    start_timeout: float = 120.0  # seconds for the pod to start running
+    # seconds for the pod to start running (PROXYDOCTOR_POD_START_TIMEOUT overrides)
+    start_timeout: float = field(
+        default_factory=lambda: float(os.environ.get("PROXYDOCTOR_POD_START_TIMEOUT", 120)))
     exec_timeout: float = 240.0  # seconds for the script
     deadline_seconds: int = DEFAULT_DEADLINE_SECONDS
     with_conntrack: bool = False
@@ -207,3 +210,27 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
                          "the next run removes it")
         except Exception as e:  # connection gone while cleaning up: the next run removes it
             opts.log(f"could not delete collector pod {opts.namespace}/{name}: {e}")
+
+
+def list_node_names(api_client: Any, selector: str | None = None, page_size: int = 500) -> list[str]:
+    """Names of the nodes matching ``selector`` (paged, like every list here)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+    names: list[str] = []
+    token = None
+    while True:
+        kw: dict[str, Any] = {"limit": page_size}
+        if selector:
+            kw["label_selector"] = selector
+        if token:
+            kw["_continue"] = token
+        try:
+            page = _raw(core.list_node, **kw)
+        except ApiException as e:
+            raise _api_error(e, "list nodes") from e
+        names.extend(item["metadata"]["name"] for item in page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return names
