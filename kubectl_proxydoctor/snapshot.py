@@ -205,5 +205,6 @@ def _read_tar(path: Path | str, fileobj: io.BytesIO | None = None) -> dict[str, 
                 # a bundle may wrap the files in one top directory (tar -C .. dir)
                 files[parts[-1]] = _decode(f"{path}:{name}", data)
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        raise BundleError(f"{path}: corrupt or truncated bundle ({e})") from e
+        detail = " ".join(str(e).split())  # tarfile lists every method it tried, one per line
+        raise BundleError(f"{path}: corrupt or truncated bundle ({detail})") from e
     return files
