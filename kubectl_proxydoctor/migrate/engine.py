@@ -1,0 +1,144 @@
+"""Run the migration checks and turn their results into a verdict.
+
+Verdict: any ``fail`` -> "not ready" (exit 1); else any essential check ``unknown`` (kernel,
+kube-proxy version) -> "could not tell" (exit 3); else "ready" (exit 0), warnings included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubectl_proxydoctor.errors import ParseError, ProxyDoctorError
+from kubectl_proxydoctor.migrate import (
+    clusterip,
+    config,
+    conntrack,
+    facts,
+    firewall,
+    ipvs,
+    kernel,
+    nodeports,
+    third_party,
+)
+from kubectl_proxydoctor.migrate.plan import Plan, build_plan
+from kubectl_proxydoctor.migrate.result import (
+    STATUS_ORDER,
+    VERDICT_EXIT,
+    CheckResult,
+    MigrateContext,
+    NodeInput,
+    Target,
+    Verdict,
+    result,
+)
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+TARGETS = ("nftables", "iptables")
+ClusterCheck = Callable[[MigrateContext], list[CheckResult]]
+NodeCheck = Callable[[MigrateContext, NodeInput], list[CheckResult]]
+
+CLUSTER_CHECKS: tuple[ClusterCheck, ...] = (
+    config.kube_proxy_version, kernel.cluster_kernel, config.mode_setting, config.ignored_settings,
+)
+NODE_CHECKS: tuple[NodeCheck, ...] = (
+    kernel.node_kernel, nodeports.node_port_addresses, nodeports.localhost_node_ports,
+    firewall.host_firewall, conntrack.conntrack_invalid, third_party.third_party_rules,
+    ipvs.ipvs_checks, clusterip.undefined_cluster_ip_ports,
+)
+
+
+@dataclass
+class Readiness:
+    """The answer: every check result, the verdict, and the plan."""
+
+    target: Target
+    verdict: Verdict
+    results: list[CheckResult] = field(default_factory=list)
+    plan: Plan = field(default_factory=Plan)
+    nodes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return VERDICT_EXIT[self.verdict]
+
+    def to_json(self) -> dict:
+        counts = {s: sum(1 for r in self.results if r.status == s)
+                  for s in ("pass", "warn", "fail", "unknown")}
+        return {
+            "target": self.target,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "nodes": list(self.nodes),
+            "counts": counts,
+            "checks": [r.to_json() for r in self.results],
+            "plan": self.plan.to_json(),
+            "notes": list(self.notes),
+        }
+
+
+def verdict_of(results: list[CheckResult]) -> Verdict:
+    if any(r.status == "fail" for r in results):
+        return "not ready"
+    if any(r.status == "unknown" and r.essential for r in results):
+        return "could not tell"
+    return "ready"
+
+
+def _guard(fn, scope: str, *args) -> list[CheckResult]:
+    try:
+        return list(fn(*args))
+    except (ParseError, ProxyDoctorError) as e:
+        name = fn.__name__.replace("_", "-")
+        return [result(name, name, scope, "unknown", f"input could not be read: {e}")]
+
+
+def _already(ctx: MigrateContext, node: NodeInput) -> CheckResult | None:
+    mode, how = facts.current_mode(node.snapshot, ctx.config)
+    if mode == ctx.target:
+        return result("current-mode", "Current mode", node.scope, "pass",
+                      f"kube-proxy already runs in {ctx.target} mode here", [how])
+    return None
+
+
+def run(ctx: MigrateContext) -> Readiness:
+    """Every cluster check, then every node check on each node given; sorted worst first."""
+    if ctx.target not in TARGETS:
+        raise ProxyDoctorError(f"unknown target mode {ctx.target!r}; use one of: {', '.join(TARGETS)}",
+                               exit_code=2)
+    if ctx.config is None:
+        ctx.config = facts.from_cluster(ctx.cluster)
+    for node in ctx.nodes:
+        facts.add_node_facts(ctx.config, node.snapshot)
+    results: list[CheckResult] = []
+    for check in CLUSTER_CHECKS:
+        results += _guard(check, "cluster", ctx)
+    for node in ctx.nodes:
+        done = _already(ctx, node)
+        if done is not None:
+            results.append(done)
+            continue
+        for check in NODE_CHECKS:
+            results += _guard(check, node.scope, ctx, node)
+    order = {"cluster": 0}
+    results.sort(key=lambda r: (order.get(r.scope, 1), r.scope, STATUS_ORDER[r.status]))
+    notes = list(ctx.notes) + list(ctx.config.problems)
+    if ctx.cluster is not None:
+        notes += [f"API {what}: {state}" for what, state in sorted(ctx.cluster.sources.items())
+                  if not str(state).startswith("ok")]
+    if not ctx.nodes:
+        notes.append("no node capture: node-level checks (NodePorts, firewall, conntrack, third-party rules, "
+                     "IPVS) did not run; give captures with --from")
+    readiness = Readiness(ctx.target, verdict_of(results), results, nodes=[n.name for n in ctx.nodes],
+                          notes=notes)
+    readiness.plan = build_plan(ctx, results)
+    return readiness
+
+
+def check_readiness(target: str, cluster=None, snapshots: list[NodeSnapshot] | None = None,
+                    notes: list[str] | None = None) -> Readiness:
+    """Convenience entry point: target mode, API state (or None) and node snapshots."""
+    ctx = MigrateContext(target=target, cluster=cluster,  # type: ignore[arg-type]
+                         nodes=[NodeInput(s) for s in snapshots or []], notes=list(notes or []))
+    return run(ctx)
