@@ -64,7 +64,7 @@ def test_stopped_kube_proxy_with_rules_is_a_warning(fixture):
 def test_live_connection_refused_is_named():
     files = {"iptables-save.txt": (FIXTURES / "iptables/healthy/iptables-save.txt").read_text()}
     snap = NodeSnapshot.from_files(files)
-    snap.sources["kube-proxy metrics"] = "unavailable: 127.0.0.1:10249/metrics: nothing listens"
+    snap.sources["kube-proxy-metrics.txt"] = "unavailable: 127.0.0.1:10249/metrics: nothing listens"
     [finding] = run_checks(CheckContext(snap), only=HEALTH)
     assert finding.code == "kube-proxy-not-running"
     assert "nothing listens" in finding.evidence[0]

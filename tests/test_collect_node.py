@@ -60,8 +60,8 @@ def test_collect_reads_both_iptables_backends_rule_for_rule(netns):
     assert rules(snap.text("iptables-nft-save.txt")) == rules(nft_v4)
     assert rules(snap.text("ip6tables-nft-save.txt")) == rules(nft_v6)
     assert rules(snap.text("iptables-legacy-save.txt")) == rules(legacy_v4)
-    assert snap.sources["iptables-nft-save"] == "ok"
-    assert snap.sources["iptables-legacy-save"] == "ok"
+    assert snap.sources["iptables-nft-save.txt"] == "ok"
+    assert snap.sources["iptables-legacy-save.txt"] == "ok"
     # the default backend (iptables -V says nf_tables here) is also stored as iptables-save.txt
     assert rules(snap.text("iptables-save.txt")) == rules(nft_v4)
     # /proc/net/ip_tables_names of the namespace lists the legacy tables that were loaded
@@ -85,7 +85,7 @@ def test_collect_in_an_empty_namespace_finds_no_rules(netns):
     assert snap.text("ip_tables_names.txt") == ""
     assert snap.meta["iptables_backends"]["iptables-nft"] == []
     # kube-proxy does not run in the namespace: each of its endpoints says so
-    for source in ("kube-proxy metrics", "kube-proxy proxyMode", "kube-proxy healthz"):
+    for source in ("kube-proxy-metrics.txt", "kube-proxy-mode.txt", "kube-proxy-healthz.json"):
         assert snap.sources[source].startswith("unavailable: 127.0.0.1:")
         assert "nothing listens" in snap.sources[source]
 
@@ -157,7 +157,7 @@ def test_collect_keeps_kube_proxys_answers_and_a_503(netns):
     assert snap.text("kube-proxy-mode.txt") == "iptables"
     assert snap.text("kube-proxy-healthz.json") == (fixture / "kube-proxy-healthz.json").read_text()
     assert snap.meta["kube_proxy_healthz_status"] == 503
-    assert "503" in snap.sources["kube-proxy healthz"]
+    assert "503" in snap.sources["kube-proxy-healthz.json"]
     figures = nodeinfo.sync_figures(nodeinfo.kube_proxy_metrics(snap))
     assert figures.restore_failures == 3
 
@@ -165,7 +165,7 @@ def test_collect_keeps_kube_proxys_answers_and_a_503(netns):
 def test_collect_conntrack_only_when_asked(netns):
     ns = netns("pd-col-")
     need("conntrack")
-    assert "conntrack" not in collect_node(netns=ns).sources
+    assert "conntrack.txt" not in collect_node(netns=ns).sources
     snap = collect_node(netns=ns, with_conntrack=True)
-    assert snap.sources["conntrack"].startswith("ok")
+    assert snap.sources["conntrack.txt"].startswith("ok")
     assert snap.has("conntrack.txt")

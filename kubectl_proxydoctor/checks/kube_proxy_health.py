@@ -169,7 +169,7 @@ def kube_proxy_not_running(ctx: CheckContext) -> Iterator[Finding]:
     snap = ctx.snapshot
     if snap.has("kube-proxy-metrics.txt") or snap.has("kube-proxy-healthz.json") or not _has_rules(ctx):
         return
-    reasons = [f"{k}: {v}" for k, v in sorted(snap.sources.items()) if k.startswith("kube-proxy ")]
+    reasons = [f"{k}: {v}" for k, v in sorted(snap.sources.items()) if k.startswith("kube-proxy-")]
     refused = [r for r in reasons if "nothing listens" in r]
     if snap.meta.get("kube_proxy_running") is False:
         refused.append("meta.json: kube_proxy_running false")

@@ -12,14 +12,14 @@ def collect(ctx: CollectContext) -> None:
     """Store the JSON `ip -j addr show` prints (validated as a JSON list)."""
     res = run_tool(["ip", "-j", "addr", "show"], ctx.netns, timeout=10)
     if not res.ok:
-        ctx.unavailable("addresses", res.error or "failed")
+        ctx.unavailable("ip-addr.json", res.error or "failed")
         return
     try:
         doc = json.loads(res.stdout)
     except json.JSONDecodeError as e:
-        ctx.unavailable("addresses", f"ip -j addr show printed no valid JSON ({e.msg})")
+        ctx.unavailable("ip-addr.json", f"ip -j addr show printed no valid JSON ({e.msg})")
         return
     if not isinstance(doc, list):
-        ctx.unavailable("addresses", "ip -j addr show did not print a JSON list")
+        ctx.unavailable("ip-addr.json", "ip -j addr show did not print a JSON list")
         return
-    ctx.ok("addresses", "ip-addr.json", res.stdout if res.stdout.endswith("\n") else res.stdout + "\n")
+    ctx.ok("ip-addr.json", "ip-addr.json", res.stdout if res.stdout.endswith("\n") else res.stdout + "\n")

@@ -15,9 +15,9 @@ def collect(ctx: CollectContext, max_bytes: int = MAX_BYTES) -> None:
     """Store the conntrack table (read-only listing)."""
     res = run_tool(["conntrack", "-L", "-o", "extended"], ctx.netns, timeout=60, max_bytes=max_bytes)
     if not res.ok:
-        ctx.unavailable("conntrack", res.error or "failed")
+        ctx.unavailable("conntrack.txt", res.error or "failed")
         return
-    ctx.ok("conntrack", "conntrack.txt", res.stdout)
+    ctx.ok("conntrack.txt", "conntrack.txt", res.stdout)
     if res.truncated:
-        ctx.sources["conntrack"] = f"ok (truncated to the first {max_bytes} bytes)"
+        ctx.sources["conntrack.txt"] = f"ok (truncated to the first {max_bytes} bytes)"
         ctx.meta["conntrack_truncated"] = True

@@ -53,11 +53,12 @@ def collect(ctx: CollectContext) -> None:
         got = reads[path]
         legacy_loaded[family] = got.text is not None
         if got.text is not None:
-            ctx.ok(f"{path}", filename, got.text)
+            ctx.ok(filename, filename, got.text)
         elif got.missing:
-            ctx.unavailable(path, "does not exist: legacy iptables (x_tables) not loaded, so no legacy rules")
+            ctx.unavailable(filename, f"{path} does not exist: legacy iptables (x_tables) not loaded, "
+                                      "so no legacy rules")
         else:
-            ctx.unavailable(path, got.error or "unreadable")
+            ctx.unavailable(filename, f"{path}: {got.error or 'unreadable'}")
 
     nft_tables: dict[int, set[str]] | None = None
     listed = run_tool(["nft", "list", "tables"], ctx.netns, timeout=10)
@@ -75,13 +76,14 @@ def collect(ctx: CollectContext) -> None:
             tool = _tool(family, backend)
             filename = f"{prefix}-{backend}-save.txt"
             if backend == "legacy" and not legacy_loaded[family]:
-                ctx.unavailable(tool, "not run: legacy x_tables not loaded (running it could load it)")
+                ctx.unavailable(filename, "not run: legacy x_tables not loaded "
+                                          "(running it could load the module)")
                 continue
             res = run_tool([tool], ctx.netns)
             if not res.ok:
-                ctx.unavailable(tool, res.error or "failed")
+                ctx.unavailable(filename, res.error or "failed")
                 continue
-            ctx.ok(tool, filename, res.stdout)
+            ctx.ok(filename, filename, res.stdout)
             if backend == default:
                 ctx.files[f"{prefix}-save.txt"] = res.stdout
             tables = _tables_in(res.stdout)

@@ -15,7 +15,7 @@ from kubectl_proxydoctor.nodeinfo import decompress_config
 def collect(ctx: CollectContext) -> None:
     """uname -r, /proc/config.gz or /boot/config-<release>, /proc/modules (+ modules.builtin)."""
     release = os.uname().release
-    ctx.ok("kernel", "kernel.txt", release + "\n")
+    ctx.ok("kernel.txt", "kernel.txt", release + "\n")
 
     config_text, config_error = None, None
     for path in ("/proc/config.gz", f"/boot/config-{release}"):
@@ -28,9 +28,9 @@ def collect(ctx: CollectContext) -> None:
         except OSError as e:
             config_error = f"{path}: {e.strerror or e}"
     if config_text is not None:
-        ctx.ok("kernel config", "kernel-config.txt", config_text)
+        ctx.ok("kernel-config.txt", "kernel-config.txt", config_text)
     else:
-        ctx.unavailable("kernel config", config_error or
+        ctx.unavailable("kernel-config.txt", config_error or
                         f"neither /proc/config.gz nor /boot/config-{release} exists")
 
     lines: list[str] = []
@@ -50,12 +50,13 @@ def collect(ctx: CollectContext) -> None:
     except OSError:
         pass
     if lines:
-        ctx.ok("modules", "modules.txt", "\n".join(lines) + "\n")
+        ctx.ok("modules.txt", "modules.txt", "\n".join(lines) + "\n")
         if not have_proc_modules:
-            ctx.sources["modules"] = "ok (modules.builtin only: /proc/modules does not exist)"
+            ctx.sources["modules.txt"] = "ok (modules.builtin only: /proc/modules does not exist)"
     elif modules_error:
-        ctx.unavailable("modules", modules_error)
+        ctx.unavailable("modules.txt", modules_error)
     elif not have_proc_modules:
-        ctx.unavailable("modules", "/proc/modules does not exist (no module support): built-in or unknown")
+        ctx.unavailable("modules.txt",
+                        "/proc/modules does not exist (no module support): built-in or unknown")
     else:
-        ctx.ok("modules", "modules.txt", "")
+        ctx.ok("modules.txt", "modules.txt", "")

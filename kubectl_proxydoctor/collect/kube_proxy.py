@@ -16,9 +16,9 @@ TIMEOUT = 2.0
 MAX_BODY = 16 * 1024 * 1024
 ENDPOINTS = (
     # (source, port, path, capture file)
-    ("kube-proxy metrics", 10249, "/metrics", "kube-proxy-metrics.txt"),
-    ("kube-proxy proxyMode", 10249, "/proxyMode", "kube-proxy-mode.txt"),
-    ("kube-proxy healthz", 10256, "/healthz", "kube-proxy-healthz.json"),
+    ("kube-proxy-metrics.txt", 10249, "/metrics", "kube-proxy-metrics.txt"),
+    ("kube-proxy-mode.txt", 10249, "/proxyMode", "kube-proxy-mode.txt"),
+    ("kube-proxy-healthz.json", 10256, "/healthz", "kube-proxy-healthz.json"),
 )
 
 def _get(port: int, path: str, timeout: float, limit: int) -> dict:

@@ -206,4 +206,6 @@ def collect_node(netns: str | None = None, with_conntrack: bool = False,
     if netns:
         meta["netns"] = netns
     meta.update(ctx.meta)
+    for name in ctx.files:  # as NodeSnapshot.load does: a captured file is an "ok" source
+        ctx.sources.setdefault(name, "ok")
     return NodeSnapshot(files=dict(ctx.files), sources=dict(ctx.sources), meta=meta, origin="live")

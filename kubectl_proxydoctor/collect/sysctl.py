@@ -45,8 +45,8 @@ def collect(ctx: CollectContext) -> None:
         elif not got.missing:
             denied.append(f"{key}: {got.error}")
     if lines:
-        ctx.ok("sysctl", "sysctl.txt", "\n".join(lines) + "\n")
+        ctx.ok("sysctl.txt", "sysctl.txt", "\n".join(lines) + "\n")
         if denied:
-            ctx.sources["sysctl"] = "ok (unreadable: " + "; ".join(denied) + ")"
+            ctx.sources["sysctl.txt"] = "ok (unreadable: " + "; ".join(denied) + ")"
     else:
-        ctx.unavailable("sysctl", "; ".join(denied) or "none of the sysctls exists under /proc/sys")
+        ctx.unavailable("sysctl.txt", "; ".join(denied) or "none of the sysctls exists under /proc/sys")
