@@ -1,0 +1,516 @@
+"""Which proxy runs this node, decided from evidence and showing it.
+
+Sources, strongest first: what kube-proxy says it runs (``/proxyMode``, its log's "Using X
+Proxier"), which mode's service rules exist on the node (iptables KUBE-SVC-* chains, the nftables
+``kube-proxy`` tables, IPVS virtual servers), the metrics it exports (only the iptables proxier
+sets ``kubeproxy_sync_proxy_rules_iptables_total``; only nftables has ``..._nftables_*``), and
+kube-proxy's configured ``mode`` (empty means iptables). Cilium's kube-proxy replacement (a
+``cilium`` DaemonSet, ``kube-proxy-replacement`` in ``cilium-config``, no kube-proxy rules) means
+Cilium owns services on the node. ``userspace`` and Windows ``kernelspace`` are unsupported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+KUBE_PROXY_MODES = ("iptables", "nftables", "ipvs")
+UNSUPPORTED = {
+    "userspace": "kube-proxy's userspace mode was removed in Kubernetes 1.26 (kube-proxy >= 1.26 refuses to "
+                 "start with it) and is not supported by proxydoctor",
+    "kernelspace": "kernelspace is kube-proxy's Windows (HNS) mode: it programs HNS load balancers, not "
+                   "netfilter, and is not supported by proxydoctor",
+}
+# Cilium's kube-proxy-replacement values that take over every service (1.14+: "true"; older: "strict")
+CILIUM_FULL_REPLACEMENT = ("true", "strict")
+# chains kubelet owns (pkg/kubelet/kubelet_network_linux.go); KUBE-FIREWALL is kubelet's too when
+# kubelet manages iptables (its canary exists), kube-proxy only keeps a duplicate of it
+KUBELET_CHAINS = ("KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
+IPTABLES_SERVICE_CHAIN = re.compile(r"^KUBE-(SVC|SVL|SEP|EXT|FW)-[A-Z2-7]{16}$")
+IPTABLES_MODE_ONLY_CHAINS = ("KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES")  # not made by IPVS mode
+IPVS_LINE = re.compile(r"^(TCP|UDP|SCTP)\s+\S+:\S+|^FWM\s+\d+")
+
+
+@dataclass
+class ChainInfo:
+    """One iptables chain in one table of one dump."""
+
+    table: str
+    name: str
+    rules: int = 0
+    jumps_from: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IptablesDump:
+    """The KUBE-* part of one iptables-save file (one backend, one family)."""
+
+    label: str  # "iptables", "iptables-legacy", "ip6tables", ...
+    file: str
+    chains: list[ChainInfo] = field(default_factory=list)  # KUBE-*/CILIUM* chains in dump order
+
+    def kube(self) -> list[ChainInfo]:
+        return [c for c in self.chains if c.name.startswith("KUBE-")]
+
+    def service_chains(self) -> list[ChainInfo]:
+        return [c for c in self.chains if IPTABLES_SERVICE_CHAIN.match(c.name)]
+
+    def has_iptables_mode(self) -> bool:
+        return bool(self.service_chains()) or any(
+            c.name in IPTABLES_MODE_ONLY_CHAINS and c.table == "nat" for c in self.chains)
+
+    def has_kubelet(self) -> bool:
+        return any(c.name in KUBELET_CHAINS for c in self.chains)
+
+
+@dataclass
+class ModeRules:
+    """What one proxy mode has programmed on the node."""
+
+    mode: str
+    services: int = 0  # service-level objects: KUBE-SVC-* chains, service- chains, virtual servers
+    evidence: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Leftover:
+    """Rules another mode (or a previous kube-proxy) left behind on the node."""
+
+    mode: str  # the mode the rules belong to
+    source: str  # "iptables", "ip6tables-legacy", "nftables", "ipvs", ...
+    items: list[str]
+    service_rules: bool  # still holds per-service rules that can catch traffic
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def detail(self) -> str:
+        return f"{self.source}: {', '.join(self.items)}"
+
+
+@dataclass
+class ProxyModeDecision:
+    """Which proxy runs the node, the evidence for it, and whether proxydoctor can check it."""
+
+    mode: str  # iptables | nftables | ipvs | cilium | userspace | kernelspace | unknown
+    modes_found: list[str] = field(default_factory=list)  # modes with service rules on the node
+    evidence: list[str] = field(default_factory=list)
+    unsupported: str | None = None
+    reported_mode: str | None = None  # /proxyMode or the kube-proxy log
+    config_mode: str | None = None  # from the API (ConfigMap/DaemonSet), "" resolved to iptables
+    metrics_mode: str | None = None
+    conflicts: list[str] = field(default_factory=list)
+    cilium_replacement: str | None = None  # cilium-config kube-proxy-replacement value
+    rules: dict[str, ModeRules] = field(default_factory=dict)
+
+    @property
+    def kube_proxy_checks_apply(self) -> bool:
+        """False when kube-proxy does not own services here (Cilium, unsupported, unknown)."""
+        return self.mode in KUBE_PROXY_MODES
+
+    def to_json(self) -> dict:
+        return {
+            "mode": self.mode,
+            "modes_found": list(self.modes_found),
+            "evidence": list(self.evidence),
+            "unsupported": self.unsupported,
+            "conflicts": list(self.conflicts),
+        }
+
+
+# -- node-side readers --------------------------------------------------------------------------
+
+
+IPTABLES_FILES = (  # (label, file); per-backend files first, the default dump only as a fallback
+    ("iptables", "iptables-nft-save.txt"),
+    ("iptables-legacy", "iptables-legacy-save.txt"),
+    ("ip6tables", "ip6tables-nft-save.txt"),
+    ("ip6tables-legacy", "ip6tables-legacy-save.txt"),
+)
+DEFAULT_IPTABLES_FILES = (("iptables", "iptables-save.txt"), ("ip6tables", "ip6tables-save.txt"))
+
+
+def parse_iptables_save(text: str, label: str = "iptables", file: str = "") -> IptablesDump:
+    """The KUBE-* and CILIUM* chains of an iptables-save dump, with rule counts and who jumps to them."""
+    dump = IptablesDump(label=label, file=file)
+    table = ""
+    chains: dict[tuple[str, str], ChainInfo] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":"):
+            name = line[1:].split()[0]
+            if name.startswith(("KUBE-", "CILIUM")):
+                chains[(table, name)] = info = ChainInfo(table, name)
+                dump.chains.append(info)
+        elif line.startswith("-A "):
+            parts = line.split()
+            owner = parts[1] if len(parts) > 1 else ""
+            if (table, owner) in chains:
+                chains[(table, owner)].rules += 1
+            for flag in ("-j", "-g"):
+                if flag in parts[:-1]:
+                    target = parts[parts.index(flag) + 1]
+                    info = chains.get((table, target))
+                    if info is not None and owner not in info.jumps_from:
+                        info.jumps_from.append(owner)
+    return dump
+
+
+def iptables_dumps(snapshot: NodeSnapshot) -> list[IptablesDump]:
+    """One dump per backend and family in the snapshot (the default dump when no per-backend file)."""
+    dumps: list[IptablesDump] = []
+    for label, name in IPTABLES_FILES:
+        text = snapshot.text(name)
+        if text is not None:
+            dumps.append(parse_iptables_save(text, label, name))
+    for label, name in DEFAULT_IPTABLES_FILES:
+        text = snapshot.text(name)
+        if text is None or snapshot.has(f"{label}-nft-save.txt"):
+            continue
+        legacy = snapshot.text(f"{label}-legacy-save.txt")
+        if legacy is None or _rules_only(legacy) != _rules_only(text):
+            dumps.append(parse_iptables_save(text, label, name))
+    return dumps
+
+
+def _rules_only(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+@dataclass
+class NftTable:
+    family: str
+    name: str
+    chains: int = 0
+    service_chains: int = 0
+
+
+def nft_kube_proxy_tables(snapshot: NodeSnapshot) -> list[NftTable]:
+    """kube-proxy's nftables tables (``kube-proxy`` in ip/ip6) from nft-ruleset.json (or .txt)."""
+    tables: dict[tuple[str, str], NftTable] = {}
+    text = snapshot.text("nft-ruleset.json")
+    if text is not None:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            doc = None
+        items = doc.get("nftables", []) if isinstance(doc, dict) else []
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            if isinstance(item.get("table"), dict) and item["table"].get("name") == "kube-proxy":
+                key = (str(item["table"].get("family")), "kube-proxy")
+                tables.setdefault(key, NftTable(*key))
+            chain = item.get("chain")
+            if isinstance(chain, dict) and chain.get("table") == "kube-proxy":
+                key = (str(chain.get("family")), "kube-proxy")
+                t = tables.setdefault(key, NftTable(*key))
+                t.chains += 1
+                if str(chain.get("name", "")).startswith("service-"):
+                    t.service_chains += 1
+        return list(tables.values())
+    text = snapshot.text("nft-ruleset.txt")
+    if text is not None:
+        current: NftTable | None = None
+        for line in text.splitlines():
+            m = re.match(r"^table (\S+) (\S+) \{", line)
+            if m:
+                current = NftTable(m.group(1), m.group(2)) if m.group(2) == "kube-proxy" else None
+                if current is not None:
+                    tables[(current.family, current.name)] = current
+                continue
+            m = re.match(r"^\s+chain (\S+) \{", line)
+            if m and current is not None:
+                current.chains += 1
+                if m.group(1).startswith("service-"):
+                    current.service_chains += 1
+    return list(tables.values())
+
+
+@dataclass
+class IpvsState:
+    virtual_servers: int = 0
+    source: str = ""
+    ipvs0_addresses: int | None = None  # None: no kube-ipvs0 interface
+    kube_ipsets: list[str] = field(default_factory=list)
+
+
+def ipvs_state(snapshot: NodeSnapshot) -> IpvsState:
+    """IPVS virtual servers (ipvsadm or /proc/net/ip_vs), kube-ipvs0 addresses and KUBE-* ipsets."""
+    state = IpvsState()
+    for name in ("ipvsadm.txt", "proc-net-ip_vs.txt"):
+        text = snapshot.text(name)
+        if text is not None:
+            state.virtual_servers = sum(1 for line in text.splitlines() if IPVS_LINE.match(line))
+            state.source = name
+            break
+    text = snapshot.text("ip-addr.json")
+    if text:
+        try:
+            links = json.loads(text)
+        except json.JSONDecodeError:
+            links = []
+        for link in links if isinstance(links, list) else []:
+            if isinstance(link, dict) and link.get("ifname") == "kube-ipvs0":
+                state.ipvs0_addresses = len(link.get("addr_info") or [])
+    text = snapshot.text("ipset-save.txt")
+    if text:
+        state.kube_ipsets = [line.split()[1] for line in text.splitlines()
+                             if line.startswith("create KUBE-") and len(line.split()) > 1]
+    return state
+
+
+def reported_mode(snapshot: NodeSnapshot) -> tuple[str | None, str | None]:
+    """(mode, evidence) from /proxyMode, else from kube-proxy's log ("Using iptables Proxier")."""
+    text = snapshot.text("kube-proxy-mode.txt")
+    if text and text.strip():
+        mode = text.strip().split()[0].lower()
+        return mode, f"kube-proxy /proxyMode says {mode!r} (kube-proxy-mode.txt)"
+    log = snapshot.text("kube-proxy.log")
+    if log:
+        found = re.findall(r'"Using (\w+) [Pp]roxier"|Using (\w+) [Pp]roxier', log)
+        if found:
+            mode = next(a or b for a, b in reversed(found)).lower()
+            return mode, f"kube-proxy's log says \"Using {mode} Proxier\" (kube-proxy.log)"
+    return None, None
+
+
+def metrics_mode(snapshot: NodeSnapshot) -> tuple[str | None, str | None]:
+    """(mode, evidence) from the metric names kube-proxy exports."""
+    text = snapshot.text("kube-proxy-metrics.txt")
+    if not text:
+        return None, None
+    names = {line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines()
+             if line.startswith("kubeproxy_")}
+    iptables = sorted(n for n in names if n in ("kubeproxy_sync_proxy_rules_iptables_total",
+                                                "kubeproxy_sync_proxy_rules_iptables_last"))
+    if iptables:
+        return "iptables", f"metrics: {', '.join(iptables)} (set only by the iptables proxier)"
+    nft = sorted(n for n in names if n.startswith("kubeproxy_sync_proxy_rules_nftables_"))
+    if nft:
+        return "nftables", f"metrics: {', '.join(nft)} (nftables proxier)"
+    if names:
+        return None, "metrics: kube-proxy exports no iptables rule counters (not iptables mode)"
+    return None, None
+
+
+def rules_by_mode(snapshot: NodeSnapshot, views: list[Any] | None = None) -> dict[str, ModeRules]:
+    """Which modes have service rules on the node, with what."""
+    out: dict[str, ModeRules] = {}
+    for dump in iptables_dumps(snapshot):
+        if dump.has_iptables_mode():
+            rules = out.setdefault("iptables", ModeRules("iptables"))
+            svc = len([c for c in dump.service_chains() if c.name.startswith(("KUBE-SVC-", "KUBE-SVL-"))])
+            rules.services += svc
+            rules.evidence.append(f"{dump.file}: {svc} KUBE-SVC/SVL service chains")
+    for table in nft_kube_proxy_tables(snapshot):
+        if table.chains:
+            rules = out.setdefault("nftables", ModeRules("nftables"))
+            rules.services += table.service_chains
+            rules.evidence.append(f"nftables table {table.family} kube-proxy: {table.chains} chains, "
+                                  f"{table.service_chains} service chains")
+    ipvs = ipvs_state(snapshot)
+    if ipvs.virtual_servers:
+        out["ipvs"] = ModeRules("ipvs", ipvs.virtual_servers,
+                                [f"{ipvs.source}: {ipvs.virtual_servers} IPVS virtual servers"])
+    for view in views or []:
+        mode = getattr(view, "mode", None)
+        ports = len(getattr(view, "ports", {}) or {})
+        if mode in KUBE_PROXY_MODES and ports:
+            rules = out.setdefault(mode, ModeRules(mode))
+            rules.evidence.append(f"{view.source} rules hold {ports} service ports")
+    return out
+
+
+# -- API-side readers ---------------------------------------------------------------------------
+
+
+def _kube_system(objects: list[dict], name: str) -> dict | None:
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        if meta.get("name") == name and meta.get("namespace", "kube-system") == "kube-system":
+            return obj
+    return None
+
+
+def cilium_replacement(cluster: Any) -> tuple[str | None, list[str]]:
+    """(kube-proxy-replacement value or None, evidence) from the cilium DaemonSet and cilium-config."""
+    if cluster is None:
+        return None, []
+    evidence: list[str] = []
+    ds = _kube_system(cluster.daemonsets, "cilium")
+    cm = _kube_system(cluster.configmaps, "cilium-config")
+    if ds is not None:
+        evidence.append("DaemonSet kube-system/cilium exists")
+    value = None
+    if cm is not None:
+        data = cm.get("data") or {}
+        value = data.get("kube-proxy-replacement")
+        if value is not None:
+            value = str(value).strip().lower()
+            evidence.append(f"ConfigMap kube-system/cilium-config kube-proxy-replacement: {value}")
+    if ds is None and value is None:
+        return None, []
+    return value or "", evidence
+
+
+# -- the decision -------------------------------------------------------------------------------
+
+
+def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None = None,
+           config: Any = None) -> ProxyModeDecision:
+    """Decide which proxy programs this node's services, and say why."""
+    from kubectl_proxydoctor.kubeproxy_config import from_cluster
+
+    if config is None and cluster is not None:
+        config = from_cluster(cluster)
+    decision = ProxyModeDecision(mode="unknown")
+    ev = decision.evidence
+
+    reported, why = reported_mode(snapshot)
+    if why:
+        ev.append(why)
+    decision.reported_mode = reported
+    if config is not None and getattr(config, "found", False):
+        decision.config_mode = config.effective_mode
+        ev.append(f"config: mode {config.mode or '(unset)'} -> {config.effective_mode} "
+                  f"({config.evidence.get('mode', 'kube-proxy config')})")
+    mmode, why = metrics_mode(snapshot)
+    decision.metrics_mode = mmode
+    if why:
+        ev.append(why)
+    decision.rules = rules_by_mode(snapshot, views)
+    decision.modes_found = [m for m in KUBE_PROXY_MODES if m in decision.rules]
+    for m in decision.modes_found:
+        ev.extend(f"rules: {line}" for line in decision.rules[m].evidence)
+    if not decision.modes_found:
+        ev.append("rules: no kube-proxy service rules in iptables, nftables or IPVS")
+    cilium, cilium_ev = cilium_replacement(cluster)
+    decision.cilium_replacement = cilium
+    ev.extend(cilium_ev)
+    cilium_chains = sorted({c.name for d in iptables_dumps(snapshot) for c in d.chains
+                            if c.name.startswith("CILIUM")})
+
+    for candidate in (reported, decision.config_mode):
+        if candidate in UNSUPPORTED:
+            decision.mode = candidate
+            decision.unsupported = UNSUPPORTED[candidate]
+            return decision
+
+    if reported in KUBE_PROXY_MODES:
+        decision.mode = reported
+    elif len(decision.modes_found) == 1:
+        decision.mode = decision.modes_found[0]
+    elif len(decision.modes_found) > 1:
+        # two modes' rules: the one kube-proxy is configured for (or whose metrics it exports)
+        for candidate in (decision.config_mode, mmode):
+            if candidate in decision.modes_found:
+                decision.mode = candidate
+                break
+        else:
+            decision.mode = max(decision.modes_found, key=lambda m: decision.rules[m].services)
+    elif cilium in CILIUM_FULL_REPLACEMENT or (cilium is None and cilium_chains and mmode is None):
+        decision.mode = "cilium"
+        if cilium is None:
+            ev.append(f"rules: Cilium chains ({', '.join(cilium_chains[:3])}) and no kube-proxy rules")
+        return decision
+    elif mmode in KUBE_PROXY_MODES:
+        decision.mode = mmode
+    elif decision.config_mode in KUBE_PROXY_MODES:
+        decision.mode = decision.config_mode
+    elif reported:
+        decision.mode = reported
+        decision.unsupported = f"unknown proxy mode {reported!r}"
+        return decision
+
+    for name, value in (("/proxyMode", reported), ("config", decision.config_mode), ("metrics", mmode)):
+        if value and value in KUBE_PROXY_MODES and value != decision.mode:
+            decision.conflicts.append(f"{name} says {value} but this node runs {decision.mode}")
+    if decision.mode in KUBE_PROXY_MODES and decision.mode not in decision.rules and decision.modes_found:
+        decision.conflicts.append(f"kube-proxy runs {decision.mode} but only "
+                                  f"{', '.join(decision.modes_found)} rules exist on the node")
+    if cilium in CILIUM_FULL_REPLACEMENT and decision.mode in KUBE_PROXY_MODES:
+        decision.conflicts.append(f"Cilium's kube-proxy replacement ({cilium}) is on while kube-proxy "
+                                  f"({decision.mode}) also programs services")
+    return decision
+
+
+# -- leftovers ----------------------------------------------------------------------------------
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def leftovers(snapshot: NodeSnapshot, decision: ProxyModeDecision) -> list[Leftover]:
+    """Rules of kube-proxy modes other than the one running (none when the mode is unknown)."""
+    running = decision.mode
+    if running not in (*KUBE_PROXY_MODES, "cilium"):
+        return []
+    found: list[Leftover] = []
+    if running in ("nftables", "cilium", "ipvs"):
+        for dump in iptables_dumps(snapshot):
+            item = _iptables_leftover(dump, running)
+            if item is not None:
+                found.append(item)
+    if running != "nftables":
+        tables = nft_kube_proxy_tables(snapshot)
+        if tables:
+            found.append(Leftover(
+                "nftables", "nftables",
+                [f"table {t.family} kube-proxy ({_count(t.chains, 'chain')}, "
+                 f"{_count(t.service_chains, 'service chain')})" for t in tables],
+                service_rules=any(t.service_chains for t in tables),
+                evidence=["nft-ruleset: " + ", ".join(f"table {t.family} kube-proxy" for t in tables)]))
+    if running != "ipvs":
+        ipvs = ipvs_state(snapshot)
+        items = []
+        if ipvs.virtual_servers:
+            items.append(f"{_count(ipvs.virtual_servers, 'virtual server')} ({ipvs.source})")
+        if ipvs.ipvs0_addresses is not None:
+            items.append(f"interface kube-ipvs0 ({_count(ipvs.ipvs0_addresses, 'address')})")
+        if ipvs.kube_ipsets:
+            items.append(f"ipsets {', '.join(ipvs.kube_ipsets)}")
+        if items:
+            found.append(Leftover("ipvs", "ipvs", items, service_rules=bool(ipvs.virtual_servers)))
+    return found
+
+
+def _iptables_leftover(dump: IptablesDump, running: str) -> Leftover | None:
+    kubelet = dump.has_kubelet()
+    chains = []
+    for c in dump.kube():
+        if c.name in KUBELET_CHAINS or (kubelet and c.name == "KUBE-FIREWALL"):
+            continue  # kubelet's, not kube-proxy's
+        iptables_only = IPTABLES_SERVICE_CHAIN.match(c.name) or c.name in IPTABLES_MODE_ONLY_CHAINS
+        if running == "ipvs" and not iptables_only:
+            continue  # IPVS mode uses KUBE-SERVICES, KUBE-MARK-MASQ, ... itself
+        chains.append(c)
+    if not chains:
+        return None
+    table_order: dict[str, int] = {}
+    for c in dump.chains:  # tables in the order the dump lists them
+        table_order.setdefault(c.table, len(table_order))
+    chains.sort(key=lambda c: (table_order[c.table], c.name))
+    services = [c for c in chains if IPTABLES_SERVICE_CHAIN.match(c.name)]
+    if len(services) > 8:  # summarise per-service chains, keep the named ones
+        named = [c for c in chains if not IPTABLES_SERVICE_CHAIN.match(c.name)]
+        items = [_describe(c) for c in named] + [f"{len(services)} KUBE-SVC/SEP/EXT/FW service chains"]
+    else:
+        items = [_describe(c) for c in chains]
+    hooks = [f"{c.table} {c.name} <- {'/'.join(c.jumps_from)}" for c in chains
+             if any(not j.startswith(("KUBE-", "CILIUM")) for j in c.jumps_from)]
+    return Leftover("iptables", dump.label, items, service_rules=bool(services),
+                    evidence=[f"{dump.file}: {len(chains)} kube-proxy chains", *hooks])
+
+
+def _describe(c: ChainInfo) -> str:
+    text = f"{c.table} {c.name} ({_count(c.rules, 'rule')}"
+    if c.jumps_from:
+        text += f", jumped to from {'/'.join(c.jumps_from)}"
+    return text + ")"
