@@ -1,0 +1,101 @@
+"""`kubectl proxydoctor trace`: one packet through the node's kube-proxy rules, every mode found."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Annotated
+
+import typer
+
+from kubectl_proxydoctor.cli.app import app
+from kubectl_proxydoctor.cli.common import FromOpt, OutputOpt, SampleOpt, check_output, load_node
+from kubectl_proxydoctor.errors import UsageError
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+DstOpt = Annotated[
+    str, typer.Option("--dst", help="Destination IP:PORT[/tcp|udp|sctp] (IPv6 as [IP]:PORT), e.g. "
+                                    "10.96.0.10:53/udp.")
+]
+SrcOpt = Annotated[
+    str | None,
+    typer.Option("--src", help="Source IP. A node address traces locally generated traffic (nat OUTPUT); "
+                               "default: a packet arriving from outside the node (nat PREROUTING)."),
+]
+
+
+def parse_destination(text: str):
+    """'IP:PORT[/proto]' (or '[IPv6]:PORT[/proto]') into a Packet; UsageError when malformed."""
+    from kubectl_proxydoctor.model import Packet
+
+    spec, _, proto = text.strip().partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in PROTOCOLS:
+        raise UsageError(f"--dst {text!r}: protocol must be one of {', '.join(PROTOCOLS)}")
+    if spec.startswith("["):
+        host, sep, port = spec[1:].partition("]:")
+    else:
+        host, sep, port = spec.rpartition(":")
+    if not sep or not host:
+        raise UsageError(f"--dst {text!r}: expected IP:PORT[/tcp|udp|sctp]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(f"--dst {text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--dst {text!r}: port must be 1-65535")
+    return Packet(str(ip), int(port), proto.upper())
+
+
+def parse_source(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise UsageError(f"--src {text!r} is not an IP address") from None
+
+
+@app.command("trace")
+def trace_cmd(
+    dst: DstOpt,
+    src: SrcOpt = None,
+    from_path: FromOpt = None,
+    sample: SampleOpt = False,
+    output: OutputOpt = "table",
+) -> None:
+    """Simulate one new connection through kube-proxy's rules: the path and every outcome.
+
+    Shows each rule the packet goes through and why it matched, then the outcomes: the DNAT
+    destinations with their probabilities, or REJECT/DROP, and whether the source is masqueraded.
+    """
+    from importlib.util import find_spec
+
+    from kubectl_proxydoctor import modes
+    from kubectl_proxydoctor.model import Packet
+
+    check_output(output)
+    packet = parse_destination(dst)
+    source = parse_source(src)
+    if source is not None and (":" in source) != (":" in packet.dst):
+        raise UsageError("--src and --dst must be the same IP family")
+    packet = Packet(packet.dst, packet.port, packet.protocol, source)
+    snapshot = load_node(from_path, sample)
+    available = tuple(m for m in modes.MODES if find_spec(f"{modes.__name__}.{m}") is not None)
+    results = []
+    for mode in available:
+        try:
+            results.extend(modes.trace_all(snapshot, packet, (mode,)))
+        except ImportError as e:  # a mode whose tracer is not in this build
+            typer.echo(f"kubectl-proxydoctor: {mode} rules not traced ({e})", err=True)
+    if output == "json":
+        from kubectl_proxydoctor.render.trace_text import trace_json
+
+        typer.echo(json.dumps(trace_json(packet, results), indent=1))
+        return
+    from rich.console import Console
+
+    from kubectl_proxydoctor.render.trace_text import render_traces
+
+    render_traces(packet, results, Console(highlight=False))
