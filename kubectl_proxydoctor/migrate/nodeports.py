@@ -11,7 +11,14 @@ from __future__ import annotations
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.migrate.facts import ProxyFacts, _metrics, current_mode
 from kubectl_proxydoctor.migrate.result import CheckResult, MigrateContext, NodeInput, result
-from kubectl_proxydoctor.migrate.services import connections, is_loopback, node_ports, primary_ips
+from kubectl_proxydoctor.migrate.services import (
+    cluster_ip_ports,
+    connections,
+    is_loopback,
+    node_ports,
+    primary_ips,
+    service_external_ips,
+)
 
 LOCALHOST_METRIC = "kubeproxy_iptables_localhost_nodeports_accepted_packets_total"
 MAX_EVIDENCE = 6
@@ -57,7 +64,10 @@ def node_port_addresses(ctx: MigrateContext, node: NodeInput) -> list[CheckResul
         return [result(check, title, node.scope, "unknown",
                        "the node's primary IP is not known (no Node object with an InternalIP)",
                        action="read the Node object (needs 'get nodes')")]
-    local = {a.ip for a in nodeinfo.addresses(node.snapshot) if a.scope != "link"}
+    service_ips = set(cluster_ip_ports(ctx.cluster)) | service_external_ips(ctx.cluster)
+    # kube-ipvs0 holds Service IPs in IPVS mode; NodePorts are never served on those
+    local = {a.ip for a in nodeinfo.addresses(node.snapshot)
+             if a.scope != "link" and a.ifname != "kube-ipvs0" and a.ip not in service_ips}
     others = sorted(ip for ip in local if ip not in primary and not is_loopback(ip))
     evidence = [f"primary IP {', '.join(primary)} (Node status.addresses); nodePortAddresses unset",
                 f"{len(ports)} NodePorts: " + ", ".join(str(p) for p in ports[:8])]

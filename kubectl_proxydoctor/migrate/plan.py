@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.migrate.config import GATE, NFTABLES_EQUIVALENT
-from kubectl_proxydoctor.migrate.facts import ProxyFacts
+from kubectl_proxydoctor.migrate.facts import ProxyFacts, current_mode
 from kubectl_proxydoctor.migrate.result import CheckResult, MigrateContext
 from kubectl_proxydoctor.migrate.versions import NFTABLES_BETA
 
@@ -41,7 +41,9 @@ def build_plan(ctx: MigrateContext, results: list[CheckResult]) -> Plan:
         a.startswith("--config") for a in facts.flags)
     where = ("the kube-proxy DaemonSet's flags" if uses_flags
              else "ConfigMap kube-system/kube-proxy (config.conf)")
-    previous = facts.mode or ("iptables" if facts.mode == "" else "the current mode")
+    node_modes = sorted({m for m in (current_mode(n.snapshot, facts)[0] for n in ctx.nodes)
+                         if m and m != ctx.target})
+    previous = "/".join(node_modes) or facts.mode or ("iptables" if facts.mode == "" else "the current mode")
     plan = Plan()
     plan.config.append(f"in {where}: " + ("--proxy-mode=" if uses_flags else "mode: ") + ctx.target)
     if ctx.target == "nftables":
@@ -62,6 +64,8 @@ def build_plan(ctx: MigrateContext, results: list[CheckResult]) -> Plan:
             "kube-proxy removes its iptables rules when it starts in nftables mode; "
             "`kubectl proxydoctor check` names any leftovers",
         ]
+        if "ipvs" in node_modes or facts.mode == "ipvs":
+            plan.rollout.append("if IPVS state is left on a node: ipvsadm --clear; ip link delete kube-ipvs0")
         plan.rollback = [f"set mode back to {previous} in {where}, then {RESTART}",
                          f"then on every node: {NFT_ROLLBACK}"]
         plan.watch = [

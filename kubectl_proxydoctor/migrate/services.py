@@ -56,6 +56,17 @@ def cluster_ip_ports(cluster) -> dict[str, set[tuple[str, int]]]:
     return out
 
 
+def service_external_ips(cluster) -> set[str]:
+    """externalIPs and load-balancer ingress IPs of every Service."""
+    out: set[str] = set()
+    for svc in getattr(cluster, "services", None) or []:
+        out.update(str(ip) for ip in (svc.get("spec") or {}).get("externalIPs") or [])
+        for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+            if ing.get("ip"):
+                out.add(str(ing["ip"]))
+    return out
+
+
 def service_of_ip(cluster) -> dict[str, str]:
     out = {}
     for svc in getattr(cluster, "services", None) or []:
