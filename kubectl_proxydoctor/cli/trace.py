@@ -15,8 +15,8 @@ from kubectl_proxydoctor.errors import UsageError
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 DstOpt = Annotated[
-    str, typer.Option("--dst", help="Destination IP:PORT[/tcp|udp|sctp] (IPv6 as [IP]:PORT), e.g. "
-                                    "10.96.0.10:53/udp.")
+    str, typer.Option("--dst", help="Destination IP:PORT, optionally /tcp, /udp or /sctp (default tcp); "
+                                    "IPv6 addresses in brackets. Example: 10.96.0.10:53/udp.")
 ]
 SrcOpt = Annotated[
     str | None,
@@ -67,8 +67,7 @@ def trace_cmd(
 ) -> None:
     """Simulate one new connection through kube-proxy's rules: the path and every outcome.
 
-    Shows each rule the packet goes through and why it matched, then the outcomes: the DNAT
-    destinations with their probabilities, or REJECT/DROP, and whether the source is masqueraded.
+    Each rule on the path and why it matched; DNAT destinations with probabilities, or REJECT/DROP.
     """
     from importlib.util import find_spec
 

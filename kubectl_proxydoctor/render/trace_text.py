@@ -93,7 +93,7 @@ def outcome_json(outcome: TraceOutcome) -> dict:
     return {
         "verdict": outcome.verdict,
         "destination": str(outcome.destination) if outcome.destination is not None else None,
-        "probability": round(outcome.probability, 6),
+        "probability": round(outcome.probability, 9),
         "masquerade": outcome.masquerade,
         "service": None if outcome.service is None else {
             "service": outcome.service.service, "port": outcome.service.port,
