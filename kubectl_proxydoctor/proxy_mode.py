@@ -43,6 +43,7 @@ class ChainInfo:
     name: str
     rules: int = 0
     jumps_from: list[str] = field(default_factory=list)
+    jump_rules: list[str] = field(default_factory=list)  # "-A INPUT -j KUBE-FIREWALL" lines
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Leftover:
     items: list[str]
     service_rules: bool  # still holds per-service rules that can catch traffic
     evidence: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # how to remove them by hand
 
     @property
     def detail(self) -> str:
@@ -156,8 +158,10 @@ def parse_iptables_save(text: str, label: str = "iptables", file: str = "") -> I
                 if flag in parts[:-1]:
                     target = parts[parts.index(flag) + 1]
                     info = chains.get((table, target))
-                    if info is not None and owner not in info.jumps_from:
-                        info.jumps_from.append(owner)
+                    if info is not None:
+                        info.jump_rules.append(line)
+                        if owner not in info.jumps_from:
+                            info.jumps_from.append(owner)
     return dump
 
 
@@ -466,7 +470,8 @@ def leftovers(snapshot: NodeSnapshot, decision: ProxyModeDecision) -> list[Lefto
                 [f"table {t.family} kube-proxy ({_count(t.chains, 'chain')}, "
                  f"{_count(t.service_chains, 'service chain')})" for t in tables],
                 service_rules=any(t.service_chains for t in tables),
-                evidence=["nft-ruleset: " + ", ".join(f"table {t.family} kube-proxy" for t in tables)]))
+                evidence=["nft-ruleset: " + ", ".join(f"table {t.family} kube-proxy" for t in tables)],
+                commands=[f"nft delete table {t.family} kube-proxy" for t in tables]))
     if running != "ipvs":
         ipvs = ipvs_state(snapshot)
         items = []
@@ -477,7 +482,15 @@ def leftovers(snapshot: NodeSnapshot, decision: ProxyModeDecision) -> list[Lefto
         if ipvs.kube_ipsets:
             items.append(f"ipsets {', '.join(ipvs.kube_ipsets)}")
         if items:
-            found.append(Leftover("ipvs", "ipvs", items, service_rules=bool(ipvs.virtual_servers)))
+            commands = []
+            if ipvs.virtual_servers:
+                commands.append("ipvsadm -C   # clears every IPVS virtual server on the node")
+            if ipvs.ipvs0_addresses is not None:
+                commands.append("ip link delete kube-ipvs0")
+            commands += [f"ipset destroy {name}" for name in ipvs.kube_ipsets]
+            found.append(Leftover("ipvs", "ipvs", items, service_rules=bool(ipvs.virtual_servers),
+                                  evidence=[f"{ipvs.source or 'ip-addr.json/ipset-save.txt'}: "
+                                            + ", ".join(items)], commands=commands))
     return found
 
 
@@ -506,7 +519,18 @@ def _iptables_leftover(dump: IptablesDump, running: str) -> Leftover | None:
     hooks = [f"{c.table} {c.name} <- {'/'.join(c.jumps_from)}" for c in chains
              if any(not j.startswith(("KUBE-", "CILIUM")) for j in c.jumps_from)]
     return Leftover("iptables", dump.label, items, service_rules=bool(services),
-                    evidence=[f"{dump.file}: {len(chains)} kube-proxy chains", *hooks])
+                    evidence=[f"{dump.file}: {len(chains)} kube-proxy chains", *hooks],
+                    commands=_iptables_cleanup(dump.label, chains))
+
+
+def _iptables_cleanup(binary: str, chains: list[ChainInfo]) -> list[str]:
+    """Unhook, flush, then delete each chain (jumps between leftover chains go with the flush)."""
+    names = {(c.table, c.name) for c in chains}
+    unhook = [f"{binary} -t {c.table} -D {rule[3:]}" for c in chains for rule in c.jump_rules
+              if (c.table, rule.split()[1]) not in names]
+    flush = [f"{binary} -t {c.table} -F {c.name}" for c in chains]
+    delete = [f"{binary} -t {c.table} -X {c.name}" for c in chains]
+    return [*unhook, *flush, *delete]
 
 
 def _describe(c: ChainInfo) -> str:

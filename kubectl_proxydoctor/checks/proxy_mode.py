@@ -1,0 +1,96 @@
+"""Checks on which proxy runs the node: unsupported modes, Cilium owning services, rules another
+mode left behind (mode-leftover), and a configured mode that differs from the running one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kubectl_proxydoctor.checks import CheckContext, check
+from kubectl_proxydoctor.model import Finding
+from kubectl_proxydoctor.proxy_mode import ProxyModeDecision, decide, leftovers
+
+CLEANUP_HINT = {
+    "iptables": "kube-proxy --cleanup leaves KUBE-PROXY-CANARY, KUBE-FIREWALL (kubelet's duplicate) and "
+                "other chains behind",
+    "nftables": "'kube-proxy --cleanup' (with the NFTablesProxyMode gate on 1.29-1.30) removes them",
+    "ipvs": "'kube-proxy --cleanup' removes them",
+}
+
+
+def decision_for(ctx: CheckContext) -> ProxyModeDecision:
+    """The proxy-mode decision for this context (computed once, kept in ``ctx.extra``)."""
+    found = ctx.extra.get("proxy_mode")
+    if not isinstance(found, ProxyModeDecision):
+        found = decide(ctx.snapshot, ctx.cluster, ctx.views)
+        ctx.extra["proxy_mode"] = found
+    return found
+
+
+@check("proxy-mode-unsupported")
+def unsupported_mode(ctx: CheckContext) -> Iterable[Finding]:
+    """The node runs a proxy mode proxydoctor cannot check (userspace, Windows kernelspace)."""
+    decision = decision_for(ctx)
+    if decision.unsupported is None:
+        return
+    severity = "warning" if decision.mode == "kernelspace" else "error"
+    fix = ("Set mode to iptables, nftables or ipvs in kube-proxy's configuration (userspace is gone "
+           "since 1.26) and restart kube-proxy." if decision.mode == "userspace" else
+           "Check this node with Windows tools (hnsdiag list loadbalancers); proxydoctor reads Linux "
+           "netfilter/IPVS state only.")
+    yield Finding(code="unsupported-mode", severity=severity,
+                  message=f"proxy mode {decision.mode!r}: {decision.unsupported}",
+                  evidence=list(decision.evidence), fix=fix, mode=decision.mode)
+
+
+@check("proxy-mode-cilium")
+def cilium_owns_services(ctx: CheckContext) -> Iterable[Finding]:
+    """Cilium's kube-proxy replacement handles services here: kube-proxy checks do not apply."""
+    decision = decision_for(ctx)
+    if decision.mode != "cilium":
+        return
+    yield Finding(code="cilium-owns-services", severity="info",
+                  message="Cilium's kube-proxy replacement owns services on this node (no kube-proxy "
+                          "rules); kube-proxy checks are skipped",
+                  evidence=list(decision.evidence),
+                  fix="Use 'cilium-dbg service list' / 'cilium-dbg bpf lb list' in the cilium agent pod "
+                      "to inspect service load-balancing on this node.",
+                  mode="cilium")
+
+
+@check("proxy-mode-leftover")
+def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
+    """Rules of another kube-proxy mode are still on the node (e.g. iptables chains after a switch
+    to nftables)."""
+    decision = decision_for(ctx)
+    for left in leftovers(ctx.snapshot, decision):
+        if left.service_rules:
+            severity = "error"
+            impact = ("they still hold per-service rules that can catch and DNAT service traffic "
+                      "to stale endpoints")
+        else:
+            severity = "warning"
+            impact = "no per-service rules remain, but hooked chains still act on packets and confuse tools"
+        commands = "; ".join(left.commands)
+        yield Finding(
+            code="mode-leftover", severity=severity,
+            message=f"{left.mode}-mode rules left on the node while it runs {decision.mode}: {left.detail} "
+                    f"({impact})",
+            evidence=[*left.evidence, f"running mode {decision.mode}: " + "; ".join(decision.evidence[:2])],
+            fix=(f"Remove the {left.mode} leftovers on the node ({CLEANUP_HINT[left.mode]}): {commands}"
+                 if commands else f"Remove the {left.mode} leftovers on the node."),
+            mode=left.mode)
+
+
+@check("proxy-mode-mismatch")
+def mode_mismatch(ctx: CheckContext) -> Iterable[Finding]:
+    """The configured (or reported) mode differs from the one whose rules program the node."""
+    decision = decision_for(ctx)
+    for conflict in decision.conflicts:
+        restart = "config says" in conflict
+        yield Finding(
+            code="mode-mismatch", severity="warning", message=conflict,
+            evidence=list(decision.evidence),
+            fix=("kube-proxy reads its mode only at start: restart it to apply the configured mode, or fix "
+                 "the configuration if the running mode is the intended one." if restart else
+                 "Make sure only one service proxy programs this node; remove the other's rules or config."),
+            mode=decision.mode if decision.mode != "unknown" else None)
