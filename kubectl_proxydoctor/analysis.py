@@ -22,6 +22,12 @@ ADVISORY_CODES = frozenset({"local-blackhole", "firewall-in-front"})
 # node-level checks that already explain a second backend's copy of a port
 LEFTOVER_CODES = frozenset({"backend-leftover", "mode-leftover"})
 API_LISTS = ("list services", "list endpointslices")
+# proxies whose service handling kube-proxy's rules do not describe -> why the comparison is skipped
+SKIP_MODES = {
+    "cilium": "Cilium's kube-proxy replacement owns services on this node: kube-proxy checks skipped",
+    "userspace": "userspace mode (removed in Kubernetes 1.26) is not supported: kube-proxy checks skipped",
+    "kernelspace": "Windows kernelspace mode is not supported: kube-proxy checks skipped",
+}
 
 
 def mode_module(mode: str):
@@ -233,11 +239,9 @@ def analyse(
         report.notes.append(
             "node name unknown (no meta.json node, no --node-name): endpoints count as remote"
         )
-    skip = mode == "cilium"
+    skip = mode in SKIP_MODES
     if skip:
-        report.notes.append(
-            "Cilium's kube-proxy replacement owns services on this node: kube-proxy checks skipped"
-        )
+        report.notes.append(SKIP_MODES[mode])
     if usable is not None:
         views = relabel_views(views, usable)
         report.views = views

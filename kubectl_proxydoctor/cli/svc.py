@@ -20,6 +20,7 @@ from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt, check_output
 def service_traces(report, namespace: str, name: str) -> dict:
     """Frontend -> TraceResults through every mode with a tracer (modes without one are skipped)."""
     from kubectl_proxydoctor.analysis import mode_module
+    from kubectl_proxydoctor.errors import ProxyDoctorError
     from kubectl_proxydoctor.modes import MODES
     from kubectl_proxydoctor.render.report_text import trace_packets
 
@@ -28,8 +29,15 @@ def service_traces(report, namespace: str, name: str) -> dict:
         results = []
         for mode in MODES:
             module = mode_module(mode)
-            if module is not None and hasattr(module, "trace"):
+            if module is None or not hasattr(module, "trace"):
+                continue
+            try:
                 results.extend(r for r in module.trace(report.snapshot, packet) if r.outcomes)
+            except ModuleNotFoundError as e:  # a tracer not installed in this build
+                if not (e.name or "").startswith("kubectl_proxydoctor.modes"):
+                    raise
+            except ProxyDoctorError as e:
+                report.notes.append(f"{mode} trace of {label} failed: {e}")
         traces[label] = results
     return traces
 
