@@ -10,7 +10,7 @@ nothing (tests/test_readonly.py proves it); without the module it would try to l
 from __future__ import annotations
 
 from kubectl_proxydoctor.collect import CollectContext
-from kubectl_proxydoctor.collect.node import read_files, run_tool
+from kubectl_proxydoctor.collect.node import NEEDS_ROOT, read_files, run_tool
 
 IPTABLES_TABLES = {"filter", "nat", "mangle", "raw", "security"}
 NAMES_FILES = {4: ("/proc/net/ip_tables_names", "ip_tables_names.txt"),
@@ -48,17 +48,23 @@ def _default_backend(ctx: CollectContext) -> str | None:
 def collect(ctx: CollectContext) -> None:
     """Store ip(6)_tables_names.txt and ip(6)tables-{nft,legacy}-save.txt (+ the default backend's)."""
     reads = read_files([path for path, _ in NAMES_FILES.values()], ctx.netns)
-    legacy_loaded: dict[int, bool] = {}
+    legacy: dict[int, str | None] = {}  # family -> None (loaded) or why the legacy save is not run
     for family, (path, filename) in NAMES_FILES.items():
         got = reads[path]
-        legacy_loaded[family] = got.text is not None
         if got.text is not None:
             ctx.ok(filename, filename, got.text)
+            legacy[family] = None
         elif got.missing:
             ctx.unavailable(filename, f"{path} does not exist: legacy iptables (x_tables) not loaded, "
                                       "so no legacy rules")
+            legacy[family] = "not run: legacy x_tables not loaded (running it could load the module)"
         else:
-            ctx.unavailable(filename, f"{path}: {got.error or 'unreadable'}")
+            denied = got.errno in (1, 13)  # EPERM, EACCES
+            reason = f"{path}: {got.error or 'unreadable'}"
+            if denied:
+                reason = f"{NEEDS_ROOT}: {reason}"
+            ctx.unavailable(filename, reason)
+            legacy[family] = f"not run: {reason}"
 
     nft_tables: dict[int, set[str]] | None = None
     listed = run_tool(["nft", "list", "tables"], ctx.netns, timeout=10)
@@ -75,9 +81,8 @@ def collect(ctx: CollectContext) -> None:
         for backend in ("nft", "legacy"):
             tool = _tool(family, backend)
             filename = f"{prefix}-{backend}-save.txt"
-            if backend == "legacy" and not legacy_loaded[family]:
-                ctx.unavailable(filename, "not run: legacy x_tables not loaded "
-                                          "(running it could load the module)")
+            if backend == "legacy" and legacy[family] is not None:
+                ctx.unavailable(filename, str(legacy[family]))
                 continue
             res = run_tool([tool], ctx.netns)
             if not res.ok:
