@@ -227,16 +227,21 @@ async def test_trace_errors_are_shown_not_raised() -> None:
     def broken(snapshot, packet):
         raise BundleError("iptables-save.txt: cannot be read")
 
-    app = make_app(tracer=broken)
-    async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.press("t")
-        screen = app.screen
-        screen.query_one("#trace-input", Input).value = "10.96.100.10:80"
-        await pilot.press("enter")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        assert "cannot be read" in static_text(screen.query_one("#trace-message", Static))
+    def buggy(snapshot, packet):
+        raise RuntimeError("tracer bug")
+
+    for tracer, message in ((broken, "cannot be read"), (buggy, "internal error: RuntimeError: tracer bug")):
+        app = make_app(tracer=tracer)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("t")
+            screen = app.screen
+            screen.query_one("#trace-input", Input).value = "10.96.100.10:80"
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert message in static_text(screen.query_one("#trace-message", Static))
+            assert app.is_running
 
 
 @sync

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.model import TraceResult
 from kubectl_proxydoctor.report import NodeReport
 from kubectl_proxydoctor.tui.packet import packet_text_for
 from kubectl_proxydoctor.tui.rows import COLUMNS, ServiceRow, build_rows
@@ -25,12 +26,20 @@ from kubectl_proxydoctor.tui.widgets.service_table import ServiceTable
 Loader = Callable[[], NodeReport]
 
 
-def default_tracer(snapshot, packet):
-    """Every installed mode's trace of the packet (kubectl_proxydoctor.modes.trace_all)."""
+def default_tracer(snapshot, packet) -> list[TraceResult]:
+    """Every mode's trace of the packet (kubectl_proxydoctor.modes.trace_all, one mode at a time so
+    a mode that cannot trace becomes a note instead of hiding the others)."""
     from kubectl_proxydoctor import modes
 
-    available = tuple(m for m in modes.MODES if find_spec(f"{modes.__name__}.{m}") is not None)
-    return modes.trace_all(snapshot, packet, available)
+    results: list[TraceResult] = []
+    for mode in modes.MODES:
+        if find_spec(f"{modes.__name__}.{mode}") is None:
+            continue
+        try:
+            results.extend(modes.trace_all(snapshot, packet, (mode,)))
+        except (ProxyDoctorError, ModuleNotFoundError) as e:
+            results.append(TraceResult(packet, mode, "not traced", notes=[f"{mode} cannot trace: {e}"]))
+    return results
 
 
 class ProxyDoctorApp(App[None]):

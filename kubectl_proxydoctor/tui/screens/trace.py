@@ -42,7 +42,7 @@ def fill_tree(root: TreeNode, results: list[TraceResult]) -> None:
         root.add_leaf(Text("no proxy rules in this snapshot to trace through", style="yellow"))
     for result in results:
         branch = root.add(Text(f"{result.mode} · {result.source}", style="bold"), expand=True)
-        if not result.outcomes:
+        if not result.outcomes and not result.notes:
             branch.add_leaf(Text("no rule matches: the packet is not proxied", style="yellow"))
         for outcome in result.outcomes:
             node = branch.add(outcome_label(outcome), expand=True)
@@ -112,6 +112,8 @@ class TraceScreen(Screen):
             results, error = [], str(e)
         except ModuleNotFoundError as e:
             results, error = [], f"tracing is not available: {e}"
+        except Exception as e:  # a bug in a tracer must not take the whole TUI down
+            results, error = [], f"internal error: {type(e).__name__}: {e}"
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self.show_results, packet, results, error)
 

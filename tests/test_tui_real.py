@@ -1,0 +1,126 @@
+"""The TUI on real analysis: the `tui` command's loader (capture -> analyse) and the real iptables
+trace on tests/fixtures/iptables/stale-endpoint, plus the command line itself."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from textual.widgets import Input, Tree
+
+from kubectl_proxydoctor.cli.tui import build_report, load_cluster
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+from kubectl_proxydoctor.tui.app import ProxyDoctorApp
+from kubectl_proxydoctor.tui.rows import build_rows
+from kubectl_proxydoctor.tui.screens.detail import DetailScreen
+from kubectl_proxydoctor.tui.screens.trace import TraceScreen
+from tests.test_tui_app import loaded, screen_text, static_text, sync
+from tests.test_tui_fixture import FIXTURE, STALE, WEB
+
+needs_analysis = pytest.mark.skipif(
+    importlib.util.find_spec("kubectl_proxydoctor.analysis") is None
+    or importlib.util.find_spec("kubectl_proxydoctor.modes.iptables") is None,
+    reason="analysis / iptables mode not in this tree yet",
+)
+
+
+def test_load_cluster_offline_reads_api_json() -> None:
+    snapshot = NodeSnapshot.load(FIXTURE)
+    cluster = load_cluster(snapshot, live=False)
+    assert cluster is not None and any(s["metadata"]["name"] == "web" for s in cluster.services)
+    files = dict(snapshot.files)
+    del files["api.json"]
+    assert load_cluster(NodeSnapshot.from_files(files), live=False) is None
+
+
+@needs_analysis
+def test_rows_follow_the_analysis_of_the_capture() -> None:
+    report = build_report(FIXTURE, False)
+    expected = json.loads((FIXTURE / "expected.json").read_text())["statuses"]
+    rows = {r.key: r for r in build_rows(report)}
+    assert rows[WEB.key].cells[-1] == "drift" and rows[WEB.key].severity == "error"
+    assert any(f.code == "stale-endpoint" for f in rows[WEB.key].findings)
+    assert set(rows) == {s.name.key for s in report.services} >= set(expected)
+    for key, status in expected.items():
+        if status == "drift":
+            assert rows[key].cells[-1] == "drift" and rows[key].severity == "error"
+
+
+@needs_analysis
+@sync
+async def test_real_report_details_and_trace() -> None:
+    app = ProxyDoctorApp(lambda: build_report(FIXTURE, False), origin=str(FIXTURE))
+    async with app.run_test(size=(100, 70)) as pilot:
+        await loaded(pilot)
+        assert app.report is not None and app.report.node == "pdnode1"
+        await pilot.press("slash", *"default/web:http", "enter", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen) and app.screen.row.key == WEB.key
+        raw = static_text(app.screen.query_one("#raw-rules"))
+        assert "KUBE-SVC-CDGGSHYLG3RE2FKL" in raw and STALE in raw
+        assert "stale-endpoint" in screen_text(app)
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, TraceScreen)
+        assert app.screen.query_one("#trace-input", Input).value == "10.96.100.10:80/tcp"
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        tree = app.screen.query_one("#trace-tree", Tree)
+        labels = [str(o.label) for source in tree.root.children for o in source.children]
+        assert any(label.startswith("DNAT") and STALE in label for label in labels), labels
+
+
+def test_tui_command_needs_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from kubectl_proxydoctor.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["tui", "--from", str(FIXTURE)])
+    assert exc.value.code == 2
+    assert "tui needs a terminal" in capsys.readouterr().err
+
+
+def test_tui_command_rejects_from_and_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    from kubectl_proxydoctor.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["tui", "--sample", "--from", str(FIXTURE)])
+    assert exc.value.code == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_tui_help_is_fast_and_lists_options() -> None:
+    import subprocess
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "kubectl_proxydoctor", "tui", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert out.returncode == 0, out.stderr
+    assert "--from" in out.stdout and "--sample" in out.stdout
+    assert elapsed < 5
+    probe = subprocess.run([sys.executable, "-c", "import sys, kubectl_proxydoctor.cli.tui; "
+                            "print(sorted(m for m in ('textual', 'kubernetes', 'pyroute2', 'nftables') "
+                            "if m in sys.modules))"], capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "[]"
+
+
+def test_default_tracer_turns_a_failing_mode_into_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubectl_proxydoctor import modes
+    from kubectl_proxydoctor.errors import ParseError
+    from kubectl_proxydoctor.model import Packet, TraceResult
+    from kubectl_proxydoctor.tui.app import default_tracer
+
+    def fake_trace_all(snapshot, packet, which):
+        (mode,) = which
+        if mode == "ipvs":
+            raise ParseError("ipvsadm.txt", "bad line", 3)
+        return [TraceResult(packet, mode, f"{mode}-src")]
+
+    monkeypatch.setattr(modes, "trace_all", fake_trace_all)
+    results = default_tracer(None, Packet("10.96.0.1", 443))
+    by_mode = {r.mode: r for r in results}
+    assert by_mode["iptables"].source == "iptables-src"
+    assert by_mode["ipvs"].source == "not traced" and "ipvsadm.txt:3: bad line" in by_mode["ipvs"].notes[0]
