@@ -8,6 +8,7 @@ import json
 import pytest
 
 from kubectl_proxydoctor.checks import CheckContext, load_checks, run_checks
+from kubectl_proxydoctor.checks.nftables_structure import mode_leftover_findings
 from kubectl_proxydoctor.modes.nftables import interpret
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.test_nftables_expect import FIXTURES
@@ -54,14 +55,24 @@ def test_fixtures(capture):
 
 
 def test_mode_leftover_when_node_runs_iptables():
-    findings = _findings(_snapshot(_healthy_doc(), kube_proxy_mode="iptables\n"))
+    snapshot = _snapshot(_healthy_doc(), kube_proxy_mode="iptables\n")
+    findings = mode_leftover_findings(CheckContext(snapshot=snapshot, views=interpret(snapshot)))
     by_sev = {f.severity: f for f in findings if f.code == "mode-leftover"}
     assert set(by_sev) == {"error", "warning"}  # ip: still DNATs; ip6: empty maps
     assert "kube-proxy runs in iptables mode, but table ip kube-proxy" in by_sev["error"].message
     assert "nat-prerouting (prerouting dstnat)" in by_sev["error"].message
     assert "nft delete table ip kube-proxy" in by_sev["error"].fix
     # the same tables in nftables mode are no leftover
-    assert [f for f in _findings(_snapshot(_healthy_doc(), kube_proxy_mode="nftables"))] == []
+    snapshot = _snapshot(_healthy_doc(), kube_proxy_mode="nftables")
+    assert mode_leftover_findings(CheckContext(snapshot=snapshot, views=interpret(snapshot))) == []
+
+
+def test_mode_leftover_reported_once_with_the_proxy_mode_checks():
+    snapshot = _snapshot(_healthy_doc(), kube_proxy_mode="iptables\n")
+    ctx = CheckContext(snapshot=snapshot, views=interpret(snapshot))
+    checks = [*_nft_checks(), *(n for n in load_checks() if n == "proxy-mode-leftover")]
+    leftovers = [f for f in run_checks(ctx, only=checks) if f.code == "mode-leftover"]
+    assert len([f for f in leftovers if "table ip kube-proxy" in f.message]) == 1
 
 
 def _rule(doc: dict, chain: str) -> dict:

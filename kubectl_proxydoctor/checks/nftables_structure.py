@@ -209,7 +209,20 @@ def current_mode(ctx: CheckContext) -> str | None:
 
 @check("nftables-mode-leftover")
 def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
-    """kube-proxy's nftables tables loaded while kube-proxy runs in iptables or IPVS mode."""
+    """kube-proxy's nftables tables loaded while kube-proxy runs in iptables or IPVS mode.
+
+    checks/proxy_mode.py ("proxy-mode-leftover") reports every mode's leftovers from its decided
+    running mode; when it is registered this check defers to it, so a table is reported once.
+    """
+    from kubectl_proxydoctor.checks import REGISTRY
+
+    if "proxy-mode-leftover" in REGISTRY:
+        return []
+    return mode_leftover_findings(ctx)
+
+
+def mode_leftover_findings(ctx: CheckContext) -> list[Finding]:
+    """The nftables leftover findings, from kube-proxy-mode.txt or meta.json's mode."""
     mode = current_mode(ctx)
     if mode is None or mode == MODE:
         return []
