@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kubectl_proxydoctor.cli.app import app
-from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, UsageError
+from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, ProxyDoctorError, UsageError
 
 
 def _check_target(path: Path) -> None:
@@ -33,12 +33,18 @@ def collect(
                                               help="Collect inside this named network namespace.")] = None,
 ) -> None:
     """Capture this node's kube-proxy state (read-only) into a directory or .tar.gz bundle."""
-    _check_target(output)
+    try:
+        _check_target(output)
+    except OSError as e:
+        raise ProxyDoctorError(f"{output}: cannot use as output ({e.strerror or e})") from e
     from kubectl_proxydoctor.cli.status import is_read_failure
     from kubectl_proxydoctor.collect.node import collect_node
 
     snapshot = collect_node(netns=netns, with_conntrack=conntrack, node_name=node_name)
-    written = snapshot.save(output)
+    try:
+        written = snapshot.save(output)
+    except OSError as e:
+        raise ProxyDoctorError(f"{output}: cannot write the capture ({e.strerror or e})") from e
     unreadable = {k: v for k, v in snapshot.sources.items() if is_read_failure(v)}
     typer.echo(f"wrote {written} ({len(snapshot.files) + 1} files)")
     for source, reason in sorted(snapshot.unavailable().items()):
