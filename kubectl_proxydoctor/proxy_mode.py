@@ -406,8 +406,15 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
             decision.unsupported = UNSUPPORTED[candidate]
             return decision
 
+    no_kube_proxy = (cluster is not None and _kube_system(cluster.daemonsets, "kube-proxy") is None
+                     and reported is None and mmode is None)
     if reported in KUBE_PROXY_MODES:
         decision.mode = reported
+    elif cilium in CILIUM_FULL_REPLACEMENT and no_kube_proxy:
+        # kube-proxy's rules without a kube-proxy: left over from before Cilium took over
+        decision.mode = "cilium"
+        ev.append("no kube-proxy DaemonSet and no kube-proxy answering on this node")
+        return decision
     elif len(decision.modes_found) == 1:
         decision.mode = decision.modes_found[0]
     elif len(decision.modes_found) > 1:
@@ -448,7 +455,8 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
 
 
 def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    plural = word + ("es" if word.endswith("s") else "s")
+    return f"{n} {word}" if n == 1 else f"{n} {plural}"
 
 
 def leftovers(snapshot: NodeSnapshot, decision: ProxyModeDecision) -> list[Leftover]:

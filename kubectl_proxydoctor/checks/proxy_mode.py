@@ -69,7 +69,8 @@ def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
                       "to stale endpoints")
         else:
             severity = "warning"
-            impact = "no per-service rules remain, but hooked chains still act on packets and confuse tools"
+            impact = ("no per-service rules remain, but what is left still acts on packets or holds "
+                      "addresses, and confuses tools")
         commands = "; ".join(left.commands)
         yield Finding(
             code="mode-leftover", severity=severity,
