@@ -25,6 +25,11 @@ def run(fn, target: str, snap, **kw):
     return fn(ctx, NodeInput(snap))
 
 
+def one(fn, target: str, snap, check: str, **kw):
+    """The one result named ``check`` that ``fn`` returns for this capture."""
+    return only(run(fn, target, snap, **kw), check)
+
+
 # ---------------------------------------------------------------------------------------- kernel
 
 
@@ -40,7 +45,7 @@ def test_kernel_features_and_nft_pass_on_a_real_node():
 
 def test_old_kernel_fails_and_is_essential():
     snap = snapshot("iptables/healthy", {"kernel.txt": "5.10.0-28-amd64\n"})
-    result = only(run(kernel.node_kernel, "nftables", snap), "kernel-version")
+    result = one(kernel.node_kernel, "nftables", snap, "kernel-version")
     assert result.status == "fail" and result.essential
     assert "5.10.0-28-amd64" in result.summary and "5.13" in result.summary
 
@@ -49,33 +54,35 @@ def test_missing_nft_feature_is_named():
     config = snapshot("iptables/healthy").text("kernel-config.txt") or ""
     config = config.replace("CONFIG_NFT_NUMGEN=y", "# CONFIG_NFT_NUMGEN is not set")
     snap = snapshot("iptables/healthy", {"kernel-config.txt": config})
-    result = only(run(kernel.node_kernel, "nftables", snap), "nft-features")
+    result = one(kernel.node_kernel, "nftables", snap, "nft-features")
     assert result.status == "fail"
     assert "numgen" in result.summary and "fib" not in result.summary
 
 
 def test_features_proven_by_running_nftables_tables():
-    result = only(run(kernel.node_kernel, "nftables", snapshot("nftables/healthy")), "nft-features")
+    result = one(kernel.node_kernel, "nftables", snapshot("nftables/healthy"), "nft-features")
     assert result.status == "pass"
-    assert result.evidence == ["nft-ruleset.json: table ip kube-proxy", "nft-ruleset.json: table ip6 kube-proxy"]
+    assert result.evidence == ["nft-ruleset.json: table ip kube-proxy",
+                               "nft-ruleset.json: table ip6 kube-proxy"]
 
 
 def test_features_unknown_without_evidence():
     # the synthesised IPVS capture has a 7-line kernel config and no nft modules loaded
-    result = only(run(kernel.node_kernel, "nftables", snapshot("ipvs/healthy")), "nft-features")
+    result = one(kernel.node_kernel, "nftables", snapshot("ipvs/healthy"), "nft-features")
     assert result.status == "unknown" and "numgen" in result.summary
 
 
 def test_old_nft_userspace_fails():
     snap = with_meta(snapshot("iptables/healthy"), nft_version="nftables v0.9.8 (E.D.S.)")
-    result = only(run(kernel.node_kernel, "nftables", snap), "nft-version")
+    result = one(kernel.node_kernel, "nftables", snap, "nft-version")
     assert result.status == "fail" and "0.9.8" in result.summary
 
 
 def test_cluster_kernels_from_node_objects():
     ok = context("nftables", state=cluster(_kernels(pdnode1="6.8.0-45-generic", pdnode2="5.15.0-1")))
     assert only(kernel.cluster_kernel(ok), "kernel-version").status == "pass"
-    old = context("nftables", state=cluster(_kernels(pdnode1="6.8.0-45-generic", pdnode2="5.4.0-150-generic")))
+    old = context("nftables",
+                  state=cluster(_kernels(pdnode1="6.8.0-45-generic", pdnode2="5.4.0-150-generic")))
     result = only(kernel.cluster_kernel(old), "kernel-version")
     assert result.status == "fail" and result.essential
     assert any("pdnode2: 5.4.0-150-generic" in e for e in result.evidence)
@@ -92,15 +99,16 @@ def _kernels(**kernels):
 
 # ---------------------------------------------------------------------------------------- NodePorts
 
-EXTRA_NODEPORT_CONN = ("ipv4     2 tcp      6 113 TIME_WAIT src=172.30.0.2 dst=10.244.0.1 sport=58250 dport=30080 "
-                       "src=10.244.0.12 dst=10.244.0.1 sport=8080 dport=54956 [ASSURED] mark=0 use=1\n")
+EXTRA_NODEPORT_CONN = ("ipv4     2 tcp      6 113 TIME_WAIT src=172.30.0.2 dst=10.244.0.1 sport=58250 "
+                       "dport=30080 src=10.244.0.12 dst=10.244.0.1 sport=8080 dport=54956 "
+                       "[ASSURED] mark=0 use=1\n")
 LOCALHOST_CONN = ("ipv4     2 tcp      6 113 TIME_WAIT src=127.0.0.1 dst=127.0.0.1 sport=40000 dport=30080 "
                   "src=10.244.0.11 dst=10.244.0.1 sport=8080 dport=40000 [ASSURED] mark=0 use=1\n")
 
 
 def test_nodeports_used_on_primary_ip_only_pass():
-    result = only(run(nodeports.node_port_addresses, "nftables", snapshot("iptables/healthy")),
-                  "nodeport-addresses")
+    result = one(nodeports.node_port_addresses, "nftables", snapshot("iptables/healthy"),
+                 "nodeport-addresses")
     assert result.status == "pass"
     assert "10.244.0.1" in result.summary  # where NodePorts will stop answering
 
@@ -108,9 +116,10 @@ def test_nodeports_used_on_primary_ip_only_pass():
 def test_nodeport_traffic_on_another_address_fails():
     base = snapshot("iptables/healthy")
     snap = with_file(base, "conntrack.txt", (base.text("conntrack.txt") or "") + EXTRA_NODEPORT_CONN)
-    result = only(run(nodeports.node_port_addresses, "nftables", snap), "nodeport-addresses")
+    result = one(nodeports.node_port_addresses, "nftables", snap, "nodeport-addresses")
     assert result.status == "fail"
-    assert any("172.30.0.2 -> 10.244.0.1:30080/tcp" in e and "default/web-np:http" in e for e in result.evidence)
+    assert any("172.30.0.2 -> 10.244.0.1:30080/tcp" in e and "default/web-np:http" in e
+               for e in result.evidence)
     assert "nodePortAddresses" in result.action and "10.244.0.1/32" in result.action
 
 
@@ -118,45 +127,47 @@ def test_nodeport_addresses_configured_pass():
     doc = edit_config(api_doc(), nodePortAddresses=["0.0.0.0/0"])
     base = snapshot("iptables/healthy")
     snap = with_file(base, "conntrack.txt", (base.text("conntrack.txt") or "") + EXTRA_NODEPORT_CONN)
-    result = only(run(nodeports.node_port_addresses, "nftables", snap, state=cluster(doc)), "nodeport-addresses")
+    result = one(nodeports.node_port_addresses, "nftables", snap, "nodeport-addresses",
+                 state=cluster(doc))
     assert result.status == "pass" and "0.0.0.0/0" in result.summary
 
 
 def test_nodeports_without_conntrack_warn():
     snap = snapshot("iptables/healthy", {"conntrack.txt": None})
-    result = only(run(nodeports.node_port_addresses, "nftables", snap), "nodeport-addresses")
+    result = one(nodeports.node_port_addresses, "nftables", snap, "nodeport-addresses")
     assert result.status == "warn" and "10.244.0.1" in result.summary
 
 
 def test_ipvs_service_addresses_are_not_nodeport_addresses():
-    result = only(run(nodeports.node_port_addresses, "nftables", snapshot("ipvs/healthy")), "nodeport-addresses")
+    result = one(nodeports.node_port_addresses, "nftables", snapshot("ipvs/healthy"), "nodeport-addresses")
     assert "10.96.100.10" not in result.summary and "10.244.0.1" in result.summary
 
 
 def test_localhost_nodeports_unknown_without_metric():
-    result = only(run(nodeports.localhost_node_ports, "nftables", snapshot("iptables/healthy")),
-                  "localhost-nodeports")
+    result = one(nodeports.localhost_node_ports, "nftables", snapshot("iptables/healthy"),
+                 "localhost-nodeports")
     assert result.status == "unknown"
     assert "sysctl net.ipv4.conf.all.route_localnet = 1" in result.evidence
 
 
 def _with_metric(snap, line: str):
-    return with_file(snap, "kube-proxy-metrics.txt", (snap.text("kube-proxy-metrics.txt") or "") + line + "\n")
+    text = (snap.text("kube-proxy-metrics.txt") or "") + line + "\n"
+    return with_file(snap, "kube-proxy-metrics.txt", text)
 
 
 def test_localhost_nodeports_metric_fails_and_zero_passes():
     metric = "kubeproxy_iptables_localhost_nodeports_accepted_packets_total"
     used = _with_metric(snapshot("iptables/healthy"), f"{metric} 12")
-    result = only(run(nodeports.localhost_node_ports, "nftables", used), "localhost-nodeports")
+    result = one(nodeports.localhost_node_ports, "nftables", used, "localhost-nodeports")
     assert result.status == "fail" and "12 packets" in result.summary
     unused = _with_metric(snapshot("iptables/healthy"), f"{metric} 0")
-    assert only(run(nodeports.localhost_node_ports, "nftables", unused), "localhost-nodeports").status == "pass"
+    assert one(nodeports.localhost_node_ports, "nftables", unused, "localhost-nodeports").status == "pass"
 
 
 def test_localhost_nodeport_connection_fails():
     base = snapshot("iptables/healthy")
     snap = with_file(base, "conntrack.txt", (base.text("conntrack.txt") or "") + LOCALHOST_CONN)
-    result = only(run(nodeports.localhost_node_ports, "nftables", snap), "localhost-nodeports")
+    result = one(nodeports.localhost_node_ports, "nftables", snap, "localhost-nodeports")
     assert result.status == "fail"
     assert any("127.0.0.1 -> 127.0.0.1:30080/tcp" in e for e in result.evidence)
 
@@ -164,13 +175,13 @@ def test_localhost_nodeport_connection_fails():
 def test_localhost_nodeports_impossible_without_route_localnet():
     base = snapshot("iptables/healthy")
     sysctl = (base.text("sysctl.txt") or "").replace("route_localnet = 1", "route_localnet = 0")
-    result = only(run(nodeports.localhost_node_ports, "nftables", with_file(base, "sysctl.txt", sysctl)),
-                  "localhost-nodeports")
+    result = one(nodeports.localhost_node_ports, "nftables", with_file(base, "sysctl.txt", sysctl),
+                 "localhost-nodeports")
     assert result.status == "pass" and "route_localnet is 0" in result.summary
 
 
 def test_localhost_nodeports_not_served_in_ipvs_mode():
-    result = only(run(nodeports.localhost_node_ports, "nftables", snapshot("ipvs/healthy")), "localhost-nodeports")
+    result = one(nodeports.localhost_node_ports, "nftables", snapshot("ipvs/healthy"), "localhost-nodeports")
     assert result.status == "pass" and "ipvs" in result.summary
 
 
@@ -178,7 +189,7 @@ def test_localhost_nodeports_not_served_in_ipvs_mode():
 
 
 def test_nft_firewall_dropping_a_nodeport_fails():
-    result = only(run(firewall.host_firewall, "nftables", snapshot("nftables/firewall-in-front")), "host-firewall")
+    result = one(firewall.host_firewall, "nftables", snapshot("nftables/firewall-in-front"), "host-firewall")
     assert result.status == "fail"
     hit = result.evidence[0]
     assert "table inet hostfw chain prerouting" in hit and "tcp dport 30080" in hit
@@ -192,7 +203,7 @@ def test_nft_firewall_after_dnat_does_not_see_the_nodeport():
         if "chain" in item and item["chain"]["table"] == "hostfw":
             item["chain"]["prio"] = 0  # filter priority: after kube-proxy's DNAT at -100
     snap = snapshot("nftables/firewall-in-front", {"nft-ruleset.json": json.dumps(doc)})
-    assert only(run(firewall.host_firewall, "nftables", snap), "host-firewall").status == "pass"
+    assert one(firewall.host_firewall, "nftables", snap, "host-firewall").status == "pass"
 
 
 def _filter_forward_drop(text: str) -> str:
@@ -202,10 +213,10 @@ def _filter_forward_drop(text: str) -> str:
 
 def test_iptables_forward_drop_policy_fails_and_default_passes():
     healthy = snapshot("iptables/healthy")
-    assert only(run(firewall.host_firewall, "nftables", healthy), "host-firewall").status == "pass"
+    assert one(firewall.host_firewall, "nftables", healthy, "host-firewall").status == "pass"
     changes = {name: _filter_forward_drop(healthy.text(name) or "")
                for name in ("iptables-save.txt", "iptables-nft-save.txt")}
-    result = only(run(firewall.host_firewall, "nftables", snapshot("iptables/healthy", changes)), "host-firewall")
+    result = one(firewall.host_firewall, "nftables", snapshot("iptables/healthy", changes), "host-firewall")
     assert result.status == "fail"
     assert any("filter FORWARD (policy DROP)" in e and "KUBE-FORWARD ACCEPT" in e for e in result.evidence)
 
@@ -216,30 +227,30 @@ INVALID = "kubeproxy_iptables_ct_state_invalid_dropped_packets_total"
 
 
 def test_conntrack_new_kernel_passes():
-    result = only(run(conntrack.conntrack_invalid, "nftables", snapshot("iptables/healthy")), "conntrack-invalid")
+    result = one(conntrack.conntrack_invalid, "nftables", snapshot("iptables/healthy"), "conntrack-invalid")
     assert result.status == "pass" and "6.1" in result.summary
 
 
 def test_conntrack_old_kernel_with_drops_fails():
     snap = _with_metric(snapshot("iptables/healthy", {"kernel.txt": "5.15.0-105-generic\n"}), f"{INVALID} 40")
-    result = only(run(conntrack.conntrack_invalid, "nftables", snap), "conntrack-invalid")
+    result = one(conntrack.conntrack_invalid, "nftables", snap, "conntrack-invalid")
     assert result.status == "fail" and "40 INVALID packets" in result.summary
     assert "tcpBeLiberal" in result.action
 
 
 def test_conntrack_old_kernel_without_metric_warns():
     snap = snapshot("iptables/healthy", {"kernel.txt": "5.15.0-105-generic\n"})
-    assert only(run(conntrack.conntrack_invalid, "nftables", snap), "conntrack-invalid").status == "warn"
+    assert one(conntrack.conntrack_invalid, "nftables", snap, "conntrack-invalid").status == "warn"
 
 
 def test_conntrack_be_liberal_already_on_passes():
     old = snapshot("iptables/healthy", {"kernel.txt": "5.15.0-105-generic\n"})
     sysctl = (old.text("sysctl.txt") or "").replace("tcp_be_liberal = 0", "tcp_be_liberal = 1")
     snap = _with_metric(with_file(old, "sysctl.txt", sysctl), f"{INVALID} 40")
-    assert only(run(conntrack.conntrack_invalid, "nftables", snap), "conntrack-invalid").status == "pass"
+    assert one(conntrack.conntrack_invalid, "nftables", snap, "conntrack-invalid").status == "pass"
     doc = edit_config(api_doc(), conntrack__tcpBeLiberal=True)
-    result = only(run(conntrack.conntrack_invalid, "nftables", _with_metric(old, f"{INVALID} 40"),
-                      state=cluster(doc)), "conntrack-invalid")
+    result = one(conntrack.conntrack_invalid, "nftables", _with_metric(old, f"{INVALID} 40"),
+                 "conntrack-invalid", state=cluster(doc))
     assert result.status == "pass"
 
 
@@ -247,8 +258,8 @@ def test_conntrack_be_liberal_already_on_passes():
 
 
 def test_third_party_rules_are_named():
-    result = only(run(third_party.third_party_rules, "nftables", snapshot("iptables/third-party-rules")),
-                  "third-party-rules")
+    result = one(third_party.third_party_rules, "nftables", snapshot("iptables/third-party-rules"),
+                 "third-party-rules")
     assert result.status == "fail"
     text = "\n".join(result.evidence)
     assert "nat KUBE-SERVICES rule 1 (inserted into KUBE-SERVICES)" in text and "added-by-hand" in text
@@ -259,7 +270,7 @@ def test_third_party_rules_are_named():
 def test_kube_proxy_and_kubelet_rules_are_not_third_party():
     for scenario in ("iptables/healthy", "iptables/legacy-leftovers", "ipvs/healthy",
                      "nftables/after-switch-from-iptables"):
-        result = only(run(third_party.third_party_rules, "nftables", snapshot(scenario)), "third-party-rules")
+        result = one(third_party.third_party_rules, "nftables", snapshot(scenario), "third-party-rules")
         assert result.status == "pass", (scenario, result.evidence)
 
 
@@ -271,7 +282,7 @@ def test_a_network_policy_engine_rule_is_third_party():
         "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n"
         "-A KUBE-ROUTER-FORWARD -m comment --comment \"rule to jump traffic\" -j KUBE-SERVICES\n", 1)
     snap = snapshot("iptables/healthy", {"iptables-nft-save.txt": text, "iptables-save.txt": text})
-    result = only(run(third_party.third_party_rules, "nftables", snap), "third-party-rules")
+    result = one(third_party.third_party_rules, "nftables", snap, "third-party-rules")
     assert result.status == "fail"
     assert any("KUBE-ROUTER-FORWARD rule 1 (jumps into KUBE-SERVICES)" in e for e in result.evidence)
 
@@ -299,24 +310,25 @@ def test_ipvs_checks_skip_other_modes():
     assert run(ipvs.ipvs_checks, "nftables", snapshot("iptables/healthy")) == []
 
 
-# ---------------------------------------------------------------------------------------- undefined ClusterIP ports
+# ---------------------------------------------------------------------------------------- ClusterIP ports
 
-UNDEFINED_PORT = ("ipv4     2 tcp      6 431999 ESTABLISHED src=10.244.0.11 dst=10.96.100.10 sport=40100 "
-                  "dport=8443 src=10.96.100.10 dst=10.244.0.11 sport=8443 dport=40100 [ASSURED] mark=0 use=1\n")
+UNDEFINED_PORT = ("ipv4     2 tcp      6 431999 ESTABLISHED src=10.244.0.11 dst=10.96.100.10 "
+                  "sport=40100 dport=8443 src=10.96.100.10 dst=10.244.0.11 sport=8443 dport=40100 "
+                  "[ASSURED] mark=0 use=1\n")
 
 
 def test_clusterip_ports_defined_pass():
-    result = only(run(clusterip.undefined_cluster_ip_ports, "nftables", snapshot("iptables/healthy")),
-                  "clusterip-undefined-ports")
+    result = one(clusterip.undefined_cluster_ip_ports, "nftables", snapshot("iptables/healthy"),
+                 "clusterip-undefined-ports")
     assert result.status == "pass"
 
 
 def test_clusterip_undefined_port_warns_and_fails_from_ipvs():
     base = snapshot("iptables/healthy")
     snap = with_file(base, "conntrack.txt", (base.text("conntrack.txt") or "") + UNDEFINED_PORT)
-    result = only(run(clusterip.undefined_cluster_ip_ports, "nftables", snap), "clusterip-undefined-ports")
+    result = one(clusterip.undefined_cluster_ip_ports, "nftables", snap, "clusterip-undefined-ports")
     assert result.status == "warn"
     assert any("10.96.100.10:8443/tcp (default/web defines 80/tcp) answered" in e for e in result.evidence)
     from_ipvs = with_file(snapshot("ipvs/healthy"), "conntrack.txt", UNDEFINED_PORT)
-    result = only(run(clusterip.undefined_cluster_ip_ports, "nftables", from_ipvs), "clusterip-undefined-ports")
+    result = one(clusterip.undefined_cluster_ip_ports, "nftables", from_ipvs, "clusterip-undefined-ports")
     assert result.status == "fail" and "kube-ipvs0" in result.summary
