@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +171,41 @@ def test_collect_conntrack_only_when_asked(netns):
     snap = collect_node(netns=ns, with_conntrack=True)
     assert snap.sources["conntrack.txt"].startswith("ok")
     assert snap.has("conntrack.txt")
+
+
+def test_collect_reads_ipvs_virtual_servers(netns):
+    if not Path("/proc/net/ip_vs").exists():
+        pytest.skip("this kernel has no IP_VS (/proc/net/ip_vs absent): IPVS collection cannot be exercised")
+    need("ipvsadm")
+    ns = netns("pd-col-")
+    ns_run(ns, "ipvsadm", "-A", "-t", "10.96.100.10:80", "-s", "rr")
+    ns_run(ns, "ipvsadm", "-a", "-t", "10.96.100.10:80", "-r", "10.244.0.11:8080", "-m", "-w", "1")
+    snap = collect_node(netns=ns)
+    assert "10.96.100.10:80" in snap.text("ipvsadm.txt")
+    assert "10.244.0.11:8080" in snap.text("ipvsadm.txt")
+
+
+def test_run_tool_output_is_bounded():
+    from kubectl_proxydoctor.collect.node import run_tool
+
+    need("yes")
+    res = run_tool(["yes", "ipv4 2 udp 17 30 src=1.1.1.1"], max_bytes=10_000, timeout=20)
+    assert res.ok and res.truncated
+    assert 9_000 < len(res.stdout) <= 10_000 and res.stdout.endswith("\n")
+
+
+def test_kernel_collector_never_says_missing_without_proc_modules():
+    from kubectl_proxydoctor.collect import CollectContext, kernel
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+    ctx = CollectContext()
+    kernel.collect(ctx)
+    assert ctx.files["kernel.txt"].strip() == os.uname().release
+    builtin = Path(f"/lib/modules/{os.uname().release}/modules.builtin")
+    if Path("/proc/modules").exists() or builtin.exists():
+        assert ctx.sources["modules.txt"].startswith("ok") and "modules.txt" in ctx.files
+        return
+    assert "modules.txt" not in ctx.files  # not captured, never an empty list that reads as "none"
+    assert ctx.sources["modules.txt"].endswith("built-in or unknown")
+    no_config = {k: v for k, v in ctx.files.items() if k != "kernel-config.txt"}
+    assert nodeinfo.module_state(NodeSnapshot.from_files(no_config), "ip_vs").state == "unknown"
