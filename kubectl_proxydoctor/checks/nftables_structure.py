@@ -371,7 +371,8 @@ def _rule_verdict(rule: NftRule) -> tuple[str | None, str | None]:
         if kind in ("drop", "reject", "accept", "return"):
             return kind, None
         if kind in ("jump", "goto"):
-            return kind, stmt[kind].get("target")
+            body = stmt[kind]
+            return kind, body.get("target") if isinstance(body, dict) else None
     return None, None
 
 

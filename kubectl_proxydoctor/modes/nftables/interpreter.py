@@ -110,10 +110,15 @@ def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
 
 
 def interpret_ruleset(ruleset: NftRuleset, lb_ips: set[str] | None = None) -> list[ProgrammedView]:
+    """Views of kube-proxy's tables; structure the interpreter cannot read is a ParseError."""
     views = []
     for table in ruleset.kube_proxy_tables():
         check_is_kube_proxy(table, ruleset.source)
-        views.append(interpret_table(table, ruleset, lb_ips or set()))
+        try:
+            views.append(interpret_table(table, ruleset, lb_ips or set()))
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
+            raise ParseError(ruleset.source, f"{table.label}: unexpected rule or element structure "
+                                             f"({type(e).__name__}: {e})") from e
     return views
 
 

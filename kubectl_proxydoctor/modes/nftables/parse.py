@@ -41,10 +41,20 @@ def parse_ruleset(doc: object, source: str = "nft-ruleset.json") -> NftRuleset:
     """Build the ruleset from a decoded ``{"nftables": [...]}`` document."""
     if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
         raise ParseError(source, 'expected a JSON object {"nftables": [...]} as `nft -j` prints')
+    try:
+        return _parse_items(doc["nftables"], source)
+    except ParseError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
+        raise ParseError(source, f"unexpected structure ({type(e).__name__}: {e}); written by another "
+                                 "nft version or edited by hand?") from e
+
+
+def _parse_items(nft_items: list, source: str) -> NftRuleset:
     rs = NftRuleset(source=source)
     pending_rules: list[tuple[int, dict]] = []
     pending_elements: list[tuple[int, dict]] = []
-    for i, item in enumerate(doc["nftables"]):
+    for i, item in enumerate(nft_items):
         if not isinstance(item, dict) or len(item) != 1:
             raise ParseError(source, f"item {i}: expected an object with exactly one key")
         kind, body = next(iter(item.items()))
@@ -80,7 +90,7 @@ def parse_ruleset(doc: object, source: str = "nft-ruleset.json") -> NftRuleset:
             raise ParseError(source, f"item {i}: rule for chain {chain_name!r}, which {table.label} "
                                      "does not list")
         expr = body.get("expr")
-        if not isinstance(expr, list) or not all(isinstance(e, dict) for e in expr):
+        if not isinstance(expr, list) or not all(isinstance(e, dict) and len(e) == 1 for e in expr):
             raise ParseError(source, f"item {i}: rule in {chain_name!r} has no 'expr' list")
         chain.rules.append(NftRule(table.family, table.name, chain_name, body.get("handle"), expr,
                                    body.get("comment")))
@@ -172,6 +182,8 @@ def _set(body: dict, kind: str, i: int, source: str) -> NftSet:
     flags = body.get("flags") or []
     if isinstance(flags, str):
         flags = [flags]
+    if not isinstance(flags, list):
+        raise ParseError(source, f"item {i}: {kind} {name!r} has unreadable 'flags' {flags!r}")
     nset = NftSet(body["family"], body["table"], name, kind, key_type,
                   data if isinstance(data, str) else (None if data is None else json.dumps(data)),
                   tuple(str(f) for f in flags),

@@ -27,6 +27,8 @@ def render_stmt(stmt: dict) -> str:
     if kind == "match":
         op = body.get("op", "==")
         left, right = render_expr(body.get("left")), render_expr(body.get("right"))
+        if isinstance(body.get("left"), dict) and next(iter(body["left"]), None) in BINOPS:
+            return f"{left} {'==' if op == 'in' else op} {_hex(body.get('right'))}"
         if op in ("==", "in"):
             return f"{left} {right}"
         return f"{left} {op} {right}"

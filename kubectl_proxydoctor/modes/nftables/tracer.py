@@ -14,6 +14,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.model import Endpoint, Packet, ServicePortName, TraceOutcome, TraceResult, TraceStep
 from kubectl_proxydoctor.modes.nftables.interpreter import (
     load_ruleset,
@@ -78,7 +79,11 @@ def trace_ruleset(ruleset: NftRuleset, packet: Packet, local_addrs: set[str]) ->
     if table is None:
         return []
     tracer = _Tracer(ruleset, family, local_addrs | ({"127.0.0.1"} if family == "ip" else {"::1"}))
-    return [tracer.run(packet, view_source(table))]
+    try:
+        return [tracer.run(packet, view_source(table))]
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
+        raise ParseError(ruleset.source, f"cannot trace through a rule of unexpected structure "
+                                         f"({type(e).__name__}: {e})") from e
 
 
 class _Tracer:
