@@ -48,6 +48,12 @@ def test_frontend_kinds_policies_and_targets():
     assert fronts["10.96.100.10:80"].affinity_seconds is None
     assert fronts["10.96.100.10:80"].scheduler == "rr"
     assert fronts["10.96.100.14:80"].targets == []
+    # masquerade read from kube-proxy's nat rules
+    assert fronts["10.96.100.10:80"].masquerade.startswith(
+        "when the source is not in 10.244.0.0/16 (nat KUBE-SERVICES rule 3: KUBE-CLUSTER-IP)")
+    assert fronts["10.244.0.1:30080(nodeport)"].masquerade.startswith("always (nat KUBE-NODE-PORT rule 1")
+    assert fronts["172.30.0.1:30081(nodeport)"].masquerade.startswith("never for external clients")
+    assert fronts["203.0.113.10:80"].masquerade.startswith("always (nat KUBE-LOAD-BALANCER")
     assert any("TCP  10.96.100.13:80 rr persistent 600" in e for e in fronts["10.96.100.13:80"].evidence)
     # one port per NodePort, one frontend per node address
     nodeport = next(p for p in view.ports.values() if p.name.name == "nodeport:30080")
@@ -136,3 +142,16 @@ def test_relabel_keeps_leftovers_and_fixes_kinds():
     assert "/10.96.100.18:80:/TCP" in keys and "/198.51.100.20:80:/TCP" in keys  # no Service claims them
     lb = next(p for p in named.ports.values() if p.name.key == "default/lb:http/TCP")
     assert {f.kind for f in lb.frontends} == {"cluster-ip", "node-port", "load-balancer"}
+
+
+def test_masquerade_follows_the_rules_that_are_there():
+    snap = NodeSnapshot.load(FIX / "healthy")
+    for name in ("iptables-save.txt", "iptables-nft-save.txt"):  # masqueradeAll: no -s on the rule
+        snap.files[name] = snap.files[name].replace("-A KUBE-SERVICES ! -s 10.244.0.0/16 -m comment",
+                                                    "-A KUBE-SERVICES -m comment")
+    (view,) = interpret(snap)
+    assert _frontends(view)["10.96.100.10:80"].masquerade.startswith("always (nat KUBE-SERVICES rule 3")
+    for name in ("iptables-save.txt", "iptables-nft-save.txt"):
+        snap.files.pop(name)
+    (bare,) = interpret(snap)
+    assert _frontends(bare)["10.96.100.10:80"].masquerade.startswith("unknown (no iptables dump")

@@ -77,7 +77,9 @@ class IpsetTracer(Tracer):
             ok, prob, rest = super().match(rule, st, pkt)
         finally:
             rule.match_sets = sets
-        return ok, prob, ", ".join([*why, rest]) if ok else ""
+        if rest == "matches every packet":
+            rest = ""
+        return ok, prob, ", ".join(w for w in [*why, rest] if w) if ok else ""
 
 
 def _ruleset(snapshot: NodeSnapshot, family: int) -> tuple[Ruleset, str] | None:
@@ -176,7 +178,7 @@ def trace_state(snapshot: NodeSnapshot, state: IpvsState, packet: Packet) -> Tra
         return result
 
     # 3. IPVS: the virtual server and its scheduler
-    frontend = frontend_for(state, vs)
+    frontend = frontend_for(state, vs, tracer.rs if tracer else None)
     kind, _, why = classify(state, vs)
     name = _service_name(snapshot, vs, frontend)
     vs_step = TraceStep("ipvs", vs.evidence, f"virtual server {vs.address}/{vs.protocol.lower()}: {kind} "

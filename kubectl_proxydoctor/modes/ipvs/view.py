@@ -17,6 +17,8 @@ from kubectl_proxydoctor.model import (
     ServicePortName,
     Target,
 )
+from kubectl_proxydoctor.modes.iptables.parse import Ruleset
+from kubectl_proxydoctor.modes.ipvs.masquerade import describe
 from kubectl_proxydoctor.modes.ipvs.state import IpvsState, read_state
 from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
 from kubectl_proxydoctor.snapshot import NodeSnapshot
@@ -64,16 +66,9 @@ def classify(state: IpvsState, vs: VirtualServer) -> tuple[FrontendKind, str, st
     return "cluster-ip", "cluster", "not in kube-proxy's ipsets, not on kube-ipvs0"
 
 
-def _masquerade(kind: str, policy: str) -> str:
-    if kind == "cluster-ip":
-        return "per nat KUBE-SERVICES KUBE-CLUSTER-IP rule (usually: source outside the cluster CIDR)"
-    if policy == "local":
-        return "never (externalTrafficPolicy Local keeps the client source)"
-    return "always (KUBE-MARK-MASQ); hairpin via KUBE-LOOP-BACK"
-
-
-def frontend_for(state: IpvsState, vs: VirtualServer) -> Frontend:
-    """One virtual server as a Frontend with its real servers as Targets."""
+def frontend_for(state: IpvsState, vs: VirtualServer, ruleset: Ruleset | None = None) -> Frontend:
+    """One virtual server as a Frontend with its real servers as Targets (ruleset: the iptables
+    dump IPVS mode keeps, to say when traffic is masqueraded)."""
     kind, policy, why = classify(state, vs)
     probabilities = scheduler_probabilities(vs)
     targets = [Target(Endpoint(r.ip, r.port), p, weight=r.weight, evidence=[r.evidence])
@@ -87,7 +82,7 @@ def frontend_for(state: IpvsState, vs: VirtualServer) -> Frontend:
     affinity = None if "persistent-timeout-unscaled" in vs.flags else vs.persistent
     return Frontend(kind=kind, ip=vs.ip, port=vs.port, protocol=vs.protocol, targets=targets,
                     policy=policy,  # type: ignore[arg-type]
-                    masquerade=_masquerade(kind, policy), affinity_seconds=affinity,
+                    masquerade=describe(ruleset, kind, policy, vs.protocol), affinity_seconds=affinity,
                     scheduler=vs.scheduler, evidence=evidence)
 
 
@@ -100,12 +95,23 @@ def frontend_name(frontend: Frontend) -> ServicePortName:
     return ServicePortName("", name, "", frontend.protocol)
 
 
-def build_view(state: IpvsState) -> ProgrammedView:
+def nat_ruleset(snapshot: NodeSnapshot, family: int) -> Ruleset | None:
+    """The iptables dump of this family that holds kube-proxy's nat KUBE-SERVICES, if any."""
+    from kubectl_proxydoctor.modes.iptables.sources import dumps
+
+    for dump in dumps(snapshot):
+        if dump.family == family and dump.ruleset.chain("nat", "KUBE-SERVICES") is not None:
+            return dump.ruleset
+    return None
+
+
+def build_view(state: IpvsState, rulesets: dict[int, Ruleset | None] | None = None) -> ProgrammedView:
+    """The programmed view of an IPVS state (rulesets: iptables dump per family, for masquerade)."""
     view = ProgrammedView(mode="ipvs", source="ipvs", raw=state)
     for vs in state.table.services:
         if vs.fwmark is not None or vs.ip is None:
             continue  # kube-proxy never makes firewall-mark services
-        frontend = frontend_for(state, vs)
+        frontend = frontend_for(state, vs, (rulesets or {}).get(vs.family))
         port = view.add(ProgrammedPort(frontend_name(frontend), vs.family))
         port.frontends.append(frontend)
         port.evidence.extend(frontend.evidence[:1])
@@ -117,4 +123,4 @@ def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
     state = read_state(snapshot)
     if state is None or not state.table.services:
         return []
-    return [build_view(state)]
+    return [build_view(state, {4: nat_ruleset(snapshot, 4), 6: nat_ruleset(snapshot, 6)})]
