@@ -145,3 +145,32 @@ def test_a_capture_with_unreadable_sources_lists_them_and_exits_0():
 ])
 def test_which_unavailable_sources_are_read_failures(reason, failure):
     assert is_read_failure(reason) is failure
+
+
+def test_ipvs_modes_own_iptables_chains_are_not_leftovers():
+    data = _status("ipvs/healthy")
+    assert data["mode"] == "ipvs" and data["leftover_modes"] == []
+    assert [e["source"] for e in data["ipvs_iptables_chains"]] == ["iptables-nft"]
+    # the same chains next to nftables mode are leftovers
+    assert _status("nftables/after-switch-from-iptables")["ipvs_iptables_chains"] == []
+
+
+@pytest.mark.integration
+def test_collect_then_status_from_the_bundle(netns, tmp_path):
+    from tests.conftest import ns_run
+
+    ns = netns("pd-col-")
+    rules = (FIXTURES / "iptables/healthy/iptables-nft-save.txt").read_text()
+    ns_run(ns, "iptables-nft-restore", input=rules)
+    bundle = tmp_path / "node.tar.gz"
+    res = _cli("collect", "-o", str(bundle), "--node-name", "pdnode1", "--netns", ns)
+    assert res.returncode in (0, 3), res.stderr
+    assert "Traceback" not in res.stderr and bundle.exists()
+    res = _cli("status", "--from", str(bundle), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["node"] == "pdnode1" and data["mode"] == "iptables"
+    [v4] = [v for v in data["rules"]["iptables"] if v["source"] == "iptables-nft"]
+    assert (v4["service_ports"], v4["endpoints"]) == (16, 26)
+    res = _cli("collect", "-o", str(bundle), "--netns", ns)
+    assert res.returncode == 2 and "already exists" in res.stderr

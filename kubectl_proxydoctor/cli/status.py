@@ -95,13 +95,23 @@ def _interpreted_counts(snapshot, notes: list[str]) -> dict[str, list[dict[str, 
     for mode in _MODES:
         try:
             module = importlib.import_module(f"kubectl_proxydoctor.modes.{mode}")
+            if not hasattr(module, "interpret"):  # mode package not written yet
+                raise ModuleNotFoundError(name=f"kubectl_proxydoctor.modes.{mode}")
             views = module.interpret(snapshot)
-        except (ImportError, AttributeError):
+        except ModuleNotFoundError as e:
+            if e.name is None or not e.name.startswith(f"kubectl_proxydoctor.modes.{mode}"):
+                notes.append(f"{mode} rules could not be interpreted: {e}; counted from the files")
             if mode in fallback:
                 found[mode] = fallback[mode]
             continue
         except ProxyDoctorError as e:
             notes.append(f"{mode} rules could not be read: {e}")
+            if mode in fallback:
+                found[mode] = fallback[mode]
+            continue
+        except Exception as e:  # an interpreter bug must not hide the rest of the node
+            notes.append(f"{mode} rules could not be interpreted ({type(e).__name__}: {e}); "
+                         "counted from the files")
             if mode in fallback:
                 found[mode] = fallback[mode]
             continue
@@ -207,6 +217,10 @@ def build_status(snapshot) -> dict[str, Any]:
         with_services = {m: sum(v.get("service_ports", v.get("virtual_servers", 0)) for v in views)
                          for m, views in modes.items()}
         active = max(with_services, key=lambda m: with_services[m]) if any(with_services.values()) else None
+    helpers: list[dict[str, Any]] = []
+    if active == "ipvs" and not any(v.get("service_ports") for v in modes.get("iptables", [])):
+        # IPVS mode writes KUBE-* iptables chains itself (masquerade, firewall, ipset matches)
+        helpers = modes.pop("iptables", [])
     leftovers = sorted(m for m in modes if m != active)
     sources = dict(snapshot.sources)
     return {
@@ -217,6 +231,7 @@ def build_status(snapshot) -> dict[str, Any]:
         "modes_found": sorted(modes),
         "leftover_modes": leftovers,
         "rules": modes,
+        "ipvs_iptables_chains": helpers,
         "iptables_backends": _backends(snapshot),
         "kernel": _kernel(snapshot),
         "kube_proxy": kube_proxy,

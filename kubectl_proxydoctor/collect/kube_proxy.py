@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect.node import run_tool
@@ -44,7 +45,10 @@ def fetch(specs: list[tuple[int, str]], netns: str | None = None, timeout: float
     """GET each (port, path) on 127.0.0.1 (of ``netns`` when set): {status, body} or {error}."""
     if netns is None:
         return [_get(port, path, timeout, MAX_BODY) for port, path in specs]
-    argv = [sys.executable, "-m", __name__, str(timeout), *(f"{port} {path}" for port, path in specs)]
+    package_root = str(Path(__file__).resolve().parents[2])
+    boot = (f"import sys; sys.path.insert(0, {package_root!r}); "
+            "from kubectl_proxydoctor.collect.kube_proxy import _main; _main()")
+    argv = [sys.executable, "-c", boot, str(timeout), *(f"{port} {path}" for port, path in specs)]
     res = run_tool(argv, netns, timeout=timeout * len(specs) + 10)
     if not res.ok:
         return [{"error": res.error} for _ in specs]
@@ -81,7 +85,8 @@ def collect(ctx: CollectContext) -> None:
         ctx.ok(source, filename, body)
 
 
-if __name__ == "__main__":  # used by fetch() inside a network namespace
-    _timeout = float(sys.argv[1])
-    _specs = [a.split(" ", 1) for a in sys.argv[2:]]
-    print(json.dumps([_get(int(port), path, _timeout, MAX_BODY) for port, path in _specs]))
+def _main() -> None:
+    """Entry point of fetch() inside a network namespace: argv = timeout, "port path"..."""
+    timeout = float(sys.argv[1])
+    specs = [a.split(" ", 1) for a in sys.argv[2:]]
+    print(json.dumps([_get(int(port), path, timeout, MAX_BODY) for port, path in specs]))

@@ -64,6 +64,11 @@ def status_lines(data: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append(("Rules" if first else "", f"{m}: {_rule_line(entry)}{tag}", "warn" if tag else "ok"))
             first = False
 
+    for entry in data.get("ipvs_iptables_chains") or []:
+        rows.append(("Rules" if first else "", f"ipvs: {entry['source']}: IPVS mode's own KUBE-* chains "
+                     "(masquerade, firewall, ipset matches)", "ok"))
+        first = False
+
     backends = data.get("iptables_backends") or {}
     first = True
     for name, info in sorted(backends.items()):
