@@ -97,8 +97,9 @@ def node_kernel(ctx: MigrateContext, node: NodeInput) -> list[CheckResult]:
         elif version < NFTABLES_MIN_KERNEL:
             out.append(result("kernel-version", "Kernel version", node.scope, "fail",
                               f"Linux {release} is older than {need}", [f"kernel.txt: {release}"],
-                              f"upgrade the kernel to >= {need}; kube-proxy will not start in nftables mode",
-                              True))
+                              f"upgrade the kernel to >= {need}; kube-proxy will not start in nftables mode "
+                              "(KUBE_PROXY_NFTABLES_SKIP_KERNEL_VERSION_CHECK bypasses the check, at your "
+                              "own risk)", True))
         else:
             out.append(result("kernel-version", "Kernel version", node.scope, "pass",
                               f"Linux {release} >= {need}", [f"kernel.txt: {release}"], essential=True))
@@ -160,12 +161,14 @@ def _nft_userspace(node: NodeInput) -> CheckResult:
     raw = node.snapshot.meta.get("nft_version")
     version = parse_version(str(raw)) if raw else None
     need = show(NFT_MIN_USERSPACE)
-    note = "(the host's nft; a kube-proxy container uses the nft in its image)"
+    note = "(the host's nft; kube-proxy's container brings its own)"
     if version is None:
         return result("nft-version", title, node.scope, "unknown", "`nft --version` was not captured",
                       action=f"check `nft --version` >= {need} where kube-proxy runs {note}")
     evidence = [f"meta.json nft_version: {raw} {note}"]
     if version < NFT_MIN_USERSPACE:
         return result("nft-version", title, node.scope, "fail", f"nft {show(version)} is older than {need}",
-                      evidence, f"install nft >= {need} (knftables, which kube-proxy uses, needs it)")
+                      evidence + ["kube-proxy's rules can make a host nft <= 0.9.8 unusable "
+                                  "(pkg/proxy/nftables: issue 122743)"],
+                      f"upgrade the host's nft to >= {need} before switching")
     return result("nft-version", title, node.scope, "pass", f"nft {show(version)} >= {need}", evidence)

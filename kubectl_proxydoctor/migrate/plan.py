@@ -10,6 +10,8 @@ from kubectl_proxydoctor.migrate.result import CheckResult, MigrateContext
 from kubectl_proxydoctor.migrate.versions import NFTABLES_BETA
 
 NFT_ROLLBACK = "nft delete table ip kube-proxy; nft delete table ip6 kube-proxy"
+IPVS_CLEANUP = ("ipvsadm --clear; ip link delete kube-ipvs0; then ipset destroy each KUBE-* set "
+                "once nothing references it")
 RESTART = "kubectl -n kube-system rollout restart daemonset/kube-proxy"
 SYNC_WATCH = ("kubeproxy_sync_proxy_rules_last_timestamp_seconds keeps up with "
               "..._last_queued_timestamp_seconds")
@@ -61,13 +63,12 @@ def build_plan(ctx: MigrateContext, results: list[CheckResult]) -> Plan:
         plan.rollout = [
             "try it on one node first if you can (a second kube-proxy DaemonSet pinned to that node)",
             RESTART, STATUS,
-            "kube-proxy removes its iptables rules when it starts in nftables mode; "
-            "`kubectl proxydoctor check` names any leftovers",
+            "kube-proxy deletes its iptables- and IPVS-mode rules itself when it starts in nftables mode "
+            "(platformCleanup); `kubectl proxydoctor check` names anything left",
         ]
-        if "ipvs" in node_modes or facts.mode == "ipvs":
-            plan.rollout.append("if IPVS state is left on a node: ipvsadm --clear; ip link delete kube-ipvs0")
         plan.rollback = [f"set mode back to {previous} in {where}, then {RESTART}",
-                         f"then on every node: {NFT_ROLLBACK}"]
+                         "kube-proxy in iptables/IPVS mode deletes its nftables tables when it starts; "
+                         f"where they remain, on the node: {NFT_ROLLBACK}"]
         plan.watch = [
             "kubeproxy_sync_proxy_rules_nftables_sync_failures_total stays 0",
             SYNC_WATCH,
@@ -81,9 +82,12 @@ def build_plan(ctx: MigrateContext, results: list[CheckResult]) -> Plan:
             plan.config.append("remove the ipvs.* settings (" + ", ".join(facts.ipvs)
                                + "); iptables mode ignores them")
         plan.rollout = [RESTART, STATUS,
-                        "if IPVS state is left on a node: ipvsadm --clear; ip link delete kube-ipvs0"]
+                        "kube-proxy does not remove IPVS state when it starts in iptables mode (both modes "
+                        "are iptables-based): on each node, " + IPVS_CLEANUP]
         plan.rollback = [f"set mode back to ipvs in {where}, then {RESTART}",
-                         "kube-proxy in IPVS mode rebuilds kube-ipvs0, its ipsets and virtual servers"]
+                         "kube-proxy in IPVS mode rebuilds kube-ipvs0, its ipsets and virtual servers; the "
+                         "iptables-mode KUBE-SVC-*/KUBE-SEP-* chains stay unreferenced "
+                         "(`kubectl proxydoctor check` names them)"]
         plan.watch = [
             "kubeproxy_sync_proxy_rules_iptables_restore_failures_total stays 0",
             SYNC_WATCH,
