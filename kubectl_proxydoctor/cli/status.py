@@ -159,11 +159,14 @@ def _kernel(snapshot) -> dict[str, Any]:
     ipvs_info = {"state": ipvs.state, "evidence": ipvs.evidence}
     if ipvs_runtime is not None:
         ipvs_info = {"state": "loaded", "evidence": "/proc/net/ip_vs exists (proc-net-ip_vs.txt)"}
-    nft_ready = None if version is None else version >= (5, 13, 0) and nft.available is not False
+    nft_info = {"state": nft.state, "evidence": nft.evidence}
+    if snapshot.sources.get("nft-ruleset.json", "").startswith("ok") and snapshot.has("nft-ruleset.json"):
+        nft_info = {"state": "loaded", "evidence": "nft answered (nft-ruleset.json captured)"}
+    nft_ready = None if version is None else version >= (5, 13, 0) and nft_info["state"] != "missing"
     return {
         "release": release,
         "nftables_ready": nft_ready,
-        "nftables": {"state": nft.state, "evidence": nft.evidence,
+        "nftables": {**nft_info,
                      "kernel_ok": None if version is None else version >= (5, 13, 0)},
         "ipvs": ipvs_info,
     }
