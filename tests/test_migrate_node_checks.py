@@ -138,6 +138,11 @@ def test_nodeports_without_conntrack_warn():
     assert result.status == "warn" and "10.244.0.1" in result.summary
 
 
+def test_nodeports_without_node_addresses_unknown():
+    snap = snapshot("iptables/healthy", {"ip-addr.json": None})
+    assert one(nodeports.node_port_addresses, "nftables", snap, "nodeport-addresses").status == "unknown"
+
+
 def test_ipvs_service_addresses_are_not_nodeport_addresses():
     result = one(nodeports.node_port_addresses, "nftables", snapshot("ipvs/healthy"), "nodeport-addresses")
     assert "10.96.100.10" not in result.summary and "10.244.0.1" in result.summary

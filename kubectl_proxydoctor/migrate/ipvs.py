@@ -15,6 +15,7 @@ from kubectl_proxydoctor.migrate.result import CheckResult, MigrateContext, Node
 _SERVICE = re.compile(r"^(TCP|UDP|SCTP|FWM)\s+(\S+)\s+([a-z]+)\b(.*)$")
 _PERSISTENT = re.compile(r"\bpersistent\s+(\d+)")
 RANDOM_LIKE = {"rr", "random"}
+DEPRECATION = "IPVS mode is deprecated since Kubernetes 1.35 (KEP-5495)"
 
 
 def virtual_servers(text: str) -> list[tuple[str, str, int | None, int]]:
@@ -42,12 +43,12 @@ def ipvs_checks(ctx: MigrateContext, node: NodeInput) -> list[CheckResult]:
         out.append(result("ipvs-scheduler", "IPVS schedulers", node.scope, "warn",
                           f"{len(odd)} virtual servers use {', '.join(scheds)}; {ctx.target} mode picks "
                           "endpoints at random, so that balancing is lost",
-                          [f"ipvsadm.txt:{n}: {vs} {s}" for vs, s, n in odd[:10]],
+                          [f"ipvsadm.txt:{n}: {vs} {s}" for vs, s, n in odd[:10]] + [DEPRECATION],
                           "check that those Services tolerate random balancing (or stay on IPVS)"))
     else:
         out.append(result("ipvs-scheduler", "IPVS schedulers", node.scope, "pass",
                           f"all {len(servers)} virtual servers use rr, which random choice replaces well",
-                          [how]))
+                          [how, DEPRECATION]))
     sticky = [(vs, p, n) for vs, _, p, n in servers if p is not None]
     if sticky:
         out.append(result("session-affinity", "Session affinity", node.scope, "pass",

@@ -64,6 +64,10 @@ def node_port_addresses(ctx: MigrateContext, node: NodeInput) -> list[CheckResul
         return [result(check, title, node.scope, "unknown",
                        "the node's primary IP is not known (no Node object with an InternalIP)",
                        action="read the Node object (needs 'get nodes')")]
+    if not node.snapshot.text("ip-addr.json"):
+        return [result(check, title, node.scope, "unknown",
+                       "the node's addresses (ip-addr.json) were not captured",
+                       [f"primary IP {', '.join(primary)}"], "capture `ip -j addr show`")]
     service_ips = set(cluster_ip_ports(ctx.cluster)) | service_external_ips(ctx.cluster)
     # kube-ipvs0 holds Service IPs in IPVS mode; NodePorts are never served on those
     local = {a.ip for a in nodeinfo.addresses(node.snapshot)
