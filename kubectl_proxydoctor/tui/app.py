@@ -128,6 +128,7 @@ class ProxyDoctorApp(App[None]):
         self.query_one("#state", Static).display = False
         table.display = True
         table.focus()
+        self.refresh_bindings()
 
     def show_error(self, error: BaseException | None) -> None:
         """The error state: what could not be read, and what the user can do."""
@@ -141,6 +142,7 @@ class ProxyDoctorApp(App[None]):
         text.append(message + "\n\n")
         text.append(hint, style="dim")
         self._show_state(text)
+        self.refresh_bindings()
 
     def _show_state(self, text: Text) -> None:
         state = self.query_one("#state", Static)
@@ -151,6 +153,17 @@ class ProxyDoctorApp(App[None]):
             self.set_focus(None)
 
     # -- actions ------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out keys that cannot work now (re-collect on a capture, the report's keys before there
+        is a report) and hide the table's keys off the main screen."""
+        if action == "recollect":
+            return True if self.live else None
+        if action in ("filter", "sort", "details") and len(self.screen_stack) > 1:
+            return False
+        if action in ("filter", "sort", "details", "trace", "findings") and self.report is None:
+            return None
+        return True
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":

@@ -136,14 +136,14 @@ def finding_renderable(finding: Finding, *, with_service: bool = False) -> Rende
     if with_service and finding.service:
         where = f"{finding.service}:{finding.port}" if finding.port else finding.service
         head.append(f"  {where}", style="dim")
-    parts: list[RenderableType] = [head, Text(f"  {finding.message}")]
+    parts: list[RenderableType] = [head, Padding(Text(finding.message), (0, 0, 0, 2))]
     if finding.evidence:
         parts.append(Text("  evidence:", style="dim"))
         parts.append(Padding(highlight_rules(finding.evidence), (0, 0, 0, 4)))
     if finding.fix:
-        fix = Text("  fix: ", style="bold green")
+        fix = Text("fix: ", style="bold green")
         fix.append(finding.fix)
-        parts.append(fix)
+        parts.append(Padding(fix, (0, 0, 0, 2)))
     return Group(*parts)
 
 
