@@ -116,3 +116,31 @@ def test_conntrack_table_near_full(count, code, severity):
 
 def test_conntrack_table_real_capture_is_far_from_full():
     assert run_checks(_ctx(FIXTURES / "iptables" / "healthy"), only=["conntrack-table-near-full"]) == []
+
+
+def test_stale_conntrack_uses_the_expected_view_when_given():
+    from kubectl_proxydoctor.expected import expected_for_node
+
+    ctx = _ctx(STALE_UDP)
+    ctx.expected = expected_for_node(ctx.cluster, ctx.snapshot.node)
+    [finding] = run_checks(ctx, only=["stale-conntrack"])
+    assert finding.service == "default/dns" and "10.244.0.13:5353" in finding.message
+
+
+def test_stale_conntrack_through_a_udp_node_port():
+    ctx = _ctx(STALE_UDP)
+    for svc in ctx.cluster.services:
+        if svc["metadata"]["name"] == "dns":
+            svc["spec"]["type"] = "NodePort"
+            for port in svc["spec"]["ports"]:
+                if port["protocol"] == "UDP":
+                    port["nodePort"] = 30053
+    line = ("ipv4 2 udp 17 100 src=172.30.0.2 dst=172.30.0.1 sport=40009 dport=30053 "
+            "src=10.244.0.13 dst=172.30.0.1 sport=5353 dport=40009 [ASSURED] mark=0 use=1\n")
+    ctx.snapshot.files["conntrack.txt"] = line
+    [finding] = run_checks(ctx, only=["stale-conntrack"])
+    assert finding.message.startswith("1 UDP conntrack entry for nodePort 30053 on 172.30.0.1 still DNATed")
+    assert "conntrack -D -p udp --orig-port-dst 30053 --reply-src 10.244.0.13" in finding.fix
+    # the same flow to a port that is no service is not kube-proxy's business
+    ctx.snapshot.files["conntrack.txt"] = line.replace("dport=30053", "dport=30054")
+    assert run_checks(ctx, only=["stale-conntrack"]) == []
