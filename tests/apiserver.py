@@ -93,6 +93,7 @@ class FakeApiServer:
         version: str = "v1.30.3",
     ) -> None:
         self.objects: dict[str, list[dict]] = {plural: [] for plural in RESOURCES}
+        self._sorted: dict[tuple[str, str | None], tuple[int, list[dict]]] = {}  # -> (ids, items)
         for obj in objects:
             self.add(obj)
         self.token = token
@@ -122,6 +123,7 @@ class FakeApiServer:
         if resource is None:
             raise ValueError(f"the test API server does not serve kind {obj.get('kind')!r}")
         self.objects[resource.plural].append(obj)
+        self._sorted.clear()
 
     def forbid(self, verb: str, plural: str, namespace: str | None = None) -> None:
         """Answer ``verb`` (list/get) on ``plural`` with 403; ``namespace=None`` means everywhere."""
@@ -228,9 +230,17 @@ class FakeApiServer:
         return status(403, "Forbidden", message, details)
 
     def _matching(self, resource: Resource, ns: str | None) -> list[dict]:
-        items = [o for o in self.objects[resource.plural]
-                 if ns is None or o["metadata"].get("namespace") == ns]
-        return sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        """The objects of one resource (in one namespace), ordered like etcd keys; cached while the
+        resource's objects are the same ones (tests may add or remove ``objects`` directly)."""
+        objects = self.objects[resource.plural]
+        fingerprint = hash(tuple(map(id, objects)))
+        cached = self._sorted.get((resource.plural, ns))
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        items = [o for o in objects if ns is None or o["metadata"].get("namespace") == ns]
+        items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        self._sorted[(resource.plural, ns)] = (fingerprint, items)
+        return items
 
     def _get(self, resource: Resource, ns: str | None, name: str) -> tuple[int, dict]:
         for obj in self._matching(resource, ns):
