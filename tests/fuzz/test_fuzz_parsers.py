@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -29,6 +30,16 @@ PARSERS = [
     ("healthz", "kubectl_proxydoctor.nodeinfo:parse_healthz",
      "iptables/sync-failing/kube-proxy-healthz.json"),
     ("api.json", "kubectl_proxydoctor.cluster:ClusterState.from_json_text", "iptables/healthy/api.json"),
+    ("iptables-save", "kubectl_proxydoctor.modes.iptables.parse:parse",
+     "iptables/healthy/iptables-nft-save.txt"),
+    ("nft-json", "kubectl_proxydoctor.modes.nftables.parse:parse_ruleset_text",
+     "nftables/healthy/nft-ruleset.json"),
+    ("ipvsadm", "kubectl_proxydoctor.modes.ipvs.ipvsadm:parse", "ipvs/healthy/ipvsadm.txt"),
+    ("proc-ip_vs", "kubectl_proxydoctor.modes.ipvs.procfs:parse", "ipvs/healthy/proc-net-ip_vs.txt"),
+    ("ipset", "kubectl_proxydoctor.modes.ipvs.ipset:parse", "ipvs/healthy/ipset-save.txt"),
+    ("conntrack", "kubectl_proxydoctor.conntrack:parse_conntrack",
+     "iptables/stale-udp-conntrack/conntrack.txt"),
+    ("kube-proxy-config", "kubectl_proxydoctor.kubeproxy_config:parse_config_text", None),
 ]
 
 
@@ -55,9 +66,43 @@ def _fuzz(parse, seed: str):
     run()
 
 
+def _kube_proxy_config_text() -> str:
+    doc = json.loads((FIX / "iptables" / "healthy" / "api.json").read_text())
+    return next(i["data"]["config.conf"] for i in doc["items"] if i["kind"] == "ConfigMap")
+
+
 @pytest.mark.parametrize("label,path,seed", PARSERS, ids=[p[0] for p in PARSERS])
 def test_parser_never_raises_foreign_errors(label, path, seed):
-    _fuzz(_resolve(path), (FIX / seed).read_text())
+    _fuzz(_resolve(path), (FIX / seed).read_text() if seed else _kube_proxy_config_text())
+
+
+CAPTURES = ["iptables/stale-udp-conntrack", "nftables/firewall-in-front", "ipvs/stale-endpoint"]
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_whole_analysis_on_mutated_captures(capture):
+    """One mutated file in a real capture: the whole analysis still ends in a report or a
+    ProxyDoctorError, never another exception."""
+    analyse = _resolve("kubectl_proxydoctor.analysis:analyse")
+    from kubectl_proxydoctor.cluster import ClusterState
+
+    base = NodeSnapshot.load(FIX / capture)
+    oracles = ("expected.json", "traffic.txt", "SCENARIO.md")
+    names = sorted(n for n in base.files if n not in oracles)
+
+    @FUZZ_SETTINGS
+    @given(st.sampled_from(names), st.data())
+    def run(name, data):
+        files = dict(base.files)
+        files[name] = data.draw(inputs(files[name]))
+        try:
+            snap = NodeSnapshot.from_files(files)
+            cluster = ClusterState.from_json_text(files["api.json"]) if "api.json" in files else None
+            analyse(snap, cluster, node_name="pdnode1")
+        except ProxyDoctorError:
+            pass
+
+    run()
 
 
 def _tar_of(files: dict[str, bytes]) -> bytes:
