@@ -209,3 +209,28 @@ def test_kernel_collector_never_says_missing_without_proc_modules():
     assert ctx.sources["modules.txt"].endswith("built-in or unknown")
     no_config = {k: v for k, v in ctx.files.items() if k != "kernel-config.txt"}
     assert nodeinfo.module_state(NodeSnapshot.from_files(no_config), "ip_vs").state == "unknown"
+
+
+def test_legacy_save_is_not_run_when_x_tables_is_not_loaded(monkeypatch):
+    from kubectl_proxydoctor.collect import CollectContext
+    from kubectl_proxydoctor.collect import iptables as collector
+    from kubectl_proxydoctor.collect.node import FileRead, ToolResult
+
+    ran: list[str] = []
+
+    def fake_run(argv, netns=None, **kw):
+        ran.append(argv[0])
+        if argv[0] == "iptables":
+            return ToolResult(stdout="iptables v1.8.9 (nf_tables)\n")
+        return ToolResult(stdout="*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n" if "save" in argv[0] else "")
+
+    monkeypatch.setattr(collector, "run_tool", fake_run)
+    monkeypatch.setattr(collector, "read_files", lambda paths, netns=None: {
+        p: FileRead(errno=2, error="No such file or directory") for p in paths})
+    ctx = CollectContext()
+    collector.collect(ctx)
+    assert "iptables-legacy-save" not in ran and "ip6tables-legacy-save" not in ran
+    assert "iptables-nft-save" in ran
+    assert ctx.files["iptables-legacy-save.txt"] == "" and ctx.files["ip_tables_names.txt"] == ""
+    assert "not loaded" in ctx.sources["iptables-legacy-save.txt"]
+    assert ctx.files["iptables-save.txt"] == ctx.files["iptables-nft-save.txt"]

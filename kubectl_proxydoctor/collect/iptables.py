@@ -12,6 +12,7 @@ from __future__ import annotations
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect.node import NEEDS_ROOT, read_files, run_tool
 
+NOT_LOADED = "not loaded"
 IPTABLES_TABLES = {"filter", "nat", "mangle", "raw", "security"}
 NAMES_FILES = {4: ("/proc/net/ip_tables_names", "ip_tables_names.txt"),
                6: ("/proc/net/ip6_tables_names", "ip6_tables_names.txt")}
@@ -55,9 +56,10 @@ def collect(ctx: CollectContext) -> None:
             ctx.ok(filename, filename, got.text)
             legacy[family] = None
         elif got.missing:
-            ctx.unavailable(filename, f"{path} does not exist: legacy iptables (x_tables) not loaded, "
-                                      "so no legacy rules")
-            legacy[family] = "not run: legacy x_tables not loaded (running it could load the module)"
+            # no x_tables module, so no legacy table can exist: an empty list is the truth
+            ctx.ok(filename, filename, "")
+            ctx.sources[filename] = f"ok ({path} does not exist: legacy x_tables not loaded)"
+            legacy[family] = NOT_LOADED
         else:
             denied = got.errno in (1, 13)  # EPERM, EACCES
             reason = f"{path}: {got.error or 'unreadable'}"
@@ -81,6 +83,10 @@ def collect(ctx: CollectContext) -> None:
         for backend in ("nft", "legacy"):
             tool = _tool(family, backend)
             filename = f"{prefix}-{backend}-save.txt"
+            if backend == "legacy" and legacy[family] == NOT_LOADED:
+                ctx.ok(filename, filename, "")  # not run: it could load the module; no tables exist
+                ctx.sources[filename] = "ok (not run: legacy x_tables not loaded, so no legacy tables)"
+                continue
             if backend == "legacy" and legacy[family] is not None:
                 ctx.unavailable(filename, str(legacy[family]))
                 continue
