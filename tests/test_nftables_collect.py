@@ -49,30 +49,42 @@ def test_collect_in_namespace_matches_capture(netns, capture):
     assert len(_summary(live)) == 16
 
 
-def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables():
+def _chain(family, table, name, hook=None):
+    body = {"family": family, "table": table, "name": name, "handle": 1}
+    if hook:
+        body.update({"type": "filter", "hook": hook, "prio": 0, "policy": "accept"})
+    return {"chain": body}
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables(pretty):
     asked = []
-    listing = {"nftables": [{"metainfo": {"json_schema_version": 1}},
-                            {"table": {"family": "ip", "name": "filter"}},
-                            {"table": {"family": "ip", "name": "kube-proxy"}},
-                            {"table": {"family": "inet", "name": "firewalld"}},
-                            {"table": {"family": "bridge", "name": "x"}}]}
+    listing = {"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+                            _chain("ip", "filter", "INPUT", "input"),
+                            _chain("ip", "kube-proxy", "services"),
+                            _chain("inet", "firewalld", "filter_PREROUTING", "prerouting"),
+                            _chain("inet", "other", "helper"),
+                            _chain("bridge", "x", "y", "prerouting")]}
+    dump = (lambda d: json.dumps(d, indent=2)) if pretty else json.dumps
 
     def runner(cmd):
         asked.append(cmd)
-        if cmd == "list tables":
-            return 0, json.dumps(listing), ""
+        if cmd == "list chains":
+            return 0, dump(listing), ""
         family, name = cmd.split()[2:]
-        table = {"table": {"family": family, "name": name}}
-        return 0, json.dumps({"nftables": [{"metainfo": {}}, table]}), ""
+        table = {"table": {"family": family, "name": name, "handle": 3}}
+        items = [{"metainfo": {"version": "1.0.6"}}, table, _chain(family, name, "c")]
+        return 0, dump({"nftables": items}), ""
 
-    doc = nftcollect.read_tables(runner)
-    assert asked == ["list tables", "list table ip kube-proxy", "list table inet firewalld"]
-    assert [next(iter(i)) for i in doc["nftables"]] == ["metainfo", "table", "table"]
+    doc = json.loads(nftcollect.read_tables(runner))
+    assert asked == ["list chains", "list table ip kube-proxy", "list table inet firewalld"]
+    assert [next(iter(i)) for i in doc["nftables"]] == ["metainfo", "table", "chain", "table", "chain"]
+    assert doc["nftables"][0] == {"metainfo": {"version": "1.0.6", "json_schema_version": 1}}
 
 
 @pytest.mark.parametrize("rc,err,reason", [
     (1, "Error: Operation not permitted", "not permitted"),
-    (1, "Error: syntax error", "`nft list tables` failed: Error: syntax error"),
+    (1, "Error: syntax error", "`nft list chains` failed: Error: syntax error"),
     (0, "", "no valid JSON"),
 ])
 def test_collect_failures_are_unavailable(monkeypatch, rc, err, reason):
