@@ -11,16 +11,22 @@ DNATed connection the reply source is the endpoint the connection was sent to.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kubectl_proxydoctor.errors import ParseError
 
 _FAMILIES = {"ipv4": 4, "ipv6": 6}
 _TUPLE_KEYS = ("src", "dst", "sport", "dport", "type", "code", "id", "packets", "bytes")
+# the common shape (port-based protocols), matched in one go; anything else takes the general path
+_FAST = re.compile(
+    r"(?:(ipv[46])\s+\d+\s+)?(tcp|udp|sctp|udplite|dccp)\s+\d+\s+(\d+)\s+(?:([A-Z_]+)\s+)?"
+    r"src=(\S+)\s+dst=(\S+)\s+sport=(\d+)\s+dport=(\d+)\s+(?:packets=\d+\s+bytes=\d+\s+)?"
+    r"(\[UNREPLIED\]\s+)?src=(\S+)\s+dst=(\S+)\s+sport=(\d+)\s+dport=(\d+)((?:\s+\S+)*)\s*$")
 
 
-@dataclass(frozen=True)
-class Tuple:
+class Tuple(NamedTuple):
     """One direction of a connection."""
 
     src: str
@@ -29,7 +35,7 @@ class Tuple:
     dport: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ConntrackEntry:
     """One conntrack table entry."""
 
@@ -59,8 +65,38 @@ def _int(value: str, key: str, source: str, number: int) -> int:
         raise ParseError(source, f"{key}={value!r} is not a number", number) from e
 
 
+def _fast(line: str, source: str, number: int) -> ConntrackEntry | None:
+    m = _FAST.fullmatch(line)
+    if m is None:
+        return None
+    (fam, proto, timeout, state, osrc, odst, osport, odport, unreplied,
+     rsrc, rdst, rsport, rdport, tail) = m.groups()
+    flags = {"UNREPLIED"} if unreplied else set()
+    mark = zone = None
+    for word in tail.split():
+        if word[0] == "[" and word[-1] == "]":
+            flags.add(word[1:-1])
+        elif word.startswith("mark="):
+            mark = _int(word[5:], "mark", source, number)
+        elif word.startswith("zone="):
+            zone = _int(word[5:], "zone", source, number)
+        elif "=" not in word:
+            return None  # let the general path name the problem
+    return ConntrackEntry(
+        proto, Tuple(osrc, odst, int(osport), int(odport)), Tuple(rsrc, rdst, int(rsport), int(rdport)),
+        _FAMILIES[fam] if fam else None, int(timeout), state, flags, mark, zone, number, line,
+    )
+
+
 def parse_line(line: str, source: str = "conntrack.txt", number: int = 0) -> ConntrackEntry:
     """One `conntrack -L` line; ParseError names the line when it is not in that format."""
+    line = line.strip()
+    return _fast(line, source, number) or parse_line_general(line, source, number)
+
+
+def parse_line_general(line: str, source: str = "conntrack.txt", number: int = 0) -> ConntrackEntry:
+    """The word-by-word parser every line shape goes through (the fast path covers the common one)."""
+    line = line.strip()
     words = line.split()
     pos = 0
     family = None
@@ -110,16 +146,25 @@ def parse_line(line: str, source: str = "conntrack.txt", number: int = 0) -> Con
         state=state, flags=flags,
         mark=_int(extras["mark"], "mark", source, number) if "mark" in extras else None,
         zone=_int(extras["zone"], "zone", source, number) if "zone" in extras else None,
-        line=number, text=line.strip(),
+        line=number, text=line,
     )
 
 
-def parse_conntrack(text: str, source: str = "conntrack.txt") -> list[ConntrackEntry]:
-    """Every entry of `conntrack -L [-o extended]` output; the trailing summary line is ignored."""
+def parse_conntrack(text: str, source: str = "conntrack.txt",
+                    proto: str | None = None) -> list[ConntrackEntry]:
+    """Every entry of `conntrack -L [-o extended]` output (only ``proto``'s when given).
+
+    The trailing summary line is ignored. With ``proto``, lines of other protocols are skipped
+    unparsed (a quick pre-filter for large tables).
+    """
     entries: list[ConntrackEntry] = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#") or stripped.startswith("conntrack v"):
             continue
+        if proto is not None:
+            head = stripped.split(None, 3)
+            if len(head) >= 3 and (head[2] if head[0] in _FAMILIES else head[0]) != proto:
+                continue
         entries.append(parse_line(stripped, source, number))
     return entries

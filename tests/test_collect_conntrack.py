@@ -144,3 +144,21 @@ def test_stale_conntrack_through_a_udp_node_port():
     # the same flow to a port that is no service is not kube-proxy's business
     ctx.snapshot.files["conntrack.txt"] = line.replace("dport=30053", "dport=30054")
     assert run_checks(ctx, only=["stale-conntrack"]) == []
+
+
+def test_fast_path_agrees_with_the_general_parser():
+    from kubectl_proxydoctor.conntrack import parse_line_general
+
+    lines = [line for path in sorted(FIXTURES.glob("*/*/conntrack.txt"))
+             for line in path.read_text().splitlines() if line.strip()]
+    assert len(lines) > 500
+    for number, line in enumerate(lines, start=1):
+        assert parse_line(line, number=number) == parse_line_general(line, number=number), line
+
+
+def test_protocol_filter_skips_other_lines_unparsed():
+    text = (STALE_UDP / "conntrack.txt").read_text() + "ipv4 2 tcp this line is broken\n"
+    with pytest.raises(ParseError):
+        parse_conntrack(text)
+    udp = parse_conntrack(text, proto="udp")
+    assert len(udp) == 6 and {e.proto for e in udp} == {"udp"}

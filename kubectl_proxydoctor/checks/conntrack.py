@@ -68,7 +68,7 @@ def stale_conntrack(ctx: CheckContext) -> Iterator[Finding]:
     if not text or ctx.cluster is None and ctx.expected is None:
         return
     try:
-        entries = parse_conntrack(text)
+        entries = parse_conntrack(text, proto="udp")
     except ProxyDoctorError as e:
         yield Finding("conntrack-unreadable", "warning", f"conntrack.txt could not be read: {e}")
         return
