@@ -35,14 +35,15 @@ IPTABLES_MODE_ONLY_CHAINS = ("KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES")  # not 
 IPVS_LINE = re.compile(r"^(TCP|UDP|SCTP)\s+\S+:\S+|^FWM\s+\d+")
 
 
-@dataclass
+@dataclass(slots=True)
 class ChainInfo:
     """One iptables chain in one table of one dump."""
 
     table: str
     name: str
     rules: int = 0
-    jumps_from: list[str] = field(default_factory=list)
+    jumps_from: list[str] = field(default_factory=list)  # chains (not per-service ones) jumping here
+    service_jumps: int = 0  # rules in per-service chains (KUBE-SVC-*, KUBE-SEP-*, ...) jumping here
     jump_rules: list[str] = field(default_factory=list)  # "-A INPUT -j KUBE-FIREWALL" lines
 
 
@@ -107,6 +108,7 @@ class ProxyModeDecision:
     conflicts: list[str] = field(default_factory=list)
     cilium_replacement: str | None = None  # cilium-config kube-proxy-replacement value
     rules: dict[str, ModeRules] = field(default_factory=dict)
+    dumps: list[IptablesDump] | None = field(default=None, repr=False)  # parsed once, reused
 
     @property
     def kube_proxy_checks_apply(self) -> bool:
@@ -135,33 +137,46 @@ IPTABLES_FILES = (  # (label, file); per-backend files first, the default dump o
 DEFAULT_IPTABLES_FILES = (("iptables", "iptables-save.txt"), ("ip6tables", "ip6tables-save.txt"))
 
 
+def _jump_target(line: str) -> str | None:
+    """The chain a rule jumps (-j) or goes (-g) to: the last such option (a comment comes first)."""
+    at = max(line.rfind(" -j "), line.rfind(" -g "))
+    if at < 0:
+        return None
+    return line[at + 4:].split(" ", 1)[0]
+
+
 def parse_iptables_save(text: str, label: str = "iptables", file: str = "") -> IptablesDump:
     """The KUBE-* and CILIUM* chains of an iptables-save dump, with rule counts and who jumps to them."""
     dump = IptablesDump(label=label, file=file)
     table = ""
     chains: dict[tuple[str, str], ChainInfo] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(":"):
-            name = line[1:].split()[0]
+    for line in text.splitlines():
+        first = line[:1]
+        if first == "-":
+            if not line.startswith("-A "):
+                continue
+            owner = line[3:].split(" ", 1)[0]
+            info = chains.get((table, owner))
+            if info is not None:
+                info.rules += 1
+            name = _jump_target(line)
+            target = chains.get((table, name)) if name else None
+            if target is None:
+                continue
+            if IPTABLES_SERVICE_CHAIN.match(owner):
+                target.service_jumps += 1  # goes away with that chain's flush
+                continue
+            if owner not in target.jumps_from:
+                target.jumps_from.append(owner)
+            if len(target.jump_rules) < 50:  # rules to undo by hand
+                target.jump_rules.append(line.strip())
+        elif first == ":":
+            name = line[1:].split(" ", 1)[0]
             if name.startswith(("KUBE-", "CILIUM")):
                 chains[(table, name)] = info = ChainInfo(table, name)
                 dump.chains.append(info)
-        elif line.startswith("-A "):
-            parts = line.split()
-            owner = parts[1] if len(parts) > 1 else ""
-            if (table, owner) in chains:
-                chains[(table, owner)].rules += 1
-            for flag in ("-j", "-g"):
-                if flag in parts[:-1]:
-                    target = parts[parts.index(flag) + 1]
-                    info = chains.get((table, target))
-                    if info is not None:
-                        info.jump_rules.append(line)
-                        if owner not in info.jumps_from:
-                            info.jumps_from.append(owner)
+        elif first == "*":
+            table = line[1:].strip()
     return dump
 
 
@@ -303,10 +318,11 @@ def metrics_mode(snapshot: NodeSnapshot) -> tuple[str | None, str | None]:
     return None, None
 
 
-def rules_by_mode(snapshot: NodeSnapshot, views: list[Any] | None = None) -> dict[str, ModeRules]:
+def rules_by_mode(snapshot: NodeSnapshot, views: list[Any] | None = None,
+                  dumps: list[IptablesDump] | None = None) -> dict[str, ModeRules]:
     """Which modes have service rules on the node, with what."""
     out: dict[str, ModeRules] = {}
-    for dump in iptables_dumps(snapshot):
+    for dump in iptables_dumps(snapshot) if dumps is None else dumps:
         if dump.has_iptables_mode():
             rules = out.setdefault("iptables", ModeRules("iptables"))
             svc = len([c for c in dump.service_chains() if c.name.startswith(("KUBE-SVC-", "KUBE-SVL-"))])
@@ -388,7 +404,8 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
     decision.metrics_mode = mmode
     if why:
         ev.append(why)
-    decision.rules = rules_by_mode(snapshot, views)
+    decision.dumps = iptables_dumps(snapshot)
+    decision.rules = rules_by_mode(snapshot, views, decision.dumps)
     decision.modes_found = [m for m in KUBE_PROXY_MODES if m in decision.rules]
     for m in decision.modes_found:
         ev.extend(f"rules: {line}" for line in decision.rules[m].evidence)
@@ -397,7 +414,7 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
     cilium, cilium_ev = cilium_replacement(cluster)
     decision.cilium_replacement = cilium
     ev.extend(cilium_ev)
-    cilium_chains = sorted({c.name for d in iptables_dumps(snapshot) for c in d.chains
+    cilium_chains = sorted({c.name for d in decision.dumps for c in d.chains
                             if c.name.startswith("CILIUM")})
 
     for candidate in (reported, decision.config_mode):
@@ -466,7 +483,7 @@ def leftovers(snapshot: NodeSnapshot, decision: ProxyModeDecision) -> list[Lefto
         return []
     found: list[Leftover] = []
     if running in ("nftables", "cilium", "ipvs"):
-        for dump in iptables_dumps(snapshot):
+        for dump in iptables_dumps(snapshot) if decision.dumps is None else decision.dumps:
             item = _iptables_leftover(dump, running)
             if item is not None:
                 found.append(item)
@@ -544,5 +561,9 @@ def _iptables_cleanup(binary: str, chains: list[ChainInfo]) -> list[str]:
 def _describe(c: ChainInfo) -> str:
     text = f"{c.table} {c.name} ({_count(c.rules, 'rule')}"
     if c.jumps_from:
-        text += f", jumped to from {'/'.join(c.jumps_from)}"
+        text += f", jumped to from {'/'.join(c.jumps_from[:6])}"
+        if len(c.jumps_from) > 6:
+            text += f" and {len(c.jumps_from) - 6} more chains"
+    if c.service_jumps:
+        text += f", jumped to from {_count(c.service_jumps, 'rule')} in service chains"
     return text + ")"

@@ -311,3 +311,41 @@ def test_corrupt_node_files_do_not_crash_the_decision():
                                     "iptables-save.txt": "garbage\n-A\n*nat\n:KUBE-SVC-X\n",
                                     "kube-proxy-metrics.txt": "# nothing\n"})
     assert decide(snap).mode == "unknown"
+
+
+def _big_iptables_dump(services: int) -> str:
+    def h(i: int) -> str:
+        return f"{i:016d}".translate(str.maketrans("0123456789", "ABCDEFGHIJ"))
+
+    lines = ["*nat", ":PREROUTING ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]", ":KUBE-MARK-MASQ - [0:0]"]
+    lines += [f":KUBE-SVC-{h(i)} - [0:0]" for i in range(services)]
+    lines += [f":KUBE-SEP-{h(i)} - [0:0]" for i in range(services)]
+    lines.append("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES")
+    for i in range(services):
+        lines.append(f'-A KUBE-SERVICES -d 10.96.0.{i}/32 -p tcp -m comment --comment "ns/s{i}:http '
+                     f'cluster IP" -m tcp --dport 80 -j KUBE-SVC-{h(i)}')
+        lines.append(f'-A KUBE-SVC-{h(i)} -m comment --comment "ns/s{i}:http -> 10.1.0.{i}:80" '
+                     f"-j KUBE-SEP-{h(i)}")
+        lines.append(f"-A KUBE-SEP-{h(i)} -s 10.1.0.{i}/32 -j KUBE-MARK-MASQ")
+        lines.append(f"-A KUBE-SEP-{h(i)} -p tcp -m tcp -j DNAT --to-destination 10.1.0.{i}:80")
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+def test_large_leftovers_are_summarised():
+    snap = NodeSnapshot.from_files({"iptables-nft-save.txt": _big_iptables_dump(40),
+                                    "kube-proxy-mode.txt": "nftables\n"})
+    decision = decide(snap)
+    assert decision.mode == "nftables" and decision.modes_found == ["iptables"]
+    assert decision.conflicts == ["kube-proxy runs nftables but only iptables rules exist on the node"]
+    (left,) = leftovers(snap, decision)
+    assert left.items == ["nat KUBE-MARK-MASQ (0 rules, jumped to from 40 rules in service chains)",
+                          "nat KUBE-SERVICES (40 rules, jumped to from PREROUTING)",
+                          "80 KUBE-SVC/SEP/EXT/FW service chains"]
+    assert left.service_rules
+    # unhook from PREROUTING only (rules inside leftover chains go with their flush), flush, delete
+    assert left.commands[0] == ("iptables -t nat -D PREROUTING -m comment --comment "
+                                '"kubernetes service portals" -j KUBE-SERVICES')
+    assert len(left.commands) == 1 + 82 + 82
+    (finding,) = [f for f in findings(snap, None) if f.code == "mode-leftover"]
+    assert finding.severity == "error"
+    assert finding.fix.endswith("(141 more commands of the same kind)")

@@ -9,9 +9,10 @@ from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.model import Finding
 from kubectl_proxydoctor.proxy_mode import ProxyModeDecision, decide, leftovers
 
+MAX_COMMANDS = 24  # a fix names at most this many commands, then says how many more
 CLEANUP_HINT = {
-    "iptables": "kube-proxy --cleanup leaves KUBE-PROXY-CANARY, KUBE-FIREWALL (kubelet's duplicate) and "
-                "other chains behind",
+    "iptables": "'kube-proxy --cleanup' removes per-service chains but leaves KUBE-PROXY-CANARY, "
+                "KUBE-FIREWALL (kubelet's duplicate) and KUBE-MARK-MASQ behind",
     "nftables": "'kube-proxy --cleanup' (with the NFTablesProxyMode gate on 1.29-1.30) removes them",
     "ipvs": "'kube-proxy --cleanup' removes them",
 }
@@ -71,7 +72,10 @@ def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
             severity = "warning"
             impact = ("no per-service rules remain, but what is left still acts on packets or holds "
                       "addresses, and confuses tools")
-        commands = "; ".join(left.commands)
+        shown = left.commands[:MAX_COMMANDS]
+        commands = "; ".join(shown)
+        if len(left.commands) > len(shown):
+            commands += f"; ... ({len(left.commands) - len(shown)} more commands of the same kind)"
         yield Finding(
             code="mode-leftover", severity=severity,
             message=f"{left.mode}-mode rules left on the node while it runs {decision.mode}: {left.detail} "
