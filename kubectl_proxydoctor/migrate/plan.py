@@ -61,7 +61,8 @@ def build_plan(ctx: MigrateContext, results: list[CheckResult]) -> Plan:
             plan.config.append("nodePortAddresses: [<the CIDRs clients use for NodePorts>]  "
                                "(default: primary IP)")
         plan.rollout = [
-            "try it on one node first if you can (a second kube-proxy DaemonSet pinned to that node)",
+            "canary first if you can: keep one node out of the kube-proxy DaemonSet (node affinity) and "
+            "run a copy of it with the new mode pinned to that node",
             RESTART, STATUS,
             "kube-proxy deletes its iptables- and IPVS-mode rules itself when it starts in nftables mode "
             "(platformCleanup); `kubectl proxydoctor check` names anything left",

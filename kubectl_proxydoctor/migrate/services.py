@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from kubectl_proxydoctor import conntrack as ct
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
+_CACHE_ATTR = "_proxydoctor_migrate_cache"
+
 
 @dataclass(frozen=True)
 class NodePort:
@@ -95,11 +97,17 @@ def primary_ips(cluster, node: str | None) -> list[str]:
 
 
 def connections(snapshot: NodeSnapshot) -> list[ct.ConntrackEntry] | None:
-    """The captured conntrack entries (None when conntrack.txt was not captured)."""
+    """The captured conntrack entries (None when conntrack.txt was not captured), parsed once."""
     text = snapshot.text("conntrack.txt")
     if text is None:
         return None
-    return ct.parse_conntrack(text)
+    cache = snapshot.__dict__.setdefault(_CACHE_ATTR, {})
+    hit = cache.get("conntrack.txt")
+    if hit is not None and hit[0] is text:
+        return hit[1]
+    entries = ct.parse_conntrack(text)
+    cache["conntrack.txt"] = (text, entries)
+    return entries
 
 
 def is_loopback(ip: str) -> bool:
