@@ -226,6 +226,30 @@ def test_iptables_forward_drop_policy_fails_and_default_passes():
     assert any("filter FORWARD (policy DROP)" in e and "KUBE-FORWARD ACCEPT" in e for e in result.evidence)
 
 
+def test_iptables_input_catch_all_reject_warns_for_health_check_nodeports():
+    healthy = snapshot("iptables/healthy")
+
+    def reject_all(text: str) -> str:
+        head, _, tail = text.partition("*filter\n")
+        tail = tail.replace("COMMIT", "-A INPUT -m comment --comment \"host firewall\" -j REJECT\nCOMMIT", 1)
+        return head + "*filter\n" + tail
+
+    changes = {name: reject_all(healthy.text(name) or "")
+               for name in ("iptables-save.txt", "iptables-nft-save.txt")}
+    snap = snapshot("iptables/healthy", changes)
+    # the fixture's Services have no healthCheckNodePort: nothing relies on kube-proxy's INPUT ACCEPTs
+    assert one(firewall.host_firewall, "nftables", snap, "host-firewall").status == "pass"
+    doc = api_doc()
+    for item in doc["items"]:
+        if item["kind"] == "Service" and item["metadata"]["name"] == "lb":
+            item["spec"]["externalTrafficPolicy"] = "Local"
+            item["spec"]["healthCheckNodePort"] = 32000
+    result = one(firewall.host_firewall, "nftables", snap, "host-firewall", state=cluster(doc))
+    assert result.status == "warn"
+    assert any("filter INPUT (rule" in e and "32000/tcp (default/lb healthCheckNodePort)" in e
+               for e in result.evidence)
+
+
 # ---------------------------------------------------------------------------------------- conntrack
 
 INVALID = "kubeproxy_iptables_ct_state_invalid_dropped_packets_total"

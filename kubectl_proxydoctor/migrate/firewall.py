@@ -83,8 +83,11 @@ def _nft_findings(ruleset, ports: list[NodePort], health: list[NodePort]) -> tup
 
 
 def _catch_all(rule) -> bool:
-    return (rule.target in ("DROP", "REJECT") and not any((rule.src, rule.dst, rule.proto, rule.in_iface,
-            rule.out_iface, rule.dport, rule.sport, rule.matches, rule.ctstate, rule.match_sets, rule.mark)))
+    """A DROP/REJECT that matches every packet (a comment does not narrow it)."""
+    narrowing = [m for m in rule.matches or [] if m != "comment"]
+    return (rule.target in ("DROP", "REJECT") and not narrowing and not any((
+        rule.src, rule.dst, rule.proto, rule.in_iface, rule.out_iface, rule.dport, rule.sport, rule.ctstate,
+        rule.match_sets, rule.mark, rule.unknown)))
 
 
 def _iptables_findings(dumps, health: list[NodePort]) -> tuple[list[str], list[str], int]:
