@@ -104,6 +104,7 @@ class FakeApiServer:
         self.auth_headers: list[str | None] = []
         self.forbidden: set[tuple[str, str, str | None]] = set()  # (verb, plural, namespace|None)
         self.expire_continue = False  # answer every continue token with 410 Gone
+        self.failures: dict[str, int] = {}  # plural -> HTTP status to answer (e.g. 500, 429)
         self.resource_version = 1000
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -212,6 +213,10 @@ class FakeApiServer:
         verb = "get" if name else "list"
         if (verb, resource.plural, None) in self.forbidden or (verb, resource.plural, ns) in self.forbidden:
             return 403, self._forbidden(verb, resource, ns, name)
+        if resource.plural in self.failures:
+            code = self.failures[resource.plural]
+            return code, status(code, "InternalError" if code >= 500 else "TooManyRequests",
+                                f"injected failure {code} for {resource.plural}")
         if name:
             return self._get(resource, ns, name)
         return self._list(resource, ns, query)

@@ -265,3 +265,40 @@ def test_fake_server_answers_like_the_api(api_server):
     with pytest.raises(HTTPError) as e:
         urllib.request.urlopen(f"{server.url}/api/v1/services?continue=garbage&limit=1")
     assert e.value.code == 400
+
+
+def test_tls_without_the_right_ca_is_reported_and_skip_verify_is_quiet(api_server, tmp_path, recwarn):
+    cert, key = make_self_signed_cert(tmp_path)
+    server = api_server(HEALTHY, certfile=cert, keyfile=key)
+    state = read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "no-ca", {"x": server.url})))
+    assert state.sources["list services"].startswith(f"unreachable: {server.url}: TLS error: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in state.sources["list services"]
+    state = read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "ca", {"x": server.url}, ca_file=cert)))
+    assert len(state.services) == 16
+    insecure = tmp_path / "insecure"
+    insecure.write_text((tmp_path / "no-ca").read_text().replace(
+        f"server: {server.url}", f"server: {server.url}\n    insecure-skip-tls-verify: true"))
+    state = read_cluster(kubeconfig=str(insecure))
+    assert len(state.services) == 16
+    assert not [w for w in recwarn if "Unverified HTTPS" in str(w.message)]
+
+
+def test_kubeconfig_with_a_missing_ca_file_or_a_bad_server_url(tmp_path):
+    with pytest.raises(ProxyDoctorError, match="does not exist"):
+        read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "a", {"x": "https://127.0.0.1:9"},
+                                                     ca_file=tmp_path / "absent.crt")))
+    with pytest.raises(ProxyDoctorError, match="server 'not a url' is not an http"):
+        read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "b", {"x": "not a url"})))
+
+
+def test_server_errors_are_reported_per_request(kube_api):
+    api = kube_api(HEALTHY)
+    api.server.failures["endpointslices"] = 500
+    api.server.failures["daemonsets"] = 429
+    state = read_cluster(kubeconfig=str(api.kubeconfig))
+    assert state.sources["list endpointslices"] == (
+        "error: list endpointslices.discovery.k8s.io in all namespaces: HTTP 500 injected failure 500 for "
+        "endpointslices")
+    assert state.sources["get daemonsets/kube-system/kube-proxy"].startswith(
+        "error: get daemonsets.apps kube-system/kube-proxy: HTTP 429")
+    assert state.sources["list services"] == "ok" and len(state.services) == 16

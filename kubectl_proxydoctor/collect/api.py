@@ -88,6 +88,7 @@ def load_client(
         if type(e).__module__.startswith("yaml"):
             raise ProxyDoctorError(f"cannot load kubeconfig {path}: not valid YAML ({_one_line(e)})") from e
         raise
+    _check_server(cfg.host, path)
     cfg.retries = 0  # one attempt per request: an unreachable server must fail fast
     return ApiTarget(client=client.ApiClient(configuration=cfg), host=cfg.host, how=how)
 
@@ -115,6 +116,15 @@ def _load_kubeconfig(cfg: Any, path: str, context: str | None, *, explicit: bool
     kube_config.load_kube_config(config_file=os.pathsep.join(existing), context=context,
                                  client_configuration=cfg, persist_config=False)
     return f"kubeconfig {path} (context {context})"
+
+
+def _check_server(host: str, path: str | None) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(host or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        where = f"kubeconfig {path}" if path else "in-cluster config"
+        raise ProxyDoctorError(f"{where}: server {host!r} is not an http(s) URL")
 
 
 def _first_current_context(files: list[str]) -> str | None:
@@ -218,8 +228,16 @@ class ApiReader:
     # -- requests -----------------------------------------------------------------------------
 
     def _call(self, fn: Callable[..., Any], kw: dict) -> dict:
+        import warnings
+
         self.requests += 1
-        response = fn(**kw, _preload_content=False, _request_timeout=self.timeout)
+        with warnings.catch_warnings():
+            if not self.target.client.configuration.verify_ssl:
+                # insecure-skip-tls-verify is set in the kubeconfig: no warning per request (as kubectl)
+                from urllib3.exceptions import InsecureRequestWarning
+
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+            response = fn(**kw, _preload_content=False, _request_timeout=self.timeout)
         try:
             data = response.data
         finally:
