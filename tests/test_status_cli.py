@@ -174,3 +174,18 @@ def test_collect_then_status_from_the_bundle(netns, tmp_path):
     assert (v4["service_ports"], v4["endpoints"]) == (16, 26)
     res = _cli("collect", "-o", str(bundle), "--netns", ns)
     assert res.returncode == 2 and "already exists" in res.stderr
+
+
+def test_malformed_files_become_notes_not_tracebacks(tmp_path):
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    for name in ("iptables-save.txt", "kernel.txt", "meta.json"):
+        (capture / name).write_text((FIXTURES / "iptables/healthy" / name).read_text())
+    (capture / "kube-proxy-metrics.txt").write_text("kubeproxy_ok 1\n{broken line\n")
+    (capture / "nft-ruleset.json").write_text('{"nftables": [')
+    res = _cli("status", "--from", str(capture), "-o", "json")
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    notes = json.loads(res.stdout)["notes"]
+    assert any("kube-proxy-metrics.txt:2" in n for n in notes), notes
+    assert any(n.startswith("nftables rules could not be") for n in notes), notes
