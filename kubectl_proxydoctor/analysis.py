@@ -7,8 +7,10 @@ status: ok | drift | not-programmed | not-expected.
 
 from __future__ import annotations
 
+import gc
 import importlib
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.errors import ProxyDoctorError
@@ -93,44 +95,11 @@ def split_views(
     return [v for v in mine if _backend(v) == primary], secondary
 
 
-def _configmap_mode(cluster: ClusterState | None) -> str | None:
-    if cluster is None:
-        return None
-    for cm in cluster.configmaps:
-        if cm.get("metadata", {}).get("name") != "kube-proxy":
-            continue
-        for text in (cm.get("data") or {}).values():
-            m = re.search(r"^mode:\s*\"?([A-Za-z]*)\"?\s*$", str(text), re.M)
-            if m:
-                return m.group(1) or "iptables"
-    return None
+def decide_mode(snapshot: NodeSnapshot, cluster: ClusterState | None, views: list[ProgrammedView]):
+    """Which proxy programs this node: proxy_mode.decide's decision (mode, evidence, ...)."""
+    from kubectl_proxydoctor.proxy_mode import decide
 
-
-def decide_mode(
-    snapshot: NodeSnapshot, cluster: ClusterState | None, views: list[ProgrammedView]
-) -> tuple[str, list[str]]:
-    """Which proxy programs this node, and the evidence (proxy_mode.py decides when installed)."""
-    try:
-        from kubectl_proxydoctor import proxy_mode  # type: ignore[attr-defined]
-    except ImportError:
-        proxy_mode = None
-    if proxy_mode is not None and hasattr(proxy_mode, "decide"):
-        decision = proxy_mode.decide(snapshot, cluster, views)
-        return str(decision.mode), [str(e) for e in getattr(decision, "evidence", [])]
-    text = (snapshot.text("kube-proxy-mode.txt") or "").strip()
-    if text in MODES:
-        return text, [f"kube-proxy /proxyMode says {text}"]
-    ports = {m: sum(len(v.ports) for v in views if v.mode == m) for m in MODES}
-    best = max(MODES, key=lambda m: ports[m])
-    if ports[best]:
-        return best, [f"{best} rules program {ports[best]} service ports"]
-    for where, mode in (
-        ("meta.json", snapshot.meta.get("mode")),
-        ("kube-proxy ConfigMap", _configmap_mode(cluster)),
-    ):
-        if mode in MODES:
-            return str(mode), [f"{where} says mode {mode}"]
-    return "unknown", ["no kube-proxy rules found and no mode configured"]
+    return decide(snapshot, cluster, views)
 
 
 def api_problem(cluster: ClusterState | None) -> str | None:
@@ -199,6 +168,19 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
     return out
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC: analysis allocates millions of acyclic objects on big nodes, and
+    repeated full collections over them cost more than the analysis itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def analyse(
     snapshot: NodeSnapshot,
     cluster: ClusterState | None,
@@ -209,6 +191,13 @@ def analyse(
     """Analyse one node: programmed views vs the API (node-only checks when ``cluster`` is None).
 
     With ``namespace``, only that namespace's service ports are reported (node-level findings stay)."""
+    with gc_paused():
+        return _analyse(snapshot, cluster, node_name, namespace)
+
+
+def _analyse(
+    snapshot: NodeSnapshot, cluster: ClusterState | None, node_name: str | None, namespace: str | None
+) -> NodeReport:
     from kubectl_proxydoctor.checks import CheckContext, run_checks
     from kubectl_proxydoctor.expected import expected_for_node
 
@@ -216,7 +205,8 @@ def analyse(
     if node is None and cluster is not None and len(cluster.nodes) == 1:
         node = cluster.nodes[0]["metadata"].get("name")
     views, sources = interpret_views(snapshot)
-    mode, evidence = decide_mode(snapshot, cluster, views)
+    decision = decide_mode(snapshot, cluster, views)
+    mode, evidence = str(decision.mode), [str(e) for e in decision.evidence]
     report = NodeReport(node=node, mode=mode, snapshot=snapshot, views=views)
     report.modes_found = sorted({v.mode for v in views if v.ports})
     report.sources = dict(sources)
@@ -252,7 +242,12 @@ def analyse(
         views=views,
         cluster=usable,
         expected=expected,
-        extra={"mode": mode if mode in MODES else None, "skip_kube_proxy": skip, "node": node},
+        extra={
+            "mode": mode if mode in MODES else None,
+            "skip_kube_proxy": skip,
+            "node": node,
+            "proxy_mode": decision,
+        },
     )
     report.cluster = usable
     report.findings = _dedupe(run_checks(ctx))

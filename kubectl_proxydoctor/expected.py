@@ -10,7 +10,6 @@ topology.go, with topology hints and the serving-terminating fallback).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -28,14 +27,11 @@ DEFAULT_AFFINITY_SECONDS = 10800
 
 
 def ip_family(ip: str) -> int:
-    """4 or 6 for an address or CIDR; 0 when it is neither."""
-    try:
-        return ipaddress.ip_network(ip.strip(), strict=False).version
-    except ValueError:
-        return 0
+    """6 for an IPv6 address or CIDR, else 4 (utilnet.IsIPv6String: anything not IPv6 counts as 4)."""
+    return 6 if ":" in ip else 4
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ApiEndpoint:
     """One endpoint of one service port as kube-proxy's EndpointSliceCache keeps it."""
 
@@ -262,32 +258,40 @@ def _hint_names(value: object) -> frozenset[str]:
     return frozenset(str(h.get("name", "")) for h in _list(value) if isinstance(h, dict))
 
 
-def _slice_endpoints(slice_obj: dict, node_name: str | None) -> list[ApiEndpoint]:
-    """The endpoints of one slice without ports (newEndpointSliceInfo)."""
+_NO_HINTS: frozenset[str] = frozenset()
+
+
+def _slice_endpoints(slice_obj: dict, node_name: str | None, family: int) -> list[tuple]:
+    """The endpoints of one slice in ``family``, as ApiEndpoint fields without the port."""
     name = _str(slice_obj, "metadata", "name")
     out = []
     for ep in _list(slice_obj.get("endpoints")):
         if not isinstance(ep, dict):
             continue
-        addresses = [a for a in _list(ep.get("addresses")) if isinstance(a, str)]
-        if not addresses:
+        addresses = ep.get("addresses")
+        if not isinstance(addresses, list) or not addresses or not isinstance(addresses[0], str):
             continue
+        ip = addresses[0]
+        if ip_family(ip) != family:
+            continue  # kube-proxy skips the other family's endpoints
         cond = ep.get("conditions") or {}
-        hints = ep.get("hints") or {}
-        node = ep.get("nodeName") if isinstance(ep.get("nodeName"), str) else None
+        hints = ep.get("hints")
+        node = ep.get("nodeName")
+        node = node if isinstance(node, str) else None
+        zone = ep.get("zone")
+        ready, serving = cond.get("ready"), cond.get("serving")
         out.append(
-            ApiEndpoint(
-                ip=addresses[0],
-                port=0,
-                node=node,
-                zone=ep.get("zone") if isinstance(ep.get("zone"), str) else None,
-                ready=cond.get("ready") is None or cond.get("ready") is True,
-                serving=cond.get("serving") is None or cond.get("serving") is True,
-                terminating=cond.get("terminating") is True,
-                is_local=bool(node_name) and node == node_name,
-                zone_hints=_hint_names(hints.get("forZones")),
-                node_hints=_hint_names(hints.get("forNodes")),
-                slice=name,
+            (
+                ip,
+                node,
+                zone if isinstance(zone, str) else None,
+                ready is None or ready is True,
+                serving is None or serving is True,
+                cond.get("terminating") is True,
+                bool(node_name) and node == node_name,
+                _hint_names(hints.get("forZones")) if hints else _NO_HINTS,
+                _hint_names(hints.get("forNodes")) if hints else _NO_HINTS,
+                name,
             )
         )
     return out
@@ -296,28 +300,27 @@ def _slice_endpoints(slice_obj: dict, node_name: str | None) -> list[ApiEndpoint
 def endpoints_by_port(
     slices: Iterable[dict], node_name: str | None, family: int
 ) -> dict[tuple[str, str], list[ApiEndpoint]]:
-    """(port name, protocol) -> endpoints merged over a service's slices, as EndpointSliceCache."""
-    merged: dict[tuple[str, str], dict[str, ApiEndpoint]] = {}
+    """(port name, protocol) -> endpoints merged over a service's slices, as EndpointSliceCache:
+    first address only, one entry per ip:port (the local copy wins), sorted by address."""
+    merged: dict[tuple[str, str], dict[tuple[str, int], ApiEndpoint]] = {}
     for slice_obj in sorted(slices, key=lambda s: _str(s, "metadata", "name")):
         if slice_obj.get("addressType") not in ("IPv4", "IPv6", None):
             continue
-        endpoints = _slice_endpoints(slice_obj, node_name)
+        endpoints = _slice_endpoints(slice_obj, node_name, family)
         for port in _list(slice_obj.get("ports")):
             if not isinstance(port, dict) or not isinstance(port.get("name"), str):
                 continue  # kube-proxy ignores ports with a nil name
             number = _int(port.get("port"), f"EndpointSlice {_str(slice_obj, 'metadata', 'name')} port")
             if number == 0:
                 continue
-            key = (port["name"], port.get("protocol") or "TCP")
-            bucket = merged.setdefault(key, {})
-            for ep in endpoints:
-                if ip_family(ep.ip) != family:
-                    continue
-                with_port = ApiEndpoint(**{**ep.__dict__, "port": number})
-                text = str(with_port.endpoint)
-                if text not in bucket or with_port.is_local:
-                    bucket[text] = with_port
-    return {k: sorted(v.values(), key=lambda e: str(e.endpoint)) for k, v in merged.items()}
+            bucket = merged.setdefault((port["name"], port.get("protocol") or "TCP"), {})
+            for ip, node, zone, ready, serving, terminating, local, zh, nh, sname in endpoints:
+                key = (ip, number)
+                if key not in bucket or local:
+                    bucket[key] = ApiEndpoint(
+                        ip, number, node, zone, ready, serving, terminating, local, zh, nh, sname
+                    )
+    return {k: [v[e] for e in sorted(v)] for k, v in merged.items()}
 
 
 # -- topology.go --------------------------------------------------------------------------------
@@ -326,7 +329,7 @@ def endpoints_by_port(
 def topology_mode(
     endpoints: list[ApiEndpoint], hints_enabled: bool, node: str | None, zone: str | None
 ) -> str:
-    """"" (no topology), "PreferSameNode" or "PreferSameZone" (topologyModeFromHints)."""
+    """ "" (no topology), "PreferSameNode" or "PreferSameZone" (topologyModeFromHints)."""
     if not hints_enabled:
         return ""
     ready = [e for e in endpoints if e.ready]
@@ -348,17 +351,18 @@ def _available(ep: ApiEndpoint, mode: str, node: str | None, zone: str | None) -
 
 
 def categorize(port: ExpectedPort, hints_enabled: bool, node: str | None, zone: str | None) -> None:
-    """Fill the cluster- and local-policy endpoint sets (CategorizeEndpoints)."""
+    """Fill the cluster- and local-policy endpoint sets (CategorizeEndpoints); all_endpoints is
+    sorted by address, so the filtered sets are too."""
     eps = port.all_endpoints
     port.cluster_endpoints, port.local_endpoints, port.has_any_endpoints = [], [], False
     if not eps:
         return
     if port.uses_cluster_endpoints:
-        port.topology_mode = topology_mode(eps, hints_enabled, node, zone)
-        cluster = [e for e in eps if e.ready and _available(e, port.topology_mode, node, zone)]
+        port.topology_mode = mode = topology_mode(eps, hints_enabled, node, zone)
+        cluster = [e for e in eps if e.ready and (not mode or _available(e, mode, node, zone))]
         if not cluster:
             cluster = [e for e in eps if e.serving and e.terminating]
-        port.cluster_endpoints = sorted(e.endpoint for e in cluster)
+        port.cluster_endpoints = [Endpoint(e.ip, e.port) for e in cluster]
         port.has_any_endpoints = bool(cluster)
     if not port.uses_local_endpoints:
         return
@@ -367,9 +371,11 @@ def categorize(port: ExpectedPort, hints_enabled: bool, node: str | None, zone: 
     if any(e.ready or (e.serving and e.terminating) for e in eps):
         port.has_any_endpoints = True
     if local_ready:
-        port.local_endpoints = sorted(e.endpoint for e in eps if e.is_local and e.ready)
+        port.local_endpoints = [Endpoint(e.ip, e.port) for e in eps if e.is_local and e.ready]
     elif local_terminating:
-        port.local_endpoints = sorted(e.endpoint for e in eps if e.is_local and e.serving and e.terminating)
+        port.local_endpoints = [
+            Endpoint(e.ip, e.port) for e in eps if e.is_local and e.serving and e.terminating
+        ]
 
 
 # -- the node -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Annotated
 
@@ -75,13 +76,14 @@ def run_analysis(
     node_name: str | None,
 ):
     """Load the node and the API, and analyse; the shared core of `check` and `svc`."""
-    from kubectl_proxydoctor.analysis import analyse
+    from kubectl_proxydoctor.analysis import analyse, gc_paused
     from kubectl_proxydoctor.errors import UsageError
 
     if namespace and all_namespaces:
         raise UsageError("-n/--namespace and -A/--all-namespaces exclude each other")
-    snapshot, cluster, notes = load_sources(from_path, sample, kubeconfig, context, namespace, node_name)
-    report = analyse(snapshot, cluster, node_name, namespace=namespace)
+    with gc_paused():
+        snapshot, cluster, notes = load_sources(from_path, sample, kubeconfig, context, namespace, node_name)
+        report = analyse(snapshot, cluster, node_name, namespace=namespace)
     report.notes.extend(notes)
     return report
 
@@ -102,6 +104,7 @@ def check_cmd(
     Exit 0 clean, 1 drift (error findings), 3 when the API could not be read (node-only checks ran).
     """
     check_output(output, OUTPUTS)
+    gc.disable()  # a one-shot process: full GC passes over a big node's objects only cost time
     report = run_analysis(from_path, sample, kubeconfig, context, namespace, all_namespaces, node_name)
     if output == "table":
         from rich.console import Console

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated
 
 import typer
@@ -60,6 +61,7 @@ def svc_cmd(
     from kubectl_proxydoctor.errors import UsageError
 
     check_output(output, ("table", "json", "yaml"))
+    gc.disable()  # a one-shot process: full GC passes over a big node's objects only cost time
     report = run_analysis(from_path, sample, kubeconfig, context, namespace, False, node_name)
     key = f"{namespace}/{name}"
     report.services = [s for s in report.services if s.name.service == key]
