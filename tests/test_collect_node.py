@@ -234,3 +234,22 @@ def test_legacy_save_is_not_run_when_x_tables_is_not_loaded(monkeypatch):
     assert ctx.files["iptables-legacy-save.txt"] == "" and ctx.files["ip_tables_names.txt"] == ""
     assert "not loaded" in ctx.sources["iptables-legacy-save.txt"]
     assert ctx.files["iptables-save.txt"] == ctx.files["iptables-nft-save.txt"]
+
+
+def test_sysctl_failure_with_one_cause_is_said_once(monkeypatch):
+    from kubectl_proxydoctor.collect import CollectContext, sysctl
+    from kubectl_proxydoctor.collect.node import FileRead
+
+    monkeypatch.setattr(sysctl, "read_files", lambda paths, netns=None: {
+        p: FileRead(errno=-1, error="cannot read inside network namespace x: boom") for p in paths})
+    ctx = CollectContext(netns="x")
+    sysctl.collect(ctx)
+    assert ctx.sources["sysctl.txt"] == (f"unavailable: {len(sysctl.SYSCTLS)} sysctls: "
+                                         "cannot read inside network namespace x: boom")
+
+
+def test_collect_in_a_namespace_that_does_not_exist_is_one_error():
+    from kubectl_proxydoctor.errors import SourceUnavailable
+
+    with pytest.raises(SourceUnavailable, match="pd-col-missing"):
+        collect_node(netns="pd-col-missing")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.errors import SourceUnavailable
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 # collectors in the order they run; modules that do not exist (yet) are skipped
@@ -48,8 +49,7 @@ def netns_prefix(netns: str | None) -> list[str]:
 
 def _permission_problem(text: str) -> bool:
     low = text.lower()
-    return any(s in low for s in ("permission denied", "must be root", "operation not permitted",
-                                  "cannot open network namespace"))
+    return any(s in low for s in ("permission denied", "must be root", "operation not permitted"))
 
 
 def run_tool(argv: list[str], netns: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
@@ -163,7 +163,10 @@ def read_files(paths: list[str], netns: str | None = None) -> dict[str, FileRead
         return out
     res = run_tool([sys.executable, "-c", _READ_SCRIPT, *paths], netns)
     if not res.ok:
-        return {p: FileRead(errno=-1, error=res.error) for p in paths}
+        why = res.stderr.splitlines()[0] if res.stderr else (res.error or "failed")
+        error = f"{NEEDS_ROOT}: {why}" if res.error and res.error.startswith(NEEDS_ROOT) else why
+        return {p: FileRead(errno=-1, error=f"cannot read inside network namespace {netns}: {error}")
+                for p in paths}
     try:
         doc = json.loads(res.stdout)
     except json.JSONDecodeError:
@@ -184,6 +187,8 @@ def _load_collector(name: str):
 def collect_node(netns: str | None = None, with_conntrack: bool = False,
                  node_name: str | None = None) -> NodeSnapshot:
     """Read this node's kube-proxy state (read-only) into a NodeSnapshot."""
+    if netns and not os.path.exists(f"/run/netns/{netns}"):
+        raise SourceUnavailable(f"network namespace {netns!r} does not exist (ip netns list)")
     ctx = CollectContext(netns=netns)
     ran: list[str] = []
     for name in COLLECTOR_MODULES:

@@ -44,6 +44,10 @@ def collect(ctx: CollectContext) -> None:
             lines.append(f"{key} = {' '.join(got.text.split())}")
         elif not got.missing:
             denied.append(f"{key}: {got.error}")
+    errors = {reads[path].error for key, path in paths.items() if reads[path].text is None
+              and not reads[path].missing}
+    if len(errors) == 1 and len(denied) > 1:  # one cause (e.g. the namespace): say it once
+        denied = [f"{len(denied)} sysctls: {errors.pop()}"]
     if lines:
         ctx.ok("sysctl.txt", "sysctl.txt", "\n".join(lines) + "\n")
         if denied:
