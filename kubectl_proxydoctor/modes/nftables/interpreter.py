@@ -24,7 +24,14 @@ from kubectl_proxydoctor.model import (
     ServicePortName,
     Target,
 )
-from kubectl_proxydoctor.modes.nftables.model import NftChain, NftElement, NftRule, NftRuleset, NftTable
+from kubectl_proxydoctor.modes.nftables.model import (
+    NftChain,
+    NftElement,
+    NftRule,
+    NftRuleset,
+    NftTable,
+    no_gc,
+)
 from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text, proto_name
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
@@ -115,7 +122,8 @@ def interpret_ruleset(ruleset: NftRuleset, lb_ips: set[str] | None = None) -> li
     for table in ruleset.kube_proxy_tables():
         check_is_kube_proxy(table, ruleset.source)
         try:
-            views.append(interpret_table(table, ruleset, lb_ips or set()))
+            with no_gc():
+                views.append(interpret_table(table, ruleset, lb_ips or set()))
         except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
             raise ParseError(ruleset.source, f"{table.label}: unexpected rule or element structure "
                                              f"({type(e).__name__}: {e})") from e
@@ -292,13 +300,12 @@ class _TableInterpreter:
         targets, problem = self._targets(chain_name, 0)
         if problem:
             self.problems.append(f"{fe.address} ({chain_name}): {problem}")
-        fe.targets = targets
+        fe.targets = [Target(t.endpoint, t.probability, evidence=list(t.evidence)) for t in targets]
 
     def _targets(self, chain_name: str, depth: int) -> tuple[list[Target], str | None]:
         """Where new connections entering ``chain_name`` end, with their probabilities."""
         if chain_name in self._targets_cache:
-            cached, problem = self._targets_cache[chain_name]
-            return [Target(t.endpoint, t.probability, evidence=list(t.evidence)) for t in cached], problem
+            return self._targets_cache[chain_name]  # shared: callers copy before changing
         if depth > MAX_DEPTH:
             return [], f"chain loop through {chain_name}"
         chain = self.table.chains.get(chain_name)
@@ -306,7 +313,8 @@ class _TableInterpreter:
             return [], f"goes to missing chain {chain_name}"
         result: tuple[list[Target], str | None] = ([], None)
         for rule in chain.rules:
-            numgen = _numgen_vmap(rule)
+            last = next(iter(rule.expr[-1])) if rule.expr else ""
+            numgen = _numgen_vmap(rule) if last == "vmap" else None
             if numgen is not None:
                 mod, entries = numgen
                 targets: list[Target] = []
@@ -314,17 +322,16 @@ class _TableInterpreter:
                 if mod != len(entries) or sorted(k for k, _ in entries) != list(range(len(entries))):
                     problem = (f"numgen random mod {mod} but {len(entries)} vmap entries "
                                f"({', '.join(str(k) for k, _ in entries)})")
+                step = f"{chain_name}: {rule.text}"
                 for key, target in entries:
                     share = (1.0 / mod) if (mod and 0 <= key < mod) else 0.0
                     sub, sub_problem = self._targets(target, depth + 1)
                     problem = problem or sub_problem
-                    for t in sub:
-                        t.probability *= share
-                        t.evidence.insert(0, f"{chain_name}: {rule.text}")
-                        targets.append(t)
+                    targets.extend(Target(t.endpoint, t.probability * share, evidence=[step, *t.evidence])
+                                   for t in sub)
                 result = (targets, problem)
                 break
-            dnat = _dnat(rule)
+            dnat = _dnat(rule) if last == "dnat" else None
             if dnat is not None:
                 ep = Endpoint(*dnat)
                 cname = parse_chain_name(chain_name)
@@ -344,7 +351,7 @@ class _TableInterpreter:
             elif cname and cname.prefix == "endpoint":
                 result = ([], f"endpoint chain {chain_name} has no dnat rule")
         self._targets_cache[chain_name] = result
-        return [Target(t.endpoint, t.probability, evidence=list(t.evidence)) for t in result[0]], result[1]
+        return result
 
     def _affinity(self, chain: NftChain) -> int | None:
         for rule in chain.rules:

@@ -16,6 +16,7 @@ from kubectl_proxydoctor.modes.nftables.model import (
     NftRuleset,
     NftSet,
     NftTable,
+    no_gc,
 )
 
 SUPPORTED_SCHEMA = 1
@@ -29,12 +30,13 @@ def parse_ruleset_text(text: str, source: str = "nft-ruleset.json") -> NftRulese
     """Parse the text `nft -j list ruleset` (or `list table ...`) prints."""
     if not text.strip():
         raise ParseError(source, "empty file (expected the JSON `nft -j list ruleset` prints)")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        hint = " (truncated?)" if e.pos >= len(text.rstrip()) - 1 else ""
-        raise ParseError(source, f"not valid JSON{hint}: {e.msg}", e.lineno) from e
-    return parse_ruleset(doc, source)
+    with no_gc():
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            hint = " (truncated?)" if e.pos >= len(text.rstrip()) - 1 else ""
+            raise ParseError(source, f"not valid JSON{hint}: {e.msg}", e.lineno) from e
+        return parse_ruleset(doc, source)
 
 
 def parse_ruleset(doc: object, source: str = "nft-ruleset.json") -> NftRuleset:

@@ -13,10 +13,36 @@ BINOPS = {"&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>"}
 
 def render_rule(rule: NftRule) -> str:
     """A rule as `nft list` prints it (counters shown without their packet/byte values)."""
-    text = " ".join(render_stmt(e) for e in rule.expr)
+    text = _fast_endpoint_rule(rule.expr) or " ".join(render_stmt(e) for e in rule.expr)
     if rule.comment:
         text += f' comment "{rule.comment}"'
     return text
+
+
+def _fast_endpoint_rule(expr: list[dict]) -> str | None:
+    """The two rule shapes of every endpoint chain, rendered without the general walk:
+    ``ip saddr A jump mark-for-masquerade`` and ``meta l4proto P dnat to A:PORT``."""
+    if len(expr) != 2:
+        return None
+    first, second = expr
+    match = first.get("match")
+    if match is None or match.get("op") != "==" or not isinstance(match.get("right"), str):
+        return None
+    left = match.get("left")
+    if "dnat" in second and left == _L4PROTO:
+        dnat = second["dnat"]
+        if isinstance(dnat, dict) and len(dnat) == 2 and isinstance(dnat.get("addr"), str) \
+                and isinstance(dnat.get("port"), int) and ":" not in dnat["addr"]:
+            return f"meta l4proto {match['right']} dnat to {dnat['addr']}:{dnat['port']}"
+    jump = second.get("jump")
+    if isinstance(jump, dict) and len(jump) == 1 and left in (_IP_SADDR, _IP6_SADDR):
+        return f"{left['payload']['protocol']} saddr {match['right']} jump {jump.get('target')}"
+    return None
+
+
+_L4PROTO = {"meta": {"key": "l4proto"}}
+_IP_SADDR = {"payload": {"protocol": "ip", "field": "saddr"}}
+_IP6_SADDR = {"payload": {"protocol": "ip6", "field": "saddr"}}
 
 
 def render_stmt(stmt: dict) -> str:
@@ -51,7 +77,7 @@ def render_stmt(stmt: dict) -> str:
         addr, port = body.get("addr"), body.get("port")
         target = render_expr(addr) if addr is not None else ""
         if port is not None:
-            target += f":{render_expr(port)}"
+            target = f"[{target}]:{render_expr(port)}" if ":" in target else f"{target}:{render_expr(port)}"
         return f"{kind} to {target}"
     if kind == "masquerade":
         flags = body.get("flags") if isinstance(body, dict) else None
