@@ -94,3 +94,35 @@ def test_capture_nodes_with_live_api(capsys, kube_api):
     doc = json.loads(out)
     assert code == 1
     assert {c["check"] for c in doc["checks"] if c["status"] == "fail"} == {"third-party-rules"}
+
+
+def _copy_capture(tmp_path, scenario: str, drop: tuple[str, ...]):
+    import shutil
+
+    target = tmp_path / scenario.replace("/", "-")
+    shutil.copytree(FIX / scenario, target)
+    for name in drop:
+        (target / name).unlink()
+    return target
+
+
+def test_capture_without_api_json_still_answers(capsys, tmp_path):
+    capture = _copy_capture(tmp_path, "iptables/healthy", ("api.json",))
+    code, out, _ = run_cli(capsys, "nftables", "--from", str(capture), "-o", "json")
+    doc = json.loads(out)
+    # v1.30 is alpha: without the config nobody can say whether the feature gate is on
+    assert code == 3 and doc["verdict"] == "could not tell"
+    version = next(c for c in doc["checks"] if c["check"] == "kube-proxy-version")
+    assert version["status"] == "unknown" and "meta.json kube_proxy_version: v1.30.3" in version["evidence"]
+    assert any("no capture has api.json" in n for n in doc["notes"])
+    third = next(c for c in doc["checks"] if c["check"] == "third-party-rules")
+    assert third["status"] == "pass"  # node checks still ran
+
+
+def test_capture_without_kernel_cannot_tell(capsys, tmp_path):
+    capture = _copy_capture(tmp_path, "iptables/healthy", ("kernel.txt",))
+    code, out, _ = run_cli(capsys, "nftables", "--from", str(capture), "-o", "json")
+    doc = json.loads(out)
+    assert code == 3 and doc["verdict"] == "could not tell"
+    kernel = [c for c in doc["checks"] if c["check"] == "kernel-version" and c["scope"] == "node pdnode1"]
+    assert kernel[0]["status"] == "unknown" and kernel[0]["essential"]

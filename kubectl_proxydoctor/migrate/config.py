@@ -45,6 +45,11 @@ def kube_proxy_version(ctx: MigrateContext) -> list[CheckResult]:
         gate = facts.feature_gates.get(GATE)
         evidence.append(f"featureGates {GATE}: {gate}" if gate is not None
                         else f"feature gate {GATE} not set")
+        if gate is None and not facts.config_read:
+            return [result(check, title, "cluster", "unknown",
+                           f"kube-proxy {facts.version_text}: nftables mode is alpha; whether the "
+                           f"{GATE} gate is on is not known (configuration not read)", evidence,
+                           f"check featureGates in kube-proxy's config; it needs {GATE}: true", True)]
         if gate:
             return [result(check, title, "cluster", "warn",
                            f"kube-proxy {facts.version_text}: nftables mode is alpha (gate {GATE} is on)",
