@@ -102,3 +102,23 @@ def test_collect_without_nft_binary(monkeypatch):
     nftcollect.collect(ctx)
     assert ctx.sources["nftables"] == ("unavailable: nft is not installed and the libnftables python module "
                                        "is not available")
+
+
+def test_generated_ruleset_loads_and_interprets(netns):
+    from bench.gen_nftables import expected_ports, nft_script
+    from bench.generate import generate_cluster
+
+    cluster = generate_cluster(60, (0, 6), seed=7, lb_share=0.2, nodeport_share=0.3, affinity_share=0.2)
+    ns = netns("pd-nft-")
+    load = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=nft_script(cluster),
+                          capture_output=True, text=True)
+    assert load.returncode == 0, load.stderr[:2000]
+    ctx = CollectContext(netns=ns)
+    nftcollect.collect(ctx)
+    [view] = interpret(NodeSnapshot.from_files(ctx.files))
+    got = {name.key: {str(e) for e in port.endpoints} for (name, _f), port in view.ports.items()}
+    assert got == expected_ports(cluster)
+    kinds = {f.kind for p in view.ports.values() for f in p.frontends}
+    assert {"cluster-ip", "node-port", "load-balancer"} <= kinds
+    assert any(f.affinity_seconds == 10800 for p in view.ports.values() for f in p.frontends)
+    assert any(f.policy == "local" for p in view.ports.values() for f in p.frontends)
