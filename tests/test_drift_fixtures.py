@@ -64,7 +64,7 @@ def test_statuses_match_expected(capture: Path) -> None:
     got = {s.name.key: s.status for s in report.services}
     want = expected["statuses"]
     kinds = {d["kind"] for d in expected.get("drift", []) if d["service"]}
-    missing_checks = {k for k in kinds if k in OTHERS} - _emitted_codes()
+    missing_checks = {k for k in kinds if k in OTHERS} - EMITTED
     drift_only_from_others = all(
         d["kind"] in missing_checks for d in expected.get("drift", []) if d["service"]
     ) and bool(missing_checks)
@@ -85,12 +85,14 @@ def test_healthy_captures_have_no_error_findings(capture: Path) -> None:
         assert report.exit_code in (0, 1)
 
 
+EMITTED = _emitted_codes()
 DRIFTS = [
     pytest.param(
         capture,
         i,
+        # strict once the owner's check is registered; xfail only while it has not landed
         marks=pytest.mark.xfail(reason=f"{d['kind']} is written by the {OTHERS[d['kind']]}", strict=False)
-        if d["kind"] in OTHERS
+        if d["kind"] in OTHERS and d["kind"] not in EMITTED
         else (),
         id=f"{_id(capture)}#{i}-{d['kind']}",
     )
