@@ -86,6 +86,12 @@ class KubeProxyConfig:
     evidence: dict[str, str] = field(default_factory=dict)  # field -> where its value came from
     problems: list[str] = field(default_factory=list)  # unreadable config, ignored flags, ...
     found: bool = False  # a kube-proxy ConfigMap or DaemonSet was seen
+    file_read: bool = False  # the --config file (ConfigMap) was read
+
+    @property
+    def mode_known(self) -> bool:
+        """False when kube-proxy reads a --config file that could not be read here."""
+        return self.found and (self.config_file is None or self.file_read)
 
     @property
     def effective_mode(self) -> str:
@@ -147,8 +153,26 @@ def parse_config_text(text: str, source: str = "config.conf") -> dict:
     return doc
 
 
+def expand_shell(argv: list[str]) -> list[str]:
+    """Split ``sh -c "kube-proxy --config=..."`` style arguments into their words."""
+    import shlex
+
+    out: list[str] = []
+    for arg in argv:
+        if " " in arg.strip() and "--" in arg:
+            try:
+                out.extend(shlex.split(arg))
+                continue
+            except ValueError:
+                pass
+        out.append(arg)
+    return out
+
+
 def parse_flags(argv: list[str]) -> dict[str, str]:
-    """``--name=value`` / ``--name value`` / ``--bool-flag`` arguments as a dict (last one wins)."""
+    """``--name=value`` / ``--name value`` / ``--bool-flag`` arguments as a dict (last one wins);
+    shell-wrapped command lines (``sh -c "kube-proxy ..."``) are split first."""
+    argv = expand_shell(argv)
     flags: dict[str, str] = {}
     i = 0
     while i < len(argv):
@@ -254,22 +278,37 @@ def referenced_configmap(daemonset: dict) -> tuple[str, str] | None:
 # -- the configuration ------------------------------------------------------------------------
 
 
-def from_cluster(cluster: Any) -> KubeProxyConfig:
-    """kube-proxy's configuration from a ClusterState's kube-system DaemonSet and ConfigMap."""
+def from_cluster(cluster: Any, cmdline: str | list[str] | None = None) -> KubeProxyConfig:
+    """kube-proxy's configuration from a ClusterState's kube-system DaemonSet and ConfigMap; a
+    command line seen on the node (e.g. meta.json ``kube_proxy_cmdline``) stands in for the DaemonSet."""
+    import shlex
+
+    args = shlex.split(cmdline) if isinstance(cmdline, str) else cmdline
+    if not isinstance(args, list):
+        args = None
     if cluster is None:
-        return KubeProxyConfig()
-    return read_config(daemonset=_find(cluster.daemonsets, "kube-proxy"), configmaps=cluster.configmaps)
+        return read_config(cmdline=args, cmdline_source="node command line") if args else KubeProxyConfig()
+    return read_config(daemonset=_find(cluster.daemonsets, "kube-proxy"), configmaps=cluster.configmaps,
+                       cmdline=args, cmdline_source="node command line")
 
 
 def read_config(daemonset: dict | None = None, configmaps: list[dict] | None = None,
-                configmap: dict | None = None) -> KubeProxyConfig:
-    """Resolve the configuration like kube-proxy: ``--config`` file (from its ConfigMap) or flags."""
+                configmap: dict | None = None, *, cmdline: list[str] | None = None,
+                cmdline_source: str = "kube-proxy command line") -> KubeProxyConfig:
+    """Resolve the configuration like kube-proxy: ``--config`` file (from its ConfigMap) or flags.
+
+    ``cmdline`` is kube-proxy's own command line as seen on the node (used when no DaemonSet)."""
     cfg = KubeProxyConfig()
     configmaps = list(configmaps or [])
     if configmap is not None:
         configmaps.insert(0, configmap)
     flags: dict[str, str] = {}
     ds_name = "DaemonSet kube-system/kube-proxy"
+    if daemonset is None and cmdline:
+        cfg.found = True
+        ds_name = cmdline_source
+        cfg.args = expand_shell(list(cmdline))
+        flags = parse_flags(cfg.args)
     if daemonset is not None:
         cfg.found = True
         ds_name = f"DaemonSet {_ref(daemonset)}"
@@ -284,7 +323,7 @@ def read_config(daemonset: dict | None = None, configmaps: list[dict] | None = N
     cfg.config_file = flags.get("config") or None
 
     cm_name, key = (referenced_configmap(daemonset) if daemonset is not None else None) or (
-        DEFAULT_CONFIGMAP, DEFAULT_KEY)
+        DEFAULT_CONFIGMAP, posixpath.basename(cfg.config_file) if cfg.config_file else DEFAULT_KEY)
     cm = _find(configmaps, cm_name)
     doc: dict | None = None
     if cm is not None:
@@ -301,8 +340,10 @@ def read_config(daemonset: dict | None = None, configmaps: list[dict] | None = N
             except ParseError as e:
                 cfg.problems.append(f"{e} (kube-proxy cannot start with this file)")
 
-    use_file = doc is not None and (cfg.config_file is not None or daemonset is None)
+    have_args = daemonset is not None or bool(cmdline)
+    use_file = doc is not None and (cfg.config_file is not None or not have_args)
     if use_file:
+        cfg.file_read = True
         where = f"ConfigMap {_ref(cm)} {key}"
         _apply_file(cfg, doc, where)
         ignored = sorted(f for f in flags if f in _FLAGS and f != "hostname-override")

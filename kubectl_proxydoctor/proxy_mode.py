@@ -387,8 +387,8 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
     """Decide which proxy programs this node's services, and say why."""
     from kubectl_proxydoctor.kubeproxy_config import from_cluster
 
-    if config is None and cluster is not None:
-        config = from_cluster(cluster)
+    if config is None:
+        config = from_cluster(cluster, snapshot.meta.get("kube_proxy_cmdline") or None)
     decision = ProxyModeDecision(mode="unknown")
     ev = decision.evidence
 
@@ -396,7 +396,7 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
     if why:
         ev.append(why)
     decision.reported_mode = reported
-    if config is not None and getattr(config, "found", False):
+    if config is not None and config.mode_known:
         decision.config_mode = config.effective_mode
         ev.append(f"config: mode {config.mode or '(unset)'} -> {config.effective_mode} "
                   f"({config.evidence.get('mode', 'kube-proxy config')})")

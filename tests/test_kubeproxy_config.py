@@ -183,3 +183,25 @@ def test_live_read_fetches_the_mounted_configmap(kube_api):
     assert state.sources["get configmaps/kube-system/kube-proxy"] == "ok (not found)"
     assert state.sources["get configmaps/kube-system/kube-proxy-config"] == "ok"
     assert from_cluster(state).mode == "ipvs"
+
+
+def test_shell_wrapped_command_and_node_command_line():
+    ds = daemonset([])
+    ds["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "/bin/sh", "-c", "exec kube-proxy --proxy-mode=ipvs --ipvs-scheduler='wrr' --v=2"]
+    cfg = read_config(daemonset=ds)
+    assert cfg.mode == "ipvs" and cfg.ipvs == {"scheduler": "wrr"}
+    cfg = from_cluster(None, "/usr/local/bin/kube-proxy --proxy-mode nftables --cluster-cidr=10.0.0.0/8")
+    assert cfg.mode == "nftables" and cfg.cluster_cidr == "10.0.0.0/8" and cfg.mode_known
+    assert cfg.evidence["mode"] == "node command line flag --proxy-mode=nftables"
+    assert from_cluster(None, 42).found is False  # meta.json junk is ignored
+
+
+def test_an_unread_config_file_leaves_the_mode_unknown():
+    cfg = from_cluster(None, "kube-proxy --config=/var/lib/kube-proxy/config.conf --proxy-mode=ipvs")
+    assert cfg.found and not cfg.mode_known  # the flag is ignored by kube-proxy, the file is not here
+    assert any("ConfigMap kube-system/kube-proxy was not read" in p for p in cfg.problems)
+    cm = configmap("kube-proxy", {"config.conf": "kind: KubeProxyConfiguration\nmode: nftables\n"})
+    state = ClusterState.from_list({"kind": "List", "items": [cm]})
+    cfg = from_cluster(state, "kube-proxy --config=/var/lib/kube-proxy/config.conf")
+    assert cfg.mode_known and cfg.mode == "nftables"

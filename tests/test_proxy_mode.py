@@ -349,3 +349,13 @@ def test_large_leftovers_are_summarised():
     (finding,) = [f for f in findings(snap, None) if f.code == "mode-leftover"]
     assert finding.severity == "error"
     assert finding.fix.endswith("(141 more commands of the same kind)")
+
+
+def test_mode_from_the_node_command_line_in_meta():
+    meta = {"node": "n1", "kube_proxy_cmdline": "/usr/local/bin/kube-proxy --proxy-mode=nftables"}
+    decision = decide(NodeSnapshot.from_files({"meta.json": json.dumps(meta)}))
+    assert decision.mode == "nftables" and decision.config_mode == "nftables"
+    assert any("node command line flag --proxy-mode=nftables" in e for e in decision.evidence)
+    meta["kube_proxy_cmdline"] = "kube-proxy --config=/var/lib/kube-proxy/config.conf"
+    decision = decide(NodeSnapshot.from_files({"meta.json": json.dumps(meta)}))
+    assert decision.mode == "unknown" and decision.config_mode is None  # the file was not captured
