@@ -361,3 +361,23 @@ def test_clusterip_undefined_port_warns_and_fails_from_ipvs():
     from_ipvs = with_file(snapshot("ipvs/healthy"), "conntrack.txt", UNDEFINED_PORT)
     result = one(clusterip.undefined_cluster_ip_ports, "nftables", from_ipvs, "clusterip-undefined-ports")
     assert result.status == "fail" and "kube-ipvs0" in result.summary
+
+
+def test_older_kube_proxy_rule_shapes_are_kube_proxys():
+    from kubectl_proxydoctor.modes.iptables.parse import parse
+
+    ruleset = parse(
+        "*nat\n:KUBE-XLB-ABCDEFGHIJKLMNOP - [0:0]\n:KUBE-SEP-ABCDEFGHIJKLMNOP - [0:0]\n"
+        ":KUBE-SVC-ABCDEFGHIJKLMNOP - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n:CALI-X - [0:0]\n"
+        '-A KUBE-XLB-ABCDEFGHIJKLMNOP -m comment --comment "Balancing rule 0 for default/web-local:http" '
+        "-j KUBE-SEP-ABCDEFGHIJKLMNOP\n"
+        "-A KUBE-XLB-ABCDEFGHIJKLMNOP -s 10.244.0.0/16 -m comment --comment "
+        '"Redirect pods trying to reach external loadbalancer VIP to clusterIP" '
+        "-j KUBE-SVC-ABCDEFGHIJKLMNOP\n"
+        "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n"
+        "-A KUBE-MARK-MASQ -j LOG --log-prefix masq\n"
+        "-A CALI-X -j KUBE-MARK-MASQ\n"
+        "COMMIT\n")
+    found = [(how, rule.text) for how, rule in third_party.foreign_rules(ruleset)]
+    assert found == [("inserted into KUBE-MARK-MASQ", "-A KUBE-MARK-MASQ -j LOG --log-prefix masq"),
+                     ("jumps into KUBE-MARK-MASQ", "-A CALI-X -j KUBE-MARK-MASQ")]

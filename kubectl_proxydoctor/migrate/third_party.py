@@ -26,7 +26,10 @@ _HASHED = re.compile(r"^KUBE-(SVC|SVL|EXT|FW|SEP|XLB)-[A-Z2-7]{16}$")
 _KUBE_COMMENTS = (
     re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?:\S*( .*)?$"),
     re.compile(r"^[Kk]ubernetes "),
-    re.compile(r"^(masquerade|pod|route LOCAL|masquerade LOCAL) traffic for \S+ external destinations$"),
+    re.compile(r"^(masquerade|pod|route LOCAL|masquerade LOCAL) traffic for \S+ "),
+    # older kube-proxy versions (KUBE-XLB-* chains)
+    re.compile(r"^Balancing rule \d+ for \S+$"),
+    re.compile(r"^Redirect pods trying to reach external loadbalancer VIP to clusterIP$"),
     re.compile(r"^other traffic to \S+ will be dropped by KUBE-PROXY-FIREWALL$"),
     re.compile(r"^(block incoming localnet connections|kube-proxy firewall rules)$"),
 )
