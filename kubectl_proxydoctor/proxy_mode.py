@@ -327,7 +327,8 @@ def rules_by_mode(snapshot: NodeSnapshot, views: list[Any] | None = None,
             rules = out.setdefault("iptables", ModeRules("iptables"))
             svc = len([c for c in dump.service_chains() if c.name.startswith(("KUBE-SVC-", "KUBE-SVL-"))])
             rules.services += svc
-            rules.evidence.append(f"{dump.file}: {svc} KUBE-SVC/SVL service chains")
+            if svc or not rules.evidence:
+                rules.evidence.append(f"{dump.file}: {svc} KUBE-SVC/SVL service chains")
     for table in nft_kube_proxy_tables(snapshot):
         if table.chains:
             rules = out.setdefault("nftables", ModeRules("nftables"))
