@@ -8,7 +8,7 @@ import pytest
 
 from kubectl_proxydoctor.cli import main
 from tests import api_fixtures
-from tests.migrate_helpers import FIX, api_doc, set_kernels
+from tests.test_migrate_helpers import FIX, api_doc, set_kernels
 
 api_server = api_fixtures.api_server
 kube_api = api_fixtures.kube_api

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kubectl_proxydoctor.migrate import config, facts
 from kubectl_proxydoctor.migrate.engine import check_readiness, verdict_of
 from kubectl_proxydoctor.migrate.result import result
-from tests.migrate_helpers import (
+from tests.test_migrate_helpers import (
     api_doc,
     cluster,
     context,

@@ -10,7 +10,7 @@ import pytest
 from kubectl_proxydoctor.collect.node import collect_node
 from kubectl_proxydoctor.migrate.engine import check_readiness
 from tests.conftest import ns_run
-from tests.migrate_helpers import FIX, cluster, only
+from tests.test_migrate_helpers import FIX, cluster, only
 
 pytestmark = pytest.mark.skipif(shutil.which("iptables-nft-restore") is None or shutil.which("nft") is None,
                                 reason="needs iptables-nft-restore and nft")

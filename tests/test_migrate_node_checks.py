@@ -8,7 +8,7 @@ import json
 
 from kubectl_proxydoctor.migrate import clusterip, conntrack, firewall, ipvs, kernel, nodeports, third_party
 from kubectl_proxydoctor.migrate.result import NodeInput
-from tests.migrate_helpers import (
+from tests.test_migrate_helpers import (
     api_doc,
     cluster,
     context,
@@ -92,7 +92,7 @@ def test_cluster_kernels_from_node_objects():
 
 
 def _kernels(**kernels):
-    from tests.migrate_helpers import set_kernels
+    from tests.test_migrate_helpers import set_kernels
 
     return set_kernels(api_doc(), **kernels)
 

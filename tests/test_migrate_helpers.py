@@ -1,4 +1,4 @@
-"""Helpers for the migrate-check tests: real captures, hand-made variations, API edits."""
+"""Helpers for the migrate-check tests (no tests here): real captures, hand-made variations, API edits."""
 
 from __future__ import annotations
 
