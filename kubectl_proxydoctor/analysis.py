@@ -110,19 +110,18 @@ def api_problem(cluster: ClusterState | None) -> str | None:
     return "; ".join(bad) or None
 
 
-def _dedupe(findings: list[Finding]) -> list[Finding]:
-    """Drop a second backend's finding that repeats the main backend's, or that a leftover check
-    (backend-leftover / mode-leftover) already explains for the same port."""
-    primary = {(f.code, f.service, f.port, f.protocol) for f in findings if not f.message.startswith("[")}
+def _dedupe(findings: list[Finding], secondary: list[Finding]) -> list[Finding]:
+    """Drop a second backend's finding (``secondary``) that repeats the main backend's, or that a
+    leftover check (backend-leftover / mode-leftover) already explains for the same port."""
+    second = {id(f) for f in secondary}
+    primary = {(f.code, f.service, f.port, f.protocol) for f in findings if id(f) not in second}
     leftovers = {(f.service, f.port) for f in findings if f.code in LEFTOVER_CODES}
-    out = []
-    for f in findings:
-        if f.message.startswith("[") and (
-            (f.code, f.service, f.port, f.protocol) in primary or (f.service, f.port) in leftovers
-        ):
-            continue
-        out.append(f)
-    return out
+    return [
+        f
+        for f in findings
+        if id(f) not in second
+        or ((f.code, f.service, f.port, f.protocol) not in primary and (f.service, f.port) not in leftovers)
+    ]
 
 
 def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> list[ServiceStatus]:
@@ -250,7 +249,7 @@ def _analyse(
         },
     )
     report.cluster = usable
-    report.findings = _dedupe(run_checks(ctx))
+    report.findings = _dedupe(run_checks(ctx), ctx.extra.get("drift_secondary", []))
     report.expected = expected
     if expected is not None:  # without the API there is nothing to give a port a status against
         report.services = _statuses(report, expected, primary)

@@ -172,3 +172,13 @@ def test_namespace_filter_keeps_only_that_namespace() -> None:
     assert {s.name.key for s in report.services} == {"shop/cart:http/TCP", "shop/cart:grpc/TCP"}
     assert all(f.service in (None,) or f.service.startswith("shop/") for f in report.findings)
     assert report.exit_code == 0
+
+
+def test_second_backend_copy_reported_once() -> None:
+    """The legacy backend's stale copy of default/web is one backend-leftover finding when that check
+    is registered, else the drift comparison's own [iptables-legacy] findings; never both."""
+    report, _ = _load(FIXTURES / "iptables" / "legacy-leftovers")
+    labelled = [f for f in report.findings if f.message.startswith("[iptables-legacy]")]
+    leftover = [f for f in report.findings if f.code == "backend-leftover"]
+    assert bool(labelled) != bool(leftover)
+    assert any("10.244.0.99" in f.message + " ".join(f.evidence) for f in labelled + leftover)

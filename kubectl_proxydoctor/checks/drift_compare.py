@@ -437,7 +437,9 @@ def compare(ctx: CheckContext) -> list[Finding]:
             mode = primary[0].mode if primary else "unknown"
         findings.extend(Comparison(expected, mode, primary).run())
         for label, views in secondary.items():
-            findings.extend(Comparison(expected, mode, views, label=label).run(report_missing=False))
+            extra = Comparison(expected, mode, views, label=label).run(report_missing=False)
+            ctx.extra.setdefault("drift_secondary", []).extend(extra)
+            findings.extend(extra)
     ctx.extra["drift_findings"] = findings
     return findings
 
