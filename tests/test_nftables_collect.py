@@ -10,6 +10,7 @@ import pytest
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect import nftables as nftcollect
 from kubectl_proxydoctor.modes.nftables import interpret
+from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.test_nftables_expect import FIXTURES
 
@@ -72,12 +73,16 @@ def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables(pretty
         if cmd == "list chains":
             return 0, dump(listing), ""
         family, name = cmd.split()[2:]
+        if (family, name) == ("ip6", "kube-proxy"):
+            return 1, "", "Error: No such file or directory\nlist table ip6 kube-proxy"
         table = {"table": {"family": family, "name": name, "handle": 3}}
         items = [{"metainfo": {"version": "1.0.6"}}, table, _chain(family, name, "c")]
         return 0, dump({"nftables": items}), ""
 
     doc = json.loads(nftcollect.read_tables(runner))
-    assert asked == ["list chains", "list table ip kube-proxy", "list table inet firewalld"]
+    assert sorted(asked) == ["list chains", "list table inet firewalld", "list table ip kube-proxy",
+                             "list table ip6 kube-proxy"]
+    assert asked[-1] == "list table inet firewalld"  # after discovery
     assert [next(iter(i)) for i in doc["nftables"]] == ["metainfo", "table", "chain", "table", "chain"]
     assert doc["nftables"][0] == {"metainfo": {"version": "1.0.6", "json_schema_version": 1}}
 
@@ -122,3 +127,15 @@ def test_generated_ruleset_loads_and_interprets(netns):
     assert {"cluster-ip", "node-port", "load-balancer"} <= kinds
     assert any(f.affinity_seconds == 10800 for p in view.ports.values() for f in p.frontends)
     assert any(f.policy == "local" for p in view.ports.values() for f in p.frontends)
+
+
+def test_collect_on_this_host_through_libnftables():
+    pytest.importorskip("nftables")
+    ctx = CollectContext()
+    nftcollect.collect(ctx)
+    if ctx.sources["nftables"] != "ok":  # e.g. not root: must say why
+        assert ctx.sources["nftables"].startswith("unavailable: ")
+        return
+    doc = json.loads(ctx.files["nft-ruleset.json"])
+    assert "metainfo" in doc["nftables"][0]
+    parse_ruleset(doc)

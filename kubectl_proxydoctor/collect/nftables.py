@@ -16,7 +16,9 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from kubectl_proxydoctor.collect import CollectContext
 
@@ -47,18 +49,34 @@ def collect(ctx: CollectContext) -> None:
 
 
 def read_tables(runner: Runner) -> str:
-    """``list chains``, then each wanted table, merged into one ``nft -j list ruleset`` document."""
-    meta, present, hooked = _discover(_checked(runner("list chains"), "list chains"))
-    wanted = [t for t in KUBE_PROXY_TABLES if t in present]
-    wanted += [t for t in present if t in hooked and t not in KUBE_PROXY_TABLES and t[0] in FIREWALL_FAMILIES
-               and not (t[0] in ("ip", "ip6") and t[1] in IPTABLES_COMPAT_TABLES)]
+    """``list chains`` and kube-proxy's two tables (at the same time: listing the big table is the
+    cost, discovery overlaps it), then the other wanted tables, merged into one document in the
+    shape of ``nft -j list ruleset``."""
+    with ThreadPoolExecutor(max_workers=1 + len(KUBE_PROXY_TABLES)) as pool:
+        chains_job = pool.submit(runner, "list chains")
+        table_jobs = {t: pool.submit(runner, f"list table {t[0]} {t[1]}") for t in KUBE_PROXY_TABLES}
+        meta, present, hooked = _discover(_checked(chains_job.result(), "list chains"))
+        results = {t: job.result() for t, job in table_jobs.items()}
     parts = [json.dumps(meta)]
-    for family, name in wanted:
+    for (family, name), result in results.items():
+        cmd = f"list table {family} {name}"
+        if result[0] != 0 and (family, name) not in present and _missing(result):
+            continue  # no such table (kube-proxy is not in this mode / family)
+        body = _items_text(_checked(result, cmd), cmd)
+        if body:
+            parts.append(body)
+    others = [t for t in present if t in hooked and t not in KUBE_PROXY_TABLES and t[0] in FIREWALL_FAMILIES
+              and not (t[0] in ("ip", "ip6") and t[1] in IPTABLES_COMPAT_TABLES)]
+    for family, name in others:
         cmd = f"list table {family} {name}"
         body = _items_text(_checked(runner(cmd), cmd), cmd)
         if body:
             parts.append(body)
     return '{"nftables": [' + ", ".join(parts) + "]}\n"
+
+
+def _missing(result: tuple[int, str, str]) -> bool:
+    return "No such file or directory" in (result[2] or result[1])
 
 
 CHAIN_RE = re.compile(r'\{"chain": \{"family": "(\w+)", "table": "((?:[^"\\]|\\.)*)", "name": '
@@ -146,13 +164,18 @@ def _runner(netns: str | None) -> Runner:
         try:
             import nftables  # libnftables bindings
 
-            nft = nftables.Nftables()
-            nft.set_json_output(True)
-            nft.set_handle_output(True)
+            local = threading.local()  # one libnftables context per thread (calls run in parallel)
 
             def lib_run(cmd: str) -> tuple[int, str, str]:
+                nft = getattr(local, "nft", None)
+                if nft is None:
+                    nft = local.nft = nftables.Nftables()
+                    nft.set_json_output(True)
+                    nft.set_handle_output(True)
                 rc, out, err = nft.cmd(cmd)
                 return rc, out or "", err or ""
+
+            nftables.Nftables()  # fails here (OSError) when libnftables.so is missing
 
             return lib_run
         except (ImportError, OSError):
