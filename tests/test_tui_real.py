@@ -4,9 +4,11 @@ trace on tests/fixtures/iptables/stale-endpoint, plus the command line itself.""
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 
 import pytest
+from rich.console import Console
 from textual.widgets import Input, Tree
 
 from kubectl_proxydoctor.cli.tui import build_report, load_cluster
@@ -15,7 +17,7 @@ from kubectl_proxydoctor.tui.app import ProxyDoctorApp
 from kubectl_proxydoctor.tui.rows import build_rows
 from kubectl_proxydoctor.tui.screens.detail import DetailScreen
 from kubectl_proxydoctor.tui.screens.trace import TraceScreen
-from tests.test_tui_app import loaded, screen_text, static_text, sync
+from tests.test_tui_app import SIZE, loaded, screen_text, static_text, sync
 from tests.test_tui_fixture import FIXTURE, STALE, WEB
 
 needs_analysis = pytest.mark.skipif(
@@ -124,3 +126,100 @@ def test_default_tracer_turns_a_failing_mode_into_a_note(monkeypatch: pytest.Mon
     by_mode = {r.mode: r for r in results}
     assert by_mode["iptables"].source == "iptables-src"
     assert by_mode["ipvs"].source == "not traced" and "ipvsadm.txt:3: bad line" in by_mode["ipvs"].notes[0]
+
+
+@needs_analysis
+def test_runs_in_a_real_terminal_and_quits_on_q() -> None:
+    """`kubectl-proxydoctor tui --sample` in a pseudo-terminal (80x24, like kubectl debug -it)."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import select
+    import struct
+    import sys
+    import termios
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real command line
+        os.environ.update(TERM="xterm-256color", NO_COLOR="1")
+        os.execv(sys.executable, [sys.executable, "-m", "kubectl_proxydoctor", "tui", "--sample"])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    output = b""
+
+    def read_until(needle: bytes | None, seconds: float) -> None:
+        nonlocal output
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if needle is not None and needle in re.sub(rb"\x1b\[[0-9;?<>]*[a-zA-Z]", b"", output):
+                return
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    output += os.read(fd, 65536)
+                except OSError:
+                    return
+
+    try:
+        read_until(b"drift", 30)
+        plain = re.sub(rb"\x1b\[[0-9;?<>]*[a-zA-Z]", b"", output).decode(errors="replace")
+        assert "pdnode1" in plain and "drift" in plain and "Traceback" not in plain
+        os.write(fd, b"q")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            read_until(None, 0.2)
+        else:
+            raise AssertionError("tui did not quit on q")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+
+
+FIXTURE_DIRS = sorted(p.parent for p in FIXTURE.parent.parent.glob("*/*/expected.json"))
+
+
+@needs_analysis
+@pytest.mark.parametrize("capture", FIXTURE_DIRS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_capture_renders_every_port(capture) -> None:
+    """Every fixture capture: rows, and the detail pane of every port, render from the analysis."""
+    from kubectl_proxydoctor.tui import detail
+
+    report = build_report(capture, False)
+    rows = build_rows(report)
+    assert len(rows) == len(report.services)
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    for row in rows:
+        for part in (detail.api_view, detail.programmed_view, detail.raw_rules):
+            console.print(part(report, row.status))
+        console.print(detail.findings_view(row.findings))
+    assert console.file.getvalue()
+
+
+@needs_analysis
+@pytest.mark.parametrize("capture", ["nftables/stale-endpoint", "ipvs/stale-endpoint"])
+@sync
+async def test_other_modes_in_the_app(capture: str) -> None:
+    """The nftables and IPVS captures: details of the drifted port on screen, and a trace."""
+    path = FIXTURE.parent.parent / capture
+    app = ProxyDoctorApp(lambda: build_report(path, False), origin=capture)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.report is not None, app.error
+        await pilot.press("7", "g", "enter")  # sorted by status: the worst port first
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen) and "API view" in screen_text(app)
+        assert app.screen.row.status.status != "ok"
+        await pilot.press("escape", "t")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, TraceScreen)
+        assert "internal error" not in static_text(app.screen.query_one("#trace-message"))
