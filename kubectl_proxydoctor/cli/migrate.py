@@ -88,6 +88,10 @@ def _live_node(cluster, notes: list[str]) -> list:
     import socket
 
     name = socket.gethostname()
+    if not cluster.nodes:
+        notes.append("no Node objects were read, so this host cannot be matched to a node: "
+                     "node-level checks need --from captures")
+        return []
     if cluster.node(name) is None:
         notes.append(f"this host ({name}) is not a cluster node: node-level checks need --from captures")
         return []
