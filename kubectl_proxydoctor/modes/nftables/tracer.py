@@ -193,6 +193,11 @@ class _Tracer:
                     continue
                 if kind == "mangle":
                     self.mangle(body, st)
+                    why.append(f"{render_stmt(stmt)} (mark now 0x{st.mark:x})")
+                    continue
+                if kind == "set" and isinstance(body, dict):
+                    why.append(f"{body.get('op')} {body.get('set')}: this source is remembered for session "
+                               "affinity")
                     continue
                 if kind in NOOP_STATEMENTS:
                     continue
@@ -220,7 +225,7 @@ class _Tracer:
                       "ignored")
             del idx
         if why or rule.expr:
-            st.path.append(TraceStep(label, rule.text, _why(why, "matched")))
+            st.path.append(TraceStep(label, rule.text, "; ".join(why) if why else "unconditional"))
         return [(st, "next")]
 
     def verdict(self, table: NftTable, verdict: dict, st: _State, depth: int) -> list[tuple[_State, str]]:
@@ -370,6 +375,10 @@ class _Tracer:
             hit = not self.contains(table, right, value)
         else:
             raise _Unknown(f"operator {op}")
+        if isinstance(right, str) and right.startswith("@"):
+            shown_value = " . ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            member = "is in" if hit != (op == "!=") else "is not in"
+            shown = f"{render_expr(left)} {shown_value} {member} {right}"
         return hit, shown
 
     def contains(self, table: NftTable, right: Any, value: Any) -> bool:
