@@ -380,6 +380,16 @@ def cilium_replacement(cluster: Any) -> tuple[str | None, list[str]]:
     return value or "", evidence
 
 
+def _node_os(cluster: Any, node: str | None) -> str | None:
+    if cluster is None or not node:
+        return None
+    obj = cluster.node(node)
+    if obj is None:
+        return None
+    info = ((obj.get("status") or {}).get("nodeInfo") or {}).get("operatingSystem")
+    return str(info or (obj["metadata"].get("labels") or {}).get("kubernetes.io/os") or "").lower() or None
+
+
 # -- the decision -------------------------------------------------------------------------------
 
 
@@ -418,6 +428,10 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
     cilium_chains = sorted({c.name for d in decision.dumps for c in d.chains
                             if c.name.startswith("CILIUM")})
 
+    node_os = _node_os(cluster, snapshot.node)
+    if node_os == "windows" and reported is None and not decision.modes_found:
+        ev.append(f"node {snapshot.node} runs Windows (Node nodeInfo.operatingSystem / kubernetes.io/os)")
+        reported = "kernelspace"
     for candidate in (reported, decision.config_mode):
         if candidate in UNSUPPORTED:
             decision.mode = candidate

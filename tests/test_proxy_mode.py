@@ -359,3 +359,16 @@ def test_mode_from_the_node_command_line_in_meta():
     meta["kube_proxy_cmdline"] = "kube-proxy --config=/var/lib/kube-proxy/config.conf"
     decision = decide(NodeSnapshot.from_files({"meta.json": json.dumps(meta)}))
     assert decision.mode == "unknown" and decision.config_mode is None  # the file was not captured
+
+
+def test_a_windows_node_is_unsupported():
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "win1", "labels": {"kubernetes.io/os": "windows"}},
+            "status": {"nodeInfo": {"operatingSystem": "windows"}}}
+    cluster = ClusterState.from_list({"kind": "List", "items": [node]})
+    snap = NodeSnapshot.from_files({"meta.json": json.dumps({"node": "win1"})})
+    decision = decide(snap, cluster)
+    assert decision.mode == "kernelspace" and decision.unsupported
+    assert any("runs Windows" in e for e in decision.evidence)
+    linux = load("iptables/healthy")
+    assert decide(*linux).mode == "iptables"  # its Node says linux
