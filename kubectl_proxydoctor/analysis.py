@@ -124,6 +124,10 @@ def _dedupe(findings: list[Finding], secondary: list[Finding]) -> list[Finding]:
     ]
 
 
+def _name_key(name: ServicePortName) -> tuple[str, str, str, str]:
+    return (name.namespace, name.name, name.port, name.protocol)
+
+
 def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> list[ServiceStatus]:
     programmed: dict[ServicePortName, list] = {}
     for view in primary:
@@ -139,7 +143,7 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
         if f.severity in ("error", "warning") and f.code not in ADVISORY_CODES and f.service
     }
     out = []
-    for name in sorted(set(programmed) | set(wanted)):
+    for name in sorted(set(programmed) | set(wanted), key=_name_key):
         exp, prog = wanted.get(name, []), programmed.get(name, [])
         if exp and not prog:
             status = "not-programmed"

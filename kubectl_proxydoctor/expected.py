@@ -120,6 +120,8 @@ class ExpectedPort:
     @property
     def reachable_endpoints(self) -> list[Endpoint]:
         """Every endpoint this node may send new connections to (union of both policies)."""
+        if not self.local_endpoints or self.local_endpoints == self.cluster_endpoints:
+            return list(self.cluster_endpoints)
         return sorted(set(self.cluster_endpoints) | set(self.local_endpoints))
 
     def endpoints_for(self, policy: str) -> list[Endpoint]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import lru_cache
 
 from kubectl_proxydoctor.checks import CheckContext
 from kubectl_proxydoctor.expected import ExpectedFrontend, ExpectedNode, ExpectedPort
@@ -33,9 +34,11 @@ SYNC_FIX = (
 )
 
 
+@lru_cache(maxsize=65536)
 def _norm_ip(ip: str | None) -> str | None:
-    if ip is None:
-        return None
+    """IPv6 in canonical form (rules and API may spell it differently); IPv4 as is."""
+    if ip is None or ":" not in ip:
+        return ip
     try:
         return str(ipaddress.ip_address(ip))
     except ValueError:
@@ -131,7 +134,7 @@ class Comparison:
         programmed = self.programmed()
         expected = self.expected.ports
         families = {fam for (_, fam) in programmed} | {4}
-        for key, exp in sorted(expected.items()):
+        for key, exp in expected.items():  # findings are sorted by run_checks
             if key[1] not in families and key[1] != 4:
                 continue  # this proxy does not run that IP family on the node
             prog = programmed.get(key)
@@ -140,7 +143,7 @@ class Comparison:
                     self._not_programmed(exp)
             else:
                 self._compare_port(exp, prog)
-        for key, prog in sorted(programmed.items()):
+        for key, prog in programmed.items():
             if key not in expected:
                 self._stale_service(prog)
         self._merge_protocol_changes()
