@@ -94,7 +94,8 @@ def stale_endpoint_report() -> NodeReport:
         fix="kube-proxy is not syncing: check `kubectl -n kube-system logs ds/kube-proxy` and restart it",
         mode="iptables")
     note = Finding(code="kube-proxy-not-running", severity="warning",
-                   message="no kube-proxy metrics or /healthz captured", fix="check the kube-proxy pod")
+                   message="kube-proxy does not answer on 127.0.0.1:10249/10256",
+                   fix="check the kube-proxy pod")
     info = Finding(code="mode", severity="info",
                    message="kube-proxy runs in iptables mode (nf_tables backend)")
     return NodeReport(node="pdnode1", mode="iptables", modes_found=["iptables"],

@@ -223,3 +223,11 @@ async def test_other_modes_in_the_app(capture: str) -> None:
         await pilot.pause()
         assert isinstance(app.screen, TraceScreen)
         assert "internal error" not in static_text(app.screen.query_one("#trace-message"))
+
+
+@needs_analysis
+def test_header_shows_a_failing_kube_proxy() -> None:
+    from kubectl_proxydoctor.tui.summary import header_text
+
+    report = build_report(FIXTURE.parent / "sync-failing", False)
+    assert "kube-proxy sync failing" in header_text(report).plain

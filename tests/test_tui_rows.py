@@ -158,22 +158,22 @@ def test_header_counts_and_health() -> None:
     text = header_text(report, "capture").plain
     assert "node pdnode1" in text and "mode iptables" in text and "kernel 6.18.44-fc-v595" in text
     assert "16 ports  15 ok  1 drift" in text and "1 error 1 warning 1 info" in text
-    assert kube_proxy_health(report) == ("not captured", "warning")
+    assert "kube-proxy not running" in text
+    assert kube_proxy_health(report) == ("not running", "warning")
 
 
-def test_health_from_healthz_and_metrics() -> None:
+def test_health_follows_the_checks_findings() -> None:
     from kubectl_proxydoctor.snapshot import NodeSnapshot
 
-    fresh = '{"lastUpdated": "2026-11-22T09:03:18Z", "currentTime": "2026-11-22T09:03:20Z"}'
-    stale = '{"lastUpdated": "2026-11-22T09:03:18Z", "currentTime": "2026-11-22T09:04:33Z"}'
-    metrics = ("kubeproxy_sync_proxy_rules_last_timestamp_seconds 100\n"
-               "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds 170\n")
+    def health(findings=(), files=None):
+        snapshot = NodeSnapshot.from_files(files or {})
+        report = NodeReport(node="n", mode="iptables", findings=list(findings), snapshot=snapshot)
+        return kube_proxy_health(report)
 
-    def health(files):
-        snapshot = NodeSnapshot.from_files(files)
-        return kube_proxy_health(NodeReport(node="n", mode="iptables", snapshot=snapshot))
-
-    assert health({"kube-proxy-healthz.json": fresh}) == ("healthy", None)
-    assert health({"kube-proxy-healthz.json": stale}) == ("healthz stale 75s", "error")
-    assert health({"kube-proxy-metrics.txt": metrics}) == ("stuck 70s", "error")
-    assert health({"kube-proxy-healthz.json": "{not json"}) == ("unreadable", "warning")
+    failing = Finding(code="sync-failing", severity="error", message="iptables-restore fails")
+    recovered = Finding(code="restore-failures", severity="info", message="recovered")
+    assert health([recovered, failing]) == ("sync failing", "error")
+    assert health([recovered]) == ("recovered", "info")
+    assert health(files={"kube-proxy-healthz.json": "{}"}) == ("healthy", None)
+    assert health(files={"kube-proxy-metrics.txt": ""}) == ("running", None)
+    assert health() == ("unknown", "warning")

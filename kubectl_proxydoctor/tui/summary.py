@@ -3,55 +3,37 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 
 from rich.text import Text
 
-from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.report import NodeReport
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan", None: "green"}
-HEALTH_CODES = ("sync-failing", "kube-proxy-stuck", "healthz-failing")
 
 
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    try:
-        a = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-        b = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (b - a).total_seconds()
+# finding code (from checks/kube_proxy_health.py) -> the word the header shows
+HEALTH_WORDS = {
+    "sync-failing": "sync failing",
+    "kube-proxy-not-running": "not running",
+    "kube-proxy-unreadable": "unreadable",
+    "kube-proxy-node-ineligible": "node ineligible",
+    "kube-proxy-not-captured": "not captured",
+    "restore-failures": "recovered",
+}
 
 
 def kube_proxy_health(report: NodeReport) -> tuple[str, str | None]:
-    """A short health word for kube-proxy and the severity to colour it with."""
-    if any(f.code in HEALTH_CODES for f in report.findings):
-        return "failing", "error"
+    """kube-proxy's health as the checks judged it: a short word and the severity to colour it."""
+    for code, word in HEALTH_WORDS.items():
+        for finding in report.findings:
+            if finding.code == code:
+                return word, finding.severity
     snapshot = report.snapshot
-    if snapshot is None:
-        return "unknown", "warning"
-    from kubectl_proxydoctor import nodeinfo
-
-    try:
-        healthz = nodeinfo.kube_proxy_healthz(snapshot)
-        metrics = nodeinfo.kube_proxy_metrics(snapshot)
-    except ProxyDoctorError:
-        return "unreadable", "warning"
-    if metrics is not None:
-        figures = nodeinfo.sync_figures(metrics)
-        if figures.restore_failures:
-            return f"restore failures {figures.restore_failures:g}", "error"
-        stuck = figures.stuck_seconds
-        if stuck is not None and stuck > 30:
-            return f"stuck {stuck:.0f}s", "error"
-    if healthz is not None:
-        age = _seconds_between(healthz.last_updated, healthz.current_time)
-        if age is not None and age > 60:
-            return f"healthz stale {age:.0f}s", "error"
+    if snapshot is not None and snapshot.has("kube-proxy-healthz.json"):
         return "healthy", None
-    if metrics is not None:
-        return "metrics ok", None
-    return "not captured", "warning"
+    if snapshot is not None and snapshot.has("kube-proxy-metrics.txt"):
+        return "running", None
+    return "unknown", "warning"
 
 
 def kernel(report: NodeReport) -> str:
