@@ -311,3 +311,28 @@ def test_server_errors_are_reported_per_request(kube_api):
     assert state.sources["get daemonsets/kube-system/kube-proxy"].startswith(
         "error: get daemonsets.apps kube-system/kube-proxy: HTTP 429")
     assert state.sources["list services"] == "ok" and len(state.services) == 16
+
+
+class _FlakyServer(FakeApiServer):
+    """Fails the second page of the services list; answers a JSON string for endpointslices."""
+
+    def handle(self, method, raw_path, authorization):
+        if raw_path.startswith("/api/v1/services") and "continue=" in raw_path:
+            self.requests.append((method, raw_path.split("?")[0], {}))
+            return 500, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
+                         "message": "etcd timeout", "reason": "InternalError"}
+        if raw_path.startswith("/apis/discovery.k8s.io/v1/endpointslices"):
+            return 200, "<html>proxy error</html>"
+        return super().handle(method, raw_path, authorization)
+
+
+def test_a_list_failing_half_way_returns_nothing(tmp_path):
+    with _FlakyServer(_services(30)) as server:
+        kubeconfig = write_kubeconfig(tmp_path / "kc", {"x": server.url})
+        state = read_cluster(kubeconfig=str(kubeconfig), page_size=10)
+    assert state.services == []  # never half a list
+    assert state.sources["list services"] == "error: list services in all namespaces: HTTP 500 etcd timeout"
+    assert state.endpointslices == []
+    assert state.sources["list endpointslices"] == (
+        "error: list endpointslices.discovery.k8s.io in all namespaces: the API server sent something that "
+        "is not a list")

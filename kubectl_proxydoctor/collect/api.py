@@ -264,7 +264,9 @@ class ApiReader:
                     # continue token expired mid-list: like client-go's pager, list once unpaged
                     items, token, paged = [], None, False
                     continue
-                return items, self._failure(e, what)
+                return [], self._failure(e, what)  # never half a list: it would look like drift
+            if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
+                return [], f"error: {what}: the API server sent something that is not a list"
             items.extend(body.get("items") or [])
             token = (body.get("metadata") or {}).get("continue") or None
             if not paged or not token:
@@ -284,6 +286,9 @@ class ApiReader:
                 state.sources[key] = "ok (not found)"
                 return
             state.sources[key] = self._failure(e, f"get {resource[0]} {name}")
+            return
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            state.sources[key] = f"error: get {resource[0]} {name}: the API server sent no object"
             return
         getattr(state, resource[1]).append(_typed(obj, resource))
         state.sources[key] = "ok"
