@@ -52,11 +52,15 @@ def bench_size(services: int, endpoints: int, repeat: int) -> dict:
     script = nft_script(cluster)
     ns = _netns()
     try:
-        with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as fh:
+        with tempfile.NamedTemporaryFile("w", prefix="pd-nft-", suffix=".nft") as fh:
             fh.write(script)
-        load = _time(lambda: subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", fh.name], check=True,
-                                            capture_output=True))
-        os.unlink(fh.name)
+            fh.flush()
+            start = time.perf_counter()
+            done = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", fh.name], capture_output=True,
+                                  text=True)
+            load = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"nft -f failed: {done.stderr[:1000]}")
         listing, ours, parts = [], [], {"collect": [], "parse": [], "interpret": []}
         view = None
         for _ in range(repeat):

@@ -25,53 +25,65 @@ from bench.generate import NODE, GenCluster, GenPort, GenService, generate_clust
 TABLE = "ip kube-proxy"
 MARK = "0x00004000"
 
-SKELETON = f"""add table {TABLE} {{ comment "rules for kube-proxy" ; }}
-add chain {TABLE} filter-prerouting {{ type filter hook prerouting priority dstnat - 10 ; }}
-add chain {TABLE} filter-input {{ type filter hook input priority -110 ; }}
-add chain {TABLE} filter-forward {{ type filter hook forward priority -110 ; }}
-add chain {TABLE} filter-output {{ type filter hook output priority -110 ; }}
-add chain {TABLE} filter-output-post-dnat {{ type filter hook output priority -90 ; }}
-add chain {TABLE} nat-prerouting {{ type nat hook prerouting priority dstnat ; }}
-add chain {TABLE} nat-output {{ type nat hook output priority -100 ; }}
-add chain {TABLE} nat-postrouting {{ type nat hook postrouting priority srcnat ; }}
-add chain {TABLE} nodeport-endpoints-check
-add chain {TABLE} service-endpoints-check
-add chain {TABLE} firewall-check
-add chain {TABLE} services
-add chain {TABLE} masquerading
-add chain {TABLE} cluster-ips-check
-add chain {TABLE} mark-for-masquerade
-add chain {TABLE} reject-chain {{ comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }}
-add set {TABLE} cluster-ips {{ type ipv4_addr ; comment "Active ClusterIPs" ; }}
-add set {TABLE} nodeport-ips {{ type ipv4_addr ; comment "IPs that accept NodePort traffic" ; }}
-add map {TABLE} no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }}
-add map {TABLE} no-endpoint-nodeports {{ type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }}
-add map {TABLE} firewall-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }}
-add map {TABLE} service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }}
-add map {TABLE} service-nodeports {{ type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }}
-add rule {TABLE} filter-prerouting ct state new jump firewall-check
-add rule {TABLE} filter-input ct state new jump nodeport-endpoints-check
-add rule {TABLE} filter-input ct state new jump service-endpoints-check
-add rule {TABLE} filter-forward ct state new jump service-endpoints-check
-add rule {TABLE} filter-forward ct state new jump cluster-ips-check
-add rule {TABLE} filter-output ct state new jump service-endpoints-check
-add rule {TABLE} filter-output ct state new jump firewall-check
-add rule {TABLE} filter-output-post-dnat ct state new jump cluster-ips-check
-add rule {TABLE} nat-prerouting jump services
-add rule {TABLE} nat-output jump services
-add rule {TABLE} nat-postrouting jump masquerading
-add rule {TABLE} nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports
-add rule {TABLE} service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
-add rule {TABLE} firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips
-add rule {TABLE} services ip daddr . meta l4proto . th dport vmap @service-ips
-add rule {TABLE} services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
-add rule {TABLE} masquerading meta mark & {MARK} == 0 return
-add rule {TABLE} masquerading meta mark set meta mark ^ {MARK}
-add rule {TABLE} masquerading masquerade fully-random
-add rule {TABLE} cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"
-add rule {TABLE} mark-for-masquerade meta mark set meta mark | {MARK}
-add rule {TABLE} reject-chain reject
-"""
+SKELETON = "\n".join([
+    'add table ip kube-proxy { comment "rules for kube-proxy" ; }',
+    'add chain ip kube-proxy filter-prerouting { type filter hook prerouting priority dstnat - 10 ; }',
+    'add chain ip kube-proxy filter-input { type filter hook input priority -110 ; }',
+    'add chain ip kube-proxy filter-forward { type filter hook forward priority -110 ; }',
+    'add chain ip kube-proxy filter-output { type filter hook output priority -110 ; }',
+    'add chain ip kube-proxy filter-output-post-dnat { type filter hook output priority -90 ; }',
+    'add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority dstnat ; }',
+    'add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }',
+    'add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority srcnat ; }',
+    'add chain ip kube-proxy nodeport-endpoints-check',
+    'add chain ip kube-proxy service-endpoints-check',
+    'add chain ip kube-proxy firewall-check',
+    'add chain ip kube-proxy services',
+    'add chain ip kube-proxy masquerading',
+    'add chain ip kube-proxy cluster-ips-check',
+    'add chain ip kube-proxy mark-for-masquerade',
+    'add chain ip kube-proxy reject-chain { comment "helper for @no-endpoint-services / '
+    '@no-endpoint-nodeports" ; }',
+    'add set ip kube-proxy cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; }',
+    'add set ip kube-proxy nodeport-ips { type ipv4_addr ; comment "IPs that accept NodePort traffic" ; }',
+    'add map ip kube-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : '
+    'verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }',
+    'add map ip kube-proxy no-endpoint-nodeports { type inet_proto . inet_service : verdict ; '
+    'comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }',
+    'add map ip kube-proxy firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; '
+    'comment "destinations that are subject to LoadBalancerSourceRanges" ; }',
+    'add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; '
+    'comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }',
+    'add map ip kube-proxy service-nodeports { type inet_proto . inet_service : verdict ; comment '
+    '"NodePort traffic" ; }',
+    'add rule ip kube-proxy filter-prerouting ct state new jump firewall-check',
+    'add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check',
+    'add rule ip kube-proxy filter-input ct state new jump service-endpoints-check',
+    'add rule ip kube-proxy filter-forward ct state new jump service-endpoints-check',
+    'add rule ip kube-proxy filter-forward ct state new jump cluster-ips-check',
+    'add rule ip kube-proxy filter-output ct state new jump service-endpoints-check',
+    'add rule ip kube-proxy filter-output ct state new jump firewall-check',
+    'add rule ip kube-proxy filter-output-post-dnat ct state new jump cluster-ips-check',
+    'add rule ip kube-proxy nat-prerouting jump services',
+    'add rule ip kube-proxy nat-output jump services',
+    'add rule ip kube-proxy nat-postrouting jump masquerading',
+    'add rule ip kube-proxy nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport '
+    'vmap @no-endpoint-nodeports',
+    'add rule ip kube-proxy service-endpoints-check ip daddr . meta l4proto . th dport vmap '
+    '@no-endpoint-services',
+    'add rule ip kube-proxy firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips',
+    'add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips',
+    'add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports',
+    'add rule ip kube-proxy masquerading meta mark & 0x00004000 == 0 return',
+    'add rule ip kube-proxy masquerading meta mark set meta mark ^ 0x00004000',
+    'add rule ip kube-proxy masquerading masquerade fully-random',
+    'add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic '
+    'to invalid ports of ClusterIPs"',
+    'add rule ip kube-proxy mark-for-masquerade meta mark set meta mark | 0x00004000',
+    'add rule ip kube-proxy reject-chain reject',
+    '',
+    "",
+])
 
 
 def chain_base(svc: GenService, port: GenPort, endpoint: str | None = None) -> str:
@@ -93,7 +105,22 @@ def nft_script(cluster: GenCluster) -> str:
     for svc in cluster.services:
         for port in svc.ports:
             _service_port(cluster, svc, port, chains, sets, elements, rules)
-    return SKELETON + "\n".join([*chains, *sets, *elements, *rules]) + "\n"
+    return SKELETON + "\n".join([*chains, *sets, *_unique_keys(elements), *rules]) + "\n"
+
+
+def _unique_keys(elements: list[str]) -> list[str]:
+    """Drop map elements whose key an earlier service already took (the generator can give two
+    services the same external IP and port; nft refuses a duplicate key, as for kube-proxy)."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for line in elements:
+        head, _, rest = line.partition(" { ")
+        key = (head, rest.split(" : ")[0].split(" comment ")[0])
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(line)
+    return out
 
 
 def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: list[str], sets: list[str],
@@ -130,13 +157,15 @@ def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: l
     if has_endpoints:
         elements.append(f"add element {TABLE} service-ips {{ {key} : goto {svc_chain} }}")
     else:
-        elements.append(f'add element {TABLE} no-endpoint-services {{ {key} comment "{name}" : goto reject-chain }}')
+        elements.append(f'add element {TABLE} no-endpoint-services {{ {key} comment "{name}" '
+                        ': goto reject-chain }')
     for ip in [*svc.external_ips, *svc.lb_ips]:
         k = f"{ip} . {proto} . {port.port}"
         if has_endpoints:
             elements.append(f"add element {TABLE} service-ips {{ {k} : goto {ext_chain} }}")
         if not has_external:
-            elements.append(f'add element {TABLE} no-endpoint-services {{ {k} comment "{name}" : {ext_verdict} }}')
+            elements.append(f'add element {TABLE} no-endpoint-services {{ {k} comment "{name}" '
+                            f': {ext_verdict} }}')
         if uses_fw and ip in svc.lb_ips:
             elements.append(f"add element {TABLE} firewall-ips {{ {k} : goto {fw_chain} }}")
     if port.node_port:
@@ -144,7 +173,8 @@ def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: l
         if has_endpoints:
             elements.append(f"add element {TABLE} service-nodeports {{ {k} : goto {ext_chain} }}")
         if not has_external:
-            elements.append(f'add element {TABLE} no-endpoint-nodeports {{ {k} comment "{name}" : {ext_verdict} }}')
+            elements.append(f'add element {TABLE} no-endpoint-nodeports {{ {k} comment "{name}" '
+                            f': {ext_verdict} }}')
 
     if has_endpoints:
         rules.append(f"add rule {TABLE} {svc_chain} ip daddr {svc.cluster_ip} {proto} dport {port.port} "
@@ -166,7 +196,8 @@ def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: l
     if svc.affinity_seconds:
         sets.extend(f"add set {TABLE} {s} {{ type ipv4_addr ; flags dynamic,timeout ; "
                     f"timeout {svc.affinity_seconds}s ; }}" for s in aff_sets.values())
-    for chain, members in ((svc_chain, eps if uses_cluster else []), (local_chain, local if uses_local else [])):
+    policy_chains = ((svc_chain, eps if uses_cluster else []), (local_chain, local if uses_local else []))
+    for chain, members in policy_chains:
         if not members:
             continue
         if svc.affinity_seconds:
