@@ -230,7 +230,7 @@ def _analyse(
         )
     if node is None:
         report.notes.append(
-            "node name unknown (no meta.json node, no --node-name): endpoints count as remote"
+            "node name unknown (no meta.json node, no --node-name): Local-policy endpoints not compared"
         )
     skip = mode in SKIP_MODES
     if skip:

@@ -254,6 +254,8 @@ class Comparison:
             want = set(exp.endpoints_for(ef.policy))
             for f in frontends:
                 self._frontend_attributes(exp, ef, f)
+                if ef.policy == "local" and self.expected.node is None:
+                    continue  # which endpoints are local is unknown without the node's name
                 have = _active_targets(f)
                 if want and not f.targets and f.no_endpoints is None:
                     flushed.append((ef, f))
@@ -386,7 +388,7 @@ class Comparison:
             )
 
     def _local_blackhole(self, exp: ExpectedPort) -> None:
-        if self.label or exp.local_endpoints or not exp.has_any_endpoints:
+        if self.label or exp.local_endpoints or not exp.has_any_endpoints or self.expected.node is None:
             return
         node = self.expected.node or "this node"
         if exp.external_local and exp.externally_accessible:

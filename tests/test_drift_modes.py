@@ -1,0 +1,73 @@
+"""analyse() with proxies kube-proxy's rules do not describe (Cilium, userspace) and without rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kubectl_proxydoctor.analysis import analyse
+from kubectl_proxydoctor.cluster import ClusterState
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+FIXTURES = Path(__file__).parent / "fixtures"
+API = json.loads((FIXTURES / "iptables" / "healthy" / "api.json").read_text())
+
+CILIUM = [
+    {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "cilium", "namespace": "kube-system"},
+        "spec": {},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cilium-config", "namespace": "kube-system"},
+        "data": {"kube-proxy-replacement": "true"},
+    },
+]
+
+
+def _cluster(extra: list[dict], drop_kube_proxy: bool = False) -> ClusterState:
+    items = [
+        i
+        for i in API["items"]
+        if not (
+            drop_kube_proxy
+            and i["kind"] in ("ConfigMap", "DaemonSet")
+            and i["metadata"]["name"] == "kube-proxy"
+        )
+    ]
+    return ClusterState.from_list({"kind": "List", "items": items + extra})
+
+
+def test_cilium_owns_services_no_kube_proxy_drift() -> None:
+    snapshot = NodeSnapshot.from_files({"meta.json": json.dumps({"node": "pdnode1"})})
+    report = analyse(snapshot, _cluster(CILIUM, drop_kube_proxy=True))
+    assert report.mode == "cilium"
+    assert report.services == []
+    assert not [f for f in report.findings if f.code in ("not-programmed", "stale-service")]
+    assert any("Cilium" in n for n in report.notes)
+
+
+def test_no_rules_at_all_means_every_service_not_programmed() -> None:
+    snapshot = NodeSnapshot.from_files({"meta.json": json.dumps({"node": "pdnode1"})})
+    report = analyse(snapshot, _cluster([]))
+    assert {s.status for s in report.services} == {"not-programmed"}
+    assert len(report.services) == 16
+    assert report.exit_code == 1
+
+
+def test_unknown_node_name_is_noted() -> None:
+    capture = FIXTURES / "iptables" / "healthy"
+    snapshot = NodeSnapshot.load(capture)
+    snapshot.meta.pop("node", None)
+    cluster = _cluster([])
+    cluster.nodes = cluster.nodes + [{"kind": "Node", "metadata": {"name": "other"}}]
+    report = analyse(snapshot, cluster)
+    assert report.node is None
+    assert any("node name unknown" in n for n in report.notes)
+    # which endpoints are local is unknown: Local-policy frontends are not compared, the rest are
+    assert report.exit_code == 0
+    assert [s.status for s in report.services] == ["ok"] * 16
+    assert not [f for f in report.findings if f.code == "local-blackhole"]
