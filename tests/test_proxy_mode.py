@@ -372,3 +372,22 @@ def test_a_windows_node_is_unsupported():
     assert any("runs Windows" in e for e in decision.evidence)
     linux = load("iptables/healthy")
     assert decide(*linux).mode == "iptables"  # its Node says linux
+
+
+def test_mismatch_explains_an_ipvs_fallback_and_a_missing_nftables_gate():
+    snap, _ = load("iptables/healthy")
+    snap.files["modules.txt"] = "nf_conntrack 172032 1 - Live 0x0\nnf_nat 49152 1 - Live 0x0\n"
+    (finding,) = findings(snap, kube_proxy_configmap("ipvs"))
+    assert finding.code == "mode-mismatch"
+    assert finding.message.startswith("config says ipvs but this node runs iptables (the ip_vs kernel module")
+    assert "modules.txt: no ip_vs module" in finding.evidence
+    cluster = kube_proxy_configmap("nftables")
+    cluster.daemonsets.append({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                               "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+                               "spec": {"template": {"spec": {"containers": [{
+                                   "name": "kube-proxy", "image": "registry.k8s.io/kube-proxy:v1.30.3",
+                                   "command": ["kube-proxy", "--config=/var/lib/kube-proxy/config.conf"],
+                                   "volumeMounts": [{"name": "kp", "mountPath": "/var/lib/kube-proxy"}]}],
+                                   "volumes": [{"name": "kp", "configMap": {"name": "kube-proxy"}}]}}}})
+    (finding,) = findings(snap, cluster)
+    assert "needs the NFTablesProxyMode feature gate" in finding.message

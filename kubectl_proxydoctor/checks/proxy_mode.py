@@ -91,11 +91,46 @@ def mode_mismatch(ctx: CheckContext) -> Iterable[Finding]:
     """The configured (or reported) mode differs from the one whose rules program the node."""
     decision = decision_for(ctx)
     for conflict in decision.conflicts:
-        restart = "config says" in conflict
+        configured = "config says" in conflict
+        why = _why_not_configured(ctx, decision) if configured else []
         yield Finding(
-            code="mode-mismatch", severity="warning", message=conflict,
-            evidence=list(decision.evidence),
+            code="mode-mismatch", severity="warning", message=conflict + (f" ({why[0]})" if why else ""),
+            evidence=[*why[1:], *decision.evidence],
             fix=("kube-proxy reads its mode only at start: restart it to apply the configured mode, or fix "
-                 "the configuration if the running mode is the intended one." if restart else
+                 "the configuration if the running mode is the intended one." if configured else
                  "Make sure only one service proxy programs this node; remove the other's rules or config."),
             mode=decision.mode if decision.mode != "unknown" else None)
+
+
+def _why_not_configured(ctx: CheckContext, decision: ProxyModeDecision) -> list[str]:
+    """A likely reason the configured mode is not the running one: [summary, evidence...]."""
+    configured, running = decision.config_mode, decision.mode
+    if configured == "ipvs" and running == "iptables":
+        modules = ctx.snapshot.text("modules.txt")
+        loaded = sorted({line.split()[0] for line in (modules or "").splitlines()
+                         if line.split() and line.split()[0].startswith("ip_vs")})
+        builtin = "CONFIG_IP_VS=y" in (ctx.snapshot.text("kernel-config.txt") or "")
+        if modules is not None and "ip_vs" not in loaded and not builtin:
+            return ["the ip_vs kernel module is not loaded: kube-proxy could not use IPVS (it used to fall "
+                    "back to iptables silently, kubernetes#63801)", "modules.txt: no ip_vs module"]
+        return ["IPVS could not be used when kube-proxy started? older kube-proxy fell back to iptables "
+                "silently (kubernetes#63801)"]
+    if configured == "nftables" and ctx.cluster is not None:
+        from kubectl_proxydoctor.kubeproxy_config import from_cluster
+
+        cfg = from_cluster(ctx.cluster)
+        version = _minor(cfg.version)
+        if version is not None and version < 29:
+            return [f"kube-proxy {cfg.version} has no nftables mode (added in v1.29)", f"image {cfg.image}"]
+        if version in (29, 30) and not cfg.feature_gates.get("NFTablesProxyMode"):
+            return [f"kube-proxy {cfg.version} needs the NFTablesProxyMode feature gate for nftables mode",
+                    f"featureGates: {cfg.feature_gates or 'none'}"]
+    return []
+
+
+def _minor(version: str) -> int | None:
+    parts = version.lstrip("v").split(".")
+    try:
+        return int(parts[1]) if len(parts) > 1 and parts[0] == "1" else None
+    except ValueError:
+        return None
