@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.modes.ipvs import ipset, ipvsadm, procfs
@@ -118,3 +120,22 @@ def test_ipset_errors():
         ipset.parse("create S hash:ip,port family inet\nadd S 10.0.0.1\n")
     with pytest.raises(ParseError, match=r"ipset-save.txt:2: bad ip"):
         ipset.parse("create S hash:ip,port family inet\nadd S 10.0.0.300,tcp:80\n")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["tcp", "udp"]), st.integers(1, 4),
+                          st.integers(0, 3)), max_size=12),
+       st.tuples(st.integers(0, 3), st.sampled_from(["tcp", "udp"]), st.integers(1, 4), st.integers(0, 3)))
+def test_indexed_membership_agrees_with_a_scan(entries, query):
+    text = ["create L hash:ip,port,ip family inet", "create N hash:ip,port,net family inet",
+            "create P bitmap:port range 0-65535"]
+    for a, proto, port, b in entries:
+        text += [f"add L 10.0.0.{a},{proto}:{port},10.1.0.{b}",
+                 f"add N 10.0.0.{a},{proto}:{port},10.1.{b}.0/24", f"add P {port}"]
+    sets = ipset.parse("\n".join(text) + "\n")
+    a, proto, port, b = query
+    for name, values in (("L", [f"10.0.0.{a}", f"{proto}:{port}", f"10.1.0.{b}"]),
+                         ("N", [f"10.0.0.{a}", f"{proto}:{port}", f"10.1.{b}.7"]),
+                         ("P", [f"{proto}:{port}"])):
+        scan = next((m for m in sets[name].members if ipset._member_matches(m, values)), None)
+        assert (sets[name].contains(values) is None) == (scan is None)

@@ -33,6 +33,21 @@ class IpSet:
     type: str  # e.g. "hash:ip,port"
     options: list[str] = field(default_factory=list)
     members: list[Member] = field(default_factory=list)
+    _exact: dict[tuple, Member] = field(default_factory=dict, repr=False, compare=False)
+    _ranged: list[Member] = field(default_factory=list, repr=False, compare=False)
+    _indexed: int = field(default=-1, repr=False, compare=False)
+
+    def _index(self) -> dict[tuple, Member]:
+        """Exact members by normalised key; members with a CIDR are matched by a scan."""
+        if self._indexed != len(self.members):
+            self._exact, self._ranged, self._indexed = {}, [], len(self.members)
+            for member in self.members:
+                key = _exact_key(member.parts)
+                if key is None:
+                    self._ranged.append(member)
+                else:
+                    self._exact.setdefault(key, member)
+        return self._exact
 
     @property
     def dimensions(self) -> list[str]:
@@ -44,10 +59,41 @@ class IpSet:
 
     def contains(self, values: list[str]) -> Member | None:
         """The member matching these values (one per dimension: an ip, "tcp:80", or an ip for net)."""
-        for member in self.members:
+        exact = self._index()
+        key = _value_key(self.dimensions, values, bare_ports=self.type == "bitmap:port")
+        if key is not None and key in exact:
+            return exact[key]
+        for member in self._ranged:
             if _member_matches(member, values):
                 return member
         return None
+
+
+def _exact_key(parts: tuple[tuple[str, str], ...]) -> tuple | None:
+    key: list = []
+    for kind, value in parts:
+        if kind == "net" or "/" in value:
+            return None
+        if kind == "port":
+            key.append(_port_key(value) if ":" in value else ("*", int(value)))
+        else:
+            key.append(value)
+    return tuple(key)
+
+
+def _value_key(dims: list[str], values: list[str], bare_ports: bool = False) -> tuple | None:
+    key: list = []
+    try:
+        for dim, value in zip(dims, values, strict=False):
+            if dim == "port":
+                key.append(("*", _port_key(value)[1]) if bare_ports else _port_key(value))
+            elif dim == "ip":
+                key.append(str(ipaddress.ip_address(value)))
+            else:
+                return None
+    except ValueError:
+        return None
+    return tuple(key) if len(values) >= len(dims) else None
 
 
 def _member_matches(member: Member, values: list[str]) -> bool:
