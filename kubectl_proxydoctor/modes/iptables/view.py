@@ -230,7 +230,7 @@ class Interpreter:
         fe.evidence.append(jump_rule.text)
         resolved = self.resolve(target)
         fe.evidence.extend(resolved.evidence)
-        fe.targets = [Target(t.endpoint, t.probability, evidence=list(t.evidence)) for t in resolved.targets]
+        fe.targets = [Target(t.endpoint, t.probability, None, t.evidence) for t in resolved.targets]
         fe.affinity_seconds = resolved.affinity_seconds
         conditions = [text for text, dst in resolved.masquerade if dst is None or dst == fe.ip]
         fe.masquerade = "; ".join(dict.fromkeys(conditions)) or HAIRPIN_ONLY
@@ -317,7 +317,7 @@ class Interpreter:
 
 
 def _scaled(t: Target, p: float, rule: Rule) -> Target:
-    return Target(t.endpoint, p * t.probability, evidence=[rule.text, *t.evidence])
+    return Target(t.endpoint, p * t.probability, None, [rule.text, *t.evidence])
 
 
 def _conditional(rule: Rule) -> bool:
