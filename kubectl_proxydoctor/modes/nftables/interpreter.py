@@ -100,12 +100,12 @@ def load_ruleset(snapshot: NodeSnapshot) -> NftRuleset | None:
     text = snapshot.text("nft-ruleset.json")
     if text is None:
         return None
-    cache = snapshot.__dict__.setdefault("_nft_cache", {})
-    key = (id(text), len(text))
-    if key not in cache:
-        cache.clear()
-        cache[key] = parse_ruleset_text(text, "nft-ruleset.json")
-    return cache[key]
+    cached = snapshot.__dict__.get("_nft_cache")
+    if cached is not None and cached[0] is text:
+        return cached[1]
+    ruleset = parse_ruleset_text(text, "nft-ruleset.json")
+    snapshot.__dict__["_nft_cache"] = (text, ruleset)
+    return ruleset
 
 
 def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
@@ -246,9 +246,11 @@ class _TableInterpreter:
         return name
 
     def _ip_kind(self, ip: str, proto: str, port: int, prefix: str) -> str:
-        if prefix in ("service", "local") and (ip in self.cluster_ips or not self.cluster_ips):
-            return "cluster-ip"
+        """ClusterIPs go to the service (or, internalTrafficPolicy Local, local) chain; external and
+        load-balancer IPs to the external chain."""
         if prefix in ("service", "local"):
+            if self.cluster_ips and ip not in self.cluster_ips:
+                self.problems.append(f"service-ips: {ip} goes to a {prefix} chain but is not in @cluster-ips")
             return "cluster-ip"
         return self._external_kind(ip, proto, port)
 
