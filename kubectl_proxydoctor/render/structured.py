@@ -6,10 +6,15 @@ import json
 
 from kubectl_proxydoctor.report import NodeReport
 
+PRETTY_MAX_SERVICES = 2000  # above this, one compact line (json's C encoder: ~5x faster on big nodes)
+
 
 def report_json(report: NodeReport) -> str:
-    """The stable JSON report (NodeReport.to_json), indented, with a trailing newline."""
-    return json.dumps(report.to_json(), indent=2) + "\n"
+    """The stable JSON report (NodeReport.to_json) with a trailing newline; indented unless huge."""
+    doc = report.to_json()
+    if len(report.services) > PRETTY_MAX_SERVICES:
+        return json.dumps(doc, separators=(",", ":")) + "\n"
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def report_yaml(report: NodeReport) -> str:
