@@ -222,8 +222,11 @@ async def test_trace_view_shows_the_path_as_a_tree() -> None:
         await pilot.pause()
         message = static_text(screen.query_one("#trace-message", Static))
         assert "expected IP:PORT" in message
-        await pilot.press("escape")
-        assert not isinstance(app.screen, TraceScreen)
+        await pilot.press("q")  # typed into the field, which has the focus
+        assert field.value.endswith("q") and isinstance(app.screen, TraceScreen)
+        tree.focus()
+        await pilot.press("q")
+        assert not isinstance(app.screen, TraceScreen) and app.is_running
 
 
 @sync

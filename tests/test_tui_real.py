@@ -102,6 +102,7 @@ def test_tui_help_is_fast_and_lists_options() -> None:
     elapsed = time.perf_counter() - t0
     assert out.returncode == 0, out.stderr
     assert "--from" in out.stdout and "--sample" in out.stdout
+    assert "kubectl debug node/NAME -it --profile=sysadmin" in out.stdout
     assert elapsed < 5
     probe = subprocess.run([sys.executable, "-c", "import sys, kubectl_proxydoctor.cli.tui; "
                             "print(sorted(m for m in ('textual', 'kubernetes', 'pyroute2', 'nftables') "

@@ -37,7 +37,14 @@ def build_report(from_path: Path | None, sample: bool):
     return analyse(snapshot, cluster, node_name=None)
 
 
-@app.command("tui")
+ON_A_NODE = (
+    "On a node (a TTY in a debug container, root in the host's network namespace): "
+    "kubectl debug node/NAME -it --profile=sysadmin --image=IMAGE -- kubectl-proxydoctor tui "
+    "(IMAGE built from the Dockerfile)."
+)
+
+
+@app.command("tui", epilog=ON_A_NODE)
 def tui(from_path: FromOpt = None, sample: SampleOpt = False) -> None:
     """Browse the node interactively: services, drift, raw rules, traces (keys: ? for help)."""
     if from_path is not None and sample:

@@ -61,6 +61,7 @@ class TraceScreen(Screen):
 
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
+        Binding("q", "app.pop_screen", "Back", show=False),  # typed into the field when it has focus
         Binding("question_mark", "app.help", "Help", show=False),
     ]
 
