@@ -258,15 +258,17 @@ def referenced_configmap(daemonset: dict) -> tuple[str, str] | None:
                (((daemonset.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
         path = str(mount.get("mountPath", "")).rstrip("/")
-        if not path or not config.startswith(path + "/"):
+        sub = str(mount.get("subPath") or "")
+        if path and config == path and sub:
+            rel = sub  # the file itself is mounted (subPath: config.conf)
+        elif path and config.startswith(path + "/"):
+            rel = posixpath.join(sub, config[len(path) + 1:]) if sub else config[len(path) + 1:]
+        else:
             continue
         volume = volumes.get(mount.get("name")) or {}
         cm = volume.get("configMap")
         if not cm:
             continue
-        rel = config[len(path) + 1:]
-        if mount.get("subPath"):
-            rel = posixpath.join(mount["subPath"], rel)
         key = rel
         for item in cm.get("items") or []:
             if item.get("path") == rel:
@@ -283,7 +285,10 @@ def from_cluster(cluster: Any, cmdline: str | list[str] | None = None) -> KubePr
     command line seen on the node (e.g. meta.json ``kube_proxy_cmdline``) stands in for the DaemonSet."""
     import shlex
 
-    args = shlex.split(cmdline) if isinstance(cmdline, str) else cmdline
+    try:
+        args = shlex.split(cmdline) if isinstance(cmdline, str) else cmdline
+    except ValueError:  # unbalanced quotes: split on blanks
+        args = str(cmdline).split()
     if not isinstance(args, list):
         args = None
     if cluster is None:

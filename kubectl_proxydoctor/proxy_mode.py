@@ -286,17 +286,22 @@ def ipvs_state(snapshot: NodeSnapshot) -> IpvsState:
 
 def reported_mode(snapshot: NodeSnapshot) -> tuple[str | None, str | None]:
     """(mode, evidence) from /proxyMode, else from kube-proxy's log ("Using iptables Proxier")."""
+    known = (*KUBE_PROXY_MODES, *UNSUPPORTED)
     text = snapshot.text("kube-proxy-mode.txt")
+    ignored = None
     if text and text.strip():
         mode = text.strip().split()[0].lower()
-        return mode, f"kube-proxy /proxyMode says {mode!r} (kube-proxy-mode.txt)"
+        if mode in known:
+            return mode, f"kube-proxy /proxyMode says {mode!r} (kube-proxy-mode.txt)"
+        ignored = f"kube-proxy-mode.txt holds {text.strip()[:40]!r}, not a proxy mode (ignored)"
     log = snapshot.text("kube-proxy.log")
     if log:
-        found = re.findall(r'"Using (\w+) [Pp]roxier"|Using (\w+) [Pp]roxier', log)
+        found = [a or b for a, b in re.findall(r'"Using (\w+) [Pp]roxier"|Using (\w+) [Pp]roxier', log)]
+        found = [m.lower() for m in found if m.lower() in known]
         if found:
-            mode = next(a or b for a, b in reversed(found)).lower()
-            return mode, f"kube-proxy's log says \"Using {mode} Proxier\" (kube-proxy.log)"
-    return None, None
+            why = f"kube-proxy's log says \"Using {found[-1]} Proxier\" (kube-proxy.log)"
+            return found[-1], f"{ignored}; {why}" if ignored else why
+    return None, ignored
 
 
 def metrics_mode(snapshot: NodeSnapshot) -> tuple[str | None, str | None]:
@@ -466,10 +471,6 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
         decision.mode = mmode
     elif decision.config_mode in KUBE_PROXY_MODES:
         decision.mode = decision.config_mode
-    elif reported:
-        decision.mode = reported
-        decision.unsupported = f"unknown proxy mode {reported!r}"
-        return decision
 
     for name, value in (("/proxyMode", reported), ("config", decision.config_mode), ("metrics", mmode)):
         if value and value in KUBE_PROXY_MODES and value != decision.mode:

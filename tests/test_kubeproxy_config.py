@@ -205,3 +205,12 @@ def test_an_unread_config_file_leaves_the_mode_unknown():
     state = ClusterState.from_list({"kind": "List", "items": [cm]})
     cfg = from_cluster(state, "kube-proxy --config=/var/lib/kube-proxy/config.conf")
     assert cfg.mode_known and cfg.mode == "nftables"
+
+
+def test_config_file_mounted_with_subpath_and_odd_command_lines():
+    ds = daemonset(["--config=/etc/kube-proxy/kube-proxy.yaml"],
+                   volumes=[{"name": "c", "configMap": {"name": "kp-config"}}],
+                   mounts=[{"name": "c", "mountPath": "/etc/kube-proxy/kube-proxy.yaml",
+                            "subPath": "kubeproxy.conf"}])
+    assert referenced_configmap(ds) == ("kp-config", "kubeproxy.conf")
+    assert from_cluster(None, "kube-proxy --proxy-mode='ipvs").mode == "'ipvs"  # kept, not a crash

@@ -391,3 +391,12 @@ def test_mismatch_explains_an_ipvs_fallback_and_a_missing_nftables_gate():
                                    "volumes": [{"name": "kp", "configMap": {"name": "kube-proxy"}}]}}}})
     (finding,) = findings(snap, cluster)
     assert "needs the NFTablesProxyMode feature gate" in finding.message
+
+
+def test_a_proxymode_answer_that_is_not_a_mode_is_ignored():
+    snap, cluster = load("nftables/healthy")
+    snap.files["kube-proxy-mode.txt"] = "404 page not found\n"
+    decision = decide(snap, cluster)
+    assert decision.mode == "nftables"
+    assert decision.evidence[0].startswith("kube-proxy-mode.txt holds '404 page not found', not a proxy mode")
+    assert "Using nftables Proxier" in decision.evidence[0]  # the log answers instead
