@@ -336,3 +336,23 @@ def test_a_list_failing_half_way_returns_nothing(tmp_path):
     assert state.sources["list endpointslices"] == (
         "error: list endpointslices.discovery.k8s.io in all namespaces: the API server sent something that "
         "is not a list")
+
+
+def test_paging_returns_every_object_once_in_order_for_any_limit(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    with FakeApiServer(_services(57)) as server:
+        kubeconfig = str(write_kubeconfig(tmp_path / "kc", {"x": server.url}))
+        want = sorted((s["metadata"]["namespace"], s["metadata"]["name"]) for s in _services(57))
+
+        @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(st.integers(min_value=1, max_value=80))
+        def check(limit: int) -> None:
+            before = server.count("/api/v1/services")
+            state = read_cluster(kubeconfig=kubeconfig, page_size=limit)
+            got = [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in state.services]
+            assert got == want
+            assert server.count("/api/v1/services") - before == max(1, -(-57 // limit))
+
+        check()
