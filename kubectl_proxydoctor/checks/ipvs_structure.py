@@ -15,7 +15,7 @@ from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.model import Finding
-from kubectl_proxydoctor.modes.ipvs.ipset import IpSet, member_key, port_members
+from kubectl_proxydoctor.modes.ipvs.ipset import IpSet, member_key, port_members, set_name
 from kubectl_proxydoctor.modes.ipvs.state import DUMMY_INTERFACE, IpvsState, read_state
 from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
 from kubectl_proxydoctor.modes.ipvs.view import classify
@@ -149,36 +149,41 @@ def _vs_keys(state: IpvsState) -> set[tuple[str, str, int]]:
 
 
 def _orphans(state: IpvsState, sets: dict[str, IpSet]) -> Iterator[tuple[str, str, int]]:
-    """(set name, entry, line) of ipset entries no virtual server backs."""
+    """(set name, entry, line) of ipset entries no virtual server backs (IPv6 sets: KUBE-6-...)."""
     keys = _vs_keys(state)
-    for name in FRONTEND_SETS:
-        for member in sets[name].members if name in sets else []:
-            key = member_key(member)
-            if key is not None and key not in keys:
-                yield name, member.raw, member.line
     ipvs0 = state.ipvs0 if state.ipvs0 is not None else set()
-    for name, proto in BITMAP_NODE_PORT_SETS.items():
-        if name not in sets:
-            continue
-        node_ports = {vs.port for vs in state.table.services
-                      if vs.protocol == proto and vs.ip is not None and vs.ip not in ipvs0}
-        for port in sorted(port_members(sets[name], proto) - node_ports):
-            member = next(m for m in sets[name].members if m.raw.strip() == str(port))
-            yield name, member.raw, member.line
-    # KUBE-LOOP-BACK is not compared: it holds every local endpoint, also those not ready (no real server)
-    if state.ipvs0 is not None and "KUBE-IPVS-IPS" in sets:
-        vips = {vs.ip for vs in state.table.services}
-        for member in sets["KUBE-IPVS-IPS"].members:
-            ip = member.parts[0][1] if member.parts else ""
-            if ip not in state.ipvs0 and ip not in vips:
-                yield "KUBE-IPVS-IPS", member.raw, member.line
+    vips = {vs.ip for vs in state.table.services}
+    for family in (4, 6):
+        for base in FRONTEND_SETS:
+            name = set_name(base, family)
+            for member in sets[name].members if name in sets else []:
+                key = member_key(member)
+                if key is not None and key not in keys:
+                    yield name, member.raw, member.line
+        for base, proto in BITMAP_NODE_PORT_SETS.items():
+            name = set_name(base, family)
+            if name not in sets:
+                continue
+            node_ports = {vs.port for vs in state.table.services if vs.protocol == proto
+                          and vs.family == family and vs.ip is not None and vs.ip not in ipvs0}
+            for port in sorted(port_members(sets[name], proto) - node_ports):
+                member = next(m for m in sets[name].members if m.raw.strip() == str(port))
+                yield name, member.raw, member.line
+        # KUBE-LOOP-BACK is not compared: it holds every local endpoint, also not-ready ones (no real server)
+        name = set_name("KUBE-IPVS-IPS", family)
+        if state.ipvs0 is not None and name in sets:
+            for member in sets[name].members:
+                ip = member.parts[0][1] if member.parts else ""
+                if ip not in state.ipvs0 and ip not in vips:
+                    yield name, member.raw, member.line
 
 
 @check("ipvs-ipsets")
 def ipsets(ctx: CheckContext) -> Iterator[Finding]:
     """ipset entries with no virtual server behind them; kube-ipvs0 virtual servers not in the ipsets."""
     state = _state(ctx)
-    if state is None or not state.ipsets or "KUBE-CLUSTER-IP" not in state.ipsets:
+    if state is None or not state.ipsets or not any(
+            set_name("KUBE-CLUSTER-IP", family) in state.ipsets for family in (4, 6)):
         return
     orphans = list(_orphans(state, state.ipsets))
     if orphans:

@@ -18,6 +18,13 @@ KUBE_IPSETS = (
 )
 
 
+def set_name(base: str, family: int) -> str:
+    """kube-proxy's name of a set for an IP family: IPv6 sets are ``KUBE-6-...`` (at most 31 chars)."""
+    if family == 6 and base.startswith("KUBE-"):
+        return base.replace("KUBE-", "KUBE-6-", 1)[:31]
+    return base
+
+
 @dataclass(frozen=True)
 class Member:
     """One ipset entry split into its dimensions (``ip``, ``port`` with protocol, ``net``)."""

@@ -9,6 +9,7 @@ KUBE-NODE-PORT). Hairpin traffic (a pod reaching itself) is masqueraded via KUBE
 from __future__ import annotations
 
 from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
+from kubectl_proxydoctor.modes.ipvs.ipset import set_name
 
 MARK_MASQ = "KUBE-MARK-MASQ"
 HAIRPIN = "; hairpin (pod to itself) always, via KUBE-LOOP-BACK"
@@ -32,11 +33,12 @@ def _marks_in_chain(ruleset: Ruleset, chain: str) -> str | None:
     return None
 
 
-def describe(ruleset: Ruleset | None, kind: str, policy: str, protocol: str) -> str:
+def describe(ruleset: Ruleset | None, kind: str, policy: str, protocol: str, family: int = 4) -> str:
     """One line: when new connections to this kind of frontend are masqueraded, with the rule."""
     if policy == "local":
         return "never for external clients (traffic policy Local keeps the source)" + HAIRPIN
     name = NODE_PORT_SETS.get(protocol.upper(), "") if kind == "node-port" else SET_FOR_KIND.get(kind, "")
+    name = set_name(name, family) if name else name
     if ruleset is None or ruleset.chain("nat", "KUBE-SERVICES") is None:
         return "unknown (no iptables dump with kube-proxy's nat rules)"
     table = ruleset.tables.get("nat")

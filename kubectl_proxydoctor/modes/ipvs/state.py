@@ -21,7 +21,9 @@ class IpvsState:
     node_ips: set[str] = field(default_factory=set)  # local addresses not on kube-ipvs0
     notes: list[str] = field(default_factory=list)
 
-    def ipset_has(self, name: str, values: list[str]) -> bool:
+    def ipset_has(self, base: str, values: list[str], family: int = 4) -> bool:
+        """Whether kube-proxy's set ``base`` (KUBE-6-... for IPv6) holds these values."""
+        name = ipset.set_name(base, family)
         return bool(self.ipsets and name in self.ipsets and self.ipsets[name].contains(values))
 
 

@@ -45,19 +45,19 @@ def classify(state: IpvsState, vs: VirtualServer) -> tuple[FrontendKind, str, st
     ip, proto, port = vs.ip or "", vs.protocol.lower(), vs.port
     entry = [ip, f"{proto}:{port}"]
     if state.ipsets is not None:
-        if state.ipset_has("KUBE-CLUSTER-IP", entry):
+        if state.ipset_has("KUBE-CLUSTER-IP", entry, vs.family):
             return "cluster-ip", "cluster", "in ipset KUBE-CLUSTER-IP"
         for kind, base in (("load-balancer", "KUBE-LOAD-BALANCER"), ("external-ip", "KUBE-EXTERNAL-IP")):
-            if state.ipset_has(f"{base}-LOCAL", entry):
+            if state.ipset_has(f"{base}-LOCAL", entry, vs.family):
                 return kind, "local", f"in ipset {base}-LOCAL"
-            if state.ipset_has(base, entry):
+            if state.ipset_has(base, entry, vs.family):
                 return kind, "cluster", f"in ipset {base}"
         sets = NODE_PORT_SETS.get(vs.protocol)
         if sets and (state.ipvs0 is None or ip not in state.ipvs0):
             value = [ip, f"{proto}:{port}"] if vs.protocol == "SCTP" else [f"{proto}:{port}"]
-            if state.ipset_has(sets.format("LOCAL-"), value):
+            if state.ipset_has(sets.format("LOCAL-"), value, vs.family):
                 return "node-port", "local", f"in ipset {sets.format('LOCAL-')}"
-            if state.ipset_has(sets.format(""), value):
+            if state.ipset_has(sets.format(""), value, vs.family):
                 return "node-port", "cluster", f"in ipset {sets.format('')}"
     if state.ipvs0 is not None and ip in state.ipvs0:
         return "cluster-ip", "cluster", "address on kube-ipvs0 (not in kube-proxy's ipsets)"
@@ -82,8 +82,8 @@ def frontend_for(state: IpvsState, vs: VirtualServer, ruleset: Ruleset | None = 
     affinity = None if "persistent-timeout-unscaled" in vs.flags else vs.persistent
     return Frontend(kind=kind, ip=vs.ip, port=vs.port, protocol=vs.protocol, targets=targets,
                     policy=policy,  # type: ignore[arg-type]
-                    masquerade=describe(ruleset, kind, policy, vs.protocol), affinity_seconds=affinity,
-                    scheduler=vs.scheduler, evidence=evidence)
+                    masquerade=describe(ruleset, kind, policy, vs.protocol, vs.family),
+                    affinity_seconds=affinity, scheduler=vs.scheduler, evidence=evidence)
 
 
 def frontend_name(frontend: Frontend) -> ServicePortName:
