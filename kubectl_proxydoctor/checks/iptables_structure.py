@@ -155,10 +155,10 @@ def _leftover_findings(stale: ProgrammedView, active: ProgrammedView,
     why = ("both backends' nat chains run at the same hook priority and the first DNAT a new "
            "connection meets wins, so this stale copy can steer traffic" if hooks else
            "it is not hooked, so it is inert until something jumps to it")
-    fix = (f"Remove the stale {stale.source} rules (e.g. `{stale.source}-save > /tmp/stale.rules` for "
-           f"the record, then flush: `{stale.source.split('-')[0]}-legacy -t nat -F KUBE-SERVICES` and "
-           "delete the KUBE-* chains there), and make every tool on the node (kubelet, CNI, kube-proxy "
-           f"image) use the {active_backend} backend.")
+    fix = (f"Remove the stale {stale.source} rules (keep a copy: `{stale.source}-save > /tmp/stale.rules`; "
+           f"then `{stale.source} -t nat -F KUBE-SERVICES` and flush/delete the KUBE-* chains there), and "
+           "make every tool on the node (kubelet, CNI, kube-proxy image) use the "
+           f"{active_backend} backend.")
     if not stale.ports:
         yield _finding("backend-leftover", severity,
                        f"{stale.source} nat ({hooked}) still has KUBE-SERVICES rules while kube-proxy "
