@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -122,6 +123,34 @@ def _dedupe(findings: list[Finding], secondary: list[Finding]) -> list[Finding]:
         if id(f) not in second
         or ((f.code, f.service, f.port, f.protocol) not in primary and (f.service, f.port) not in leftovers)
     ]
+
+
+def proxied_families(
+    snapshot: NodeSnapshot,
+    views: list[ProgrammedView],
+    mode: str,
+    cluster: ClusterState | None,
+    node: str | None,
+) -> set[int]:
+    """The IP families kube-proxy runs on this node: those it programmed services or its base
+    chains/tables for (kube-proxy runs dual-stack whenever the node supports both), else the
+    family of the Node's InternalIP, else IPv4."""
+    families = {fam for v in views if v.mode == mode for (_, fam) in v.ports}
+    if mode == "iptables":
+        for fam, prefix in ((4, "iptables"), (6, "ip6tables")):
+            for suffix in ("-save.txt", "-nft-save.txt", "-legacy-save.txt"):
+                if ":KUBE-SERVICES " in (snapshot.text(prefix + suffix) or ""):
+                    families.add(fam)
+    elif mode == "nftables":
+        text = snapshot.text("nft-ruleset.json") or ""
+        for fam, family in ((4, "ip"), (6, "ip6")):
+            if re.search(rf'"family":\s*"{family}",\s*"name":\s*"kube-proxy"', text):
+                families.add(fam)
+    if not families and cluster is not None:
+        for addr in ((cluster.node(node) or {}).get("status") or {}).get("addresses") or []:
+            if addr.get("type") == "InternalIP" and isinstance(addr.get("address"), str):
+                families.add(6 if ":" in addr["address"] else 4)
+    return families or {4}
 
 
 def _name_key(name: ServicePortName) -> tuple[str, str, str, str]:
@@ -250,6 +279,7 @@ def _analyse(
             "skip_kube_proxy": skip,
             "node": node,
             "proxy_mode": decision,
+            "families": proxied_families(snapshot, views, mode, usable, node),
         },
     )
     report.cluster = usable

@@ -71,3 +71,39 @@ def test_unknown_node_name_is_noted() -> None:
     assert report.exit_code == 0
     assert [s.status for s in report.services] == ["ok"] * 16
     assert not [f for f in report.findings if f.code == "local-blackhole"]
+
+
+def test_families_kube_proxy_runs() -> None:
+    from kubectl_proxydoctor.analysis import proxied_families
+
+    capture = FIXTURES / "iptables" / "healthy"
+    snapshot = NodeSnapshot.load(capture)
+    assert proxied_families(snapshot, [], "iptables", None, None) == {4, 6}  # both KUBE-SERVICES chains
+    only_v4 = NodeSnapshot.from_files({"iptables-save.txt": snapshot.text("iptables-save.txt") or ""})
+    assert proxied_families(only_v4, [], "iptables", None, None) == {4}
+    nft = NodeSnapshot.load(FIXTURES / "nftables" / "healthy")
+    assert proxied_families(nft, [], "nftables", None, None) == {4, 6}
+    v6_node = _cluster([])
+    v6_node.nodes = [
+        {
+            "kind": "Node",
+            "metadata": {"name": "n6"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "fd00::1"}]},
+        }
+    ]
+    assert proxied_families(NodeSnapshot(), [], "iptables", v6_node, "n6") == {6}
+
+
+def test_dual_stack_service_missing_its_ipv6_half() -> None:
+    """kube-proxy runs IPv6 here (ip6tables has KUBE-SERVICES) but programmed only the IPv4 half."""
+    capture = FIXTURES / "iptables" / "healthy"
+    doc = json.loads((capture / "api.json").read_text())
+    for item in doc["items"]:
+        if item["kind"] == "Service" and item["metadata"]["name"] == "web":
+            item["spec"]["clusterIPs"] = ["10.96.100.10", "fd00:96::10"]
+            item["spec"]["ipFamilies"] = ["IPv4", "IPv6"]
+    report = analyse(NodeSnapshot.load(capture), ClusterState.from_list(doc))
+    [web] = [s for s in report.services if s.name.service == "default/web"]
+    assert web.status == "drift"  # the IPv4 half is programmed, the IPv6 half is not
+    [missing] = [f for f in report.findings if f.code == "not-programmed"]
+    assert missing.service == "default/web" and "fd00:96::10" in missing.message

@@ -88,9 +88,15 @@ class Comparison:
     """Compares one mode's programmed views (the active backend) with the expected node."""
 
     def __init__(
-        self, expected: ExpectedNode, mode: str, views: list[ProgrammedView], label: str = ""
+        self,
+        expected: ExpectedNode,
+        mode: str,
+        views: list[ProgrammedView],
+        label: str = "",
+        families: set[int] | None = None,
     ) -> None:
         self.expected = expected
+        self.families = families  # IP families this proxy runs on the node (None: from the views)
         self.mode = mode
         self.views = views
         self.label = label  # e.g. "iptables-legacy" for a second backend; "" for the active one
@@ -133,9 +139,9 @@ class Comparison:
     def run(self, *, report_missing: bool = True) -> list[Finding]:
         programmed = self.programmed()
         expected = self.expected.ports
-        families = {fam for (_, fam) in programmed} | {4}
+        families = self.families or ({fam for (_, fam) in programmed} or {4})
         for key, exp in expected.items():  # findings are sorted by run_checks
-            if key[1] not in families and key[1] != 4:
+            if key[1] not in families:
                 continue  # this proxy does not run that IP family on the node
             prog = programmed.get(key)
             if prog is None:
@@ -440,7 +446,8 @@ def compare(ctx: CheckContext) -> list[Finding]:
         primary, secondary = split_views(ctx.views, mode)
         if mode is None:
             mode = primary[0].mode if primary else "unknown"
-        findings.extend(Comparison(expected, mode, primary).run())
+        families = ctx.extra.get("families")
+        findings.extend(Comparison(expected, mode, primary, families=families).run())
         for label, views in secondary.items():
             extra = Comparison(expected, mode, views, label=label).run(report_missing=False)
             ctx.extra.setdefault("drift_secondary", []).extend(extra)
