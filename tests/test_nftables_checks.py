@@ -175,3 +175,16 @@ def test_checks_skip_snapshots_without_nft():
     broken = copy.deepcopy(NodeSnapshot.load(FIXTURES / "healthy").files)
     broken["nft-ruleset.json"] = "{"
     assert run_checks(CheckContext(snapshot=NodeSnapshot.from_files(broken)), only=_nft_checks()) == []
+
+
+def test_endpoint_chain_dnat_to_another_address_is_reported():
+    doc = _healthy_doc()
+    chain = "endpoint-ZTRZVRFS-default/web/tcp/http__10.244.0.12/8080"
+    rule = next(i["rule"] for i in doc["nftables"] if "rule" in i and i["rule"]["chain"] == chain
+                and any("dnat" in e for e in i["rule"]["expr"]))
+    rule["expr"][-1]["dnat"]["addr"] = "10.244.0.99"
+    snapshot = _snapshot(doc)
+    web = next(p for (n, _f), p in interpret(snapshot)[0].ports.items() if n.name == "web")
+    assert "10.244.0.99:8080" in {str(e) for e in web.endpoints}  # the rule is the truth
+    [f] = [f for f in _findings(snapshot) if f.code == "nft-unrecognised"]
+    assert "DNATs to 10.244.0.99:8080, not the endpoint its name says" in f.message

@@ -336,9 +336,8 @@ class _TableInterpreter:
             dnat = _dnat(rule) if last == "dnat" else None
             if dnat is not None:
                 ep = Endpoint(*dnat)
-                cname = parse_chain_name(chain_name)
                 problem = None
-                if cname and cname.endpoint and cname.endpoint != _name_endpoint(ep):
+                if chain_name.startswith("endpoint-") and not chain_name.endswith(f"__{_name_endpoint(ep)}"):
                     problem = f"chain {chain_name} DNATs to {ep}, not the endpoint its name says"
                 result = ([Target(ep, 1.0, evidence=[f"{chain_name}: {rule.text}"])], problem)
                 break
