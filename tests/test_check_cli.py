@@ -186,3 +186,21 @@ def test_help_is_fast_and_lists_options() -> None:
     imported = set(re.findall(r"\|\s+([\w.]+)\s*$", done.stderr, re.M))
     assert "typer" in imported  # the probe works
     assert not imported & {"kubernetes", "textual", "pyroute2", "nftables", "yaml"}
+
+
+def test_generated_large_cluster_layout(capsys, tmp_path: Path) -> None:
+    """kube-proxy drops endpoint-rule comments above 1000 endpoints: hashes identify them."""
+    from bench.bench_check import generate
+
+    sizes = generate(tmp_path / "node", services=520, endpoints=2, drift=3)
+    assert sizes["endpoints"] > 1000
+    assert "-> 10.64" not in (tmp_path / "node" / "iptables-save.txt").read_text()  # no endpoint comments
+    code, out, _ = run(capsys, "check", "--from", str(tmp_path / "node"), "-o", "json")
+    doc = json.loads(out)
+    assert code == 1
+    stale = [f for f in doc["findings"] if f["code"] == "stale-endpoint"]
+    assert sorted(f["service"] for f in stale) == ["ns0/svc0", "ns1/svc1", "ns2/svc2"]
+    assert sum(s["status"] == "ok" for s in doc["services"]) == 517
+    code, out, _ = run(capsys, "check", "--from", str(tmp_path / "node"), "--node-name", "bench-node")
+    assert code == 1
+    assert "517 ok ports not listed" in out.replace("\n", " ") and "ns0/svc0" in out
