@@ -53,7 +53,7 @@ def _key(obj: dict) -> tuple:
 
 def test_reads_every_object_as_the_fixture_holds_it(kube_api):
     api = kube_api(HEALTHY)
-    state = read_cluster(kubeconfig=str(api.kubeconfig), node_name="pdnode1")
+    state = read_cluster(kubeconfig=api.kubeconfig, node_name="pdnode1")  # a Path works too
     fixture = json.loads(HEALTHY.read_text())["items"]
     assert sorted(map(_key, state.to_list()["items"])) == sorted(map(_key, fixture))
     by_key = {_key(o): o for o in state.to_list()["items"]}

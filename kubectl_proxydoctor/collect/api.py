@@ -51,7 +51,7 @@ class ApiTarget:
 
 
 def load_client(
-    kubeconfig: str | None = None,
+    kubeconfig: str | os.PathLike | None = None,
     context: str | None = None,
     *,
     serviceaccount_dir: str = SERVICEACCOUNT_DIR,
@@ -63,6 +63,7 @@ def load_client(
     from kubernetes.config.config_exception import ConfigException
 
     env = os.environ if environ is None else environ
+    kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None  # str or Path
     cfg = client.Configuration()
     path = kubeconfig or env.get("KUBECONFIG") or None
     if path is None and Path(os.path.expanduser(DEFAULT_KUBECONFIG)).exists():
@@ -149,7 +150,7 @@ def _load_incluster(cfg: Any, serviceaccount_dir: str, env: Mapping[str, str]) -
 
 
 def read_cluster(
-    kubeconfig: str | None = None,
+    kubeconfig: str | os.PathLike | None = None,
     context: str | None = None,
     namespace: str | None = None,
     node_name: str | None = None,
