@@ -152,8 +152,9 @@ def _leftover_findings(stale: ProgrammedView, active: ProgrammedView,
                 if c is not None and c.packets]
     seen = f"; its nat {', '.join(counters)} counters show it sees traffic" if counters else ""
     severity = "error" if hooks else "warning"
-    why = ("both backends' nat chains run at the same hook priority and the first DNAT a new "
-           "connection meets wins, so this stale copy can steer traffic" if hooks else
+    why = ("the kernel runs every nat table hooked at PREROUTING/OUTPUT priority -100 in registration "
+           "order and stops at the first that DNATs a new connection, so whichever backend registered "
+           "first (often the stale one, loaded at boot) takes the traffic" if hooks else
            "it is not hooked, so it is inert until something jumps to it")
     fix = (f"Remove the stale {stale.source} rules (keep a copy: `{stale.source}-save > /tmp/stale.rules`; "
            f"then `{stale.source} -t nat -F KUBE-SERVICES` and flush/delete the KUBE-* chains there), and "
