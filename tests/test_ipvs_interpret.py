@@ -54,6 +54,11 @@ def test_frontend_kinds_policies_and_targets():
     assert fronts["10.244.0.1:30080(nodeport)"].masquerade.startswith("always (nat KUBE-NODE-PORT rule 1")
     assert fronts["172.30.0.1:30081(nodeport)"].masquerade.startswith("never for external clients")
     assert fronts["203.0.113.10:80"].masquerade.startswith("always (nat KUBE-LOAD-BALANCER")
+    # loadBalancerSourceRanges from KUBE-LOAD-BALANCER-FW / -SOURCE-CIDR
+    assert fronts["203.0.113.10:80"].source_ranges == ["172.30.0.0/24"]
+    assert any("KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.10,tcp:80,172.30.0.0/24" in e
+               for e in fronts["203.0.113.10:80"].evidence)
+    assert fronts["198.51.100.20:80"].source_ranges == []
     assert any("TCP  10.96.100.13:80 rr persistent 600" in e for e in fronts["10.96.100.13:80"].evidence)
     # one port per NodePort, one frontend per node address
     nodeport = next(p for p in view.ports.values() if p.name.name == "nodeport:30080")

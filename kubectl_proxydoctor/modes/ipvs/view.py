@@ -18,6 +18,7 @@ from kubectl_proxydoctor.model import (
     Target,
 )
 from kubectl_proxydoctor.modes.iptables.parse import Ruleset
+from kubectl_proxydoctor.modes.ipvs.ipset import member_key, set_name
 from kubectl_proxydoctor.modes.ipvs.masquerade import describe
 from kubectl_proxydoctor.modes.ipvs.state import IpvsState, read_state
 from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
@@ -66,6 +67,24 @@ def classify(state: IpvsState, vs: VirtualServer) -> tuple[FrontendKind, str, st
     return "cluster-ip", "cluster", "not in kube-proxy's ipsets, not on kube-ipvs0"
 
 
+def source_ranges(state: IpvsState, vs: VirtualServer) -> tuple[list[str], list[str]]:
+    """(source ranges, evidence) of a load balancer with loadBalancerSourceRanges: it is in
+    KUBE-LOAD-BALANCER-FW and its allowed sources are KUBE-LOAD-BALANCER-SOURCE-CIDR/-SOURCE-IP."""
+    entry = [vs.ip or "", f"{vs.protocol.lower()}:{vs.port}"]
+    if not state.ipset_has("KUBE-LOAD-BALANCER-FW", entry, vs.family):
+        return [], []
+    ranges: list[str] = []
+    evidence = [f"ipset KUBE-LOAD-BALANCER-FW has {vs.ip},{vs.protocol.lower()}:{vs.port}"]
+    for base in ("KUBE-LOAD-BALANCER-SOURCE-CIDR", "KUBE-LOAD-BALANCER-SOURCE-IP"):
+        ipset = (state.ipsets or {}).get(set_name(base, vs.family))
+        for member in ipset.members if ipset else []:
+            if len(member.parts) == 3 and member_key(member) == (vs.ip, vs.protocol, vs.port):
+                value = member.parts[2][1]
+                ranges.append(value if "/" in value else f"{value}/{128 if ':' in value else 32}")
+                evidence.append(f"ipset-save.txt:{member.line}: add {ipset.name} {member.raw}")
+    return ranges, evidence
+
+
 def frontend_for(state: IpvsState, vs: VirtualServer, ruleset: Ruleset | None = None) -> Frontend:
     """One virtual server as a Frontend with its real servers as Targets (ruleset: the iptables
     dump IPVS mode keeps, to say when traffic is masqueraded)."""
@@ -80,8 +99,12 @@ def frontend_for(state: IpvsState, vs: VirtualServer, ruleset: Ruleset | None = 
     if "persistent-timeout-unscaled" in vs.flags:
         evidence.append("/proc/net/ip_vs prints persistence in jiffies and CONFIG_HZ was not captured")
     affinity = None if "persistent-timeout-unscaled" in vs.flags else vs.persistent
+    ranges: list[str] = []
+    if kind == "load-balancer":
+        ranges, range_evidence = source_ranges(state, vs)
+        evidence.extend(range_evidence)
     return Frontend(kind=kind, ip=vs.ip, port=vs.port, protocol=vs.protocol, targets=targets,
-                    policy=policy,  # type: ignore[arg-type]
+                    policy=policy, source_ranges=ranges,  # type: ignore[arg-type]
                     masquerade=describe(ruleset, kind, policy, vs.protocol, vs.family),
                     affinity_seconds=affinity, scheduler=vs.scheduler, evidence=evidence)
 
