@@ -302,7 +302,7 @@ class _TableInterpreter:
         targets, problem = self._targets(chain_name, 0)
         if problem:
             self.problems.append(f"{fe.address} ({chain_name}): {problem}")
-        fe.targets = [Target(t.endpoint, t.probability, evidence=list(t.evidence)) for t in targets]
+        fe.targets = list(targets)  # Target objects are shared between frontends: read-only
 
     def _targets(self, chain_name: str, depth: int) -> tuple[list[Target], str | None]:
         """Where new connections entering ``chain_name`` end, with their probabilities."""

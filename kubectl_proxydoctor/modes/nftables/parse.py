@@ -84,10 +84,15 @@ def _parse_items(nft_items: list, source: str) -> NftRuleset:
             _table(rs, body, i, kind, source).others.append(item)
         else:
             raise ParseError(source, f"item {i}: unknown object kind {kind!r} (another nft version?)")
+    tables = rs.tables
     for i, body in pending_rules:
-        table = _table(rs, body, i, "rule", source)
-        chain_name = _str(body, "chain", i, "rule", source)
-        chain = table.chains.get(chain_name)
+        table = tables.get((body.get("family"), body.get("table")))  # type: ignore[arg-type]
+        if table is None:
+            table = _table(rs, body, i, "rule", source)  # raises the precise error
+        chain_name = body.get("chain")
+        chain = table.chains.get(chain_name) if isinstance(chain_name, str) else None
+        if chain is None:
+            chain_name = _str(body, "chain", i, "rule", source)
         if chain is None:
             raise ParseError(source, f"item {i}: rule for chain {chain_name!r}, which {table.label} "
                                      "does not list")
