@@ -99,6 +99,9 @@ def test_fit() -> None:
     assert fit("abc", 5) == "abc  "
     assert fit("abcdef", 4) == "abc…"
     assert fit("abc", 0) == ""
+    assert fit("10.96.100.18:80 +1", 17) == "10.96.100.18:… +1"  # the count of more frontends stays
+    assert fit("10.96.100.18:80 +12", 12) == "10.96.1… +12"
+    assert fit("a +1", 3) == "a …"  # too narrow to keep the count
 
 
 @pytest.mark.parametrize(

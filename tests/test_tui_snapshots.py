@@ -1,7 +1,9 @@
 """SVG snapshots of the main TUI screens at 80x24 (pytest-textual-snapshot).
 
-Fixed fixture: the report of tests/fixtures/iptables/stale-endpoint (see test_tui_fixture.py).
-Update after an intended change with: pytest tests/test_tui_snapshots.py --snapshot-update
+Fixed fixture: tests/fixtures/iptables/stale-endpoint through the `tui` command's own loader (capture
+-> analysis.analyse) and the real tracer (modes.trace_all), so the screens show what a user sees.
+Update after an intended change (here or in the analysis' wording) with:
+    pytest tests/test_tui_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations
@@ -9,17 +11,22 @@ from __future__ import annotations
 import pytest
 from textual.worker import WorkerFailed
 
+from kubectl_proxydoctor.cli.tui import build_report
 from kubectl_proxydoctor.errors import BundleError
 from kubectl_proxydoctor.report import NodeReport
 from kubectl_proxydoctor.tui.app import ProxyDoctorApp
-from tests.test_tui_fixture import fake_trace, stale_endpoint_report
+from tests.test_tui_fixture import FIXTURE
 
 SIZE = (80, 24)
 WEB_DETAIL = ["slash", *"web drift", "enter"]
 
 
-def app_for(load=stale_endpoint_report) -> ProxyDoctorApp:
-    return ProxyDoctorApp(load, origin="stale-endpoint", tracer=fake_trace)
+def stale_endpoint() -> NodeReport:
+    return build_report(FIXTURE, False)
+
+
+def app_for(load=stale_endpoint) -> ProxyDoctorApp:
+    return ProxyDoctorApp(load, origin="stale-endpoint")
 
 
 async def ready(pilot) -> None:

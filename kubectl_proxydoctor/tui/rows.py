@@ -200,7 +200,13 @@ def column_widths(rows: Sequence[ServiceRow], width: int, gap: int = 1) -> list[
 
 
 def fit(text: str, width: int) -> str:
-    """Pad or cut ``text`` to exactly ``width`` cells (an ellipsis marks a cut)."""
+    """Pad or cut ``text`` to exactly ``width`` cells (an ellipsis marks a cut; a trailing " +N"
+    count of further frontends is kept)."""
     if len(text) <= width:
         return text.ljust(width)
-    return text[: max(0, width - 1)] + "…" if width > 0 else ""
+    if width <= 0:
+        return ""
+    head, sep, count = text.rpartition(" +")
+    if sep and count.isdigit() and width >= len(sep + count) + 4:
+        return head[: width - len(sep + count) - 1] + "…" + sep + count
+    return text[: width - 1] + "…"
