@@ -157,3 +157,12 @@ def test_sysctls_kube_proxy_sets():
     arp = next(f for f in findings if "arp_ignore" in f.message)
     assert any("strictARP" in e for e in arp.evidence)
     assert arp.fix.startswith("sysctl -w net.ipv4.conf.all.arp_ignore=1")
+
+
+def test_missing_kube_ipvs0_is_one_finding():
+    snap = _snap()
+    doc = [link for link in json.loads(snap.files["ip-addr.json"]) if link["ifname"] != "kube-ipvs0"]
+    snap.files["ip-addr.json"] = json.dumps(doc)
+    findings = _run(snap)
+    assert _codes(findings) == ["ipvs-vip-unbound"]
+    assert findings[0].message.startswith("kube-ipvs0 does not exist: packets to 18 ")  # 24 - 6 NodePort

@@ -77,27 +77,41 @@ def kube_ipvs0(ctx: CheckContext) -> Iterator[Finding]:
     if state is None or state.ipvs0 is None or not state.table.services:
         return
     used: set[str] = set()
+    unbound: list[tuple[VirtualServer, str, str]] = []
     for vs in state.table.services:
         if vs.ip is None:
             continue
         used.add(vs.ip)
         kind, _, why = classify(state, vs)
         if kind != "node-port" and vs.ip not in state.ipvs0:
-            yield _finding(
-                ctx, "ipvs-vip-unbound", "error",
-                f"virtual server {vs.address}/{vs.protocol.lower()} ({kind}, {why}) has no address on "
-                f"{DUMMY_INTERFACE}: packets to it are not delivered locally, so IPVS never balances them",
-                vs, evidence=[f"{state.table.source}: {vs.evidence}",
-                              f"ip-addr.json: {vs.ip} not on {DUMMY_INTERFACE}"],
-                fix=f"restart kube-proxy on this node so it re-binds the address (ip addr add {vs.ip}/32 dev "
-                    f"{DUMMY_INTERFACE} restores it by hand until then)")
+            unbound.append((vs, kind, why))
+    src = state.table.source
+    if unbound and (not state.ipvs0_exists or len(unbound) > MAX_LISTED):
+        what = (f"{DUMMY_INTERFACE} does not exist" if not state.ipvs0_exists
+                else f"{len(unbound)} virtual server addresses are not on {DUMMY_INTERFACE}")
+        yield _finding(
+            ctx, "ipvs-vip-unbound", "error",
+            f"{what}: packets to {len(unbound)} ClusterIP/external/load-balancer virtual servers are not "
+            f"delivered locally, so IPVS never balances them (first: "
+            f"{', '.join(vs.address for vs, _, _ in unbound[:MAX_LISTED])})",
+            evidence=[f"{src}: {vs.evidence}" for vs, _, _ in unbound[:MAX_LISTED]]
+            + [f"ip-addr.json: {what}"],
+            fix="restart kube-proxy on this node: it recreates kube-ipvs0 and binds every service address")
+        unbound = []
+    for vs, kind, why in unbound:
+        yield _finding(
+            ctx, "ipvs-vip-unbound", "error",
+            f"virtual server {vs.address}/{vs.protocol.lower()} ({kind}, {why}) has no address on "
+            f"{DUMMY_INTERFACE}: packets to it are not delivered locally, so IPVS never balances them",
+            vs, evidence=[f"{src}: {vs.evidence}", f"ip-addr.json: {vs.ip} not on {DUMMY_INTERFACE}"],
+            fix=f"restart kube-proxy on this node so it re-binds the address (ip addr add {vs.ip}/32 dev "
+                f"{DUMMY_INTERFACE} restores it by hand until then)")
     for ip in sorted(state.ipvs0 - used):
         yield _finding(
             ctx, "ipvs-address-leftover", "warning",
             f"{ip} is on {DUMMY_INTERFACE} but no virtual server uses it: left over after its Service was "
             "deleted (kubernetes#78421); the node answers for that address itself",
-            evidence=[f"ip-addr.json: {ip}/32 on {DUMMY_INTERFACE}",
-                      f"{state.table.source}: no virtual server on {ip}"],
+            evidence=[f"ip-addr.json: {ip}/32 on {DUMMY_INTERFACE}", f"{src}: no virtual server on {ip}"],
             fix=f"ip addr del {ip}/32 dev {DUMMY_INTERFACE} (kube-proxy removes unused addresses on its next "
                 "full sync; if it keeps coming back, check kube-proxy's logs)")
 

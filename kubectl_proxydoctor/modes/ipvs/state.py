@@ -3,6 +3,7 @@ addresses, kube-proxy's ipsets, and the node's own addresses."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor import nodeinfo
@@ -19,6 +20,7 @@ class IpvsState:
     ipsets: dict[str, ipset.IpSet] | None = None  # None when ipset-save.txt was not captured
     ipvs0: set[str] | None = None  # kube-ipvs0 addresses; None when ip-addr.json was not captured
     node_ips: set[str] = field(default_factory=set)  # local addresses not on kube-ipvs0
+    ipvs0_exists: bool = True  # False when ip-addr.json lists no kube-ipvs0 interface
     notes: list[str] = field(default_factory=list)
 
     def ipset_has(self, base: str, values: list[str], family: int = 4) -> bool:
@@ -68,9 +70,20 @@ def _read_state(snapshot: NodeSnapshot) -> IpvsState | None:
     if snapshot.has("ip-addr.json"):
         addresses = nodeinfo.addresses(snapshot)
         state.ipvs0 = {a.ip for a in addresses if a.ifname == DUMMY_INTERFACE}
+        state.ipvs0_exists = _has_link(snapshot.text("ip-addr.json") or "", DUMMY_INTERFACE)
         state.node_ips = {a.ip for a in addresses
                           if a.ifname != DUMMY_INTERFACE and a.scope != "link"
                           and not a.ip.startswith("fe80:")}
     else:
         state.notes.append("ip-addr.json not captured: kube-ipvs0 and node addresses unknown")
     return state
+
+
+def _has_link(ip_addr_json: str, ifname: str) -> bool:
+    """Whether `ip -j addr` lists the interface (with or without addresses)."""
+    try:
+        doc = json.loads(ip_addr_json)
+    except json.JSONDecodeError:
+        return False
+    links = doc if isinstance(doc, list) else []
+    return any(isinstance(link, dict) and link.get("ifname") == ifname for link in links)
