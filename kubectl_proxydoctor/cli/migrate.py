@@ -33,8 +33,7 @@ def read_live_cluster(kubeconfig: str | None, context: str | None):
     target = api.load_client(kubeconfig, context)
     try:
         reader = api.ApiReader(target)
-        items, cluster.sources["list nodes"] = reader._list(reader.core.list_node, {}, "list nodes")
-        cluster.nodes = [api._typed(i, api._NODES) for i in items]
+        cluster.nodes, cluster.sources["list nodes"] = reader.list_nodes()
     finally:
         target.client.close()
     return cluster

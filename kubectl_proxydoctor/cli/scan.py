@@ -30,9 +30,9 @@ def scan(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kubectl_proxydoctor.analysis import analyse
-    from kubectl_proxydoctor.collect.api import load_client, read_cluster
-    from kubectl_proxydoctor.errors import UsageError
-    from kubectl_proxydoctor.remote.run import RemoteOptions, collect_remote, list_node_names
+    from kubectl_proxydoctor.collect.api import ApiReader, load_client, read_cluster
+    from kubectl_proxydoctor.errors import ProxyDoctorError, UsageError
+    from kubectl_proxydoctor.remote.run import RemoteOptions, collect_remote
     from kubectl_proxydoctor.remote.scan import scan as run_scan
     from kubectl_proxydoctor.render.scan_text import node_line, render_scan
 
@@ -41,9 +41,12 @@ def scan(
         raise UsageError("--concurrency must be at least 1")
     target = load_client(kubeconfig, context)
     try:
-        nodes = list_node_names(target.client, selector)
+        items, status = ApiReader(target).list_nodes(selector)
     finally:
         target.client.close()
+    if status != "ok":
+        raise ProxyDoctorError(f"cannot scan: {status}")
+    nodes = [item["metadata"]["name"] for item in items]
     cluster = read_cluster(kubeconfig, context)
     options = RemoteOptions(namespace=pod_namespace)
     if image:

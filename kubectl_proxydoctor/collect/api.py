@@ -212,6 +212,13 @@ class ApiReader:
         self._get_referenced_config(state)
         return state
 
+    def list_nodes(self, selector: str | None = None) -> tuple[list[dict], str]:
+        """Every Node (matching the label ``selector``), paged, and "ok" or why it failed."""
+        kw = {"label_selector": selector} if selector else {}
+        what = f"list nodes (selector {selector})" if selector else "list nodes"
+        items, status = self._list(self.core.list_node, kw, what)
+        return [_typed(i, _NODES) for i in items], status
+
     def _get_referenced_config(self, state: ClusterState) -> None:
         """The ConfigMap kube-proxy's DaemonSet really mounts at --config, when not "kube-proxy"."""
         from kubectl_proxydoctor.kubeproxy_config import referenced_configmap

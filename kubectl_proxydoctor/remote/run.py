@@ -211,26 +211,3 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
         except Exception as e:  # connection gone while cleaning up: the next run removes it
             opts.log(f"could not delete collector pod {opts.namespace}/{name}: {e}")
 
-
-def list_node_names(api_client: Any, selector: str | None = None, page_size: int = 500) -> list[str]:
-    """Names of the nodes matching ``selector`` (paged, like every list here)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    core = client.CoreV1Api(api_client)
-    names: list[str] = []
-    token = None
-    while True:
-        kw: dict[str, Any] = {"limit": page_size}
-        if selector:
-            kw["label_selector"] = selector
-        if token:
-            kw["_continue"] = token
-        try:
-            page = _raw(core.list_node, **kw)
-        except ApiException as e:
-            raise _api_error(e, "list nodes") from e
-        names.extend(item["metadata"]["name"] for item in page.get("items") or [])
-        token = (page.get("metadata") or {}).get("continue")
-        if not token:
-            return names
