@@ -56,3 +56,24 @@ def test_leftover_virtual_server_after_service_deletion():
     stale = [f for f in report.findings if f.code == "stale-service"]
     assert len(stale) == 1 and "10.96.100.10:80" in stale[0].message  # IPVS has no names: the frontend
     assert _statuses(report)["/10.96.100.10:80:/TCP"] == "not-expected"
+
+
+def test_internal_traffic_policy_local_with_a_local_endpoint_is_not_drift():
+    snap = NodeSnapshot.load(FIX / "healthy")
+    api = json.loads(snap.text("api.json"))
+    for item in api["items"]:
+        if item["kind"] == "EndpointSlice" and \
+                item["metadata"]["labels"].get("kubernetes.io/service-name") == "itp-local":
+            item["endpoints"][0].update(nodeName="pdnode1", addresses=["10.244.0.12"])
+    snap.files["api.json"] = json.dumps(api)
+    local_only = "TCP  10.96.100.19:80 rr\n  -> 10.244.0.12:8080            Masq    1      0          0\n"
+    snap.files["ipvsadm.txt"] = snap.files["ipvsadm.txt"].replace("TCP  10.96.100.19:80 rr\n", local_only)
+    report = _report(snap)
+    assert _statuses(report)["default/itp-local:http/TCP"] == "ok"
+    assert not [f for f in report.findings if f.code == "traffic-policy-mismatch"]
+    # a remote endpoint programmed for an internalTrafficPolicy Local ClusterIP is stale
+    snap.files["ipvsadm.txt"] = snap.files["ipvsadm.txt"].replace(
+        local_only, local_only + "  -> 10.244.1.99:8080            Masq    1      0          0\n")
+    report = _report(snap)
+    assert _statuses(report)["default/itp-local:http/TCP"] == "drift"
+    assert any(f.code == "stale-endpoint" and "10.244.1.99:8080" in f.message for f in report.findings)

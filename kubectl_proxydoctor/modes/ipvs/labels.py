@@ -58,9 +58,27 @@ def name_for(frontend: Frontend, index: dict[FrontendKey, tuple[ServicePortName,
     return found
 
 
+def traffic_policies(cluster) -> dict[str, tuple[str, str]]:
+    """"namespace/name" -> (internal, external) traffic policy, "local" or "cluster"."""
+    out: dict[str, tuple[str, str]] = {}
+    for svc in cluster.services:
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        out[f"{meta.get('namespace', '')}/{meta.get('name', '')}"] = (
+            "local" if spec.get("internalTrafficPolicy") == "Local" else "cluster",
+            "local" if spec.get("externalTrafficPolicy") in ("Local", "OnlyLocal") else "cluster")
+    return out
+
+
 def relabel(view: ProgrammedView, cluster) -> ProgrammedView:
-    """A copy of an IPVS view whose ports carry the API's names (cluster: ClusterState)."""
+    """A copy of an IPVS view whose ports carry the API's names (cluster: ClusterState).
+
+    IPVS records no traffic policy for a ClusterIP (kube-proxy just programs only local endpoints
+    as real servers): such frontends take the Service's internalTrafficPolicy, so the endpoint
+    comparison uses the right set. External frontends keep the policy their -LOCAL ipsets show,
+    unless no ipsets were captured."""
     index = frontend_index(cluster)
+    policies = traffic_policies(cluster)
+    ipsets_known = getattr(view.raw, "ipsets", None) is not None
     out = ProgrammedView(mode=view.mode, source=view.source, raw=view.raw)
     for port in view.ports.values():
         for frontend in port.frontends:
@@ -71,6 +89,17 @@ def relabel(view: ProgrammedView, cluster) -> ProgrammedView:
                 name, kind = found
                 if frontend.kind != "node-port":
                     frontend.kind = kind
+                internal, external = policies.get(name.service, ("cluster", "cluster"))
+                if frontend.kind == "cluster-ip" and frontend.policy != internal:
+                    frontend.policy = internal  # type: ignore[assignment]
+                    frontend.evidence = [*frontend.evidence,
+                                         f"policy {internal}: the Service's internalTrafficPolicy "
+                                         "(IPVS records none for a ClusterIP)"]
+                elif frontend.kind != "cluster-ip" and not ipsets_known and frontend.policy != external:
+                    frontend.policy = external  # type: ignore[assignment]
+                    frontend.evidence = [*frontend.evidence,
+                                         f"policy {external}: the Service's externalTrafficPolicy "
+                                         "(no ipset-save.txt to read it from)"]
             target = out.add(ProgrammedPort(name, port.family))
             target.frontends.append(frontend)
             target.evidence.extend(frontend.evidence[:1])
