@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from textual.widgets import Input, Tree
 
-from kubectl_proxydoctor.cli.tui import build_report, load_cluster
+from kubectl_proxydoctor.cli.tui import build_report
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from kubectl_proxydoctor.tui.app import ProxyDoctorApp
 from kubectl_proxydoctor.tui.rows import build_rows
@@ -27,13 +27,15 @@ needs_analysis = pytest.mark.skipif(
 )
 
 
-def test_load_cluster_offline_reads_api_json() -> None:
+def test_a_capture_without_api_json_gives_node_only_checks(tmp_path) -> None:
     snapshot = NodeSnapshot.load(FIXTURE)
-    cluster = load_cluster(snapshot, live=False)
-    assert cluster is not None and any(s["metadata"]["name"] == "web" for s in cluster.services)
     files = dict(snapshot.files)
     del files["api.json"]
-    assert load_cluster(NodeSnapshot.from_files(files), live=False) is None
+    NodeSnapshot.from_files(files, origin="test").save(tmp_path / "capture")
+    report = build_report(tmp_path / "capture", False)
+    assert report.cluster is None
+    assert any("api.json" in note for note in report.notes)
+    assert not any(f.code == "stale-endpoint" for f in report.findings)
 
 
 @needs_analysis

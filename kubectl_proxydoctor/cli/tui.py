@@ -6,36 +6,9 @@ import sys
 from pathlib import Path
 
 from kubectl_proxydoctor.cli.app import app
-from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt, load_node
-from kubectl_proxydoctor.errors import ProxyDoctorError, UsageError
-
-
-def load_cluster(snapshot, live: bool):
-    """The API objects: the capture's api.json offline, the API server when live (None if unread)."""
-    from kubectl_proxydoctor.cluster import ClusterState
-
-    if not live:
-        text = snapshot.text("api.json")
-        if text is None:
-            return None
-        return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
-    try:
-        from kubectl_proxydoctor.collect.api import read_cluster
-    except ModuleNotFoundError:
-        return None
-    return read_cluster(node_name=snapshot.node)
-
-
-def build_report(from_path: Path | None, sample: bool):
-    """Collect (or read) the node and analyse it: the same NodeReport `check` shows."""
-    snapshot = load_node(from_path, sample)
-    cluster = load_cluster(snapshot, live=from_path is None and not sample)
-    try:
-        from kubectl_proxydoctor.analysis import analyse
-    except ModuleNotFoundError as e:
-        raise ProxyDoctorError(f"analysis is not available in this build ({e.name})") from e
-    return analyse(snapshot, cluster, node_name=None)
-
+from kubectl_proxydoctor.cli.check import ContextOpt, KubeconfigOpt
+from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt
+from kubectl_proxydoctor.errors import UsageError
 
 ON_A_NODE = (
     "On a node (a TTY in a debug container, root in the host's network namespace): "
@@ -44,8 +17,21 @@ ON_A_NODE = (
 )
 
 
+def build_report(from_path: Path | None, sample: bool, kubeconfig: Path | None = None,
+                 context: str | None = None):
+    """Collect (or read) the node and the API and analyse them: exactly the NodeReport `check` shows."""
+    from kubectl_proxydoctor.cli.check import run_analysis
+
+    return run_analysis(from_path, sample, kubeconfig, context, None, False, None)
+
+
 @app.command("tui", epilog=ON_A_NODE)
-def tui(from_path: FromOpt = None, sample: SampleOpt = False) -> None:
+def tui(
+    from_path: FromOpt = None,
+    sample: SampleOpt = False,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
     """Browse the node interactively: services, drift, raw rules, traces (keys: ? for help)."""
     if from_path is not None and sample:
         raise UsageError("--from and --sample exclude each other")
@@ -55,4 +41,5 @@ def tui(from_path: FromOpt = None, sample: SampleOpt = False) -> None:
 
     live = from_path is None and not sample
     origin = "live" if live else ("sample" if sample else str(from_path))
-    ProxyDoctorApp(lambda: build_report(from_path, sample), live=live, origin=origin).run()
+    ProxyDoctorApp(lambda: build_report(from_path, sample, kubeconfig, context), live=live,
+                   origin=origin).run()
