@@ -162,3 +162,25 @@ def test_ctrl_c_deletes_the_pod(server, tmp_path):
         proc.kill()
     assert server.deleted == [server.created[0]["metadata"]["name"]]
     assert server.pods() == []
+
+
+@needs_netns
+def test_status_and_collect_with_node_option(server, node_netns, tmp_path):
+    import json
+
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+    server.add_node("remote-a", netns=node_netns)
+    kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"test": server.url}))
+    run = [sys.executable, "-m", "kubectl_proxydoctor"]
+    status = subprocess.run([*run, "status", "--node", "remote-a", "--kubeconfig", kubeconfig, "-o", "json"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert "Traceback" not in status.stderr
+    data = json.loads(status.stdout)
+    assert data["node"] == "remote-a" and data["mode"] == "iptables"
+    bundle = tmp_path / "remote-a.tar.gz"
+    collected = subprocess.run([*run, "collect", "--node", "remote-a", "--kubeconfig", kubeconfig,
+                                "-o", str(bundle)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert collected.returncode in (0, 3), collected.stderr
+    assert "KUBE-SVC-CDGGSHYLG3RE2FKL" in NodeSnapshot.load(bundle).text("iptables-nft-save.txt")
+    assert server.pods() == [] and len(server.deleted) == 2

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from kubectl_proxydoctor.cli.app import app
+from kubectl_proxydoctor.cli.common import ContextOpt, ImageOpt, KubeconfigOpt, NodeOpt, collect_remote_node
 from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, ProxyDoctorError, UsageError
 
 
@@ -31,6 +32,10 @@ def collect(
                                                   help="Node name for meta.json (default hostname).")] = None,
     netns: Annotated[str | None, typer.Option("--netns", hidden=True,
                                               help="Collect inside this named network namespace.")] = None,
+    node: NodeOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    image: ImageOpt = None,
 ) -> None:
     """Capture this node's kube-proxy state (read-only) into a directory or .tar.gz bundle."""
     try:
@@ -40,7 +45,13 @@ def collect(
     from kubectl_proxydoctor.cli.status import is_read_failure
     from kubectl_proxydoctor.collect.node import collect_node
 
-    snapshot = collect_node(netns=netns, with_conntrack=conntrack, node_name=node_name)
+    if node is not None:
+        if netns is not None:
+            raise UsageError("--node and --netns exclude each other")
+        snapshot = collect_remote_node(node, kubeconfig=kubeconfig, context=context, image=image,
+                                       with_conntrack=conntrack)
+    else:
+        snapshot = collect_node(netns=netns, with_conntrack=conntrack, node_name=node_name)
     try:
         written = snapshot.save(output)
     except OSError as e:

@@ -61,7 +61,7 @@ def load_node(from_path: Path | None, sample: bool = False, node: str | None = N
 
 
 def collect_remote_node(node: str, *, kubeconfig: str | None = None, context: str | None = None,
-                        image: str | None = None, quiet: bool = False):
+                        image: str | None = None, quiet: bool = False, with_conntrack: bool = False):
     """Capture ``node`` through a collector pod, telling the user on stderr what happens."""
     import sys
 
@@ -69,7 +69,8 @@ def collect_remote_node(node: str, *, kubeconfig: str | None = None, context: st
     from kubectl_proxydoctor.remote.run import RemoteOptions, collect_remote
 
     target = load_client(kubeconfig, context)
-    options = RemoteOptions(log=(lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+    options = RemoteOptions(log=(lambda _m: None) if quiet else (lambda m: print(m, file=sys.stderr)),
+                            with_conntrack=with_conntrack)
     if image:
         options.image = image
     try:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kubectl_proxydoctor.cli.app import app
-from kubectl_proxydoctor.cli.common import SampleOpt, check_output, sample_path
+from kubectl_proxydoctor.cli.common import ImageOpt, SampleOpt, check_output, collect_remote_node, sample_path
 
 TargetArg = Annotated[
     str, typer.Argument(help="The mode to switch to: nftables, or iptables (to leave IPVS).")
@@ -54,8 +54,9 @@ def _merge_nodes(cluster, snapshots) -> None:
                 have.add(node["metadata"].get("name"))
 
 
-def load_inputs(from_paths: list[Path], sample: bool, kubeconfig: str | None, context: str | None):
-    """(snapshots, cluster or None, notes) from captures and/or the live API."""
+def load_inputs(from_paths: list[Path], sample: bool, kubeconfig: str | None, context: str | None,
+                nodes: list[str] | None = None, image: str | None = None):
+    """(snapshots, cluster or None, notes) from captures, remote nodes and/or the live API."""
     from kubectl_proxydoctor.cluster import ClusterState
     from kubectl_proxydoctor.errors import UsageError
     from kubectl_proxydoctor.snapshot import NodeSnapshot
@@ -64,9 +65,11 @@ def load_inputs(from_paths: list[Path], sample: bool, kubeconfig: str | None, co
         raise UsageError("--from and --sample exclude each other")
     paths = [sample_path()] if sample else list(from_paths)
     snapshots = [NodeSnapshot.load(p) for p in paths]
+    snapshots += [collect_remote_node(n, kubeconfig=kubeconfig, context=context, image=image,
+                                      with_conntrack=True) for n in nodes or []]
     notes: list[str] = []
     cluster = None
-    if kubeconfig is not None or context is not None or not snapshots:
+    if kubeconfig is not None or context is not None or nodes or not snapshots:
         cluster = read_live_cluster(kubeconfig, context)
         if not snapshots:
             snapshots += _live_node(cluster, notes)
@@ -111,6 +114,9 @@ def migrate_check_cmd(
     context: ContextOpt = None,
     output: OutputOpt = "table",
     verbose: VerboseOpt = False,
+    node: Annotated[list[str] | None, typer.Option(
+        "--node", help="Collect this node through a short-lived pod (repeatable).")] = None,
+    image: ImageOpt = None,
 ) -> None:
     """Is this cluster / node ready to switch kube-proxy to TARGET mode (nftables, or iptables)?
 
@@ -124,7 +130,8 @@ def migrate_check_cmd(
     check_output(output)
     if target not in TARGETS:
         raise UsageError(f"unknown target mode {target!r}; use one of: {', '.join(TARGETS)}")
-    snapshots, cluster, notes = load_inputs(list(from_paths or []), sample, kubeconfig, context)
+    snapshots, cluster, notes = load_inputs(list(from_paths or []), sample, kubeconfig, context,
+                                            list(node or []), image)
     readiness = check_readiness(target, cluster, snapshots, notes)
     if output == "json":
         import json

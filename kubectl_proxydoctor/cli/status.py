@@ -9,7 +9,17 @@ from typing import Any
 import typer
 
 from kubectl_proxydoctor.cli.app import app
-from kubectl_proxydoctor.cli.common import FromOpt, OutputOpt, SampleOpt, check_output, load_node
+from kubectl_proxydoctor.cli.common import (
+    ContextOpt,
+    FromOpt,
+    ImageOpt,
+    KubeconfigOpt,
+    NodeOpt,
+    OutputOpt,
+    SampleOpt,
+    check_output,
+    load_node,
+)
 from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, ProxyDoctorError
 
 # reasons that mean "could not read" (exit 3), as opposed to "there is nothing there"
@@ -250,10 +260,14 @@ def status(
     from_path: FromOpt = None,
     sample: SampleOpt = False,
     output: OutputOpt = "table",
+    node: NodeOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    image: ImageOpt = None,
 ) -> None:
     """One screen about the node: proxy modes with rules, backends, kernel, kube-proxy health."""
     check_output(output)
-    snapshot = load_node(from_path, sample)
+    snapshot = load_node(from_path, sample, node, kubeconfig=kubeconfig, context=context, image=image)
     data = build_status(snapshot)
     if output == "json":
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -261,6 +275,6 @@ def status(
         from kubectl_proxydoctor.render.status_text import render_status
 
         render_status(data)
-    live = snapshot.origin == "live"
+    live = snapshot.origin == "live" or snapshot.origin.startswith("node/")
     failed = live and any(is_read_failure(v) for v in data["unavailable"].values())
     raise typer.Exit(EXIT_UNREADABLE if failed else EXIT_OK)
