@@ -77,3 +77,13 @@ def test_internal_traffic_policy_local_with_a_local_endpoint_is_not_drift():
     report = _report(snap)
     assert _statuses(report)["default/itp-local:http/TCP"] == "drift"
     assert any(f.code == "stale-endpoint" and "10.244.1.99:8080" in f.message for f in report.findings)
+
+
+def test_terminating_endpoint_at_weight_zero_is_not_drift():
+    snap = NodeSnapshot.load(FIX / "healthy")
+    snap.files["ipvsadm.txt"] = snap.files["ipvsadm.txt"].replace(
+        "TCP  10.96.100.20:80 rr\n",
+        "TCP  10.96.100.20:80 rr\n  -> 10.244.0.12:8080            Masq    0      2          0\n")
+    report = _report(snap)
+    assert _statuses(report)["default/terminating:http/TCP"] == "ok"
+    assert any(f.code == "ipvs-draining" and "10.244.0.12:8080" in f.message for f in report.findings)

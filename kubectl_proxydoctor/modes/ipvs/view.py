@@ -27,6 +27,10 @@ from kubectl_proxydoctor.snapshot import NodeSnapshot
 # schedulers that pick by connection counts: probabilities are only the weights' shares
 DYNAMIC_SCHEDULERS = {"lc", "wlc", "sed", "nq", "lblc", "lblcr", "fo", "ovf", "twos"}
 
+# schedulers that hash a packet address: one client (or destination) always gets the same server
+HASH_SCHEDULERS = {"sh": "source address", "mh": "source address (Maglev hashing)",
+                   "dh": "destination address"}
+
 NODE_PORT_SETS = {"TCP": "KUBE-NODE-PORT-{}TCP", "UDP": "KUBE-NODE-PORT-{}UDP",
                   "SCTP": "KUBE-NODE-PORT-{}SCTP-HASH"}
 
@@ -96,6 +100,9 @@ def frontend_for(state: IpvsState, vs: VirtualServer, ruleset: Ruleset | None = 
     evidence.append(f"{vs.address}/{vs.protocol.lower()}: {kind} ({why})")
     if vs.scheduler in DYNAMIC_SCHEDULERS:
         evidence.append(f"scheduler {vs.scheduler} picks by connection counts: shown as weight shares")
+    elif vs.scheduler in HASH_SCHEDULERS:
+        evidence.append(f"scheduler {vs.scheduler} hashes the {HASH_SCHEDULERS[vs.scheduler]}: a given "
+                        "client always reaches the same real server; shares are over many clients")
     if "persistent-timeout-unscaled" in vs.flags:
         evidence.append("/proc/net/ip_vs prints persistence in jiffies and CONFIG_HZ was not captured")
     affinity = None if "persistent-timeout-unscaled" in vs.flags else vs.persistent
