@@ -91,3 +91,24 @@ def test_service_without_address_is_a_parse_error():
     back.decode()
     with pytest.raises(ParseError, match="netlink IPVS: service without"):
         table_from_messages([(back, [])])
+
+
+def test_destination_dump_request_carries_the_service_key():
+    from kubectl_proxydoctor.modes.ipvs.netlink import _service_key
+    from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
+
+    for vs, want in (
+        (VirtualServer("UDP", "fd00::10", 53, "rr", family=6),
+         {"IPVS_SVC_ATTR_AF": 10, "IPVS_SVC_ATTR_PROTOCOL": 17, "IPVS_SVC_ATTR_ADDR": "fd00::10",
+          "IPVS_SVC_ATTR_PORT": 53}),
+        (VirtualServer("FWM", None, 0, "rr", fwmark=7), {"IPVS_SVC_ATTR_AF": 2, "IPVS_SVC_ATTR_FWMARK": 7}),
+    ):
+        msg = ipvsmsg()
+        msg["cmd"] = 8
+        msg["version"] = 1
+        msg["attrs"] = [("IPVS_CMD_ATTR_SERVICE", _service_key(vs).dump_key())]
+        msg.encode()
+        back = ipvsmsg(msg.data)
+        back.decode()
+        attrs = dict(back.get_attr("IPVS_CMD_ATTR_SERVICE")["attrs"])
+        assert attrs == want
