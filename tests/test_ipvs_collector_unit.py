@@ -46,7 +46,8 @@ def test_netlink_table_is_stored_as_ipvsadm_text(monkeypatch, calls):
     collector.collect(ctx)
     assert ctx.sources == {"ipset": "ok", "proc-net-ip_vs": "ok", "ipvs": "ok"}
     assert ipvsadm.parse(ctx.files["ipvsadm.txt"]).services[4].persistent == 600
-    assert ctx.files["ipvsadm.txt"].startswith("IP Virtual Server version")
+    assert ctx.files["ipvsadm.txt"].startswith("IP Virtual Server version 1.2.1 (size=4096)\n")
+    assert collector.header_of("IP Virtual Server version 1.2.1 (size=1048576)\nProt") == ("1.2.1", 1048576)
     assert ctx.files["proc-net-ip_vs.txt"] == PROC
     assert ["ipvsadm", "-Ln", "--exact"] not in calls
 

@@ -8,6 +8,8 @@ make the kernel load ip_vs.
 
 from __future__ import annotations
 
+import re
+
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect.node import read_files, run_tool
 from kubectl_proxydoctor.errors import ProxyDoctorError
@@ -32,6 +34,15 @@ def absence_reason() -> str:
     return "kernel has no IP_VS (no /proc/net/ip_vs)"
 
 
+_HEADER = re.compile(r"IP Virtual Server version (\S+) \(size=(\d+)\)")
+
+
+def header_of(proc_text: str) -> tuple[str, int]:
+    """IPVS version and connection-table size from /proc/net/ip_vs's first line (as ipvsadm prints)."""
+    m = _HEADER.search(proc_text.split("\n", 1)[0])
+    return (m.group(1), int(m.group(2))) if m else ("1.2.1", 4096)
+
+
 def collect(ctx: CollectContext) -> None:
     """Store ipvsadm.txt, proc-net-ip_vs.txt and ipset-save.txt, or say why each is missing."""
     _collect_ipset(ctx)
@@ -45,7 +56,8 @@ def collect(ctx: CollectContext) -> None:
         from kubectl_proxydoctor.modes.ipvs.ipvsadm import render_list
         from kubectl_proxydoctor.modes.ipvs.netlink import read_live
 
-        ctx.ok("ipvs", "ipvsadm.txt", render_list(read_live(ctx.netns)))
+        version, size = header_of(proc.text)
+        ctx.ok("ipvs", "ipvsadm.txt", render_list(read_live(ctx.netns), version, size))
         return
     except ProxyDoctorError as e:
         netlink_error = str(e)
