@@ -38,7 +38,7 @@ def test_every_kube_proxy_option() -> None:
     assert r.match_sets == [("KUBE-CLUSTER-IP", "dst,dst", False)]
     assert (r.dst_type, r.ctstate, r.mark) == ("LOCAL", "NEW", "0x4000/0x4000")
     assert (r.target, r.to_destination, r.goto) == ("DNAT", "10.244.0.5:53", False)
-    assert r.matches == ["comment", "udp", "statistic", "recent", "set", "addrtype", "conntrack", "mark"]
+    assert r.matches == ("comment", "udp", "statistic", "recent", "set", "addrtype", "conntrack", "mark")
     assert r.unknown is None and r.index == 1 and r.line == 3
 
 
@@ -67,7 +67,7 @@ def test_unknown_options_kept_verbatim() -> None:
                  "-j LOG --log-prefix x --log-level 4")
     assert r.unknown == ["--limit", "5/sec", "--limit-burst", "10", "!", "--physdev-is-in"]
     assert r.target == "LOG" and r.target_args == ["--log-prefix", "x", "--log-level", "4"]
-    assert r.matches == ["limit", "physdev"]
+    assert r.matches == ("limit", "physdev")
     assert r.text.startswith("-A KUBE-X -m limit")
 
 

@@ -83,6 +83,7 @@ class Interpreter:
         self.nat = ruleset.tables.get("nat")
         self.filter = ruleset.tables.get("filter")
         self._cache: dict[str, ChainTargets] = {}
+        self._seps: dict[str, tuple[Endpoint, str] | None] = {}
         self._names: dict[str, ServicePortName] | None = None
         self.view = ProgrammedView(mode="iptables", source=source, raw=ruleset)
 
@@ -176,9 +177,9 @@ class Interpreter:
                 continue
             p = remaining * (rule.probability if rule.probability is not None else 1.0)
             if target.startswith("KUBE-SEP-") or target.startswith("KUBE-SEP"):
-                sub = self._endpoint_chain(target)
-                for t in sub.targets:
-                    out.targets.append(_scaled(t, p, rule))
+                sep = self._endpoint_chain(target)
+                if sep is not None:
+                    out.targets.append(Target(sep[0], p, None, [rule.text, sep[1]]))
             else:
                 sub = self.resolve(target, depth + 1)
                 if chain_name.startswith("KUBE-EXT-") or chain_name.startswith("KUBE-FW-"):
@@ -196,20 +197,20 @@ class Interpreter:
         self._cache[chain_name] = out
         return out
 
-    def _endpoint_chain(self, name: str) -> ChainTargets:
-        cached = self._cache.get(name)
-        if cached is not None:
-            return cached
-        out = ChainTargets()
+    def _endpoint_chain(self, name: str) -> tuple[Endpoint, str] | None:
+        """The DNAT destination of a KUBE-SEP chain and its rule (cached: one Endpoint per chain)."""
+        if name in self._seps:
+            return self._seps[name]
+        found = None
         chain = self.nat.chains.get(name) if self.nat else None
         for rule in chain.rules if chain else ():
             if rule.target == "DNAT" and rule.to_destination:
                 ep = _split_endpoint(rule.to_destination)
                 if ep is not None:
-                    out.targets.append(Target(ep, 1.0, evidence=[rule.text]))
+                    found = (ep, rule.text)
                     break
-        self._cache[name] = out
-        return out
+        self._seps[name] = found
+        return found
 
     # -- building the view --------------------------------------------------------------------------
 
