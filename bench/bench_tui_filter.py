@@ -77,6 +77,19 @@ def bench_model(report: NodeReport) -> list[float]:
     return samples
 
 
+def bench_sort(report: NodeReport) -> list[float]:
+    """Sorting by each column (first time: computes that order; it is cached afterwards)."""
+    from kubectl_proxydoctor.tui.rows import COLUMNS, TableModel, build_rows
+
+    model = TableModel(build_rows(report))
+    samples: list[float] = []
+    for column in range(len(COLUMNS)):
+        t0 = time.perf_counter()
+        model.sort_by(column)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
 async def bench_app(report: NodeReport) -> tuple[list[float], list[float], float]:
     """Per keystroke in the real app: (work in the table, Pilot round trip), and the load time.
 
@@ -160,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
     line, _ = _summary("  filter model (TableModel.set_query)", bench_model(report))
     print(line)
+    sorts = bench_sort(report)
+    print(f"  sort by a column (uncached): median {statistics.median(sorts):.1f} ms, max {max(sorts):.1f} ms")
     work, trips, load_ms = asyncio.run(bench_app(report))
     _, base_trips, _ = asyncio.run(bench_app(generate_report(16)))
     print(f"  app shows {args.rows} rows {load_ms:.0f} ms after start")

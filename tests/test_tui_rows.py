@@ -78,6 +78,8 @@ def test_sort_toggles_direction_and_keeps_filter() -> None:
     model.set_query("default")
     model.sort_by(6)
     assert model.row(0).key == WEB.key and not model.reverse
+    ok = [model.row(i).cells[:3] for i in range(1, len(model))]
+    assert ok == sorted(ok)  # ties stay in namespace/name/port order
     model.sort_by(6)
     assert model.reverse and model.row(len(model) - 1).key == WEB.key
     assert all(model.row(i).cells[0] == "default" for i in range(len(model)))

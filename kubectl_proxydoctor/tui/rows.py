@@ -102,15 +102,14 @@ def build_rows(report: NodeReport) -> list[ServiceRow]:
     return rows
 
 
-def _sort_key(row: ServiceRow, column: int):
+def _column_key(rows: Sequence[ServiceRow], column: int) -> list:
+    """Per row, the value a column sorts by (ties keep the namespace/name/port order)."""
     key = COLUMNS[column].key
     if key == "status":
-        rank = SEVERITY_ORDER.get(row.severity or "", 3)
-        return (rank, row.cells[column], row.cells[0], row.cells[1], row.cells[2])
+        return [(SEVERITY_ORDER.get(r.severity or "", 3), r.status.status) for r in rows]
     if key == "endpoints":
-        s = row.status
-        return (len(s.expected_endpoints), len(s.programmed_endpoints), row.cells[0], row.cells[1])
-    return (row.cells[column], row.cells[0], row.cells[1], row.cells[2])
+        return [(len(r.status.expected_endpoints), len(r.status.programmed_endpoints)) for r in rows]
+    return [r.cells[column] for r in rows]
 
 
 class TableModel:
@@ -122,7 +121,7 @@ class TableModel:
         self.sort_column: int | None = None
         self.reverse = False
         self.view: list[int] = []
-        self._orders: dict[tuple[int | None, bool], list[int]] = {}
+        self._orders: dict[tuple[int | str | None, bool], list[int]] = {}
         self.set_rows(rows or [])
 
     def set_rows(self, rows: list[ServiceRow]) -> None:
@@ -134,11 +133,17 @@ class TableModel:
         key = (self.sort_column, self.reverse)
         order = self._orders.get(key)
         if order is None:
-            order = list(range(len(self.rows)))
-            if self.sort_column is not None:
-                column = self.sort_column
-                rows = self.rows
-                order.sort(key=lambda i: _sort_key(rows[i], column), reverse=self.reverse)
+            if self.sort_column is None:
+                order = list(range(len(self.rows)))
+            else:
+                base = self._orders.get(("base", False))
+                if base is None:
+                    names = [(r.cells[0], r.cells[1], r.cells[2]) for r in self.rows]
+                    base = sorted(range(len(self.rows)), key=names.__getitem__)
+                    self._orders[("base", False)] = base
+                values = _column_key(self.rows, self.sort_column)
+                # a stable sort over the name order: ties stay sorted by namespace/name/port
+                order = sorted(base, key=values.__getitem__, reverse=self.reverse)
             self._orders[key] = order
         return order
 
