@@ -42,9 +42,41 @@ def _prob(n: int) -> str:
     return f"{1.0 / n:.11f}"
 
 
+def generate_shared(
+    directory: Path, services: int, endpoints: int, drift: int, seed: int = 1
+) -> dict[str, int]:
+    """The same node from bench/generate.py (NodePorts, LBs, Local policy, affinity, UDP, not-ready
+    endpoints): rules first, then ``drift`` ClusterIP services lose a ready endpoint in the API."""
+    sys.path.insert(0, str(ROOT))
+    from bench.generate import generate_cluster, iptables_save, ready, write_capture
+
+    cluster = generate_cluster(services, endpoints, seed=seed)
+    text = iptables_save(cluster)
+    changed = 0
+    for svc in cluster.services:
+        if changed >= drift:
+            break
+        live = ready(svc)
+        if (
+            svc.type == "ClusterIP"
+            and svc.internal_policy == "Cluster"
+            and len(svc.ports) == 1
+            and len(live) > 1
+        ):
+            svc.endpoints.remove(live[0])
+            changed += 1
+    write_capture(cluster, directory, iptables_text=text)
+    return {
+        "services": services,
+        "endpoints": cluster.endpoint_count,
+        "rules": text.count("\n-A "),
+        "drifted": changed,
+    }
+
+
 def generate(directory: Path, services: int, endpoints: int, drift: int) -> dict[str, int]:
-    """Write api.json, iptables-save.txt and meta.json for a node; ``drift`` services lose an
-    endpoint in the API after the rules were written (so `check` has findings to report)."""
+    """Built-in generator (ClusterIP services only): api.json, iptables-save.txt and meta.json;
+    ``drift`` services lose an endpoint in the API after the rules were written."""
     items: list[dict] = [
         {
             "apiVersion": "v1",
@@ -217,7 +249,7 @@ def phases(directory: Path) -> dict[str, float]:
     decide_mode(snapshot, cluster, views)
     out["decide proxy mode (proxy_mode.decide)"] = clock() - start
     start = clock()
-    expected = expected_for_node(cluster, NODE)
+    expected = expected_for_node(cluster, snapshot.node)
     out["expected (API -> node)"] = clock() - start
     start = clock()
     primary, _ = split_views(views, "iptables")
@@ -244,7 +276,10 @@ def time_iptables_save(directory: Path, repeat: int = 3) -> tuple[float, float] 
     ns = f"pd-bench-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
     try:
-        with open(directory / "iptables-save.txt", "rb") as rules:
+        dump = directory / "iptables-save.txt"
+        if not dump.exists():
+            dump = directory / "iptables-nft-save.txt"
+        with open(dump, "rb") as rules:
             subprocess.run(
                 ["ip", "netns", "exec", ns, "iptables-restore"], stdin=rules, check=True, capture_output=True
             )
@@ -260,11 +295,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--endpoints", type=int, default=3)
     parser.add_argument("--drift", type=int, default=10, help="services whose API lost an endpoint")
     parser.add_argument("--keep", type=Path, help="write the generated node here and keep it")
+    parser.add_argument("--builtin", action="store_true", help="the built-in ClusterIP-only generator")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="pd-bench-check-"))
     directory = args.keep or tmp / "node"
     try:
-        sizes = generate(directory, args.services, args.endpoints, args.drift)
+        if args.builtin:
+            sizes = generate(directory, args.services, args.endpoints, args.drift)
+        else:
+            sizes = generate_shared(directory, args.services, args.endpoints, args.drift)
         seconds, cpu, rss_kib, code, report = run_check(directory)
         save = time_iptables_save(directory)
         steps = phases(directory)
@@ -284,8 +323,13 @@ def main(argv: list[str] | None = None) -> dict:
             "cpu_seconds_by_step": steps,
         }
         print(json.dumps(result, indent=1))
-        if stale != args.drift or code != (1 if args.drift else 0):
-            raise SystemExit(f"wrong diagnosis: {stale} stale endpoints for {args.drift} drifted services")
+        drifted = sizes.get("drifted", args.drift)
+        errors = [f for f in report["findings"] if f["severity"] == "error" and f["code"] != "stale-endpoint"]
+        if stale != drifted or errors or code != (1 if drifted else 0):
+            raise SystemExit(
+                f"wrong diagnosis: {stale} stale endpoints for {drifted} drifted services, "
+                f"other errors: {[f['code'] for f in errors][:5]}"
+            )
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -84,6 +84,14 @@ def _chain_name(mode: str, name: ServicePortName, policy: str, frontend: Fronten
     return f"the virtual server {frontend.address}"
 
 
+def _frontend_key(kind: str, ip: str | None) -> tuple[str, str | None]:
+    """Match key of a frontend. External and load-balancer IPs share one class: kube-proxy's
+    "has no endpoints" REJECT/DROP rules for the two are identical, so a view may not tell them apart."""
+    if kind == "node-port":
+        return (kind, None)
+    return ("external" if kind in ("external-ip", "load-balancer") else kind, _norm_ip(ip))
+
+
 class Comparison:
     """Compares one mode's programmed views (the active backend) with the expected node."""
 
@@ -212,11 +220,11 @@ class Comparison:
     ) -> list[tuple[ExpectedFrontend, list[Frontend]]]:
         by_key: dict[tuple[str, str | None], list[Frontend]] = defaultdict(list)
         for f in prog.frontends:
-            by_key[(f.kind, None if f.kind == "node-port" else _norm_ip(f.ip))].append(f)
+            by_key[_frontend_key(f.kind, f.ip)].append(f)
         used: set[int] = set()
         pairs: list[tuple[ExpectedFrontend, list[Frontend]]] = []
         for ef in exp.frontends:
-            key = (ef.kind, None if ef.kind == "node-port" else _norm_ip(ef.ip))
+            key = _frontend_key(ef.kind, ef.ip)
             matches = [f for f in by_key.get(key, []) if f.port == ef.port]
             wrong = [f for f in by_key.get(key, []) if f.port != ef.port and id(f) not in used]
             if not matches and wrong:
@@ -324,7 +332,7 @@ class Comparison:
                 f"{'internal' if ef.kind == 'cluster-ip' else 'external'}TrafficPolicy says {ef.policy}",
                 evidence=f.evidence,
             )
-        if f.affinity_seconds != exp.affinity_seconds:
+        if f.affinity_seconds != exp.affinity_seconds and f.targets:  # no endpoints: nothing to stick to
             want = f"ClientIP for {exp.affinity_seconds}s" if exp.affinity_seconds else "no session affinity"
             have = f"ClientIP for {f.affinity_seconds}s" if f.affinity_seconds else "no session affinity"
             self._add(
@@ -334,8 +342,9 @@ class Comparison:
                 f"{exp.name}: {f.address} has {have}, the Service asks for {want}",
                 evidence=f.evidence,
             )
-        if ef.kind == "load-balancer" and (self.mode != "ipvs" or f.source_ranges):
-            # IPVS enforces source ranges in ipsets, outside the virtual server the view holds
+        if ef.kind == "load-balancer" and f.targets and (self.mode != "ipvs" or f.source_ranges):
+            # no endpoints: kube-proxy writes no firewall chain (usesFWChain needs endpoints); IPVS
+            # enforces source ranges in ipsets, outside the virtual server the view holds
             # kube-proxy also admits the LB IPs themselves when a range holds the node IP (allowFromNode)
             own = {_norm_net(ip) for ip in exp.load_balancer_ips}
             want = sorted({_norm_net(c) for c in ef.source_ranges} - own)
