@@ -214,10 +214,22 @@ def ipsets(ctx: CheckContext) -> Iterator[Finding]:
     if state.ipvs0 is None:
         return
     for vs in state.table.services:
-        if vs.ip is None or vs.ip not in state.ipvs0:
+        if vs.ip is None or (vs.ip not in state.ipvs0 and vs.ip not in state.node_ips):
             continue
         _, _, why = classify(state, vs)
         if why.startswith("in ipset"):
+            continue
+        if vs.ip not in state.ipvs0:
+            suffix = f"{vs.protocol}-HASH" if vs.protocol == "SCTP" else vs.protocol
+            sets = "/".join(set_name(f"KUBE-NODE-PORT-{p}{suffix}", vs.family) for p in ("", "LOCAL-"))
+            yield _finding(
+                ctx, "ipvs-frontend-not-in-ipset", "warning",
+                f"virtual server {vs.address}/{vs.protocol.lower()} is on a node address (a NodePort) but "
+                f"port {vs.port} is in none of {sets}: kube-proxy's nat rules do not treat it as a NodePort "
+                "(no masquerade), or it was not made by kube-proxy", vs,
+                evidence=[f"{state.table.source}: {vs.evidence}", "ipset-save.txt: no matching entry"],
+                fix="restart kube-proxy so it resyncs its ipsets; if no Service has this NodePort, delete "
+                    f"the virtual server (ipvsadm -D -{'t' if vs.protocol == 'TCP' else 'u'} {vs.address})")
             continue
         yield _finding(
             ctx, "ipvs-frontend-not-in-ipset", "warning",
