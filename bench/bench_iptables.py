@@ -91,9 +91,14 @@ def bench_size(services: int, endpoints: int, backend: str) -> dict:
                 )
             if done.returncode != 0:
                 raise SystemExit(f"iptables-{backend}-restore failed: {done.stderr.strip()[:300]}")
-            done, save_s, save_cpu = _run(["ip", "netns", "exec", ns, f"iptables-{backend}-save"])
+            # iptables-nft-save 1.8.9 recurses in libnftnl and overflows the default 8 MB stack on
+            # ~450k rules (segfault): give it an unlimited stack, as one would on such a node
+            save = f"ulimit -s unlimited; exec ip netns exec {ns} iptables-{backend}-save"
+            done, save_s, save_cpu = _run(["sh", "-c", save])
             if done.returncode != 0:
-                raise SystemExit(f"iptables-{backend}-save failed: {done.stderr.strip()[:300]}")
+                raise SystemExit(
+                    f"iptables-{backend}-save failed (exit {done.returncode}): {done.stderr.strip()[:300]}"
+                )
             saved = Path(tmp) / "saved.txt"
             saved.write_text(done.stdout)
             lines = done.stdout.count("\n")
