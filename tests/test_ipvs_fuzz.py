@@ -47,7 +47,8 @@ CHECKS = ["ipvs-kube-ipvs0", "ipvs-weights", "ipvs-ipsets", "ipvs-kernel-modules
 
 
 @FUZZ_SETTINGS
-@given(st.sampled_from(["ipvsadm.txt", "proc-net-ip_vs.txt", "ipset-save.txt"]), st.data())
+@given(st.sampled_from(["ipvsadm.txt", "proc-net-ip_vs.txt", "ipset-save.txt", "ip-addr.json",
+                        "iptables-nft-save.txt", "modules.txt"]), st.data())
 def test_whole_pipeline_on_a_mutated_capture(name, data):
     snap = NodeSnapshot.from_files(dict(CAPTURE.files))
     snap.files[name] = data.draw(inputs(CAPTURE.files[name]))
