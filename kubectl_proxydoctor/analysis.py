@@ -103,6 +103,25 @@ def decide_mode(snapshot: NodeSnapshot, cluster: ClusterState | None, views: lis
     return decide(snapshot, cluster, views)
 
 
+# capture files / collector sources that hold each mode's rules
+RULE_SOURCES = {
+    "iptables": tuple(f"{fam}tables{b}-save.txt" for fam in ("ip", "ip6") for b in ("", "-nft", "-legacy")),
+    "nftables": ("nft-ruleset.json", "nft list tables"),
+    "ipvs": ("ipvs", "ipvsadm.txt", "proc-net-ip_vs", "proc-net-ip_vs.txt"),
+}
+_READ_FAILURE = re.compile(r"needs root|permission|denied|not permitted|failed|timed out|unreadable", re.I)
+
+
+def unreadable_rules(snapshot: NodeSnapshot, mode: str) -> dict[str, str]:
+    """Rule sources of ``mode`` (every mode when it is not one) the collector failed to read."""
+    names = RULE_SOURCES.get(mode) or tuple(n for names in RULE_SOURCES.values() for n in names)
+    return {
+        k: v
+        for k, v in snapshot.sources.items()
+        if k in names and not v.startswith("ok") and _READ_FAILURE.search(v)
+    }
+
+
 def api_problem(cluster: ClusterState | None) -> str | None:
     """Why the API view cannot be trusted for expectations, or None when it can."""
     if cluster is None:
@@ -242,6 +261,9 @@ def _analyse(
     report = NodeReport(node=node, mode=mode, snapshot=snapshot, views=views)
     report.modes_found = sorted({v.mode for v in views if v.ports})
     report.sources = dict(sources)
+    for name, why in snapshot.unavailable().items():
+        if report.sources.get(name, "ok (no rules)") == "ok (no rules)":  # e.g. "ipvs": kernel has no IP_VS
+            report.sources[name] = why
     report.notes.append(f"mode {mode}: " + "; ".join(evidence))
     problem = api_problem(cluster)
     usable = cluster if problem is None else None
@@ -267,8 +289,19 @@ def _analyse(
     if usable is not None:
         views = relabel_views(views, usable)
         report.views = views
-    expected = expected_for_node(usable, node) if usable is not None and not skip else None
     primary, _secondary = split_views(views, mode if mode in MODES else None)
+    failed = unreadable_rules(snapshot, mode)
+    for name, why in failed.items():
+        report.sources[name] = why
+    if failed:
+        report.unreadable.append("rules")
+        if not any(v.ports for v in primary):
+            skip = True  # nothing read is not the same as nothing programmed
+            report.notes.append(
+                f"{mode} rules could not be read ({'; '.join(f'{k}: {v}' for k, v in failed.items())}): "
+                "service ports not compared (run as root, or collect a capture on the node)"
+            )
+    expected = expected_for_node(usable, node) if usable is not None and not skip else None
     ctx = CheckContext(
         snapshot=snapshot,
         views=views,

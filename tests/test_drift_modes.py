@@ -107,3 +107,27 @@ def test_dual_stack_service_missing_its_ipv6_half() -> None:
     assert web.status == "drift"  # the IPv4 half is programmed, the IPv6 half is not
     [missing] = [f for f in report.findings if f.code == "not-programmed"]
     assert missing.service == "default/web" and "fd00:96::10" in missing.message
+
+
+def test_unreadable_rules_are_not_reported_as_missing() -> None:
+    """A live run without root reads no rules: exit 3 and no not-programmed flood."""
+    meta = {
+        "node": "pdnode1",
+        "sources": {
+            "iptables-nft-save.txt": "unavailable: iptables-nft-save needs root (permission denied)",
+            "ipvs": "unavailable: kernel has no IP_VS",
+        },
+    }
+    snapshot = NodeSnapshot.from_files({"meta.json": json.dumps(meta)})
+    report = analyse(snapshot, _cluster([]))
+    assert report.exit_code == 3
+    assert report.services == []
+    assert not [f for f in report.findings if f.code == "not-programmed"]
+    assert "needs root" in report.sources["iptables-nft-save.txt"]
+    assert any("could not be read" in n for n in report.notes)
+    # a missing IPVS kernel module is not a read failure
+    meta["sources"] = {"ipvs": "unavailable: kernel has no IP_VS"}
+    capture = FIXTURES / "iptables" / "healthy"
+    files = {p.name: p.read_text() for p in capture.iterdir() if p.name != "meta.json"}
+    healthy = NodeSnapshot.from_files({**files, "meta.json": json.dumps(meta)})
+    assert analyse(healthy, _cluster([])).exit_code == 0
