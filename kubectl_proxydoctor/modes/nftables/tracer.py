@@ -181,7 +181,7 @@ class _Tracer:
                  depth: int) -> list[tuple[_State, str]]:
         why: list[str] = []
         label = _chain_label(table, chain)
-        for idx, stmt in enumerate(rule.expr):
+        for stmt in rule.expr:
             kind = next(iter(stmt))
             body = stmt[kind]
             try:
@@ -223,7 +223,6 @@ class _Tracer:
                 return self.verdict(table, stmt, st, depth)
             self.note(f"{label}: statement {render_stmt(stmt)} in '{rule.text}' is not modelled; "
                       "ignored")
-            del idx
         if why or rule.expr:
             st.path.append(TraceStep(label, rule.text, "; ".join(why) if why else "unconditional"))
         return [(st, "next")]
