@@ -90,3 +90,17 @@ def test_live_ipvs_table_through_netlink(netns):  # pragma: no cover - needs a k
 def test_absence_reason_is_one_line():
     reason = ipvs_collector.absence_reason()
     assert "\n" not in reason and reason
+
+
+def test_netlink_reader_in_a_namespace_restores_ours(netns):
+    from kubectl_proxydoctor.errors import SourceUnavailable
+    from kubectl_proxydoctor.modes.ipvs.netlink import read_live
+
+    ns = netns("pd-ipvs-")
+    before = os.readlink("/proc/self/ns/net")
+    if HAS_IPVS:  # pragma: no cover - needs a kernel with IP_VS
+        assert read_live(ns).services == []  # a fresh namespace has no virtual servers
+    else:
+        with pytest.raises(SourceUnavailable, match="IPVS netlink family not available"):
+            read_live(ns)
+    assert os.readlink("/proc/self/ns/net") == before
