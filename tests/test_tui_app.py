@@ -263,6 +263,19 @@ async def test_findings_grouped_by_severity() -> None:
         positions = [text.index(group) for group in ("ERROR (1)", "WARNING (1)", "INFO (1)")]
         assert positions == sorted(positions)
         assert "stale-endpoint  default/web:http" in text
+        # walk the findings with the keyboard; enter opens the service port of the first one
+        assert app.focused.finding.code == "stale-endpoint"
+        await pilot.press("down")
+        assert app.focused.finding.code == "kube-proxy-not-running"
+        await pilot.press("enter")  # a node-level finding: nothing to open, a notice says why
+        await pilot.pause()
+        assert isinstance(app.screen, FindingsScreen)
+        assert any("not one service port" in n.message for n in app._notifications)
+        await pilot.press("k", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen) and app.screen.row.key == WEB.key
+        await pilot.press("escape")
+        assert isinstance(app.screen, FindingsScreen)
         await pilot.press("f")
         assert not isinstance(app.screen, FindingsScreen)
 

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from kubectl_proxydoctor.errors import ProxyDoctorError
-from kubectl_proxydoctor.model import TraceResult
+from kubectl_proxydoctor.model import Finding, TraceResult
 from kubectl_proxydoctor.report import NodeReport
 from kubectl_proxydoctor.tui.packet import packet_text_for
 from kubectl_proxydoctor.tui.rows import COLUMNS, ServiceRow, build_rows
@@ -235,6 +235,21 @@ class ProxyDoctorApp(App[None]):
         from kubectl_proxydoctor.tui.screens.findings import FindingsScreen
 
         self.push_screen(FindingsScreen(self.report.findings, self.report.notes))
+
+    def open_finding(self, finding: Finding) -> None:
+        """The detail pane of the service port a finding names (node-level findings have none)."""
+        if self.report is None:
+            return
+        for row in self.table.model.rows:
+            name = row.status.name
+            if (finding.service == name.service and finding.port == name.port
+                    and finding.protocol in (None, name.protocol)):
+                from kubectl_proxydoctor.tui.screens.detail import DetailScreen
+
+                self.push_screen(DetailScreen(self.report, row))
+                return
+        where = finding.service or "the node"
+        self.notify(f"{finding.code} is about {where}, not one service port", severity="information")
 
     def action_recollect(self) -> None:
         if not self.live:

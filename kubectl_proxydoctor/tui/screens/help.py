@@ -13,7 +13,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("/", "filter services (all words must match; esc clears)"),
     ("enter", "details of the selected service port"),
     ("t", "trace a packet (destination IP:PORT/proto)"),
-    ("f", "findings, grouped by severity"),
+    ("f", "findings by severity (enter opens the port of one)"),
     ("r", "re-collect the node (live only)"),
     ("1-7", "sort by column (again: reverse)"),
     ("j k g G", "down, up, top, bottom (arrows, pgup/pgdn work)"),
