@@ -300,3 +300,10 @@ def test_trace_foreign_accept_shadows_service() -> None:
 def test_trace_unknown_port_is_no_match() -> None:
     (res,) = ipt.trace(load("healthy"), Packet("10.96.100.10", 81, "TCP", "172.30.0.2"))
     assert [o.verdict for o in res.outcomes] == ["no-match"]
+
+
+def test_ipvs_helper_chains_are_not_traced_as_iptables_mode() -> None:
+    snap = NodeSnapshot.load(FIXTURES.parent / "ipvs" / "healthy")
+    assert ipt.trace(snap, Packet("10.96.100.10", 80, "TCP", "172.30.0.2")) == []
+    views = ipt.interpret(snap)
+    assert views and all(not v.ports for v in views)  # raw rules kept for other checks, no ports

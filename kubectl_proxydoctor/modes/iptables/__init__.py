@@ -32,8 +32,8 @@ def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
 
 
 def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
-    """The packet through every iptables dump of its IP family that holds KUBE-* chains."""
-    from kubectl_proxydoctor.modes.iptables.sources import dumps
+    """The packet through every iptables dump of its IP family that holds KUBE-* chains (not IPVS's)."""
+    from kubectl_proxydoctor.modes.iptables.sources import dumps, ipvs_layout
     from kubectl_proxydoctor.modes.iptables.tracer import Tracer
     from kubectl_proxydoctor.nodeinfo import local_addresses
 
@@ -42,8 +42,8 @@ def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
     tracers = snapshot.__dict__.setdefault(_TRACER_ATTR, {})
     results: list[TraceResult] = []
     for dump in dumps(snapshot):
-        if dump.family != family or not dump.ruleset.kube_chains():
-            continue
+        if dump.family != family or not dump.ruleset.kube_chains() or ipvs_layout(dump.ruleset):
+            continue  # IPVS mode's helper chains: the ipvs tracer follows those packets
         tracer = tracers.get(dump.source)
         if tracer is None or tracer.rs is not dump.ruleset:
             tracer = tracers[dump.source] = Tracer(dump.ruleset, local, dump.source)

@@ -70,3 +70,15 @@ def dumps(snapshot: NodeSnapshot) -> list[Dump]:
                 if not any(d.source == source for d in out):
                     out.append(Dump(source, plain, family, _parse_cached(snapshot, plain, family)))
     return out
+
+
+_IPVS_NAT_CHAINS = ("KUBE-LOAD-BALANCER", "KUBE-NODE-PORT", "KUBE-LOOP-BACK", "KUBE-FIRE-WALL")
+
+
+def ipvs_layout(ruleset: Ruleset) -> bool:
+    """True for the helper chains of kube-proxy's IPVS mode (no KUBE-SVC-* service chains): the
+    services live in IPVS, so these rules alone say nothing about where a packet goes."""
+    nat = ruleset.tables.get("nat")
+    if nat is None or not any(c in nat.chains for c in _IPVS_NAT_CHAINS):
+        return False
+    return not any(c.startswith("KUBE-SVC-") for c in nat.chains)
