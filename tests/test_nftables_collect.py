@@ -127,6 +127,27 @@ def test_generated_ruleset_loads_and_interprets(netns):
     assert {"cluster-ip", "node-port", "load-balancer"} <= kinds
     assert any(f.affinity_seconds == 10800 for p in view.ports.values() for f in p.frontends)
     assert any(f.policy == "local" for p in view.ports.values() for f in p.frontends)
+    # NodePorts: externalTrafficPolicy Local reaches only this node's endpoints, or drops
+    by_key = {name.key: port for (name, _f), port in view.ports.items()}
+    checked = set()
+    for svc in cluster.services:
+        for p in svc.ports:
+            if not p.node_port:
+                continue
+            eps = [e for e in svc.endpoints if e.ready]
+            local = {f"{e.ip}:{p.target_port}" for e in eps if e.node == cluster.node}
+            port = by_key[f"{svc.port_name(p)}/{p.protocol}"]
+            [fe] = [f for f in port.frontends if f.kind == "node-port"]
+            if not eps:
+                assert (fe.targets, fe.no_endpoints) == ([], "reject")
+            elif svc.external_policy == "Local":
+                assert fe.policy == "local" and {str(e) for e in fe.endpoints} == local
+                assert fe.no_endpoints == (None if local else "drop")
+                checked.add("local-with" if local else "local-without")
+            else:
+                everywhere = {f"{e.ip}:{p.target_port}" for e in eps}
+                assert fe.policy == "cluster" and {str(e) for e in fe.endpoints} == everywhere
+    assert checked == {"local-with", "local-without"}
 
 
 def test_collect_on_this_host_through_libnftables():
