@@ -41,6 +41,9 @@ def header(report: NodeReport) -> Text:
         ok = str(value).startswith("ok")
         text.append(f"\n  {name}: ", style="dim").append(str(value), style="green" if ok else "yellow")
     for note in report.notes:
+        if note.startswith("mode ") and "; " in note:  # the mode decision's evidence: the first item
+            extra = note.count("; ")
+            note = f"{note.split('; ', 1)[0]} (+{extra} more; -o json has all)"
         text.append(f"\n  note: {note}", style="dim")
     return text
 
@@ -51,16 +54,16 @@ def summary_table(report: NodeReport) -> Table:
     if len(rows) > MAX_OK_ROWS:
         rows = [s for s in rows if s.status != "ok"]
     table = Table(title="service ports", title_justify="left", show_lines=False)
-    for col in ("service", "port", "type", "status", "frontends", "endpoints (API / programmed)"):
-        table.add_column(col, overflow="fold")
+    table.add_column("service port", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("frontends", no_wrap=True)
+    table.add_column("endpoints\nAPI/rules", justify="right", no_wrap=True)
     for s in rows:
         table.add_row(
-            escape(s.name.service),
-            escape(f"{s.name.port or '-'}/{s.name.protocol}"),
-            s.service_type,
+            escape(f"{s.name.service}:{s.name.port or '-'}/{s.name.protocol}"),
             Text(s.status, style=status_style(report, s)),
-            escape(", ".join(s.frontends)),
-            f"{len(s.expected_endpoints)} / {len(s.programmed_endpoints)}",
+            escape("\n".join(s.frontends)),
+            f"{len(s.expected_endpoints)}/{len(s.programmed_endpoints)}",
         )
     return table
 
