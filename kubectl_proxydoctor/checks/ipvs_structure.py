@@ -41,7 +41,7 @@ def _state(ctx: CheckContext) -> IpvsState | None:
     return value if isinstance(value, IpvsState) else None
 
 
-def _names(ctx: CheckContext):
+def _names(ctx: CheckContext) -> dict:
     """Frontend -> (ServicePortName, kind) from the API, when it was read."""
     if ctx.cluster is None:
         return {}

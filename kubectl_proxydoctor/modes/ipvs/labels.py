@@ -48,7 +48,8 @@ def frontend_index(cluster) -> dict[FrontendKey, tuple[ServicePortName, Frontend
     return index
 
 
-def name_for(frontend: Frontend, index: dict[FrontendKey, tuple[ServicePortName, FrontendKind]]):
+def name_for(frontend: Frontend, index: dict[FrontendKey, tuple[ServicePortName, FrontendKind]]
+             ) -> tuple[ServicePortName, FrontendKind] | None:
     """(name, kind) the API gives this frontend, or None when no Service claims it."""
     key: FrontendKey = (None if frontend.kind == "node-port" else _ip(frontend.ip),
                         frontend.protocol.upper(), frontend.port)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from kubectl_proxydoctor.errors import ParseError, SourceUnavailable
 from kubectl_proxydoctor.modes.ipvs.table import (
@@ -34,7 +35,7 @@ def _addr(value: object, family: int) -> str:
     return str(ipaddress.ip_address(str(value)))
 
 
-def service_from_attrs(svc) -> VirtualServer:
+def service_from_attrs(svc: Any) -> VirtualServer:
     """A virtual server from one IPVS_CMD_ATTR_SERVICE nest."""
     get = svc.get_attr
     af = get("IPVS_SVC_ATTR_AF") or socket.AF_INET
@@ -65,7 +66,7 @@ def service_from_attrs(svc) -> VirtualServer:
     return vs
 
 
-def dest_from_attrs(dest, service_af: int) -> RealServer:
+def dest_from_attrs(dest: Any, service_af: int) -> RealServer:
     """A real server from one IPVS_CMD_ATTR_DEST nest."""
     get = dest.get_attr
     af = get("IPVS_DEST_ATTR_ADDR_FAMILY") or service_af
@@ -106,7 +107,7 @@ def table_from_messages(dump: Iterable[tuple[object, Iterable[object]]]) -> Ipvs
 
 
 @contextmanager
-def _in_netns(netns: str | None):
+def _in_netns(netns: str | None) -> Iterator[None]:
     if not netns:
         yield
         return
@@ -119,7 +120,7 @@ def _in_netns(netns: str | None):
         pr_netns.popns()
 
 
-def _service_key(vs: VirtualServer):
+def _service_key(vs: VirtualServer) -> Any:
     from pyroute2.ipvs import IPVSService
 
     af = socket.AF_INET6 if vs.family == 6 else socket.AF_INET

@@ -13,7 +13,15 @@ from __future__ import annotations
 import ipaddress
 
 from kubectl_proxydoctor.errors import UsageError
-from kubectl_proxydoctor.model import Endpoint, Packet, TraceOutcome, TraceResult, TraceStep
+from kubectl_proxydoctor.model import (
+    Endpoint,
+    Frontend,
+    Packet,
+    ServicePortName,
+    TraceOutcome,
+    TraceResult,
+    TraceStep,
+)
 from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
 from kubectl_proxydoctor.modes.iptables.tracer import Tracer, _State
 from kubectl_proxydoctor.modes.ipvs.state import DUMMY_INTERFACE, IpvsState, read_state
@@ -91,7 +99,7 @@ def _ruleset(snapshot: NodeSnapshot, family: int) -> tuple[Ruleset, str] | None:
     return None
 
 
-def _service_name(snapshot: NodeSnapshot, vs: VirtualServer, frontend):
+def _service_name(snapshot: NodeSnapshot, vs: VirtualServer, frontend: Frontend) -> ServicePortName:
     """The API's name for the frontend when api.json was captured, else the frontend's own name."""
     if snapshot.has("api.json"):
         from kubectl_proxydoctor.cluster import ClusterState
@@ -117,6 +125,7 @@ def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
 
 
 def trace_state(snapshot: NodeSnapshot, state: IpvsState, packet: Packet) -> TraceResult:
+    """One packet through nat, filter, IPVS (every real server an outcome) and POSTROUTING."""
     try:
         dst = str(ipaddress.ip_address(packet.dst.strip("[]")))
         src = str(ipaddress.ip_address(packet.src.strip("[]"))) if packet.src else None
