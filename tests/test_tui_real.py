@@ -84,6 +84,16 @@ def test_tui_command_needs_a_terminal(capsys: pytest.CaptureFixture[str]) -> Non
     assert "tui needs a terminal" in capsys.readouterr().err
 
 
+def test_tui_command_names_a_missing_capture(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    from kubectl_proxydoctor.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["tui", "--from", str(tmp_path / "nope.tar.gz")])
+    assert exc.value.code == 3
+    err = capsys.readouterr().err
+    assert "nope.tar.gz: no such file or directory" in err and "Traceback" not in err
+
+
 def test_tui_command_rejects_from_and_sample(capsys: pytest.CaptureFixture[str]) -> None:
     from kubectl_proxydoctor.cli import main
 

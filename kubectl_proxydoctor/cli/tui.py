@@ -8,7 +8,7 @@ from pathlib import Path
 from kubectl_proxydoctor.cli.app import app
 from kubectl_proxydoctor.cli.check import ContextOpt, KubeconfigOpt
 from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt
-from kubectl_proxydoctor.errors import UsageError
+from kubectl_proxydoctor.errors import BundleError, UsageError
 
 ON_A_NODE = (
     "On a node (a TTY in a debug container, root in the host's network namespace): "
@@ -35,6 +35,8 @@ def tui(
     """Browse the node interactively: services, drift, raw rules, traces (keys: ? for help)."""
     if from_path is not None and sample:
         raise UsageError("--from and --sample exclude each other")
+    if from_path is not None and not from_path.exists():
+        raise BundleError(f"{from_path}: no such file or directory")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("tui needs a terminal (use -it with kubectl debug); for scripts use `check -o json`")
     from kubectl_proxydoctor.tui.app import ProxyDoctorApp
