@@ -115,3 +115,14 @@ def test_trace_all_reaches_ipvs_and_bad_address(snap):
 def test_no_ipvs_table_no_result():
     snap = NodeSnapshot.load(FIX.parent / "iptables" / "healthy")
     assert trace(snap, Packet("10.96.100.10", 80)) == []
+
+
+def test_persistence_template_and_quiescent_server(snap):
+    snap.files["ipvsadm.txt"] = snap.files["ipvsadm.txt"].replace(
+        "TCP  10.96.100.13:80 rr persistent 600\n  -> 10.244.0.11:8080            Masq    1",
+        "TCP  10.96.100.13:80 rr persistent 600\n  -> 10.244.0.11:8080            Masq    0")
+    snap.files["sysctl.txt"] = "net.ipv4.vs.expire_quiescent_template = 0\n"
+    result = _one(snap, Packet("10.96.100.13", 80, "TCP", "172.30.0.2"))
+    assert [(str(o.destination), o.probability) for o in result.outcomes] == [
+        ("10.244.0.13:8080", 1.0), ("10.244.0.11:8080", 0.0)]
+    assert any("expire_quiescent_template is 0" in n for n in result.notes)

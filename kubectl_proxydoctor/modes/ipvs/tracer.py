@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.errors import UsageError
 from kubectl_proxydoctor.model import (
     Endpoint,
@@ -208,6 +209,13 @@ def trace_state(snapshot: NodeSnapshot, state: IpvsState, packet: Packet) -> Tra
         if real.weight <= 0:
             notes.append(f"real server {real.address} has weight 0 (draining: terminating endpoint): no new "
                          "connections")
+            if vs.persistent is not None:
+                quiescent = nodeinfo.sysctls(snapshot).get("net.ipv4.vs.expire_quiescent_template")
+                if quiescent != "1":
+                    shown = quiescent if quiescent is not None else "not captured"
+                    notes.append(f"persistence: a returning client's template can still send it to "
+                                 f"{real.address} (net.ipv4.vs.expire_quiescent_template is {shown}; "
+                                 "kube-proxy sets 1)")
         share = (f"rr: 1 of {len(live)} real servers with weight > 0" if vs.scheduler == "rr"
                  else f"{vs.scheduler}: weight {real.weight} of {total_weight}")
         path = [*st.path, vs_step,
