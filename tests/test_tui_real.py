@@ -244,3 +244,15 @@ def test_header_shows_a_failing_kube_proxy() -> None:
 
     report = build_report(FIXTURE.parent / "sync-failing", False)
     assert "kube-proxy sync failing" in header_text(report).plain
+
+
+@sync
+async def test_a_corrupt_bundle_shows_the_error_state(tmp_path) -> None:
+    bundle = tmp_path / "node.tar.gz"
+    bundle.write_bytes(b"\x1f\x8b\x08\x00 this is not gzip data")
+    app = ProxyDoctorApp(lambda: build_report(bundle, False), origin=str(bundle))
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        text = screen_text(app)
+        assert "Could not build the report" in text and "node.tar.gz" in text
+        assert app.report is None and app.is_running
