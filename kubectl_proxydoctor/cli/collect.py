@@ -28,6 +28,9 @@ def collect(
     output: Annotated[Path, typer.Option("-o", "--output",
                                          help="Write the capture here: a directory, or FILE.tar.gz.")],
     conntrack: Annotated[bool, typer.Option("--conntrack", help="Also capture the conntrack table.")] = False,
+    redact: Annotated[bool, typer.Option(
+        "--redact", help="Replace IPs and object names consistently and drop Secrets (to share the capture)."
+    )] = False,
     node_name: Annotated[str | None, typer.Option("--node-name",
                                                   help="Node name for meta.json (default hostname).")] = None,
     netns: Annotated[str | None, typer.Option("--netns", hidden=True,
@@ -52,12 +55,16 @@ def collect(
                                        with_conntrack=conntrack)
     else:
         snapshot = collect_node(netns=netns, with_conntrack=conntrack, node_name=node_name)
+    if redact:
+        from kubectl_proxydoctor.redact import redact_snapshot
+
+        snapshot = redact_snapshot(snapshot)
     try:
         written = snapshot.save(output)
     except OSError as e:
         raise ProxyDoctorError(f"{output}: cannot write the capture ({e.strerror or e})") from e
     unreadable = {k: v for k, v in snapshot.sources.items() if is_read_failure(v)}
-    typer.echo(f"wrote {written} ({len(snapshot.files) + 1} files)")
+    typer.echo(f"wrote {written} ({len(snapshot.files) + 1} files{', redacted' if redact else ''})")
     for source, reason in sorted(snapshot.unavailable().items()):
         typer.echo(f"  {source}: {reason}", err=True)
     raise typer.Exit(EXIT_UNREADABLE if unreadable else EXIT_OK)
