@@ -411,8 +411,11 @@ async def test_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @sync
 async def test_narrow_terminal_keeps_status_visible() -> None:
-    app = make_app()
-    async with app.run_test(size=(60, 20)) as pilot:
-        await loaded(pilot)
-        web = next(line for line in screen_text(app).splitlines() if " web " in line)
-        assert "drift" in web
+    for size in ((60, 20), (40, 16)):
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            lines = screen_text(app).splitlines()
+            web = next(line for line in lines if " web " in line)
+            assert "drift" in web, (size, web)
+            assert ("FRONTEN" in lines[2]) == (size[0] >= 60)  # hidden when too narrow

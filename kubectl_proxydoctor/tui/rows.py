@@ -183,7 +183,8 @@ class TableModel:
 
 
 def column_widths(rows: Sequence[ServiceRow], width: int, gap: int = 1) -> list[int]:
-    """Fit the columns into ``width`` cells: natural widths, then shrink the wide ones."""
+    """Fit the columns into ``width`` cells: natural widths, then shrink the wide ones; when even
+    the narrowest layout does not fit, hide FRONTENDS, then TYPE (width 0 = hidden)."""
     widths = [max(len(c.label) + 1, c.min_width) for c in COLUMNS]  # +1: the sort mark
     sample = rows if len(rows) <= 2000 else rows[:2000]
     for row in sample:
@@ -191,16 +192,26 @@ def column_widths(rows: Sequence[ServiceRow], width: int, gap: int = 1) -> list[
             if len(cell) > widths[i]:
                 widths[i] = len(cell)
     widths = [min(w, c.max_width) for w, c in zip(widths, COLUMNS, strict=True)]
-    avail = max(0, width - gap * (len(COLUMNS) - 1))
+    minimum = sum(c.min_width for c in COLUMNS) + gap * (len(COLUMNS) - 1)
+    for key in ("frontends", "type"):
+        if minimum <= width:
+            break
+        i = COLUMN_INDEX[key]
+        minimum -= COLUMNS[i].min_width + gap
+        widths[i] = 0
+    shown = [i for i, w in enumerate(widths) if w]
+    avail = max(0, width - gap * (len(shown) - 1))
     for key in ("frontends", "name", "namespace", "port", "type", "endpoints", "status"):
         excess = sum(widths) - avail
         if excess <= 0:
             break
         i = COLUMN_INDEX[key]
-        widths[i] -= min(excess, widths[i] - COLUMNS[i].min_width)
+        if widths[i]:
+            widths[i] -= min(excess, widths[i] - COLUMNS[i].min_width)
     spare = avail - sum(widths)
     if spare > 0:
-        widths[COLUMN_INDEX["frontends"]] += spare
+        grow = COLUMN_INDEX["frontends"] if widths[COLUMN_INDEX["frontends"]] else COLUMN_INDEX["name"]
+        widths[grow] += spare
     return widths
 
 

@@ -108,7 +108,7 @@ class ServiceTable(ScrollView, can_focus=True):
         return self._widths
 
     def _line_text(self, cells: tuple[str, ...], widths: list[int]) -> str:
-        return " ".join(fit(cell, w) for cell, w in zip(cells, widths, strict=True))
+        return " ".join(fit(cell, w) for cell, w in zip(cells, widths, strict=True) if w)
 
     def _header_cells(self) -> tuple[str, ...]:
         labels = []
@@ -196,6 +196,8 @@ class ServiceTable(ScrollView, can_focus=True):
             widths = self._column_widths(region.width)
             x, start = event.x, 0
             for i, w in enumerate(widths):
+                if not w:
+                    continue  # a column hidden on a narrow terminal
                 if start <= x < start + w + 1:
                     self.sort_by(i)
                     return
