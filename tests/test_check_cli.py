@@ -204,3 +204,19 @@ def test_generated_large_cluster_layout(capsys, tmp_path: Path) -> None:
     code, out, _ = run(capsys, "check", "--from", str(tmp_path / "node"), "--node-name", "bench-node")
     assert code == 1
     assert "517 ok ports not listed" in out.replace("\n", " ") and "ns0/svc0" in out
+
+
+def test_status_colour_follows_worst_finding() -> None:
+    from kubectl_proxydoctor.model import Finding, ServicePortName
+    from kubectl_proxydoctor.render.report_text import status_style
+    from kubectl_proxydoctor.report import NodeReport, ServiceStatus
+
+    name = ServicePortName("default", "web", "http", "TCP")
+    report = NodeReport(node="n", mode="iptables")
+    status = ServiceStatus(name, "drift")
+    report.findings = [Finding.for_port(name, code="uneven-probability", severity="warning", message="m")]
+    assert status_style(report, status) == "yellow"
+    report.findings.append(Finding.for_port(name, code="stale-endpoint", severity="error", message="m"))
+    assert status_style(report, status) == "bold red"
+    assert status_style(report, ServiceStatus(name, "ok")) == "green"
+    assert status_style(report, ServiceStatus(name, "not-programmed")) == "bold red"
