@@ -300,3 +300,18 @@ def test_mirror_never_drifts_and_removals_are_found(services: list[dict], data) 
             and str(removed) in f.message
             for f in found
         )
+
+
+def test_flushed_chain_names_per_mode() -> None:
+    from kubectl_proxydoctor.checks.drift_compare import _chain_name
+
+    name = ServicePortName("default", "web", "http", "TCP")
+    front = Frontend("cluster-ip", "10.96.100.10", 80, "TCP")
+    assert (
+        _chain_name("iptables", name, "cluster", front) == "KUBE-SVC-CDGGSHYLG3RE2FKL (nat)"
+    )  # chain-flushed
+    # the name kube-proxy gave this chain in tests/fixtures/nftables/healthy
+    assert _chain_name("nftables", name, "cluster", front) == (
+        "chain service-SUSTUHLJ-default/web/tcp/http (table kube-proxy)"
+    )
+    assert _chain_name("ipvs", name, "cluster", front) == "the virtual server 10.96.100.10:80"

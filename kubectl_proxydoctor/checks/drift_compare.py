@@ -80,7 +80,11 @@ def _chain_name(mode: str, name: ServicePortName, policy: str, frontend: Fronten
             + " (nat)"
         )
     if mode == "nftables":
-        return f"the {'local' if policy == 'local' else 'service'} chain of {name}"
+        from kubectl_proxydoctor.modes.nftables.interpreter import chain_hash
+
+        base = f"{name.namespace}/{name.name}/{name.protocol.lower()}/{name.port}"
+        prefix = "local" if policy == "local" else "service"
+        return f"chain {prefix}-{chain_hash(base)}-{base} (table kube-proxy)"
     return f"the virtual server {frontend.address}"
 
 
