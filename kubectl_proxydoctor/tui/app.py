@@ -16,7 +16,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from kubectl_proxydoctor.errors import ProxyDoctorError
-from kubectl_proxydoctor.model import Finding, TraceResult
+from kubectl_proxydoctor.model import Finding, Packet, TraceResult
 from kubectl_proxydoctor.report import NodeReport
 from kubectl_proxydoctor.tui.packet import packet_text_for
 from kubectl_proxydoctor.tui.rows import COLUMNS, ServiceRow, build_rows
@@ -24,9 +24,10 @@ from kubectl_proxydoctor.tui.summary import header_text
 from kubectl_proxydoctor.tui.widgets.service_table import ServiceTable
 
 Loader = Callable[[], NodeReport]
+Tracer = Callable[[object, Packet], list[TraceResult]]
 
 
-def default_tracer(snapshot, packet) -> list[TraceResult]:
+def default_tracer(snapshot: object, packet: Packet) -> list[TraceResult]:
     """Every mode's trace of the packet (kubectl_proxydoctor.modes.trace_all, one mode at a time so
     a mode that cannot trace becomes a note instead of hiding the others)."""
     from kubectl_proxydoctor import modes
@@ -62,7 +63,7 @@ class ProxyDoctorApp(App[None]):
     ]
 
     def __init__(self, load: Loader, *, live: bool = False, origin: str = "",
-                 tracer: Callable | None = None) -> None:
+                 tracer: Tracer | None = None) -> None:
         super().__init__()
         self.load = load
         self.live = live
