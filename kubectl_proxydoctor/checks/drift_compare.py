@@ -296,8 +296,13 @@ class Comparison:
                 exp.name,
                 "chain-missing",
                 "error",
-                f"{_chain_name(self.mode, exp.name, ef.policy, f)} flushed: no endpoint rules, "
-                f"{addrs} is not DNATed (the API has {_eps(exp.endpoints_for(ef.policy))})",
+                (
+                    f"{_chain_name(self.mode, exp.name, ef.policy, f)} has no real servers: {addrs} "
+                    if self.mode == "ipvs"
+                    else f"{_chain_name(self.mode, exp.name, ef.policy, f)} flushed: no endpoint rules, "
+                    f"{addrs} "
+                )
+                + f"is not DNATed (the API has {_eps(exp.endpoints_for(ef.policy))})",
                 evidence=[e for _, x in flushed for e in x.evidence][:10] or prog.evidence[:10],
                 fix="Something flushed kube-proxy's chain (a host firewall reload, iptables -F, "
                 "a config-management run). kube-proxy rewrites everything on its next full sync; "
