@@ -96,7 +96,7 @@ def counts_line(report: NodeReport) -> Text:
     by_status: dict[str, int] = {}
     for s in report.services:
         by_status[s.status] = by_status.get(s.status, 0) + 1
-    hidden = len(report.services) - len(summary_table(report).rows)
+    hidden = by_status.get("ok", 0) if len(report.services) > MAX_OK_ROWS else 0
     text = Text(f"{len(report.services)} service ports: ")
     text.append(", ".join(f"{n} {k}" for k, n in sorted(by_status.items())) or "none")
     if hidden:
