@@ -291,6 +291,9 @@ def _analyse(
         report.views = views
     primary, _secondary = split_views(views, mode if mode in MODES else None)
     failed = unreadable_rules(snapshot, mode)
+    failed.update(
+        {m: why for m, why in sources.items() if why.startswith("unreadable") and mode in (m, "unknown")}
+    )
     for name, why in failed.items():
         report.sources[name] = why
     if failed:

@@ -11,9 +11,6 @@ from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.checks.drift_compare import by_codes
 from kubectl_proxydoctor.model import Finding
 
-# codes that describe how the API's own choices play out, not a difference from it
-ADVISORY_CODES = frozenset({"local-blackhole", "firewall-in-front"})
-
 
 @check("drift-not-programmed", needs_api=True)
 def not_programmed(ctx: CheckContext) -> Iterable[Finding]:
