@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.model import Endpoint, Packet, TraceOutcome, TraceResult, TraceStep
-from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
+from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset, no_gc
 from kubectl_proxydoctor.modes.iptables.view import parse_port_name
 
 _INDEX_MIN = 32
@@ -298,6 +298,11 @@ class Tracer:
     # -- the whole path ---------------------------------------------------------------------------
 
     def trace(self, pkt: Packet) -> TraceResult:
+        """Every outcome of one new connection, with the rules on each path."""
+        with no_gc():
+            return self._trace(pkt)
+
+    def _trace(self, pkt: Packet) -> TraceResult:
         result = TraceResult(packet=pkt, mode="iptables", source=self.source)
         self.notes = []
         self._branches = 0

@@ -20,7 +20,7 @@ from kubectl_proxydoctor.model import (
     Target,
 )
 from kubectl_proxydoctor.modes.iptables import hashes
-from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
+from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset, no_gc
 
 MARK_MASQ = "KUBE-MARK-MASQ"
 _KIND_SUFFIX = {
@@ -344,4 +344,5 @@ def _frontend_order(fe: Frontend) -> tuple:
 
 def interpret_ruleset(ruleset: Ruleset, source: str) -> ProgrammedView:
     """The programmed view of one parsed dump."""
-    return Interpreter(ruleset, source).build()
+    with no_gc():
+        return Interpreter(ruleset, source).build()
