@@ -307,3 +307,17 @@ def test_ipvs_helper_chains_are_not_traced_as_iptables_mode() -> None:
     assert ipt.trace(snap, Packet("10.96.100.10", 80, "TCP", "172.30.0.2")) == []
     views = ipt.interpret(snap)
     assert views and all(not v.ports for v in views)  # raw rules kept for other checks, no ports
+
+
+def test_localhost_nodeport_copy_is_the_same_frontend() -> None:
+    snap = load("healthy")
+    files = dict(snap.files)
+    files.pop("iptables-save.txt")
+    rule = '-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web-np:http" -m tcp --dport 30080'
+    copy = ('-A KUBE-NODEPORTS -d 127.0.0.0/8 -p tcp -m comment --comment "default/web-np:http" -m tcp '
+            "--dport 30080 -m nfacct --nfacct-name localhost_nps_accepted_pkts -j KUBE-EXT-2262UYG6EQJDKK3I")
+    files["iptables-nft-save.txt"] = files["iptables-nft-save.txt"].replace(rule, copy + "\n" + rule)
+    view = active_view(NodeSnapshot.from_files(files))
+    fronts = view.port(spn("default/web-np:http")).frontends
+    assert [f.address for f in fronts] == ["10.96.100.11:8080", "nodeport:30080"]
+    assert len(fronts[1].targets) == 2 and any("nfacct" in line for line in fronts[1].evidence)

@@ -228,7 +228,10 @@ class Interpreter:
 
     def _fill(self, fe: Frontend, jump_rule: Rule) -> None:
         target = jump_rule.target or ""
+        filled = bool(fe.evidence)
         fe.evidence.append(jump_rule.text)
+        if filled:  # a second rule for the same frontend (localhost NodePort copy): same chain
+            return
         resolved = self.resolve(target)
         fe.evidence.extend(resolved.evidence)
         fe.targets = [Target(t.endpoint, t.probability, None, t.evidence) for t in resolved.targets]
@@ -288,7 +291,9 @@ class Interpreter:
             port = int(rule.dport)
         except ValueError:
             return
-        fe = self._frontend(name, "node-port", _ip(rule.dst), port, rule)
+        # kube-proxy >= 1.28 adds a 127.0.0.0/8 copy (localhost NodePorts, nfacct-counted): same frontend
+        ip = None if rule.dst is None or rule.dst.startswith("127.") else _ip(rule.dst)
+        fe = self._frontend(name, "node-port", ip, port, rule)
         self._fill(fe, rule)
 
     def _filter_rule(self, rule: Rule) -> None:
