@@ -184,3 +184,23 @@ def test_status_and_collect_with_node_option(server, node_netns, tmp_path):
     assert collected.returncode in (0, 3), collected.stderr
     assert "KUBE-SVC-CDGGSHYLG3RE2FKL" in NodeSnapshot.load(bundle).text("iptables-nft-save.txt")
     assert server.pods() == [] and len(server.deleted) == 2
+
+
+@needs_netns
+def test_check_and_svc_with_node_option(server, node_netns, tmp_path):
+    import json
+
+    server.add_node("remote-a", netns=node_netns)
+    kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", {"test": server.url}))
+    run = [sys.executable, "-m", "kubectl_proxydoctor"]
+    check = subprocess.run([*run, "check", "--node", "remote-a", "--kubeconfig", kubeconfig, "-o", "json"],
+                           capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert "Traceback" not in check.stderr
+    report = json.loads(check.stdout)
+    assert report["node"] == "remote-a" and report["mode"] == "iptables"
+    statuses = {f"{s['service']}:{s['port']}": s["status"] for s in report["services"]}
+    assert statuses["default/web:http"] == "ok"  # the healthy rules agree with the API
+    svc = subprocess.run([*run, "svc", "web", "--node", "remote-a", "--kubeconfig", kubeconfig],
+                         capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert "Traceback" not in svc.stderr and "10.244.0.12:8080" in svc.stdout
+    assert server.pods() == [] and len(server.deleted) == 2

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kubectl_proxydoctor.cli.app import app
-from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt, check_output, load_node
+from kubectl_proxydoctor.cli.common import FromOpt, ImageOpt, NodeOpt, SampleOpt, check_output, load_node
 
 OUTPUTS = ("table", "json", "yaml")
 
@@ -37,15 +37,19 @@ def load_sources(
     context: str | None,
     namespace: str | None,
     node_name: str | None,
+    remote_node: str | None = None,
+    image: str | None = None,
 ):
-    """(snapshot, cluster or None, notes): the node, and the API from the capture or the live server."""
+    """(snapshot, cluster or None, notes): the node (a capture, the sample, a remote node through a
+    collector pod, or this host), and the API from the capture or the live server."""
     from kubectl_proxydoctor.cluster import ClusterState
     from kubectl_proxydoctor.errors import UsageError
 
-    snapshot = load_node(from_path, sample)
+    snapshot = load_node(from_path, sample, remote_node, kubeconfig=str(kubeconfig) if kubeconfig else None,
+                         context=context, image=image)
     notes: list[str] = []
     offline = from_path is not None or sample
-    node = node_name or snapshot.node
+    node = node_name or remote_node or snapshot.node
     if offline and kubeconfig is None and context is None:
         text = snapshot.text("api.json")
         if text is None:
@@ -74,16 +78,19 @@ def run_analysis(
     namespace: str | None,
     all_namespaces: bool,
     node_name: str | None,
+    remote_node: str | None = None,
+    image: str | None = None,
 ):
-    """Load the node and the API, and analyse; the shared core of `check` and `svc`."""
+    """Load the node and the API, and analyse; the shared core of `check`, `svc` and `tui`."""
     from kubectl_proxydoctor.analysis import analyse, gc_paused
     from kubectl_proxydoctor.errors import UsageError
 
     if namespace and all_namespaces:
         raise UsageError("-n/--namespace and -A/--all-namespaces exclude each other")
     with gc_paused():
-        snapshot, cluster, notes = load_sources(from_path, sample, kubeconfig, context, namespace, node_name)
-        report = analyse(snapshot, cluster, node_name, namespace=namespace)
+        snapshot, cluster, notes = load_sources(from_path, sample, kubeconfig, context, namespace, node_name,
+                                                remote_node, image)
+        report = analyse(snapshot, cluster, node_name or remote_node, namespace=namespace)
     report.notes.extend(notes)
     return report
 
@@ -98,6 +105,8 @@ def check_cmd(
     namespace: NamespaceOpt = None,
     all_namespaces: AllNamespacesOpt = False,
     node_name: NodeNameOpt = None,
+    node: NodeOpt = None,
+    image: ImageOpt = None,
 ) -> None:
     """Compare every service port kube-proxy programmed on the node with the API.
 
@@ -105,7 +114,8 @@ def check_cmd(
     """
     check_output(output, OUTPUTS)
     gc.disable()  # a one-shot process: full GC passes over a big node's objects only cost time
-    report = run_analysis(from_path, sample, kubeconfig, context, namespace, all_namespaces, node_name)
+    report = run_analysis(from_path, sample, kubeconfig, context, namespace, all_namespaces, node_name,
+                          node, image)
     if output == "table":
         from rich.console import Console
 

@@ -15,7 +15,7 @@ from kubectl_proxydoctor.cli.check import (
     OutputOpt,
     run_analysis,
 )
-from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt, check_output
+from kubectl_proxydoctor.cli.common import FromOpt, ImageOpt, NodeOpt, SampleOpt, check_output
 
 
 def service_traces(report, namespace: str, name: str) -> dict:
@@ -53,6 +53,8 @@ def svc_cmd(
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     node_name: NodeNameOpt = None,
+    node: NodeOpt = None,
+    image: ImageOpt = None,
 ) -> None:
     """One Service end to end: API view, what each mode programmed, a trace per frontend, findings.
 
@@ -62,7 +64,7 @@ def svc_cmd(
 
     check_output(output, ("table", "json", "yaml"))
     gc.disable()  # a one-shot process: full GC passes over a big node's objects only cost time
-    report = run_analysis(from_path, sample, kubeconfig, context, namespace, False, node_name)
+    report = run_analysis(from_path, sample, kubeconfig, context, namespace, False, node_name, node, image)
     key = f"{namespace}/{name}"
     report.services = [s for s in report.services if s.name.service == key]
     report.findings = [f for f in report.findings if f.service in (key, None)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kubectl_proxydoctor.cli.app import app
 from kubectl_proxydoctor.cli.check import ContextOpt, KubeconfigOpt
-from kubectl_proxydoctor.cli.common import FromOpt, SampleOpt
+from kubectl_proxydoctor.cli.common import FromOpt, ImageOpt, NodeOpt, SampleOpt
 from kubectl_proxydoctor.errors import BundleError, UsageError
 
 ON_A_NODE = (
@@ -18,11 +18,11 @@ ON_A_NODE = (
 
 
 def build_report(from_path: Path | None, sample: bool, kubeconfig: Path | None = None,
-                 context: str | None = None):
+                 context: str | None = None, node: str | None = None, image: str | None = None):
     """Collect (or read) the node and the API and analyse them: exactly the NodeReport `check` shows."""
     from kubectl_proxydoctor.cli.check import run_analysis
 
-    return run_analysis(from_path, sample, kubeconfig, context, None, False, None)
+    return run_analysis(from_path, sample, kubeconfig, context, None, False, None, node, image)
 
 
 @app.command("tui", epilog=ON_A_NODE)
@@ -31,10 +31,12 @@ def tui(
     sample: SampleOpt = False,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    node: NodeOpt = None,
+    image: ImageOpt = None,
 ) -> None:
     """Browse the node interactively: services, drift, raw rules, traces (keys: ? for help)."""
-    if from_path is not None and sample:
-        raise UsageError("--from and --sample exclude each other")
+    if sum((from_path is not None, sample, node is not None)) > 1:
+        raise UsageError("--from, --sample and --node exclude each other")
     if from_path is not None and not from_path.exists():
         raise BundleError(f"{from_path}: no such file or directory")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -42,6 +44,6 @@ def tui(
     from kubectl_proxydoctor.tui.app import ProxyDoctorApp
 
     live = from_path is None and not sample
-    origin = "live" if live else ("sample" if sample else str(from_path))
-    ProxyDoctorApp(lambda: build_report(from_path, sample, kubeconfig, context), live=live,
+    origin = f"node/{node}" if node else ("live" if live else ("sample" if sample else str(from_path)))
+    ProxyDoctorApp(lambda: build_report(from_path, sample, kubeconfig, context, node, image), live=live,
                    origin=origin).run()
