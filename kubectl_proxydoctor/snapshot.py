@@ -152,6 +152,17 @@ def _decode(name: str, data: bytes) -> str:
         raise BundleError(f"{name}: not UTF-8 text (byte {e.start})") from e
 
 
+def _check_size(what: str, size: int, total: int) -> None:
+    """Refuse, before reading it, a file over MAX_FILE_BYTES or one that takes the capture over
+    MAX_BUNDLE_BYTES (a capture is held in memory whole)."""
+    if size > MAX_FILE_BYTES:
+        raise BundleError(f"{what}: too large ({size} bytes; a capture file may hold at most "
+                          f"{MAX_FILE_BYTES} bytes)")
+    if total > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{what}: the capture's files add up to more than {MAX_BUNDLE_BYTES} bytes "
+                          f"({total} bytes so far); refused")
+
+
 def _read_directory(path: Path) -> dict[str, str]:
     files: dict[str, str] = {}
     total = 0
@@ -162,8 +173,7 @@ def _read_directory(path: Path) -> dict[str, str]:
             continue
         size = entry.stat().st_size
         total += size
-        if size > MAX_FILE_BYTES or total > MAX_BUNDLE_BYTES:
-            raise BundleError(f"{entry}: too large for a capture file ({size} bytes)")
+        _check_size(str(entry), size, total)
         files[entry.name] = _decode(str(entry), entry.read_bytes())
     return files
 
@@ -193,9 +203,10 @@ def _read_tar(path: Path | str, fileobj: io.BytesIO | None = None) -> dict[str, 
                     continue
                 if not member.isfile():
                     raise BundleError(f"{path}: member {name!r} is not a regular file")
+                if member.size < 0:
+                    raise BundleError(f"{path}: member {name!r} has an invalid size ({member.size})")
                 total += member.size
-                if member.size > MAX_FILE_BYTES or total > MAX_BUNDLE_BYTES:
-                    raise BundleError(f"{path}: member {name!r} is too large ({member.size} bytes)")
+                _check_size(f"{path}: member {name!r}", member.size, total)
                 handle = tar.extractfile(member)
                 if handle is None:
                     continue

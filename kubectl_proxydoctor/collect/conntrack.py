@@ -19,5 +19,7 @@ def collect(ctx: CollectContext, max_bytes: int = MAX_BYTES) -> None:
         return
     ctx.ok("conntrack.txt", "conntrack.txt", res.stdout)
     if res.truncated:
-        ctx.sources["conntrack.txt"] = f"ok (truncated to the first {max_bytes} bytes)"
+        ctx.sources["conntrack.txt"] = (f"ok (truncated: the table is larger than {max_bytes} bytes; only "
+                                        "its first whole entries up to that size were kept, so conntrack "
+                                        "checks saw part of it)")
         ctx.meta["conntrack_truncated"] = True
