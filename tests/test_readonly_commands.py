@@ -332,7 +332,10 @@ def test_command_ran_without_a_traceback(lab: Lab, name: str) -> None:
 def test_commands_saw_the_namespace_state(lab: Lab) -> None:
     """The commands really read the namespace (not the host, not nothing)."""
     status = json.loads(lab.runs["status -o json"].stdout)
-    assert status
+    assert status["node"] == NODE and status["origin"] == "live" and status["mode"] == "iptables"
+    assert set(status["modes_found"]) == {"iptables", "nftables"}
+    assert status["iptables_backends"]["iptables-legacy"]["kube_proxy_tables"] == ["nat"]
+    assert "iptables-legacy" in lab.runs["status"].stdout
     capture = lab.tmp / "capture"
     assert "KUBE-SERVICES" in (capture / "iptables-nft-save.txt").read_text()
     assert '"name": "kube-proxy"' in (capture / "nft-ruleset.json").read_text()
@@ -344,7 +347,11 @@ def test_commands_saw_the_namespace_state(lab: Lab) -> None:
         names = {Path(m.name).name for m in tar.getmembers()}
     assert {"iptables-nft-save.txt", "nft-ruleset.json", "meta.json"} <= names
     assert "10.96.100.10" in lab.runs["trace"].stdout
-    assert "web" in lab.runs["svc"].stdout
+    assert "default/web" in lab.runs["svc"].stdout and "10.244.0.11:8080" in lab.runs["svc"].stdout
+    for name in ("check", "svc"):  # the live API was read
+        assert "api: ok" in lab.runs[name].stdout, lab.runs[name].stdout[:2000]
+    assert "default/web:http" in lab.runs["check"].stdout
+    assert f"nodes checked: {NODE}" in lab.runs["migrate-check"].stdout  # live node + live API
     tui = lab.runs["tui"].stdout.split()
     assert tui[:2] == ["TUI", NODE] and int(tui[2]) > 0, lab.runs["tui"].stdout
     assert tui[3:] == ["DetailScreen", "TraceScreen", "FindingsScreen", "True"], tui
