@@ -187,7 +187,7 @@ def test_status_and_collect_with_node_option(server, node_netns, tmp_path):
 
 
 @needs_netns
-def test_check_and_svc_with_node_option(server, node_netns, tmp_path):
+def test_check_svc_and_trace_with_node_option(server, node_netns, tmp_path):
     import json
 
     server.add_node("remote-a", netns=node_netns)
@@ -203,4 +203,9 @@ def test_check_and_svc_with_node_option(server, node_netns, tmp_path):
     svc = subprocess.run([*run, "svc", "web", "--node", "remote-a", "--kubeconfig", kubeconfig],
                          capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert "Traceback" not in svc.stderr and "10.244.0.12:8080" in svc.stdout
-    assert server.pods() == [] and len(server.deleted) == 2
+    trace = subprocess.run([*run, "trace", "--dst", "10.96.100.10:80", "--node", "remote-a",
+                            "--kubeconfig", kubeconfig, "-o", "json"], capture_output=True, text=True,
+                           timeout=180, cwd=ROOT)
+    assert trace.returncode == 0, trace.stderr
+    assert "10.244.0.13" in trace.stdout
+    assert server.pods() == [] and len(server.deleted) == 3

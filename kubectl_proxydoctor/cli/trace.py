@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from kubectl_proxydoctor.cli.app import app
-from kubectl_proxydoctor.cli.common import FromOpt, OutputOpt, SampleOpt, check_output, load_node
+from kubectl_proxydoctor.cli.common import (
+    ContextOpt,
+    FromOpt,
+    ImageOpt,
+    KubeconfigOpt,
+    NodeOpt,
+    OutputOpt,
+    SampleOpt,
+    check_output,
+    load_node,
+)
 from kubectl_proxydoctor.errors import UsageError
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -64,6 +74,10 @@ def trace_cmd(
     from_path: FromOpt = None,
     sample: SampleOpt = False,
     output: OutputOpt = "table",
+    node: NodeOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    image: ImageOpt = None,
 ) -> None:
     """Simulate one new connection through kube-proxy's rules: the path and every outcome.
 
@@ -80,7 +94,7 @@ def trace_cmd(
     if source is not None and (":" in source) != (":" in packet.dst):
         raise UsageError("--src and --dst must be the same IP family")
     packet = Packet(packet.dst, packet.port, packet.protocol, source)
-    snapshot = load_node(from_path, sample)
+    snapshot = load_node(from_path, sample, node, kubeconfig=kubeconfig, context=context, image=image)
     available = tuple(m for m in modes.MODES if find_spec(f"{modes.__name__}.{m}") is not None)
     results = []
     for mode in available:
