@@ -7,14 +7,12 @@ status: ok | drift | not-programmed | not-expected.
 
 from __future__ import annotations
 
-import gc
 import importlib
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
 from kubectl_proxydoctor.modes import MODES
 from kubectl_proxydoctor.report import NodeReport, ServiceStatus
@@ -218,18 +216,6 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
         )
     return out
 
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: analysis allocates millions of acyclic objects on big nodes, and
-    repeated full collections over them cost more than the analysis itself."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def analyse(

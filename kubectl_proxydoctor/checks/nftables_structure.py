@@ -11,14 +11,20 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.model import Finding, Frontend, ProgrammedView, ServicePortName
-from kubectl_proxydoctor.modes.nftables.model import NftChain, NftRule, NftRuleset, NftTable, priority_text
+from kubectl_proxydoctor.modes.nftables.model import (
+    NftChain,
+    NftRule,
+    NftRuleset,
+    NftTable,
+    is_ip_text,
+    priority_text,
+)
 
 MODE = "nftables"
 HOOKS_IN_FRONT = ("prerouting", "output")
@@ -450,20 +456,13 @@ def _contains(right: object, value: object) -> bool | None:
             part = key_part(item)
         except ProxyDoctorError:
             return None
-        if isinstance(part, str) and isinstance(value, str) and not _is_ip(value):
+        if isinstance(part, str) and isinstance(value, str) and not is_ip_text(value):
             if part.lower() == value.lower():
                 return True
         elif part_matches(part, value):
             return True
     return False
 
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _local_addresses(ctx: CheckContext) -> set[str]:

@@ -7,13 +7,12 @@ the line. Written for speed: plain ``str.split`` unless the line has a quoted co
 
 from __future__ import annotations
 
-import gc
 import re
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.gcpause import gc_paused
 
 BUILTIN_CHAINS = {
     "raw": ("PREROUTING", "OUTPUT"),
@@ -333,21 +332,10 @@ def parse_rule(tokens: list[str], table: str, index: int, lineno: int, text: str
     return rule
 
 
-@contextmanager
-def no_gc():
-    """Pause the cyclic garbage collector while building 100k+ acyclic objects (saves ~30-50%)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
 
 def parse(text: str, source: str = "iptables-save", family: int | None = None) -> Ruleset:
     """Parse a whole iptables-save dump; ParseError(source, message, line) on malformed input."""
-    with no_gc():
+    with gc_paused():
         return _parse(text, source, family)
 
 

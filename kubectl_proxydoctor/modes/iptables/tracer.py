@@ -12,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.model import Endpoint, Packet, TraceOutcome, TraceResult, TraceStep
-from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset, no_gc
+from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
 from kubectl_proxydoctor.modes.iptables.view import parse_port_name
 
 _INDEX_MIN = 32
@@ -299,7 +300,7 @@ class Tracer:
 
     def trace(self, pkt: Packet) -> TraceResult:
         """Every outcome of one new connection, with the rules on each path."""
-        with no_gc():
+        with gc_paused():
             return self._trace(pkt)
 
     def _trace(self, pkt: Packet) -> TraceResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.model import (
     Endpoint,
     Frontend,
@@ -20,7 +21,7 @@ from kubectl_proxydoctor.model import (
     Target,
 )
 from kubectl_proxydoctor.modes.iptables import hashes
-from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset, no_gc
+from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
 
 MARK_MASQ = "KUBE-MARK-MASQ"
 _KIND_SUFFIX = {
@@ -349,5 +350,5 @@ def _frontend_order(fe: Frontend) -> tuple:
 
 def interpret_ruleset(ruleset: Ruleset, source: str) -> ProgrammedView:
     """The programmed view of one parsed dump."""
-    with no_gc():
+    with gc_paused():
         return Interpreter(ruleset, source).build()

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.model import (
     Endpoint,
     Frontend,
@@ -30,7 +31,6 @@ from kubectl_proxydoctor.modes.nftables.model import (
     NftRule,
     NftRuleset,
     NftTable,
-    no_gc,
 )
 from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text, proto_name
 from kubectl_proxydoctor.snapshot import NodeSnapshot
@@ -122,7 +122,7 @@ def interpret_ruleset(ruleset: NftRuleset, lb_ips: set[str] | None = None) -> li
     for table in ruleset.kube_proxy_tables():
         check_is_kube_proxy(table, ruleset.source)
         try:
-            with no_gc():
+            with gc_paused():
                 views.append(interpret_table(table, ruleset, lb_ips or set()))
         except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
             raise ParseError(ruleset.source, f"{table.label}: unexpected rule or element structure "

@@ -6,10 +6,7 @@ demand (what findings and traces show as evidence).
 
 from __future__ import annotations
 
-import gc
 import ipaddress
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,14 +210,11 @@ def part_matches(pattern: KeyPart, value: KeyPart) -> bool:
     return pattern == value
 
 
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic GC while building large acyclic structures (a 10 MB listing allocates
-    millions of objects, and generation-2 collections would otherwise dominate the time)."""
-    enabled = gc.isenabled()
-    gc.disable()
+
+def is_ip_text(text: str) -> bool:
+    """True when ``text`` is an IPv4 or IPv6 address (not a name such as a protocol)."""
     try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.modes.nftables.model import (
     PROTO_NUMBERS,
     KeyPart,
@@ -16,7 +17,6 @@ from kubectl_proxydoctor.modes.nftables.model import (
     NftRuleset,
     NftSet,
     NftTable,
-    no_gc,
 )
 
 SUPPORTED_SCHEMA = 1
@@ -30,7 +30,7 @@ def parse_ruleset_text(text: str, source: str = "nft-ruleset.json") -> NftRulese
     """Parse the text `nft -j list ruleset` (or `list table ...`) prints."""
     if not text.strip():
         raise ParseError(source, "empty file (expected the JSON `nft -j list ruleset` prints)")
-    with no_gc():
+    with gc_paused():
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:

@@ -10,7 +10,6 @@ iptables-nft's ``xt`` matches, interface names) make that rule not match, and sa
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ from kubectl_proxydoctor.modes.nftables.model import (
     NftRuleset,
     NftSet,
     NftTable,
+    is_ip_text,
     priority_text,
 )
 from kubectl_proxydoctor.modes.nftables.parse import key_part, proto_name
@@ -424,17 +424,10 @@ def _key_matches(pattern: Any, value: Any) -> bool:
         part = key_part(pattern)
     except Exception as e:  # noqa: BLE001 - an unreadable value never matches, but is reported
         raise _Unknown(f"value {render_expr(pattern)}") from e
-    if isinstance(value, str) and isinstance(part, str) and not _is_ip(value):
+    if isinstance(value, str) and isinstance(part, str) and not is_ip_text(value):
         return proto_name(part) == proto_name(value)
     return part_matches(part, value)
 
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _anon_entries(data: Any) -> list[tuple[int, dict]]:
