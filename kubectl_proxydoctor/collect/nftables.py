@@ -31,6 +31,7 @@ FIREWALL_FAMILIES = ("ip", "ip6", "inet")
 TIMEOUT = 120
 
 Runner = Callable[[str], tuple[int, str, str]]
+_LIBNFTABLES_LOCK = threading.Lock()
 
 
 class _Unavailable(Exception):
@@ -164,15 +165,20 @@ def _runner(netns: str | None) -> Runner:
         try:
             import nftables  # libnftables bindings
 
-            local = threading.local()  # one libnftables context per thread (calls run in parallel)
+            # libnftables 1.0.x is not safe to call from two threads at once, even with a context
+            # each (seen: "json.c:71: set_dtype_json: Assertion `__out' failed", an abort): the
+            # in-process calls take turns; the nft binary fallback still runs them in parallel.
+            lock = _LIBNFTABLES_LOCK
+            local = threading.local()
 
             def lib_run(cmd: str) -> tuple[int, str, str]:
-                nft = getattr(local, "nft", None)
-                if nft is None:
-                    nft = local.nft = nftables.Nftables()
-                    nft.set_json_output(True)
-                    nft.set_handle_output(True)
-                rc, out, err = nft.cmd(cmd)
+                with lock:
+                    nft = getattr(local, "nft", None)
+                    if nft is None:
+                        nft = local.nft = nftables.Nftables()
+                        nft.set_json_output(True)
+                        nft.set_handle_output(True)
+                    rc, out, err = nft.cmd(cmd)
                 return rc, out or "", err or ""
 
             nftables.Nftables()  # fails here (OSError) when libnftables.so is missing
