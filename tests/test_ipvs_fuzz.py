@@ -1,47 +1,21 @@
-"""The IPVS parsers, interpreter, checks and tracer on random and mutated real input:
-they return, or raise the tool's own error (never a traceback)."""
+"""The IPVS interpreter, checks and tracer on mutated real captures: they return, or raise the
+tool's own error (never a traceback). The parsers alone are fuzzed in tests/fuzz."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kubectl_proxydoctor.checks import CheckContext, run_checks
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.model import Packet
-from kubectl_proxydoctor.modes.ipvs import interpret, ipset, ipvsadm, procfs, trace
+from kubectl_proxydoctor.modes.ipvs import interpret, trace
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.fuzz.strategies import FUZZ_SETTINGS, inputs
 
 HEALTHY = Path(__file__).parent / "fixtures" / "ipvs" / "healthy"
-SAVE_SEED = ("-A -t 10.96.0.10:53 -s rr -p 10800\n-a -t 10.96.0.10:53 -r 10.244.1.5:53 -m -w 1\n"
-             "-A -u [fd00::10]:53 -s sh\n-a -u [fd00::10]:53 -r [fd00::1:5]:53 -m -w 0\n")
-PARSERS = {
-    "ipvsadm-list": (ipvsadm.parse, (HEALTHY / "ipvsadm.txt").read_text()),
-    "ipvsadm-save": (ipvsadm.parse, SAVE_SEED),
-    "proc-net-ip_vs": (procfs.parse, (HEALTHY / "proc-net-ip_vs.txt").read_text()),
-    "ipset-save": (ipset.parse, (HEALTHY / "ipset-save.txt").read_text()),
-}
-
-
-@pytest.mark.parametrize("label", sorted(PARSERS))
-def test_parsers_raise_only_parse_errors(label):
-    parse, seed = PARSERS[label]
-
-    @FUZZ_SETTINGS
-    @given(inputs(seed))
-    def run(text: str) -> None:
-        try:
-            parse(text)
-        except ProxyDoctorError:
-            pass
-
-    run()
-
-
 CAPTURE = NodeSnapshot.load(HEALTHY)
 CHECKS = ["ipvs-kube-ipvs0", "ipvs-weights", "ipvs-ipsets", "ipvs-kernel-modules", "ipvs-sysctls"]
 

@@ -35,6 +35,7 @@ PARSERS = [
     ("nft-json", "kubectl_proxydoctor.modes.nftables.parse:parse_ruleset_text",
      "nftables/healthy/nft-ruleset.json"),
     ("ipvsadm", "kubectl_proxydoctor.modes.ipvs.ipvsadm:parse", "ipvs/healthy/ipvsadm.txt"),
+    ("ipvsadm-save", "kubectl_proxydoctor.modes.ipvs.ipvsadm:parse", "../fuzz/seeds/ipvsadm-save.txt"),
     ("proc-ip_vs", "kubectl_proxydoctor.modes.ipvs.procfs:parse", "ipvs/healthy/proc-net-ip_vs.txt"),
     ("ipset", "kubectl_proxydoctor.modes.ipvs.ipset:parse", "ipvs/healthy/ipset-save.txt"),
     ("conntrack", "kubectl_proxydoctor.conntrack:parse_conntrack",
