@@ -186,12 +186,17 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
     manifest = collector_pod(node, image=opts.image, namespace=opts.namespace,
                              deadline_seconds=opts.deadline_seconds)
     name = manifest["metadata"]["name"]
+    created = False
     try:
-        core.create_namespaced_pod(opts.namespace, manifest, _preload_content=False)
-    except ApiException as e:
-        raise _api_error(e, f"create pods in {opts.namespace}") from e
-    opts.log(f"started collector pod {opts.namespace}/{name} on {node}")
-    try:
+        # the name is chosen here, so a Ctrl-C that lands while the create request is in flight
+        # (the API made the pod, the answer has not arrived) still deletes it below
+        try:
+            created = True
+            core.create_namespaced_pod(opts.namespace, manifest, _preload_content=False)
+        except ApiException as e:
+            created = False
+            raise _api_error(e, f"create pods in {opts.namespace}") from e
+        opts.log(f"started collector pod {opts.namespace}/{name} on {node}")
         wait_running(core, name, opts.namespace, opts.start_timeout, opts.poll_interval)
         env = {"NODE_NAME": node}
         if opts.with_conntrack:
@@ -201,13 +206,21 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
         snapshot.meta.setdefault("node", node)
         return snapshot
     finally:
-        try:
-            core.delete_namespaced_pod(name, opts.namespace, grace_period_seconds=0, _preload_content=False)
-            opts.log(f"deleted collector pod {opts.namespace}/{name}")
-        except ApiException as e:
-            if e.status != 404:
-                opts.log(f"could not delete collector pod {opts.namespace}/{name}: {e.reason}; "
-                         "the next run removes it")
-        except Exception as e:  # connection gone while cleaning up: the next run removes it
-            opts.log(f"could not delete collector pod {opts.namespace}/{name}: {e}")
+        if created:
+            _delete_pod(core, name, opts)
+
+
+def _delete_pod(core: Any, name: str, opts: RemoteOptions) -> None:
+    """Delete the collector pod; a failure is logged (the next run removes what is left)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.delete_namespaced_pod(name, opts.namespace, grace_period_seconds=0, _preload_content=False)
+        opts.log(f"deleted collector pod {opts.namespace}/{name}")
+    except ApiException as e:
+        if e.status != 404:
+            opts.log(f"could not delete collector pod {opts.namespace}/{name}: {e.reason}; "
+                     "the next run removes it")
+    except Exception as e:  # connection gone while cleaning up: the next run removes it
+        opts.log(f"could not delete collector pod {opts.namespace}/{name}: {e}")
 
