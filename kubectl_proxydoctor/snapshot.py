@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from kubectl_proxydoctor.errors import BundleError
 
@@ -48,6 +50,8 @@ MAX_FILE_BYTES = 512 * 1024 * 1024  # one capture file
 MAX_BUNDLE_BYTES = 2 * 1024 * 1024 * 1024  # all files together, unpacked
 MAX_MEMBERS = 1000
 
+T = TypeVar("T")
+
 
 @dataclass
 class NodeSnapshot:
@@ -57,6 +61,9 @@ class NodeSnapshot:
     sources: dict[str, str] = field(default_factory=dict)  # source -> "ok" | "unavailable: why"
     meta: dict = field(default_factory=dict)
     origin: str = "live"  # "live" or the path it was loaded from
+    # what was computed from the files (parsed rules, interpreted views): key -> (inputs, value)
+    _derived: dict[str, tuple[tuple[str | None, ...], object]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def node(self) -> str | None:
@@ -71,6 +78,23 @@ class NodeSnapshot:
 
     def unavailable(self) -> dict[str, str]:
         return {k: v for k, v in self.sources.items() if v != "ok"}
+
+    def derived(self, key: str, inputs: tuple[str, ...], build: Callable[[], T]) -> T:
+        """``build()``, computed once: cached under ``key`` for as long as the capture files named
+        in ``inputs`` are the very same texts (replacing a file recomputes it)."""
+        texts = tuple(self.files.get(name) for name in inputs)
+        hit = self._derived.get(key)
+        if hit is not None and len(hit[0]) == len(texts) and all(
+                a is b for a, b in zip(hit[0], texts, strict=True)):
+            return hit[1]  # type: ignore[return-value]
+        value = build()
+        self._derived[key] = (texts, value)
+        return value
+
+    def seed(self, key: str, inputs: tuple[str, ...], value: object) -> None:
+        """Store what a collector already derived from these files (e.g. rules it parsed while
+        reading them), as ``derived`` would have computed it."""
+        self._derived[key] = (tuple(self.files.get(name) for name in inputs), value)
 
     # -- serialisation ---------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect import nftables as nftcollect
 from kubectl_proxydoctor.modes.nftables import interpret
-from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset
+from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset, parse_ruleset_text
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.test_nftables_expect import FIXTURES
 
@@ -68,23 +68,31 @@ def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables(pretty
                             _chain("bridge", "x", "y", "prerouting")]}
     dump = (lambda d: json.dumps(d, indent=2)) if pretty else json.dumps
 
-    def runner(cmd):
+    def runner(cmd, sink):
         asked.append(cmd)
         if cmd == "list chains":
-            return 0, dump(listing), ""
+            sink(dump(listing))
+            return 0, ""
         family, name = cmd.split()[2:]
         if (family, name) == ("ip6", "kube-proxy"):
-            return 1, "", "Error: No such file or directory\nlist table ip6 kube-proxy"
+            return 1, "Error: No such file or directory\nlist table ip6 kube-proxy"
         table = {"table": {"family": family, "name": name, "handle": 3}}
         items = [{"metainfo": {"version": "1.0.6"}}, table, _chain(family, name, "c")]
-        return 0, dump({"nftables": items}), ""
+        text = dump({"nftables": items})
+        for i in range(0, len(text), 7):  # in pieces, as a pipe delivers it
+            sink(text[i:i + 7])
+        return 0, ""
 
-    doc = json.loads(nftcollect.read_tables(runner))
+    text, ruleset = nftcollect.read_tables(runner)
+    doc = json.loads(text)
     assert sorted(asked) == ["list chains", "list table inet firewalld", "list table ip kube-proxy",
                              "list table ip6 kube-proxy"]
     assert asked[-1] == "list table inet firewalld"  # after discovery
     assert [next(iter(i)) for i in doc["nftables"]] == ["metainfo", "table", "chain", "table", "chain"]
     assert doc["nftables"][0] == {"metainfo": {"version": "1.0.6", "json_schema_version": 1}}
+    # parsed while read, exactly as parsing the stored text gives
+    assert ruleset == parse_ruleset_text(text)
+    assert set(ruleset.tables) == {("ip", "kube-proxy"), ("inet", "firewalld")}
 
 
 @pytest.mark.parametrize("rc,err,reason", [
@@ -93,7 +101,7 @@ def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables(pretty
     (0, "", "no valid JSON"),
 ])
 def test_collect_failures_are_unavailable(monkeypatch, rc, err, reason):
-    monkeypatch.setattr(nftcollect, "_runner", lambda netns: (lambda cmd: (rc, "", err)))
+    monkeypatch.setattr(nftcollect, "_runner", lambda netns: (lambda cmd, sink: (rc, err)))
     ctx = CollectContext()
     nftcollect.collect(ctx)
     assert ctx.sources["nftables"].startswith("unavailable: ")
@@ -105,8 +113,8 @@ def test_collect_without_nft_binary(monkeypatch):
     monkeypatch.setattr(nftcollect.shutil, "which", lambda name: None)
     ctx = CollectContext(netns="pd-nft-never-created")
     nftcollect.collect(ctx)
-    assert ctx.sources["nftables"] == ("unavailable: nft is not installed and the libnftables python module "
-                                       "is not available")
+    assert ctx.sources["nftables"] == ("unavailable: nft is not installed and libnftables (libnftables1) is "
+                                       "not available")
 
 
 def test_generated_ruleset_loads_and_interprets(netns):
@@ -151,7 +159,6 @@ def test_generated_ruleset_loads_and_interprets(netns):
 
 
 def test_collect_on_this_host_through_libnftables():
-    pytest.importorskip("nftables")
     ctx = CollectContext()
     nftcollect.collect(ctx)
     if ctx.sources["nftables"] != "ok":  # e.g. not root: must say why
@@ -160,3 +167,72 @@ def test_collect_on_this_host_through_libnftables():
     doc = json.loads(ctx.files["nft-ruleset.json"])
     assert "metainfo" in doc["nftables"][0]
     parse_ruleset(doc)
+
+
+IN_NAMESPACE = """
+import json
+from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.collect import nftables as n
+from kubectl_proxydoctor.collect.libnftables import LibNftables
+from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text
+
+runner = n._runner(None)
+ctx = CollectContext()
+n.collect(ctx)
+text = ctx.files["nft-ruleset.json"]
+seeded = ctx.seeds["nftables.ruleset"][1]
+pieces = []
+rc, err = runner("list table ip kube-proxy", pieces.append)
+
+def failing(chunk):
+    raise RuntimeError("sink failed")
+
+try:
+    runner("list table ip kube-proxy", failing)
+    raised = False
+except RuntimeError:
+    raised = True
+print(json.dumps({"in_process": isinstance(runner, LibNftables), "sources": ctx.sources,
+                  "equal": seeded == parse_ruleset_text(text), "tables": sorted(map(list, seeded.tables)),
+                  "pieces": len(pieces), "bytes": sum(map(len, pieces)), "rc": rc, "raised": raised}))
+"""
+
+
+def test_libnftables_in_process_streams_and_survives_a_failing_reader(netns):
+    """In-process libnftables (run in a namespace holding a generated kube-proxy table larger than
+    a pipe): the listing arrives in pieces, is parsed while read into exactly what the text gives,
+    and a reader that fails mid-way gets its error back once nft is done (no hang)."""
+    import sys
+    from pathlib import Path
+
+    from bench.gen_nftables import nft_script
+    from bench.generate import generate_cluster
+
+    ns = netns("pd-nft-")
+    load = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], capture_output=True, text=True,
+                          input=nft_script(generate_cluster(150, 4, seed=3)))
+    assert load.returncode == 0, load.stderr[:2000]
+    done = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", IN_NAMESPACE],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout)
+    assert got["in_process"] and got["sources"] == {"nftables": "ok"} and got["equal"]
+    assert got["tables"] == [["ip", "kube-proxy"]]
+    assert got["rc"] == 0 and got["bytes"] > 500_000 and got["pieces"] > 1  # pipes hold 64 KiB
+    assert got["raised"]
+
+
+def test_collected_snapshot_reuses_the_ruleset_parsed_while_reading(netns):
+    from kubectl_proxydoctor.collect.node import collect_node
+    from kubectl_proxydoctor.modes.nftables.interpreter import load_ruleset
+
+    ns = netns("pd-nft-")
+    rules = FIXTURES / "healthy" / "nft-ruleset.txt"
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", str(rules)], check=True, capture_output=True)
+    snap = collect_node(netns=ns)
+    parsed = load_ruleset(snap)
+    assert parsed is load_ruleset(snap)
+    assert parsed == parse_ruleset_text(snap.files["nft-ruleset.json"])
+    assert parsed is snap._derived["nftables.ruleset"][1]  # the collector's, not parsed again
+    snap.files["nft-ruleset.json"] = snap.files["nft-ruleset.json"] + " "
+    assert load_ruleset(snap) is not parsed  # a replaced file is parsed anew

@@ -18,6 +18,8 @@ class CollectContext:
     sources: dict[str, str] = field(default_factory=dict)
     netns: str | None = None  # collect inside this named network namespace (tests, debugging)
     meta: dict = field(default_factory=dict)  # extra facts merged into meta.json (e.g. HTTP status)
+    # what a collector parsed while reading (key -> (input files, value)): see NodeSnapshot.seed
+    seeds: dict[str, tuple[tuple[str, ...], object]] = field(default_factory=dict)
 
     def ok(self, source: str, filename: str | None = None, text: str | None = None) -> None:
         if filename is not None and text is not None:

@@ -213,4 +213,7 @@ def collect_node(netns: str | None = None, with_conntrack: bool = False,
     meta.update(ctx.meta)
     for name in ctx.files:  # as NodeSnapshot.load does: a captured file is an "ok" source
         ctx.sources.setdefault(name, "ok")
-    return NodeSnapshot(files=dict(ctx.files), sources=dict(ctx.sources), meta=meta, origin="live")
+    snapshot = NodeSnapshot(files=dict(ctx.files), sources=dict(ctx.sources), meta=meta, origin="live")
+    for key, (inputs, value) in ctx.seeds.items():
+        snapshot.seed(key, inputs, value)
+    return snapshot

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from kubectl_proxydoctor import conntrack as ct
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
-_CACHE_ATTR = "_proxydoctor_migrate_cache"
-
 
 @dataclass(frozen=True)
 class NodePort:
@@ -101,13 +99,7 @@ def connections(snapshot: NodeSnapshot) -> list[ct.ConntrackEntry] | None:
     text = snapshot.text("conntrack.txt")
     if text is None:
         return None
-    cache = snapshot.__dict__.setdefault(_CACHE_ATTR, {})
-    hit = cache.get("conntrack.txt")
-    if hit is not None and hit[0] is text:
-        return hit[1]
-    entries = ct.parse_conntrack(text)
-    cache["conntrack.txt"] = (text, entries)
-    return entries
+    return snapshot.derived("conntrack.entries", ("conntrack.txt",), lambda: ct.parse_conntrack(text))
 
 
 def is_loopback(ip: str) -> bool:

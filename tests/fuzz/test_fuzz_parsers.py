@@ -127,3 +127,49 @@ def test_bundle_loader_on_corrupt_bytes(tmp_path_factory, junk, cut):
             NodeSnapshot.load(path)
         except ProxyDoctorError:
             pass
+
+
+@st.composite
+def _edited_json(draw: st.DrawFn, text: str) -> str:
+    """A compact nft JSON document with a few character-level edits (cut, delete, insert)."""
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        i = draw(st.integers(min_value=0, max_value=len(text)))
+        op = draw(st.sampled_from(["cut", "delete", "insert"]))
+        if op == "cut":
+            text = text[:i]
+        elif op == "delete":
+            text = text[:i] + text[i + draw(st.integers(min_value=1, max_value=40)):]
+        else:
+            junk = st.sampled_from(['}}, {"rule": {"family": ', ",", "]", "}", '"', " ", "\\"])
+            text = text[:i] + draw(junk | st.text(max_size=8)) + text[i:]
+    return text
+
+
+def test_streamed_nft_json_agrees_with_whole_parse():
+    """Decoding nft's JSON while it is read (any pieces) gives the same ruleset as decoding the
+    whole text, or a ParseError exactly when the whole parse raises one."""
+    from kubectl_proxydoctor.errors import ParseError
+    from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text
+    from kubectl_proxydoctor.modes.nftables.stream import parse_stream
+
+    seed = (FIX / "nftables" / "firewall-in-front" / "nft-ruleset.json").read_text()
+
+    @FUZZ_SETTINGS
+    @given(_edited_json(seed), st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=30))
+    def run(text: str, sizes: list[int]) -> None:
+        pieces, i, k = [], 0, 0
+        while i < len(text):
+            pieces.append(text[i:i + sizes[k % len(sizes)]])
+            i += sizes[k % len(sizes)]
+            k += 1
+        try:
+            whole = parse_ruleset_text(text)
+        except ParseError:
+            whole = None
+        try:
+            streamed = parse_stream(pieces)
+        except ParseError:
+            streamed = None
+        assert streamed == whole
+
+    run()

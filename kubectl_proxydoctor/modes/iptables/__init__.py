@@ -10,9 +10,6 @@ from __future__ import annotations
 from kubectl_proxydoctor.model import Packet, ProgrammedView, TraceResult
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
-_VIEW_ATTR = "_proxydoctor_iptables_views"
-_TRACER_ATTR = "_proxydoctor_iptables_tracers"
-
 
 def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
     """One programmed view per iptables backend+family dump that holds KUBE-* chains."""
@@ -20,14 +17,11 @@ def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
     from kubectl_proxydoctor.modes.iptables.view import interpret_ruleset
 
     views: list[ProgrammedView] = []
-    cache = snapshot.__dict__.setdefault(_VIEW_ATTR, {})
     for dump in dumps(snapshot):
         if not dump.ruleset.kube_chains():
             continue
-        hit = cache.get(dump.source)
-        if hit is None or hit.raw is not dump.ruleset:
-            hit = cache[dump.source] = interpret_ruleset(dump.ruleset, dump.source)
-        views.append(hit)
+        views.append(snapshot.derived(f"iptables.view:{dump.source}", (dump.filename,),
+                                      lambda d=dump: interpret_ruleset(d.ruleset, d.source)))
     return views
 
 
@@ -39,13 +33,11 @@ def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
 
     family = 6 if ":" in packet.dst else 4
     local = local_addresses(snapshot) if snapshot.has("ip-addr.json") else None
-    tracers = snapshot.__dict__.setdefault(_TRACER_ATTR, {})
     results: list[TraceResult] = []
     for dump in dumps(snapshot):
         if dump.family != family or not dump.ruleset.kube_chains() or ipvs_layout(dump.ruleset):
             continue  # IPVS mode's helper chains: the ipvs tracer follows those packets
-        tracer = tracers.get(dump.source)
-        if tracer is None or tracer.rs is not dump.ruleset:
-            tracer = tracers[dump.source] = Tracer(dump.ruleset, local, dump.source)
+        tracer = snapshot.derived(f"iptables.tracer:{dump.source}", (dump.filename, "ip-addr.json"),
+                                  lambda d=dump: Tracer(d.ruleset, local, d.source))
         results.append(tracer.trace(packet))
     return results

@@ -2,7 +2,7 @@
 
 ``iptables-nft-save.txt`` / ``iptables-legacy-save.txt`` (and ip6tables-*) are read as they are;
 ``iptables-save.txt`` only when it is not a copy of one of those (its header names the backend).
-An empty file means that backend has no rules. Parsed dumps are cached on the snapshot object.
+An empty file means that backend has no rules. Each dump is parsed once per snapshot.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from kubectl_proxydoctor.modes.iptables.parse import Ruleset, parse
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
-_CACHE_ATTR = "_proxydoctor_iptables_cache"
 _BACKENDS = (("nft", "nf_tables"), ("legacy", "legacy"))
 
 
@@ -28,13 +27,8 @@ class Dump:
 
 def _parse_cached(snapshot: NodeSnapshot, filename: str, family: int) -> Ruleset:
     text = snapshot.text(filename) or ""
-    cache = snapshot.__dict__.setdefault(_CACHE_ATTR, {})
-    hit = cache.get(filename)
-    if hit is not None and hit[0] is text:
-        return hit[1]
-    ruleset = parse(text, source=filename, family=family)
-    cache[filename] = (text, ruleset)
-    return ruleset
+    return snapshot.derived(f"iptables.ruleset:{filename}", (filename,),
+                            lambda: parse(text, source=filename, family=family))
 
 
 def _backend_of(text: str) -> str | None:

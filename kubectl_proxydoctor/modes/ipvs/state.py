@@ -41,20 +41,13 @@ def read_table(snapshot: NodeSnapshot) -> IpvsTable | None:
     return None
 
 
-_CACHE_ATTR = "_proxydoctor_ipvs_state"
 _INPUTS = ("ipvsadm.txt", "proc-net-ip_vs.txt", "ipset-save.txt", "ip-addr.json", "kernel-config.txt")
 
 
 def read_state(snapshot: NodeSnapshot) -> IpvsState | None:
-    """The node's IPVS state, or None when no IPVS table was captured (cached per snapshot while
-    its capture files stay the same)."""
-    texts = tuple(snapshot.text(name) for name in _INPUTS)
-    hit = snapshot.__dict__.get(_CACHE_ATTR)
-    if hit is not None and all(a is b for a, b in zip(hit[0], texts, strict=True)):
-        return hit[1]
-    state = _read_state(snapshot)
-    snapshot.__dict__[_CACHE_ATTR] = (texts, state)
-    return state
+    """The node's IPVS state, or None when no IPVS table was captured (read once per snapshot
+    while its capture files stay the same)."""
+    return snapshot.derived("ipvs.state", _INPUTS, lambda: _read_state(snapshot))
 
 
 def _read_state(snapshot: NodeSnapshot) -> IpvsState | None:

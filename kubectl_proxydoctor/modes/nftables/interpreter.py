@@ -32,7 +32,7 @@ from kubectl_proxydoctor.modes.nftables.model import (
     NftRuleset,
     NftTable,
 )
-from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text, proto_name
+from kubectl_proxydoctor.modes.nftables.parse import FILENAME, RULESET_KEY, parse_ruleset_text, proto_name
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 CHAIN_PREFIXES = ("service", "local", "external", "firewall", "endpoint", "affinity")
@@ -96,16 +96,12 @@ class Interpretation:
 
 
 def load_ruleset(snapshot: NodeSnapshot) -> NftRuleset | None:
-    """The parsed nft-ruleset.json of a snapshot (cached on it), or None when not captured."""
-    text = snapshot.text("nft-ruleset.json")
+    """The parsed nft-ruleset.json of a snapshot (parsed once; the collector may have parsed it
+    while reading it), or None when not captured."""
+    text = snapshot.text(FILENAME)
     if text is None:
         return None
-    cached = snapshot.__dict__.get("_nft_cache")
-    if cached is not None and cached[0] is text:
-        return cached[1]
-    ruleset = parse_ruleset_text(text, "nft-ruleset.json")
-    snapshot.__dict__["_nft_cache"] = (text, ruleset)
-    return ruleset
+    return snapshot.derived(RULESET_KEY, (FILENAME,), lambda: parse_ruleset_text(text, FILENAME))
 
 
 def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:

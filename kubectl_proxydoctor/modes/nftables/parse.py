@@ -20,6 +20,8 @@ from kubectl_proxydoctor.modes.nftables.model import (
 )
 
 SUPPORTED_SCHEMA = 1
+FILENAME = "nft-ruleset.json"  # the capture file
+RULESET_KEY = "nftables.ruleset"  # its parsed NftRuleset, cached on the snapshot
 # object kinds a listing may hold that we keep verbatim (not used for kube-proxy's layout)
 OTHER_KINDS = {"flowtable", "counter", "quota", "ct helper", "ct timeout", "ct expectation", "limit",
                "secmark", "synproxy", "tunnel"}
@@ -28,41 +30,105 @@ KNOWN_FAMILIES = {"ip", "ip6", "inet", "arp", "bridge", "netdev"}
 
 def parse_ruleset_text(text: str, source: str = "nft-ruleset.json") -> NftRuleset:
     """Parse the text `nft -j list ruleset` (or `list table ...`) prints."""
+    with gc_paused():
+        builder = RulesetBuilder(source)
+        for item in decode_items(text, source):
+            builder.add(item)
+        return builder.finish()
+
+
+def decode_items(text: str, source: str = "nft-ruleset.json") -> list:
+    """The items of the ``{"nftables": [...]}`` document in ``text`` (ParseError if it is not one)."""
     if not text.strip():
         raise ParseError(source, "empty file (expected the JSON `nft -j list ruleset` prints)")
-    with gc_paused():
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            hint = " (truncated?)" if e.pos >= len(text.rstrip()) - 1 else ""
-            raise ParseError(source, f"not valid JSON{hint}: {e.msg}", e.lineno) from e
-        return parse_ruleset(doc, source)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        hint = " (truncated?)" if e.pos >= len(text.rstrip()) - 1 else ""
+        raise ParseError(source, f"not valid JSON{hint}: {e.msg}", e.lineno) from e
+    return _items(doc, source)
+
+
+def _items(doc: object, source: str) -> list:
+    if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
+        raise ParseError(source, 'expected a JSON object {"nftables": [...]} as `nft -j` prints')
+    return doc["nftables"]
 
 
 def parse_ruleset(doc: object, source: str = "nft-ruleset.json") -> NftRuleset:
     """Build the ruleset from a decoded ``{"nftables": [...]}`` document."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("nftables"), list):
-        raise ParseError(source, 'expected a JSON object {"nftables": [...]} as `nft -j` prints')
-    try:
-        return _parse_items(doc["nftables"], source)
-    except ParseError:
-        raise
-    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
-        raise ParseError(source, f"unexpected structure ({type(e).__name__}: {e}); written by another "
-                                 "nft version or edited by hand?") from e
+    builder = RulesetBuilder(source)
+    for item in _items(doc, source):
+        builder.add(item)
+    return builder.finish()
 
 
-def _parse_items(nft_items: list, source: str) -> NftRuleset:
-    rs = NftRuleset(source=source)
-    pending_rules: list[tuple[int, dict]] = []
-    pending_elements: list[tuple[int, dict]] = []
-    for i, item in enumerate(nft_items):
+class RulesetBuilder:
+    """Builds an NftRuleset one top-level item at a time, in the order nft prints them (so a
+    listing can be parsed while it is still being read); ``finish()`` returns the ruleset.
+
+    Anything malformed is a ParseError naming the item.
+    """
+
+    def __init__(self, source: str = "nft-ruleset.json") -> None:
+        self.rs = NftRuleset(source=source)
+        self.source = source
+        self.count = 0
+        # rules and elements whose chain or set is not listed yet wait for finish(); once one
+        # waits, every later one does too, so each chain keeps its rules in listing order
+        self._pending_rules: list[tuple[int, dict]] = []
+        self._pending_elements: list[tuple[int, dict]] = []
+        self._chains: dict[tuple, NftChain] = {}  # (family, table, name) -> chain, for rules
+
+    def add(self, item: object) -> None:
+        """Add one item of the ``nftables`` array."""
+        i = self.count
+        self.count = i + 1
+        # fast path for the bulk of a listing: a well-formed rule of a chain already listed
+        body = item.get("rule") if type(item) is dict and len(item) == 1 else None
+        if type(body) is dict and not self._pending_rules:
+            key = (body.get("family"), body.get("table"), body.get("chain"))
+            chain = self._chains.get(key) if all(type(k) is str for k in key) else None
+            expr = body.get("expr")
+            if chain is not None and type(expr) is list and all(type(e) is dict and len(e) == 1
+                                                                for e in expr):
+                chain.rules.append(NftRule(chain.family, chain.table, chain.name, body.get("handle"), expr,
+                                           body.get("comment")))
+                return
+        try:
+            self._add(i, item)
+        except ParseError:
+            raise
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
+            raise _structure_error(self.source, e) from e
+
+    def finish(self) -> NftRuleset:
+        """Attach what waited for its chain or set; the ruleset."""
+        try:
+            for i, body in self._pending_rules:
+                self._rule(i, body, pend=False)
+            for i, body in self._pending_elements:
+                self._element(i, body)
+        except ParseError:
+            raise
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
+            raise _structure_error(self.source, e) from e
+        self._pending_rules, self._pending_elements = [], []
+        return self.rs
+
+    def _add(self, i: int, item: object) -> None:
+        source, rs = self.source, self.rs
         if not isinstance(item, dict) or len(item) != 1:
             raise ParseError(source, f"item {i}: expected an object with exactly one key")
         kind, body = next(iter(item.items()))
+        if kind == "rule":
+            if not isinstance(body, dict):
+                raise ParseError(source, f"item {i} ({kind}): expected an object")
+            self._rule(i, body, pend=True)
+            return
         if kind == "metainfo":
             _metainfo(rs, body, source)
-            continue
+            return
         if not isinstance(body, dict):
             raise ParseError(source, f"item {i} ({kind}): expected an object")
         if kind == "table":
@@ -72,28 +138,33 @@ def _parse_items(nft_items: list, source: str) -> NftRuleset:
             table = _table(rs, body, i, kind, source)
             chain = _chain(body, i, source)
             table.chains[chain.name] = chain
+            self._chains[(table.family, table.name, chain.name)] = chain
         elif kind in ("set", "map"):
             table = _table(rs, body, i, kind, source)
             nset = _set(body, kind, i, source)
             table.sets[nset.name] = nset
-        elif kind == "rule":
-            pending_rules.append((i, body))
         elif kind == "element":
-            pending_elements.append((i, body))
+            self._pending_elements.append((i, body))
         elif kind in OTHER_KINDS:
             _table(rs, body, i, kind, source).others.append(item)
         else:
             raise ParseError(source, f"item {i}: unknown object kind {kind!r} (another nft version?)")
-    tables = rs.tables
-    for i, body in pending_rules:
-        table = tables.get((body.get("family"), body.get("table")))  # type: ignore[arg-type]
-        if table is None:
-            table = _table(rs, body, i, "rule", source)  # raises the precise error
+
+    def _rule(self, i: int, body: dict, pend: bool) -> None:
+        source = self.source
+        if pend and self._pending_rules:
+            self._pending_rules.append((i, body))
+            return
+        table = self.rs.tables.get((body.get("family"), body.get("table")))  # type: ignore[arg-type]
         chain_name = body.get("chain")
-        chain = table.chains.get(chain_name) if isinstance(chain_name, str) else None
+        chain = table.chains.get(chain_name) if table is not None and isinstance(chain_name, str) else None
         if chain is None:
+            if pend:
+                self._pending_rules.append((i, body))
+                return
+            if table is None:
+                table = _table(self.rs, body, i, "rule", source)  # raises the precise error
             chain_name = _str(body, "chain", i, "rule", source)
-        if chain is None:
             raise ParseError(source, f"item {i}: rule for chain {chain_name!r}, which {table.label} "
                                      "does not list")
         expr = body.get("expr")
@@ -101,15 +172,21 @@ def _parse_items(nft_items: list, source: str) -> NftRuleset:
             raise ParseError(source, f"item {i}: rule in {chain_name!r} has no 'expr' list")
         chain.rules.append(NftRule(table.family, table.name, chain_name, body.get("handle"), expr,
                                    body.get("comment")))
-    for i, body in pending_elements:
-        table = _table(rs, body, i, "element", source)
+
+    def _element(self, i: int, body: dict) -> None:
+        source = self.source
+        table = _table(self.rs, body, i, "element", source)
         name = _str(body, "name", i, "element", source)
         nset = table.sets.get(name)
         if nset is None:
             raise ParseError(source, f"item {i}: elements for set {name!r}, which {table.label} does "
                                      "not list")
         nset.elements.extend(_elements(body.get("elem"), nset, i, source))
-    return rs
+
+
+def _structure_error(source: str, e: Exception) -> ParseError:
+    return ParseError(source, f"unexpected structure ({type(e).__name__}: {e}); written by another "
+                              "nft version or edited by hand?")
 
 
 # -- pieces ------------------------------------------------------------------------------------

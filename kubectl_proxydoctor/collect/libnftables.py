@@ -1,0 +1,95 @@
+"""libnftables (Debian's ``libnftables1``) called in-process through ctypes, output streamed.
+
+The ``nftables`` Python module (pip-nftables) only offers buffered output: a 10 MB listing comes
+back in one piece when nft is done. Here each command prints to a pipe that the caller reads while
+nft is still printing (printing is about 45% of a large listing), so the listing can be decoded at
+the same time on the other core. Only the handful of libnftables calls a listing needs are bound.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+
+from kubectl_proxydoctor.collect.pipes import pump
+
+SONAME = "libnftables.so.1"
+OUTPUT_HANDLE = 1 << 3  # NFT_CTX_OUTPUT_HANDLE
+OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
+
+# libnftables 1.0.x is not safe to call from two threads at once, even with a context each
+# (seen: "json.c:71: set_dtype_json: Assertion `__out' failed", an abort): calls take turns.
+_LOCK = threading.Lock()
+
+
+class LibNftables:
+    """One loaded libnftables; calling it runs one (read-only) command with JSON output."""
+
+    parallel = False  # calls take turns (see _LOCK)
+
+    def __init__(self, soname: str = SONAME) -> None:
+        lib = ctypes.CDLL(soname)  # OSError when libnftables is not installed
+        libc = ctypes.CDLL(None)
+        vp, cp = ctypes.c_void_p, ctypes.c_char_p
+        for name, restype, argtypes in (
+            ("nft_ctx_new", vp, [ctypes.c_uint32]),
+            ("nft_ctx_free", None, [vp]),
+            ("nft_ctx_output_set_flags", None, [vp, ctypes.c_uint]),
+            ("nft_ctx_set_output", vp, [vp, vp]),
+            ("nft_ctx_buffer_error", ctypes.c_int, [vp]),
+            ("nft_ctx_get_error_buffer", cp, [vp]),
+            ("nft_run_cmd_from_buffer", ctypes.c_int, [vp, cp]),
+        ):
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = restype, argtypes
+        libc.fdopen.restype, libc.fdopen.argtypes = vp, [ctypes.c_int, cp]
+        libc.fclose.restype, libc.fclose.argtypes = ctypes.c_int, [vp]
+        self._lib, self._libc = lib, libc
+
+    def __call__(self, cmd: str, sink: Callable[[str], None]) -> tuple[int, str]:
+        """Run ``cmd``; its JSON output goes to ``sink`` in pieces as nft prints it. Returns the
+        exit status and the error text. An exception from ``sink`` is raised after nft is done."""
+        lib = self._lib
+        with _LOCK:
+            ctx = lib.nft_ctx_new(0)
+            if not ctx:
+                return 1, "nft_ctx_new failed"
+            try:
+                lib.nft_ctx_output_set_flags(ctx, OUTPUT_JSON | OUTPUT_HANDLE)
+                lib.nft_ctx_buffer_error(ctx)
+                rc = self._run_piped(ctx, cmd, sink)
+                err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode("utf-8", "replace")
+            finally:
+                lib.nft_ctx_free(ctx)
+        return rc, err
+
+    def _run_piped(self, ctx: int, cmd: str, sink: Callable[[str], None]) -> int:
+        lib, libc = self._lib, self._libc
+        read_fd, write_fd = os.pipe()
+        fp = libc.fdopen(write_fd, b"w")
+        if not fp:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise OSError("fdopen failed")
+        old = lib.nft_ctx_set_output(ctx, fp)
+        status: list[int] = []
+
+        def nft() -> None:  # ctypes releases the GIL for the call: nft prints while we read
+            try:
+                status.append(lib.nft_run_cmd_from_buffer(ctx, cmd.encode()))
+            finally:
+                lib.nft_ctx_set_output(ctx, old)
+                libc.fclose(fp)  # closes write_fd: the reader sees the end
+
+        worker = threading.Thread(target=nft, name="libnftables", daemon=True)
+        worker.start()
+        try:
+            failure = pump(read_fd, sink)
+        finally:
+            os.close(read_fd)  # first: a writer still printing (we were interrupted) gets EPIPE
+            worker.join()
+        if failure is not None:
+            raise failure
+        return status[0] if status else 1
