@@ -57,27 +57,49 @@ def _chain(family, table, name, hook=None):
     return {"chain": body}
 
 
+LIST_CHAINS = """table ip filter {
+	chain INPUT {
+		type filter hook input priority filter; policy accept;
+	}
+}
+table ip kube-proxy {
+	chain services {
+	}
+}
+table inet firewalld {
+	chain filter_PREROUTING {
+		type filter hook prerouting priority filter + 10; policy accept;
+	}
+}
+table inet other {
+	chain helper {
+	}
+}
+table bridge x {
+	chain y {
+		type filter hook prerouting priority filter; policy accept;
+	}
+}
+"""
+
+
 @pytest.mark.parametrize("pretty", [False, True])
 def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables(pretty):
     asked = []
-    listing = {"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
-                            _chain("ip", "filter", "INPUT", "input"),
-                            _chain("ip", "kube-proxy", "services"),
-                            _chain("inet", "firewalld", "filter_PREROUTING", "prerouting"),
-                            _chain("inet", "other", "helper"),
-                            _chain("bridge", "x", "y", "prerouting")]}
     dump = (lambda d: json.dumps(d, indent=2)) if pretty else json.dumps
 
-    def runner(cmd, sink):
+    def runner(cmd, sink, json=True):
         asked.append(cmd)
         if cmd == "list chains":
-            sink(dump(listing))
+            assert not json
+            sink(LIST_CHAINS)
             return 0, ""
         family, name = cmd.split()[2:]
         if (family, name) == ("ip6", "kube-proxy"):
             return 1, "Error: No such file or directory\nlist table ip6 kube-proxy"
         table = {"table": {"family": family, "name": name, "handle": 3}}
-        items = [{"metainfo": {"version": "1.0.6"}}, table, _chain(family, name, "c")]
+        meta = {"metainfo": {"version": "1.0.6", "json_schema_version": 1}}
+        items = [meta, table, _chain(family, name, "c")]
         text = dump({"nftables": items})
         for i in range(0, len(text), 7):  # in pieces, as a pipe delivers it
             sink(text[i:i + 7])
@@ -101,7 +123,7 @@ def test_collect_asks_only_list_commands_and_skips_iptables_compat_tables(pretty
     (0, "", "no valid JSON"),
 ])
 def test_collect_failures_are_unavailable(monkeypatch, rc, err, reason):
-    monkeypatch.setattr(nftcollect, "_runner", lambda netns: (lambda cmd, sink: (rc, err)))
+    monkeypatch.setattr(nftcollect, "_runner", lambda netns: (lambda cmd, sink, json=True: (rc, err)))
     ctx = CollectContext()
     nftcollect.collect(ctx)
     assert ctx.sources["nftables"].startswith("unavailable: ")

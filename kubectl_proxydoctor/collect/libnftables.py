@@ -25,7 +25,7 @@ _LOCK = threading.Lock()
 
 
 class LibNftables:
-    """One loaded libnftables; calling it runs one (read-only) command with JSON output."""
+    """One loaded libnftables; calling it runs one (read-only) command."""
 
     parallel = False  # calls take turns (see _LOCK)
 
@@ -48,16 +48,17 @@ class LibNftables:
         libc.fclose.restype, libc.fclose.argtypes = ctypes.c_int, [vp]
         self._lib, self._libc = lib, libc
 
-    def __call__(self, cmd: str, sink: Callable[[str], None]) -> tuple[int, str]:
-        """Run ``cmd``; its JSON output goes to ``sink`` in pieces as nft prints it. Returns the
-        exit status and the error text. An exception from ``sink`` is raised after nft is done."""
+    def __call__(self, cmd: str, sink: Callable[[str], None], json: bool = True) -> tuple[int, str]:
+        """Run ``cmd``; its output (JSON unless ``json`` is false) goes to ``sink`` in pieces as nft
+        prints it. Returns the exit status and the error text. An exception from ``sink`` is
+        raised after nft is done."""
         lib = self._lib
         with _LOCK:
             ctx = lib.nft_ctx_new(0)
             if not ctx:
                 return 1, "nft_ctx_new failed"
             try:
-                lib.nft_ctx_output_set_flags(ctx, OUTPUT_JSON | OUTPUT_HANDLE)
+                lib.nft_ctx_output_set_flags(ctx, (OUTPUT_JSON if json else 0) | OUTPUT_HANDLE)
                 lib.nft_ctx_buffer_error(ctx)
                 rc = self._run_piped(ctx, cmd, sink)
                 err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode("utf-8", "replace")
