@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.errors import ParseError
@@ -153,6 +154,64 @@ def table_problems(ruleset: NftRuleset, family: str) -> list[str]:
     return ruleset.__dict__.get("problems", {}).get((family, "kube-proxy"), [])
 
 
+# -- evidence rendered when first read ----------------------------------------------------------
+# Rendering every rule of a big table back to nft syntax costs more than interpreting it, and
+# most evidence lines are never shown: they are kept as (prefix, rule or element) until read.
+
+EvidenceItem = str | tuple[str, NftRule | NftElement]
+
+
+def _render(items: Iterable[EvidenceItem]) -> list[str]:
+    return [i if type(i) is str else f"{i[0]}: {i[1].text if type(i[1]) is NftRule else i[1].text()}"
+            for i in items]
+
+
+class NftTarget(Target):
+    """A Target whose evidence (the rules that lead to its endpoint) is rendered when first read."""
+
+    def __init__(self, endpoint: Endpoint, probability: float, steps: tuple[EvidenceItem, ...]) -> None:
+        # the fields Target.__init__ would set (without going through the evidence setter)
+        self.endpoint, self.probability, self.weight = endpoint, probability, None
+        self.__dict__["_lines"] = None
+        self.steps = steps
+
+    @property  # type: ignore[override]
+    def evidence(self) -> list[str]:
+        lines = self.__dict__.get("_lines")
+        if lines is None:
+            lines = self.__dict__["_lines"] = _render(self.steps)
+        return lines
+
+    @evidence.setter
+    def evidence(self, value: list[str]) -> None:
+        self.__dict__["_lines"] = value or None  # None: render the steps when read
+
+
+def _steps(target: Target) -> tuple[EvidenceItem, ...]:
+    return target.steps if isinstance(target, NftTarget) else tuple(target.evidence)
+
+
+class NftFrontend(Frontend):
+    """A Frontend whose evidence is added as ``pending`` items and rendered when first read."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.pending: list[EvidenceItem] = []
+
+    @property  # type: ignore[override]
+    def evidence(self) -> list[str]:
+        lines = self.__dict__.setdefault("_lines", [])
+        pending = self.__dict__.get("pending")
+        if pending:
+            lines.extend(_render(pending))
+            pending.clear()
+        return lines
+
+    @evidence.setter
+    def evidence(self, value: list[str]) -> None:
+        self.__dict__["_lines"] = value
+
+
 class _TableInterpreter:
     def __init__(self, table: NftTable, view: ProgrammedView, lb_ips: set[str]) -> None:
         self.table = table
@@ -183,7 +242,7 @@ class _TableInterpreter:
                 continue
             kind = self._ip_kind(ip, proto, port, cname.prefix)
             fe = self._frontend(cname.name, kind, ip, port, proto)
-            fe.evidence.append(f"map service-ips: {el.text()}")
+            fe.pending.append(("map service-ips", el))
             self._fill_from_chain(fe, chain)
         for el in self._set_elements("service-nodeports"):
             proto, port = self._port_key(el, "service-nodeports")
@@ -196,7 +255,7 @@ class _TableInterpreter:
                                      "external chain")
                 continue
             fe = self._frontend(cname.name, "node-port", None, port, proto)
-            fe.evidence.append(f"map service-nodeports: {el.text()}")
+            fe.pending.append(("map service-nodeports", el))
             self._fill_from_chain(fe, chain)
         for el in self._set_elements("no-endpoint-services"):
             ip, proto, port = self._ip_key(el, "no-endpoint-services")
@@ -208,7 +267,7 @@ class _TableInterpreter:
             kind = "cluster-ip" if ip in self.cluster_ips else self._external_kind(ip, proto, port)
             fe = self._frontend(name, kind, ip, port, proto)
             fe.no_endpoints = _no_endpoint_verdict(el.value)
-            fe.evidence.append(f"map no-endpoint-services: {el.text()}")
+            fe.pending.append(("map no-endpoint-services", el))
         for el in self._set_elements("no-endpoint-nodeports"):
             proto, port = self._port_key(el, "no-endpoint-nodeports")
             if proto is None:
@@ -218,7 +277,7 @@ class _TableInterpreter:
                 continue
             fe = self._frontend(name, "node-port", None, port, proto)
             fe.no_endpoints = _no_endpoint_verdict(el.value)
-            fe.evidence.append(f"map no-endpoint-nodeports: {el.text()}")
+            fe.pending.append(("map no-endpoint-nodeports", el))
         for key, el in self.firewalled.items():
             self._apply_firewall(key, el)
 
@@ -262,7 +321,7 @@ class _TableInterpreter:
         for fe in pp.frontends:
             if fe.kind == kind and fe.ip == ip and fe.port == port and fe.protocol == proto:
                 return fe
-        fe = Frontend(kind=kind, ip=ip, port=port, protocol=proto)  # type: ignore[arg-type]
+        fe = NftFrontend(kind=kind, ip=ip, port=port, protocol=proto)  # type: ignore[arg-type]
         pp.frontends.append(fe)
         return fe
 
@@ -274,7 +333,7 @@ class _TableInterpreter:
             self.problems.append(f"{fe.address}: map element goes to missing chain {chain_name}")
             return
         cname = parse_chain_name(chain_name)
-        fe.evidence.extend(_chain_evidence(chain))
+        fe.pending.extend(_chain_evidence(chain))
         if cname and cname.prefix == "local":
             fe.policy = "local"
         if cname and cname.prefix == "external":
@@ -285,7 +344,7 @@ class _TableInterpreter:
                 fe.policy = "local"  # eTP Local without local endpoints: only short-circuits remain
             fe.masquerade = _external_masquerade(chain)
             if final and final in self.table.chains:
-                fe.evidence.extend(_chain_evidence(self.table.chains[final]))
+                fe.pending.extend(_chain_evidence(self.table.chains[final]))
                 policy_chain = self.table.chains[final]
             else:
                 policy_chain = None
@@ -311,33 +370,40 @@ class _TableInterpreter:
             return [], f"goes to missing chain {chain_name}"
         result: tuple[list[Target], str | None] = ([], None)
         for rule in chain.rules:
-            last = next(iter(rule.expr[-1])) if rule.expr else ""
-            numgen = _numgen_vmap(rule) if last == "vmap" else None
-            if numgen is not None:
+            expr = rule.expr
+            if not expr:
+                continue
+            last = expr[-1]  # one statement: {"vmap": ...}, {"dnat": ...}, {"goto": ...}, ...
+            if "vmap" in last:
+                numgen = _numgen_vmap(rule)
+                if numgen is None:
+                    continue
                 mod, entries = numgen
                 targets: list[Target] = []
                 problem = None
                 if mod != len(entries) or sorted(k for k, _ in entries) != list(range(len(entries))):
                     problem = (f"numgen random mod {mod} but {len(entries)} vmap entries "
                                f"({', '.join(str(k) for k, _ in entries)})")
-                step = f"{chain_name}: {rule.text}"
+                step = (chain_name, rule)
                 for key, target in entries:
                     share = (1.0 / mod) if (mod and 0 <= key < mod) else 0.0
                     sub, sub_problem = self._targets(target, depth + 1)
                     problem = problem or sub_problem
-                    targets.extend(Target(t.endpoint, t.probability * share, evidence=[step, *t.evidence])
+                    targets.extend(NftTarget(t.endpoint, t.probability * share, (step, *_steps(t)))
                                    for t in sub)
                 result = (targets, problem)
                 break
-            dnat = _dnat(rule) if last == "dnat" else None
-            if dnat is not None:
+            if "dnat" in last:
+                dnat = _dnat(rule)
+                if dnat is None:
+                    continue
                 ep = Endpoint(*dnat)
                 problem = None
                 if chain_name.startswith("endpoint-") and not chain_name.endswith(f"__{_name_endpoint(ep)}"):
                     problem = f"chain {chain_name} DNATs to {ep}, not the endpoint its name says"
-                result = ([Target(ep, 1.0, evidence=[f"{chain_name}: {rule.text}"])], problem)
+                result = ([NftTarget(ep, 1.0, ((chain_name, rule),))], problem)
                 break
-            target = _unconditional_goto(rule)
+            target = _verdict_chain(last) if len(expr) == 1 else None
             if target is not None and not target.startswith("mark-for-masquerade"):
                 result = self._targets(target, depth + 1)
                 break
@@ -372,12 +438,12 @@ class _TableInterpreter:
             self.problems.append(f"firewall-ips element {el.text()} does not go to a firewall- chain")
             return
         fe = self._frontend(cname.name, "load-balancer", ip, port, proto)
-        fe.evidence.append(f"map firewall-ips: {el.text()}")
+        fe.pending.append(("map firewall-ips", el))
         chain = self.table.chains.get(chain_name)
         if chain is None:
             self.problems.append(f"{fe.address}: firewall-ips goes to missing chain {chain_name}")
             return
-        fe.evidence.extend(_chain_evidence(chain))
+        fe.pending.extend(_chain_evidence(chain))
         for rule in chain.rules:
             ranges = _allowed_sources(rule)
             if ranges is not None:
@@ -407,8 +473,8 @@ def _no_endpoint_verdict(value: object) -> str:
     return json.dumps(value)
 
 
-def _chain_evidence(chain: NftChain) -> list[str]:
-    return [f"{chain.name}: {r.text}" for r in chain.rules]
+def _chain_evidence(chain: NftChain) -> list[tuple[str, NftRule]]:
+    return [(chain.name, r) for r in chain.rules]
 
 
 def _numgen_vmap(rule: NftRule) -> tuple[int, list[tuple[int, str]]] | None:
