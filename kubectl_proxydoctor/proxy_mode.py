@@ -62,7 +62,8 @@ class IptablesDump:
         return [c for c in self.chains if IPTABLES_SERVICE_CHAIN.match(c.name)]
 
     def has_iptables_mode(self) -> bool:
-        return bool(self.service_chains()) or any(
+        service = IPTABLES_SERVICE_CHAIN.match
+        return any(service(c.name) for c in self.chains) or any(
             c.name in IPTABLES_MODE_ONLY_CHAINS and c.table == "nat" for c in self.chains)
 
     def has_kubelet(self) -> bool:
@@ -137,63 +138,99 @@ IPTABLES_FILES = (  # (label, file); per-backend files first, the default dump o
 DEFAULT_IPTABLES_FILES = (("iptables", "iptables-save.txt"), ("ip6tables", "ip6tables-save.txt"))
 
 
-def _jump_target(line: str) -> str | None:
-    """The chain a rule jumps (-j) or goes (-g) to: the last such option (a comment comes first)."""
-    at = max(line.rfind(" -j "), line.rfind(" -g "))
-    if at < 0:
-        return None
-    return line[at + 4:].split(" ", 1)[0]
-
-
 def parse_iptables_save(text: str, label: str = "iptables", file: str = "") -> IptablesDump:
-    """The KUBE-* and CILIUM* chains of an iptables-save dump, with rule counts and who jumps to them."""
+    """The KUBE-* and CILIUM* chains of an iptables-save dump, with rule counts and who jumps to them.
+
+    Tolerant of anything (it never raises); a 10k-service dump is mostly per-service rules, so the
+    loop is kept lean: one chain dict per table, one regex match per chain.
+    """
     dump = IptablesDump(label=label, file=file)
+    found = dump.chains
     table = ""
-    chains: dict[tuple[str, str], ChainInfo] = {}
+    by_table: dict[str, dict[str, ChainInfo]] = {}
+    chains = by_table.setdefault(table, {})  # the KUBE-*/CILIUM* chains of the current table
+    is_service = IPTABLES_SERVICE_CHAIN.match
+    kube = ("KUBE-", "CILIUM")
+    prefix = "\0"  # "-A OWNER " of the line before: iptables-save lists a chain's rules together
+    owner = ""
+    info: ChainInfo | None = None
+    service: bool | None = None
     for line in text.splitlines():
-        first = line[:1]
-        if first == "-":
-            if not line.startswith("-A "):
-                continue
-            owner = line[3:].split(" ", 1)[0]
-            info = chains.get((table, owner))
+        if line.startswith("-A "):
+            if not chains:
+                continue  # no KUBE-*/CILIUM* chain declared in this table (yet)
+            if not line.startswith(prefix):
+                end = line.find(" ", 3)
+                if end >= 0:
+                    owner, prefix = line[3:end], line[:end + 1]
+                else:
+                    owner, prefix = line[3:], "\0"
+                info = chains.get(owner)
+                service = None
             if info is not None:
                 info.rules += 1
-            name = _jump_target(line)
-            target = chains.get((table, name)) if name else None
+            # the chain it jumps (-j) or goes (-g) to: the last such option (a comment comes first)
+            at = line.rfind(" -j ")
+            goto = line.rfind(" -g ", at + 1)
+            if goto > at:
+                at = goto
+            if at < 0 or not line.startswith(kube, at + 4):
+                continue
+            end = line.find(" ", at + 4)
+            target = chains.get(line[at + 4:end] if end >= 0 else line[at + 4:])
             if target is None:
                 continue
-            if IPTABLES_SERVICE_CHAIN.match(owner):
+            if service is None:
+                service = is_service(owner) is not None
+            if service:
                 target.service_jumps += 1  # goes away with that chain's flush
                 continue
             if owner not in target.jumps_from:
                 target.jumps_from.append(owner)
             if len(target.jump_rules) < 50:  # rules to undo by hand
                 target.jump_rules.append(line.strip())
-        elif first == ":":
+            continue
+        first = line[:1]
+        if first == ":":
             name = line[1:].split(" ", 1)[0]
-            if name.startswith(("KUBE-", "CILIUM")):
-                chains[(table, name)] = info = ChainInfo(table, name)
-                dump.chains.append(info)
+            if name.startswith(kube):
+                chains[name] = ChainInfo(table, name)
+                found.append(chains[name])
+                prefix = "\0"  # a chain declared between its rules (not iptables-save's layout)
         elif first == "*":
             table = line[1:].strip()
+            chains = by_table.setdefault(table, {})
+            prefix = "\0"
     return dump
 
 
+def _scan_cached(snapshot: NodeSnapshot, label: str, name: str, text: str) -> IptablesDump:
+    """parse_iptables_save of one capture file, once per snapshot (decide() and leftovers() both
+    ask; the cache lives as long as the file's text is the same)."""
+    return snapshot.derived(f"proxy_mode.iptables:{name}", (name,),
+                            lambda: parse_iptables_save(text, label, name))
+
+
 def iptables_dumps(snapshot: NodeSnapshot) -> list[IptablesDump]:
-    """One dump per backend and family in the snapshot (the default dump when no per-backend file)."""
+    """One dump per backend and family in the snapshot (the default dump when no per-backend file).
+
+    Each file is scanned once per snapshot: a second call returns the same IptablesDump objects
+    (treat them as read-only)."""
     dumps: list[IptablesDump] = []
     for label, name in IPTABLES_FILES:
         text = snapshot.text(name)
         if text is not None:
-            dumps.append(parse_iptables_save(text, label, name))
+            dumps.append(_scan_cached(snapshot, label, name, text))
     for label, name in DEFAULT_IPTABLES_FILES:
         text = snapshot.text(name)
         if text is None or snapshot.has(f"{label}-nft-save.txt"):
             continue
-        legacy = snapshot.text(f"{label}-legacy-save.txt")
-        if legacy is None or _rules_only(legacy) != _rules_only(text):
-            dumps.append(parse_iptables_save(text, label, name))
+        legacy_name = f"{label}-legacy-save.txt"
+        legacy = snapshot.text(legacy_name)
+        if legacy is None or not snapshot.derived(  # the default dump is a copy of the legacy one
+                f"proxy_mode.iptables-same:{name}", (name, legacy_name),
+                lambda legacy=legacy, text=text: _rules_only(legacy) == _rules_only(text)):
+            dumps.append(_scan_cached(snapshot, label, name, text))
     return dumps
 
 
@@ -210,29 +247,16 @@ class NftTable:
 
 
 def nft_kube_proxy_tables(snapshot: NodeSnapshot) -> list[NftTable]:
-    """kube-proxy's nftables tables (``kube-proxy`` in ip/ip6) from nft-ruleset.json (or .txt)."""
-    tables: dict[tuple[str, str], NftTable] = {}
+    """kube-proxy's nftables tables (``kube-proxy`` in ip/ip6) from nft-ruleset.json (or .txt).
+
+    From the ruleset the nftables interpreter parsed (once per snapshot, or while collecting), so
+    the JSON is not decoded again; a file it cannot parse (ParseError) is scanned leniently
+    instead, so decide() still sees the tables a malformed or unexpected listing holds."""
     text = snapshot.text("nft-ruleset.json")
     if text is not None:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError:
-            doc = None
-        items = doc.get("nftables", []) if isinstance(doc, dict) else []
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            if isinstance(item.get("table"), dict) and item["table"].get("name") == "kube-proxy":
-                key = (str(item["table"].get("family")), "kube-proxy")
-                tables.setdefault(key, NftTable(*key))
-            chain = item.get("chain")
-            if isinstance(chain, dict) and chain.get("table") == "kube-proxy":
-                key = (str(chain.get("family")), "kube-proxy")
-                t = tables.setdefault(key, NftTable(*key))
-                t.chains += 1
-                if str(chain.get("name", "")).startswith("service-"):
-                    t.service_chains += 1
-        return list(tables.values())
+        return list(snapshot.derived("proxy_mode.nft-tables", ("nft-ruleset.json",),
+                                     lambda: _nft_tables_from_ruleset(snapshot, text)))
+    tables: dict[tuple[str, str], NftTable] = {}
     text = snapshot.text("nft-ruleset.txt")
     if text is not None:
         current: NftTable | None = None
@@ -248,6 +272,44 @@ def nft_kube_proxy_tables(snapshot: NodeSnapshot) -> list[NftTable]:
                 current.chains += 1
                 if m.group(1).startswith("service-"):
                     current.service_chains += 1
+    return list(tables.values())
+
+
+def _nft_tables_from_ruleset(snapshot: NodeSnapshot, text: str) -> list[NftTable]:
+    from kubectl_proxydoctor.errors import ParseError
+    from kubectl_proxydoctor.modes.nftables.interpreter import load_ruleset
+
+    try:
+        ruleset = load_ruleset(snapshot)
+    except ParseError:
+        return _nft_tables_from_json(text)
+    if ruleset is None:
+        return []
+    return [NftTable(t.family, t.name, len(t.chains), sum(1 for c in t.chains if c.startswith("service-")))
+            for t in ruleset.tables.values() if t.name == "kube-proxy"]
+
+
+def _nft_tables_from_json(text: str) -> list[NftTable]:
+    """kube-proxy's tables in nft -j JSON, whatever else the document holds (no ParseError)."""
+    tables: dict[tuple[str, str], NftTable] = {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        doc = None
+    items = doc.get("nftables", []) if isinstance(doc, dict) else []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("table"), dict) and item["table"].get("name") == "kube-proxy":
+            key = (str(item["table"].get("family")), "kube-proxy")
+            tables.setdefault(key, NftTable(*key))
+        chain = item.get("chain")
+        if isinstance(chain, dict) and chain.get("table") == "kube-proxy":
+            key = (str(chain.get("family")), "kube-proxy")
+            t = tables.setdefault(key, NftTable(*key))
+            t.chains += 1
+            if str(chain.get("name", "")).startswith("service-"):
+                t.service_chains += 1
     return list(tables.values())
 
 
