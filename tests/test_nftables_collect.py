@@ -258,3 +258,13 @@ def test_collected_snapshot_reuses_the_ruleset_parsed_while_reading(netns):
     assert parsed is snap._derived["nftables.ruleset"][1]  # the collector's, not parsed again
     snap.files["nft-ruleset.json"] = snap.files["nft-ruleset.json"] + " "
     assert load_ruleset(snap) is not parsed  # a replaced file is parsed anew
+
+
+@pytest.mark.parametrize("cmd", ["flush ruleset", "add table ip x", "delete table ip kube-proxy",
+                                 "list table ip x; flush ruleset", "list table ip x\nflush ruleset"])
+def test_runners_refuse_anything_but_one_list_command(cmd):
+    from kubectl_proxydoctor.collect.libnftables import LibNftables
+
+    for runner in (LibNftables(), nftcollect.cli_runner()):
+        with pytest.raises(ValueError, match="only reads"):
+            runner(cmd, lambda chunk: None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import threading
 from collections.abc import Callable
 
@@ -22,6 +23,15 @@ OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
 # libnftables 1.0.x is not safe to call from two threads at once, even with a context each
 # (seen: "json.c:71: set_dtype_json: Assertion `__out' failed", an abort): calls take turns.
 _LOCK = threading.Lock()
+
+
+_LIST_RE = re.compile(r"list [\w ./\\-]+")  # nft identifiers: letters, digits, _ . / \\ -
+
+
+def read_only(cmd: str) -> None:
+    """Refuse anything but one ``list ...`` command (no ``;``-chained or other commands)."""
+    if not _LIST_RE.fullmatch(cmd):
+        raise ValueError(f"refusing `nft {cmd}`: proxydoctor only reads (one list command)")
 
 
 class LibNftables:
@@ -52,6 +62,7 @@ class LibNftables:
         """Run ``cmd``; its output (JSON unless ``json`` is false) goes to ``sink`` in pieces as nft
         prints it. Returns the exit status and the error text. An exception from ``sink`` is
         raised after nft is done."""
+        read_only(cmd)
         lib = self._lib
         with _LOCK:
             ctx = lib.nft_ctx_new(0)

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.collect.libnftables import read_only
 from kubectl_proxydoctor.collect.pipes import pump
 from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.gcpause import gc_paused
@@ -248,6 +249,7 @@ def cli_runner(netns: str | None = None) -> Runner:
     prefix = ["ip", "netns", "exec", netns] if netns else []
 
     def cli_run(cmd: str, sink: Sink, json: bool = True) -> tuple[int, str]:
+        read_only(cmd)
         with tempfile.TemporaryFile() as errors:
             try:
                 proc = subprocess.Popen([*prefix, nft_bin, *(["-j"] if json else []), *cmd.split()],
