@@ -1,13 +1,14 @@
 """Read-only nftables collector: kube-proxy's tables plus the tables that could sit in front.
 
-Asks narrowly (listing is kernel-bound and slow at scale): ``list table ip kube-proxy`` /
-``list table ip6 kube-proxy``, ``list chains`` in text (cheap: no rules, no set elements; ``list
-tables`` is slower on nft 1.0.6 as it fills its whole cache) to find the other tables, then every other
+Asks narrowly (listing is kernel-bound and slow at scale): ``list table ip kube-proxy`` and
+``list table ip6 kube-proxy``, plus ``list chains`` in text (cheap: no rules, no set elements;
+``list tables`` is slower on nft 1.0.6 as it fills its whole cache) to find every other
 ip/ip6/inet table with a base chain at a hook kube-proxy uses (a host firewall such as firewalld or
-a hand-made ``inet`` table), except iptables-nft's own compat tables (``ip filter``, ``ip nat``,
-...), which the iptables collectors capture and which are huge on an iptables-mode node. The
-listings are merged as text (no JSON round trip) into one ``{"nftables": [...]}`` document in the
-shape of ``nft -j list ruleset``, stored as ``nft-ruleset.json``. Only ``list`` commands are run.
+a hand-made ``inet`` table), which is listed too, except iptables-nft's own compat tables (``ip
+filter``, ``ip nat``, ...), which the iptables collectors capture and which are huge on an
+iptables-mode node. The listings are merged as text (no JSON round trip) into one
+``{"nftables": [...]}`` document in the shape of ``nft -j list ruleset``, stored as
+``nft-ruleset.json``. Only single ``list`` commands are run (the runners refuse anything else).
 
 Each listing is parsed while nft prints it (modes/nftables/stream.py); the parsed ruleset is handed
 to the snapshot with the text, so interpreting does not decode the 10 MB again.
