@@ -109,3 +109,20 @@ def test_chain_names_and_hashes():
 
 def test_no_nft_capture_means_no_view():
     assert interpret(NodeSnapshot.from_files({"iptables-save.txt": ""})) == []
+
+
+def test_views_are_interpreted_once_per_snapshot_and_evidence_renders_when_read():
+    from kubectl_proxydoctor.modes.nftables.interpreter import NftFrontend, NftTarget
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+    snap = NodeSnapshot.load(FIXTURES / "stale-endpoint")
+    views = interpret(snap)
+    assert [id(v) for v in interpret(snap)] == [id(v) for v in views]  # cached
+    fe = next(f for p in views[0].ports.values() for f in p.frontends if f.targets)
+    assert isinstance(fe, NftFrontend) and isinstance(fe.targets[0], NftTarget)
+    assert fe.pending  # nothing rendered yet
+    lines = fe.evidence
+    assert lines and all(isinstance(line, str) for line in lines) and not fe.pending
+    assert fe.targets[0].evidence[-1].startswith("endpoint-") and " dnat to " in fe.targets[0].evidence[-1]
+    snap.files["nft-ruleset.json"] += " "  # a replaced capture file is interpreted again
+    assert interpret(snap)[0] is not views[0]

@@ -106,11 +106,13 @@ def load_ruleset(snapshot: NodeSnapshot) -> NftRuleset | None:
 
 
 def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
-    """One view per kube-proxy table (``ip`` then ``ip6``) in the snapshot's nft-ruleset.json."""
+    """One view per kube-proxy table (``ip`` then ``ip6``) in the snapshot's nft-ruleset.json
+    (interpreted once per snapshot, as the iptables views are)."""
     ruleset = load_ruleset(snapshot)
     if ruleset is None:
         return []
-    return interpret_ruleset(ruleset, lb_ips=_api_lb_ips(snapshot))
+    return list(snapshot.derived("nftables.views", (FILENAME, "api.json"),
+                                 lambda: interpret_ruleset(ruleset, lb_ips=_api_lb_ips(snapshot))))
 
 
 def interpret_ruleset(ruleset: NftRuleset, lb_ips: set[str] | None = None) -> list[ProgrammedView]:
