@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.collect import CollectContext
@@ -119,9 +119,10 @@ def read_tables(runner: Runner) -> tuple[str, NftRuleset | None]:
     listing the big table is the cost, discovery overlaps it), then the other wanted tables,
     merged into one document in the shape of ``nft -j list ruleset``; with it, the ruleset parsed
     while the listings were read (None if some part could not be parsed that way)."""
-    # a runner whose calls take turns (libnftables) runs them one by one, the big table first
-    workers = 1 + len(KUBE_PROXY_TABLES) if getattr(runner, "parallel", True) else 1
-    with gc_paused(), ThreadPoolExecutor(max_workers=workers) as pool:
+    # a runner whose calls take turns (libnftables) runs them one by one on this thread, the big
+    # table first (measured: 10-12% faster than on a pool thread, and no thread for nothing)
+    parallel = getattr(runner, "parallel", True)
+    with gc_paused(), (ThreadPoolExecutor(max_workers=3) if parallel else _InlineExecutor()) as pool:
         table_jobs = {t: pool.submit(list_with, runner, f"list table {t[0]} {t[1]}", True)
                       for t in KUBE_PROXY_TABLES}
         # text, not JSON: only table names and hooks are needed, and nft prints text 2-3x faster
@@ -144,6 +145,24 @@ def read_tables(runner: Runner) -> tuple[str, NftRuleset | None]:
         meta = meta or {"metainfo": {}}
         ruleset = _merged(meta, rulesets)
     return '{"nftables": [' + ", ".join([json.dumps(meta), *parts]) + "]}\n", ruleset
+
+
+class _InlineExecutor:
+    """The part of an executor read_tables uses, running each call at once on this thread."""
+
+    def __enter__(self) -> _InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Listing], *args: object) -> Future[Listing]:
+        future: Future[Listing] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as e:  # raised again by result(), as a pool would; Ctrl-C goes through
+            future.set_exception(e)
+        return future
 
 
 def _may_sit_in_front(table: tuple[str, str]) -> bool:
