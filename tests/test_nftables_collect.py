@@ -268,3 +268,24 @@ def test_runners_refuse_anything_but_one_list_command(cmd):
     for runner in (LibNftables(), nftcollect.cli_runner()):
         with pytest.raises(ValueError, match="only reads"):
             runner(cmd, lambda chunk: None)
+
+
+def test_endpoint_chains_walked_while_read_give_the_same_views(netns):
+    """The collector hands the interpreter endpoint chains already walked (chain.leaf) while nft
+    was printing; the views equal those of the same text parsed afterwards, evidence included."""
+    from bench.gen_nftables import nft_script
+    from bench.generate import generate_cluster
+    from kubectl_proxydoctor.collect.node import collect_node
+
+    ns = netns("pd-nft-")
+    cluster = generate_cluster(80, (0, 5), seed=11, lb_share=0.2, nodeport_share=0.3, affinity_share=0.2)
+    load = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=nft_script(cluster),
+                          capture_output=True, text=True)
+    assert load.returncode == 0, load.stderr[:2000]
+    snap = collect_node(netns=ns)
+    seeded = snap._derived["nftables.ruleset"][1]
+    table = seeded.tables[("ip", "kube-proxy")]
+    walked = [c for c in table.chains.values() if c.leaf is not None]
+    assert walked and all(c.name.startswith("endpoint-") for c in walked)
+    assert len(walked) == sum(1 for c in table.chains if c.startswith("endpoint-"))
+    assert _summary(interpret(snap)) == _summary(interpret(NodeSnapshot.from_files(snap.files)))

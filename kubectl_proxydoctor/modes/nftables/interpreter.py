@@ -370,6 +370,9 @@ class _TableInterpreter:
         chain = self.table.chains.get(chain_name)
         if chain is None:
             return [], f"goes to missing chain {chain_name}"
+        if chain.leaf is not None and chain.leaf[0] == len(chain.rules):
+            self._targets_cache[chain_name] = chain.leaf[1]  # worked out while it was read
+            return chain.leaf[1]
         result: tuple[list[Target], str | None] = ([], None)
         for rule in chain.rules:
             expr = rule.expr
@@ -396,14 +399,10 @@ class _TableInterpreter:
                 result = (targets, problem)
                 break
             if "dnat" in last:
-                dnat = _dnat(rule)
-                if dnat is None:
+                dnat_result = _dnat_result(chain_name, rule)
+                if dnat_result is None:
                     continue
-                ep = Endpoint(*dnat)
-                problem = None
-                if chain_name.startswith("endpoint-") and not chain_name.endswith(f"__{_name_endpoint(ep)}"):
-                    problem = f"chain {chain_name} DNATs to {ep}, not the endpoint its name says"
-                result = ([NftTarget(ep, 1.0, ((chain_name, rule),))], problem)
+                result = dnat_result
                 break
             target = _verdict_chain(last) if len(expr) == 1 else None
             if target is not None and not target.startswith("mark-for-masquerade"):
@@ -453,6 +452,44 @@ class _TableInterpreter:
 
 
 # -- rule shapes kube-proxy writes -------------------------------------------------------------------
+
+
+def _dnat_result(chain_name: str, rule: NftRule) -> tuple[list[Target], str | None] | None:
+    """Where a ``dnat to`` rule ends a chain's walk (None when it is not one kube-proxy writes)."""
+    dnat = _dnat(rule)
+    if dnat is None:
+        return None
+    ep = Endpoint(*dnat)
+    problem = None
+    if chain_name.startswith("endpoint-") and not chain_name.endswith(f"__{_name_endpoint(ep)}"):
+        problem = f"chain {chain_name} DNATs to {ep}, not the endpoint its name says"
+    return [NftTarget(ep, 1.0, ((chain_name, rule),))], problem
+
+
+def note_leaf_chain(chain: NftChain) -> None:
+    """For RulesetBuilder's ``on_chain_done``, while the listing is still being read: the walk of
+    an ``endpoint-`` chain that ends in its own ``dnat to`` rule (what ``_targets`` would find),
+    stored on the chain with its rule count. Anything else is left to the interpreter."""
+    if not chain.name.startswith("endpoint-"):
+        return
+    for rule in chain.rules:
+        expr = rule.expr
+        if not expr:
+            continue
+        last = expr[-1]
+        if "vmap" in last:
+            if _numgen_vmap(rule) is None:
+                continue
+            return  # goes on to other chains
+        if "dnat" in last:
+            result = _dnat_result(chain.name, rule)
+            if result is None:
+                continue
+            chain.leaf = (len(chain.rules), result)
+            return
+        target = _verdict_chain(last) if len(expr) == 1 else None
+        if target is not None and not target.startswith("mark-for-masquerade"):
+            return  # goes on to another chain
 
 
 def _verdict_chain(value: object) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubectl_proxydoctor.errors import ParseError
@@ -70,8 +71,12 @@ class RulesetBuilder:
     Anything malformed is a ParseError naming the item.
     """
 
-    def __init__(self, source: str = "nft-ruleset.json") -> None:
+    def __init__(self, source: str = "nft-ruleset.json",
+                 on_chain_done: Callable[[NftChain], None] | None = None) -> None:
         self.rs = NftRuleset(source=source)
+        # called with each chain once its rules are complete (nft lists them chain by chain)
+        self.on_chain_done = on_chain_done
+        self._last_chain: NftChain | None = None
         self.source = source
         self.count = 0
         # rules and elements whose chain or set is not listed yet wait for finish(); once one
@@ -94,6 +99,10 @@ class RulesetBuilder:
                                                                 for e in expr):
                 chain.rules.append(NftRule(chain.family, chain.table, chain.name, body.get("handle"), expr,
                                            body.get("comment")))
+                if chain is not self._last_chain:
+                    if self._last_chain is not None and self.on_chain_done is not None:
+                        self.on_chain_done(self._last_chain)
+                    self._last_chain = chain
                 return
         try:
             self._add(i, item)
@@ -114,6 +123,9 @@ class RulesetBuilder:
         except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
             raise _structure_error(self.source, e) from e
         self._pending_rules, self._pending_elements = [], []
+        if self._last_chain is not None and self.on_chain_done is not None:
+            self.on_chain_done(self._last_chain)
+        self._last_chain = None
         return self.rs
 
     def _add(self, i: int, item: object) -> None:
