@@ -289,3 +289,28 @@ def test_endpoint_chains_walked_while_read_give_the_same_views(netns):
     assert walked and all(c.name.startswith("endpoint-") for c in walked)
     assert len(walked) == sum(1 for c in table.chains if c.startswith("endpoint-"))
     assert _summary(interpret(snap)) == _summary(interpret(NodeSnapshot.from_files(snap.files)))
+
+
+def test_a_runner_whose_calls_take_turns_lists_only_the_tables_that_exist():
+    """libnftables' calls take turns: discovery first, then no failing listing for ip6 when the
+    node has no ip6 kube-proxy table, then the firewall in front."""
+    asked = []
+    dumps = json.dumps  # the runner's own ``json`` flag hides the module inside it
+
+    class Serial:
+        parallel = False
+
+        def __call__(self, cmd, sink, json=True):
+            asked.append(cmd)
+            if cmd == "list chains":
+                sink(LIST_CHAINS)
+                return 0, ""
+            family, name = cmd.split()[2:]
+            meta = {"metainfo": {"version": "1.0.6", "json_schema_version": 1}}
+            table = {"table": {"family": family, "name": name, "handle": 3}}
+            sink(dumps({"nftables": [meta, table, _chain(family, name, "c")]}))
+            return 0, ""
+
+    text, ruleset = nftcollect.read_tables(Serial())
+    assert asked == ["list chains", "list table ip kube-proxy", "list table inet firewalld"]
+    assert ruleset == parse_ruleset_text(text)
