@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.gcpause import gc_paused
@@ -374,16 +375,11 @@ class _TableInterpreter:
             self._targets_cache[chain_name] = chain.leaf[1]  # worked out while it was read
             return chain.leaf[1]
         result: tuple[list[Target], str | None] = ([], None)
-        for rule in chain.rules:
-            expr = rule.expr
-            if not expr:
-                continue
-            last = expr[-1]  # one statement: {"vmap": ...}, {"dnat": ...}, {"goto": ...}, ...
-            if "vmap" in last:
-                numgen = _numgen_vmap(rule)
-                if numgen is None:
-                    continue
-                mod, entries = numgen
+        decisive = _decisive_rule(chain)
+        if decisive is not None:
+            kind, rule, data = decisive
+            if kind == "numgen":
+                mod, entries = data
                 targets: list[Target] = []
                 problem = None
                 if mod != len(entries) or sorted(k for k, _ in entries) != list(range(len(entries))):
@@ -397,17 +393,10 @@ class _TableInterpreter:
                     targets.extend(NftTarget(t.endpoint, t.probability * share, (step, *_steps(t)))
                                    for t in sub)
                 result = (targets, problem)
-                break
-            if "dnat" in last:
-                dnat_result = _dnat_result(chain_name, rule)
-                if dnat_result is None:
-                    continue
-                result = dnat_result
-                break
-            target = _verdict_chain(last) if len(expr) == 1 else None
-            if target is not None and not target.startswith("mark-for-masquerade"):
-                result = self._targets(target, depth + 1)
-                break
+            elif kind == "dnat":
+                result = data
+            else:
+                result = self._targets(data, depth + 1)
         else:
             cname = parse_chain_name(chain_name)
             if cname and cname.prefix in ("service", "local", "endpoint") and not chain.rules:
@@ -466,30 +455,39 @@ def _dnat_result(chain_name: str, rule: NftRule) -> tuple[list[Target], str | No
     return [NftTarget(ep, 1.0, ((chain_name, rule),))], problem
 
 
-def note_leaf_chain(chain: NftChain) -> None:
-    """For RulesetBuilder's ``on_chain_done``, while the listing is still being read: the walk of
-    an ``endpoint-`` chain that ends in its own ``dnat to`` rule (what ``_targets`` would find),
-    stored on the chain with its rule count. Anything else is left to the interpreter."""
-    if not chain.name.startswith("endpoint-"):
-        return
+def _decisive_rule(chain: NftChain) -> tuple[str, NftRule, Any] | None:
+    """The first rule that decides where a new connection in ``chain`` goes, as kube-proxy writes
+    them: ("numgen", rule, (mod, entries)), ("dnat", rule, its targets and problem) or
+    ("goto", rule, chain name); None when no rule decides (the walk ends in this chain)."""
     for rule in chain.rules:
         expr = rule.expr
         if not expr:
             continue
-        last = expr[-1]
+        last = expr[-1]  # one statement: {"vmap": ...}, {"dnat": ...}, {"goto": ...}, ...
         if "vmap" in last:
-            if _numgen_vmap(rule) is None:
-                continue
-            return  # goes on to other chains
+            numgen = _numgen_vmap(rule)
+            if numgen is not None:
+                return "numgen", rule, numgen
+            continue
         if "dnat" in last:
             result = _dnat_result(chain.name, rule)
-            if result is None:
-                continue
-            chain.leaf = (len(chain.rules), result)
-            return
+            if result is not None:
+                return "dnat", rule, result
+            continue
         target = _verdict_chain(last) if len(expr) == 1 else None
         if target is not None and not target.startswith("mark-for-masquerade"):
-            return  # goes on to another chain
+            return "goto", rule, target
+    return None
+
+
+def note_leaf_chain(chain: NftChain) -> None:
+    """For RulesetBuilder's ``on_chain_done``, while the listing is still being read: the walk of
+    an ``endpoint-`` chain that ends in its own ``dnat to`` rule (what ``_targets`` would find),
+    stored on the chain with its rule count. Anything else is left to the interpreter."""
+    if chain.name.startswith("endpoint-"):
+        decisive = _decisive_rule(chain)
+        if decisive is not None and decisive[0] == "dnat":
+            chain.leaf = (len(chain.rules), decisive[2])
 
 
 def _verdict_chain(value: object) -> str | None:
