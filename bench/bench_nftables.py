@@ -64,21 +64,24 @@ def measure(repeat: int) -> dict:
         # each of ours is compared with a listing timed right before or after it (alternating),
         # so the ratio is not skewed by the machine getting faster or slower during the run
         for name, runner in paths.items():
+            # the previous run's view (and the ruleset it holds) is freed here, not inside a timing
+            views.pop(name, None)
             before = listing() if i % 2 == 0 else None
             t0 = time.perf_counter()
             _text, ruleset = read_tables(runner)
             t1 = time.perf_counter()
             if ruleset is None:
                 raise RuntimeError(f"{name}: the listing could not be parsed while read")
-            views[name] = interpret_ruleset(ruleset)[0]
+            view = interpret_ruleset(ruleset)[0]
             t2 = time.perf_counter()
+            views[name] = view
             base = before if before is not None else listing()
             times["listing"].append(base)
             times[f"{name} total"].append(t2 - t0)
             times[f"{name} read"].append(t1 - t0)
             times[f"{name} interpret"].append(t2 - t1)
             times[f"{name} ratio"].append((t2 - t0) / base)
-            del _text, ruleset
+            del _text, ruleset, view
     ports = {name: {n.key: sorted(str(e) for e in p.endpoints) for (n, _f), p in view.ports.items()}
              for name, view in views.items()}
     return {"median": {k: statistics.median(v) for k, v in times.items()}, "ports": ports}

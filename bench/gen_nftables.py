@@ -144,10 +144,12 @@ def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: l
     ep_chains = {e.ip: f"endpoint-{chain_base(svc, port, f'{e.ip}/{port.target_port}')}" for e in eps}
     aff_sets = {ip: c.replace("endpoint-", "affinity-", 1) for ip, c in ep_chains.items()}
 
+    # kube-proxy's order (ensureChain in syncProxyRules): the endpoint chains, then the service,
+    # local and external chains, then the firewall chain; nft lists rules in this chain order
+    chains.extend(f"add chain {TABLE} {c}" for c in ep_chains.values())
     for used, chain in ((uses_cluster, svc_chain), (uses_local, local_chain), (uses_ext, ext_chain)):
         if used:
             chains.append(f"add chain {TABLE} {chain}")
-    chains.extend(f"add chain {TABLE} {c}" for c in ep_chains.values())
     uses_fw = bool(svc.lb_ips and svc.source_ranges)
     if uses_fw:
         chains.append(f"add chain {TABLE} {fw_chain}")
