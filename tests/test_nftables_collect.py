@@ -270,12 +270,14 @@ def test_runners_refuse_anything_but_one_list_command(cmd):
             runner(cmd, lambda chunk: None)
 
 
-def test_endpoint_chains_walked_while_read_give_the_same_views(netns):
-    """The collector hands the interpreter endpoint chains already walked (chain.leaf) while nft
-    was printing; the views equal those of the same text parsed afterwards, evidence included."""
+def test_chains_walked_while_read_give_the_same_views(netns):
+    """The collector hands the interpreter endpoint and service chains already walked
+    (chain.walk) while nft was printing; the views equal those of the same text parsed afterwards,
+    evidence included."""
     from bench.gen_nftables import nft_script
     from bench.generate import generate_cluster
     from kubectl_proxydoctor.collect.node import collect_node
+    from kubectl_proxydoctor.modes.nftables.interpreter import parse_chain_name
 
     ns = netns("pd-nft-")
     cluster = generate_cluster(80, (0, 5), seed=11, lb_share=0.2, nodeport_share=0.3, affinity_share=0.2)
@@ -285,9 +287,12 @@ def test_endpoint_chains_walked_while_read_give_the_same_views(netns):
     snap = collect_node(netns=ns)
     seeded = snap._derived["nftables.ruleset"][1]
     table = seeded.tables[("ip", "kube-proxy")]
-    walked = [c for c in table.chains.values() if c.leaf is not None]
-    assert walked and all(c.name.startswith("endpoint-") for c in walked)
-    assert len(walked) == sum(1 for c in table.chains if c.startswith("endpoint-"))
+    kinds = {c.name: parse_chain_name(c.name) for c in table.chains.values()}
+    walked = {kinds[c.name].prefix for c in table.chains.values() if c.walk is not None}
+    assert walked == {"endpoint", "service", "local"}
+    # every endpoint chain, and every service chain with endpoints (kube-proxy's chain order)
+    assert all(c.walk is not None for c in table.chains.values()
+               if kinds[c.name] and kinds[c.name].prefix in ("endpoint", "service") and c.rules)
     assert _summary(interpret(snap)) == _summary(interpret(NodeSnapshot.from_files(snap.files)))
 
 

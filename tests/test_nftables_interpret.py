@@ -126,3 +126,72 @@ def test_views_are_interpreted_once_per_snapshot_and_evidence_renders_when_read(
     assert fe.targets[0].evidence[-1].startswith("endpoint-") and " dnat to " in fe.targets[0].evidence[-1]
     snap.files["nft-ruleset.json"] += " "  # a replaced capture file is interpreted again
     assert interpret(snap)[0] is not views[0]
+
+
+def _walked_and_plain(items: list) -> tuple:
+    """(views, problems) of ``items`` parsed with chains walked while read, then without."""
+    import copy
+
+    from kubectl_proxydoctor.modes.nftables.interpreter import interpret_ruleset, note_chain_done
+    from kubectl_proxydoctor.modes.nftables.parse import RulesetBuilder
+    from tests.test_nftables_collect import _summary
+
+    out = []
+    for hook in (note_chain_done, None):
+        builder = RulesetBuilder(on_chain_done=hook)
+        for item in copy.deepcopy(items):
+            builder.add(item)
+        ruleset = builder.finish()
+        walked = sum(1 for t in ruleset.tables.values() for c in t.chains.values() if c.walk is not None)
+        views = interpret_ruleset(ruleset)
+        out.append((_summary(views), [table_problems(ruleset, f) for f in ("ip", "ip6")], walked))
+    return out
+
+
+def _rules_reordered(items: list, order: str, seed: int) -> list:
+    import copy
+    import random
+
+    rules = [i for i in items if "rule" in i]
+    rest = [i for i in items if "rule" not in i]
+    if order == "reversed":
+        rules.reverse()  # every service chain listed before its endpoint chains
+    elif order == "shuffled":
+        random.Random(seed).shuffle(rules)  # chains' rules split up, counts change after a walk
+    elif order == "one-moved-last":  # a chain completes, is walked, and gains a rule afterwards
+        rng = random.Random(seed)
+        eps = [i for i, r in enumerate(rules) if r["rule"]["chain"].startswith("endpoint-")]
+        rules.append(rules.pop(rng.choice(eps)))
+    elif order == "one-relisted":  # an endpoint chain listed again, with another dnat: it replaces
+        rng = random.Random(seed)
+        dnat = copy.deepcopy(rng.choice([r for r in rules if r["rule"]["chain"].startswith("endpoint-")
+                                         and any("dnat" in e for e in r["rule"]["expr"])]))
+        body = dnat["rule"]
+        chain = next(i for i in rest if "chain" in i and i["chain"]["name"] == body["chain"]
+                     and i["chain"]["family"] == body["family"])
+        next(e for e in body["expr"] if "dnat" in e)["dnat"]["addr"] = "10.99.99.99"
+        rules += [copy.deepcopy(chain), dnat]
+    elif order == "one-dropped":  # an endpoint chain without its dnat: the service walk must not hold
+        rng = random.Random(seed)
+        dnats = [i for i, r in enumerate(rules) if any("dnat" in e for e in r["rule"]["expr"])]
+        del rules[rng.choice(dnats)]
+    return rest + rules
+
+
+@pytest.mark.parametrize("order", ["as listed", "reversed", "shuffled", "one-moved-last", "one-dropped",
+                                   "one-relisted"])
+@pytest.mark.parametrize("capture", fixture_dirs(), ids=lambda p: p.name)
+def test_chains_walked_while_read_give_what_walking_afterwards_gives(capture, order):
+    """note_chain_done's early walks are used only while they still hold: whatever the order of
+    the rules, the views and problems equal those of a ruleset walked only afterwards."""
+    import json
+
+    items = json.loads((capture / "nft-ruleset.json").read_text())["nftables"]
+    for seed in range(1 if order in ("as listed", "reversed") else 3):
+        (walked_views, walked_problems, walked), (views, problems, none) = _walked_and_plain(
+            _rules_reordered(items, order, seed))
+        assert none == 0
+        if order == "as listed":
+            assert walked > 0
+        assert walked_views == views
+        assert walked_problems == problems

@@ -31,7 +31,7 @@ from kubectl_proxydoctor.collect.libnftables import read_only
 from kubectl_proxydoctor.collect.pipes import pump
 from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.gcpause import gc_paused
-from kubectl_proxydoctor.modes.nftables.interpreter import note_leaf_chain
+from kubectl_proxydoctor.modes.nftables.interpreter import note_chain_done
 from kubectl_proxydoctor.modes.nftables.model import NftRuleset
 from kubectl_proxydoctor.modes.nftables.parse import FILENAME, RULESET_KEY, RulesetBuilder
 from kubectl_proxydoctor.modes.nftables.stream import ItemStream
@@ -80,8 +80,8 @@ class Listing:
 
     def __post_init__(self) -> None:
         if self.parse:
-            # endpoint chains are also walked as they complete, while nft is still printing
-            self._builder = RulesetBuilder(FILENAME, on_chain_done=note_leaf_chain)
+            # chains are also walked as they complete, while nft is still printing
+            self._builder = RulesetBuilder(FILENAME, on_chain_done=note_chain_done)
             self._stream = ItemStream(self._builder.add, FILENAME)
 
     def feed(self, chunk: str) -> None:

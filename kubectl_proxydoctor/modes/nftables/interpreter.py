@@ -371,28 +371,18 @@ class _TableInterpreter:
         chain = self.table.chains.get(chain_name)
         if chain is None:
             return [], f"goes to missing chain {chain_name}"
-        if chain.leaf is not None and chain.leaf[0] == len(chain.rules):
-            self._targets_cache[chain_name] = chain.leaf[1]  # worked out while it was read
-            return chain.leaf[1]
+        if _walk_holds(chain, self.table):
+            walked = chain.walk[1]  # type: ignore[index]  # worked out while it was read
+            self._targets_cache[chain_name] = walked
+            return walked
         result: tuple[list[Target], str | None] = ([], None)
         decisive = _decisive_rule(chain)
         if decisive is not None:
             kind, rule, data = decisive
             if kind == "numgen":
                 mod, entries = data
-                targets: list[Target] = []
-                problem = None
-                if mod != len(entries) or sorted(k for k, _ in entries) != list(range(len(entries))):
-                    problem = (f"numgen random mod {mod} but {len(entries)} vmap entries "
-                               f"({', '.join(str(k) for k, _ in entries)})")
-                step = (chain_name, rule)
-                for key, target in entries:
-                    share = (1.0 / mod) if (mod and 0 <= key < mod) else 0.0
-                    sub, sub_problem = self._targets(target, depth + 1)
-                    problem = problem or sub_problem
-                    targets.extend(NftTarget(t.endpoint, t.probability * share, (step, *_steps(t)))
-                                   for t in sub)
-                result = (targets, problem)
+                result = _numgen_result(chain_name, rule, mod, entries,
+                                        [self._targets(target, depth + 1) for _key, target in entries])
             elif kind == "dnat":
                 result = data
             else:
@@ -480,14 +470,63 @@ def _decisive_rule(chain: NftChain) -> tuple[str, NftRule, Any] | None:
     return None
 
 
-def note_leaf_chain(chain: NftChain) -> None:
-    """For RulesetBuilder's ``on_chain_done``, while the listing is still being read: the walk of
-    an ``endpoint-`` chain that ends in its own ``dnat to`` rule (what ``_targets`` would find),
-    stored on the chain with its rule count. Anything else is left to the interpreter."""
-    if chain.name.startswith("endpoint-"):
+def _numgen_result(chain_name: str, rule: NftRule, mod: int, entries: list[tuple[int, str]],
+                   subs: list[tuple[list[Target], str | None]]) -> tuple[list[Target], str | None]:
+    """Where ``numgen random mod N vmap {...}`` sends new connections, given where each entry's
+    chain ends (``subs``, in entry order): every endpoint with its share of the probability."""
+    problem = None
+    if mod != len(entries) or sorted(k for k, _ in entries) != list(range(len(entries))):
+        problem = (f"numgen random mod {mod} but {len(entries)} vmap entries "
+                   f"({', '.join(str(k) for k, _ in entries)})")
+    step = (chain_name, rule)
+    targets: list[Target] = []
+    for (key, _target), (sub, sub_problem) in zip(entries, subs, strict=True):
+        share = (1.0 / mod) if (mod and 0 <= key < mod) else 0.0
+        problem = problem or sub_problem
+        targets.extend(NftTarget(t.endpoint, t.probability * share, (step, *_steps(t))) for t in sub)
+    return targets, problem
+
+
+def note_chain_done(table: NftTable, chain: NftChain) -> None:
+    """For RulesetBuilder's ``on_chain_done``, while the listing is still being read: walk what
+    can be walked already, as ``_targets`` would, and keep it on the chain (``chain.walk``).
+
+    - an ``endpoint-`` chain that ends in its own ``dnat to`` rule;
+    - a ``service-`` or ``local-`` chain whose ``numgen`` entries all go to endpoint chains walked
+      already. kube-proxy creates a service's endpoint chains before its service chain, and nft
+      lists rules in chain order, so on a freshly synced table this is every service chain; an
+      endpoint chain added later is listed after its service chain, which is then left to the
+      interpreter.
+
+    A walk depends only on the chain's first deciding rule (``_decisive_rule``), which rules
+    listed later cannot change, and on the chains it used: it holds while they are still the
+    table's (a chain listed twice replaces the first)."""
+    name = chain.name
+    if name.startswith("endpoint-"):
         decisive = _decisive_rule(chain)
         if decisive is not None and decisive[0] == "dnat":
-            chain.leaf = (len(chain.rules), decisive[2])
+            chain.walk = ((), decisive[2])
+    elif name.startswith(("service-", "local-")):
+        decisive = _decisive_rule(chain)
+        if decisive is None or decisive[0] != "numgen":
+            return
+        _kind, rule, (mod, entries) = decisive
+        used = []
+        for _key, target in entries:
+            sub = table.chains.get(target)
+            if sub is None or sub.walk is None or sub.walk[0]:
+                return  # not an endpoint chain walked already
+            used.append(sub)
+        chain.walk = (tuple(used), _numgen_result(name, rule, mod, entries, [sub.walk[1] for sub in used]))  # type: ignore[index]
+
+
+def _walk_holds(chain: NftChain, table: NftTable) -> bool:
+    """Whether the walk kept on ``chain`` (the table's) is what walking it now would give."""
+    walk = chain.walk
+    if walk is None:
+        return False
+    chains = table.chains
+    return all(chains.get(sub.name) is sub for sub in walk[0])
 
 
 def _verdict_chain(value: object) -> str | None:

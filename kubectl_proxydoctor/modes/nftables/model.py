@@ -54,9 +54,10 @@ class NftChain:
     policy: str | None = None
     comment: str | None = None
     rules: list[NftRule] = field(default_factory=list)
-    # (number of rules it was computed from, value): the interpreter's result for a leaf chain,
-    # computed while the listing was still being read (see RulesetBuilder's on_chain_done)
-    leaf: tuple[int, Any] | None = field(default=None, repr=False, compare=False)
+    # the interpreter's walk of this chain, done while the listing was still being read (see
+    # RulesetBuilder's on_chain_done): (the chains the walk used, the result); it holds while
+    # those chains are still the table's
+    walk: tuple[tuple[NftChain, ...], Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_base(self) -> bool:

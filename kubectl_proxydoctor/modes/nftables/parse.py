@@ -72,9 +72,10 @@ class RulesetBuilder:
     """
 
     def __init__(self, source: str = "nft-ruleset.json",
-                 on_chain_done: Callable[[NftChain], None] | None = None) -> None:
+                 on_chain_done: Callable[[NftTable, NftChain], None] | None = None) -> None:
         self.rs = NftRuleset(source=source)
-        # called with each chain once its rules are complete (nft lists them chain by chain)
+        # called with each chain (and its table) once its rules are complete (nft lists the rules
+        # chain by chain, in the order the chains were created)
         self.on_chain_done = on_chain_done
         self._last_chain: NftChain | None = None
         self.source = source
@@ -101,7 +102,7 @@ class RulesetBuilder:
                                            body.get("comment")))
                 if chain is not self._last_chain:
                     if self._last_chain is not None and self.on_chain_done is not None:
-                        self.on_chain_done(self._last_chain)
+                        self._chain_done(self._last_chain)
                     self._last_chain = chain
                 return
         try:
@@ -124,9 +125,14 @@ class RulesetBuilder:
             raise _structure_error(self.source, e) from e
         self._pending_rules, self._pending_elements = [], []
         if self._last_chain is not None and self.on_chain_done is not None:
-            self.on_chain_done(self._last_chain)
+            self._chain_done(self._last_chain)
         self._last_chain = None
         return self.rs
+
+    def _chain_done(self, chain: NftChain) -> None:
+        table = self.rs.tables.get((chain.family, chain.table))
+        if table is not None and self.on_chain_done is not None:
+            self.on_chain_done(table, chain)
 
     def _add(self, i: int, item: object) -> None:
         source, rs = self.source, self.rs
