@@ -6,7 +6,8 @@ namespace (``ip netns exec``, as proxydoctor runs on a node), side by side in on
 
 - the listing alone: ``nft -j list table ip kube-proxy``;
 - ours through libnftables in-process (what ``collect`` uses on a node): read every table it reads
-  (``list chains``, both kube-proxy tables), parsing while nft prints, then interpret;
+  (``list chains``, run by an nft process alongside, both kube-proxy tables), parsing while nft
+  prints, then interpret;
 - ours through the ``nft`` binary (the fallback), the same work.
 
 Each of ours is paired with a listing timed just before or after it (alternating); the ratio shown
@@ -47,7 +48,7 @@ def _netns() -> str:
 def measure(repeat: int) -> dict:
     """Inside the namespace: the listing vs our two paths, ``repeat`` times each, alternating."""
     from kubectl_proxydoctor.collect.libnftables import LibNftables
-    from kubectl_proxydoctor.collect.nftables import cli_runner, read_tables
+    from kubectl_proxydoctor.collect.nftables import alongside, cli_runner, read_tables
     from kubectl_proxydoctor.modes.nftables.interpreter import interpret_ruleset
 
     paths = {"libnftables": LibNftables(), "nft binary": cli_runner()}
@@ -68,7 +69,7 @@ def measure(repeat: int) -> dict:
             views.pop(name, None)
             before = listing() if i % 2 == 0 else None
             t0 = time.perf_counter()
-            _text, ruleset = read_tables(runner)
+            _text, ruleset = read_tables(runner, alongside(runner))
             t1 = time.perf_counter()
             if ruleset is None:
                 raise RuntimeError(f"{name}: the listing could not be parsed while read")

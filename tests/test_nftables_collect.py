@@ -319,3 +319,68 @@ def test_a_runner_whose_calls_take_turns_lists_only_the_tables_that_exist():
     text, ruleset = nftcollect.read_tables(Serial())
     assert asked == ["list chains", "list table ip kube-proxy", "list table inet firewalld"]
     assert ruleset == parse_ruleset_text(text)
+
+
+def _fake_table_runner(asked, printed, chains=LIST_CHAINS, parallel=False, fail=None):
+    """A runner printing one small table per listing (recording the commands and the text)."""
+    dumps = json.dumps
+
+    def run(cmd, sink, json=True):
+        asked.append(cmd)
+        if fail is not None:
+            return fail()
+        if cmd == "list chains":
+            sink(chains)
+            return 0, ""
+        family, name = cmd.split()[2:]
+        if f"table {family} {name} " not in chains:
+            return 1, f"Error: No such file or directory\n{cmd}"
+        meta = {"metainfo": {"version": "1.0.6", "json_schema_version": 1}}
+        text = dumps({"nftables": [meta, {"table": {"family": family, "name": name, "handle": 3}},
+                                   _chain(family, name, "c")]})
+        printed.append(text)
+        sink(text)
+        return 0, ""
+
+    run.parallel = parallel
+    return run
+
+
+def _failing_with(kind):
+    def fail():
+        if kind == "status":
+            return 1, "Error: Operation not permitted"
+        raise nftcollect._Unavailable("cannot run nft")
+    return fail
+
+
+def test_discovery_runs_alongside_a_runner_whose_calls_take_turns():
+    """With libnftables (calls take turns) the nft binary runs `list chains` while libnftables
+    lists ip kube-proxy; ip6 kube-proxy is listed only if discovery found it."""
+    lib_asked, nft_asked, printed = [], [], []
+    text, ruleset = nftcollect.read_tables(_fake_table_runner(lib_asked, printed),
+                                           _fake_table_runner(nft_asked, []))
+    assert nft_asked == ["list chains"]
+    assert lib_asked == ["list table ip kube-proxy", "list table inet firewalld"]
+    assert ruleset == parse_ruleset_text(text)
+    assert set(ruleset.tables) == {("ip", "kube-proxy"), ("inet", "firewalld")}
+
+
+@pytest.mark.parametrize("how", ["status", "raises"])
+def test_discovery_falls_back_to_the_runner_when_the_binary_fails(how):
+    lib_asked, nft_asked, printed = [], [], []
+    text, ruleset = nftcollect.read_tables(_fake_table_runner(lib_asked, printed),
+                                           _fake_table_runner(nft_asked, [], fail=_failing_with(how)))
+    assert nft_asked == ["list chains"]
+    assert lib_asked == ["list table ip kube-proxy", "list chains", "list table inet firewalld"]
+    assert set(ruleset.tables) == {("ip", "kube-proxy"), ("inet", "firewalld")}
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_a_single_table_is_stored_as_nft_printed_it(parallel):
+    """One kube-proxy table and nothing in front: the document is nft's own text (no copies)."""
+    asked, printed = [], []
+    chains = "table ip kube-proxy {\n\tchain services {\n\t}\n}\n"
+    text, ruleset = nftcollect.read_tables(_fake_table_runner(asked, printed, chains, parallel))
+    assert printed and text == printed[0] + "\n"
+    assert ruleset == parse_ruleset_text(text)
