@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.model import Endpoint, ServicePortName
 from kubectl_proxydoctor.modes import interpret_all
 from kubectl_proxydoctor.modes.nftables import interpret
@@ -138,12 +139,16 @@ def _walked_and_plain(items: list) -> tuple:
 
     out = []
     for hook in (note_chain_done, None):
-        builder = RulesetBuilder(on_chain_done=hook)
-        for item in copy.deepcopy(items):
-            builder.add(item)
-        ruleset = builder.finish()
-        walked = sum(1 for t in ruleset.tables.values() for c in t.chains.values() if c.walk is not None)
-        views = interpret_ruleset(ruleset)
+        try:
+            builder = RulesetBuilder(on_chain_done=hook)
+            for item in copy.deepcopy(items):
+                builder.add(item)
+            ruleset = builder.finish()
+            walked = sum(1 for t in ruleset.tables.values() for c in t.chains.values() if c.walk is not None)
+            views = interpret_ruleset(ruleset)
+        except ParseError as e:
+            out.append((f"ParseError: {e}", None, 0))
+            continue
         out.append((_summary(views), [table_problems(ruleset, f) for f in ("ip", "ip6")], walked))
     return out
 

@@ -173,3 +173,56 @@ def test_streamed_nft_json_agrees_with_whole_parse():
         assert streamed == whole
 
     run()
+
+
+@st.composite
+def _edited_items(draw: st.DrawFn, items: list) -> list:
+    """nft JSON items with item-level edits: rules moved, dropped or re-targeted, chains listed
+    again, numgen moduli changed."""
+    import copy
+
+    items = copy.deepcopy(items)
+    for _ in range(draw(st.integers(min_value=0, max_value=6))):
+        rules = [i for i, item in enumerate(items) if "rule" in item]
+        if not rules:
+            break
+        i = draw(st.sampled_from(rules))
+        op = draw(st.sampled_from(["move", "drop", "relist", "retarget", "modulus"]))
+        if op == "move":
+            items.insert(draw(st.sampled_from(rules)), items.pop(i))
+        elif op == "drop":
+            del items[i]
+        elif op == "relist":  # the rule's chain listed again, later: it replaces the first
+            body = items[i]["rule"]
+            chain = next((c for c in items if "chain" in c and c["chain"]["name"] == body["chain"]
+                          and c["chain"]["family"] == body["family"]), None)
+            if chain is not None:
+                items.insert(draw(st.integers(min_value=i, max_value=len(items))), copy.deepcopy(chain))
+        elif op == "retarget":
+            for stmt in items[i]["rule"]["expr"]:
+                if isinstance(stmt.get("dnat"), dict):
+                    stmt["dnat"]["addr"] = draw(st.sampled_from(["10.99.0.1", "10.244.0.11"]))
+        else:
+            for stmt in items[i]["rule"]["expr"]:
+                key = stmt["vmap"].get("key") if isinstance(stmt.get("vmap"), dict) else None
+                if isinstance(key, dict) and isinstance(key.get("numgen"), dict):
+                    key["numgen"]["mod"] = draw(st.integers(min_value=0, max_value=4))
+    return items
+
+
+@pytest.mark.parametrize("capture", ["healthy", "firewall-in-front", "stale-endpoint"])
+def test_chains_walked_while_read_agree_with_walking_afterwards(capture):
+    """The nftables chains walked while a listing is read (RulesetBuilder on_chain_done) give the
+    same views and problems as walking the finished ruleset, whatever the items' order."""
+    from tests.test_nftables_interpret import _walked_and_plain
+
+    items = json.loads((FIX / "nftables" / capture / "nft-ruleset.json").read_text())["nftables"]
+
+    @FUZZ_SETTINGS
+    @given(_edited_items(items))
+    def run(edited: list) -> None:
+        (views, problems, _), (plain_views, plain_problems, _) = _walked_and_plain(edited)
+        assert views == plain_views  # or the same ParseError
+        assert problems == plain_problems
+
+    run()

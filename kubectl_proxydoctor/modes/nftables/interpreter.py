@@ -372,7 +372,7 @@ class _TableInterpreter:
         if chain is None:
             return [], f"goes to missing chain {chain_name}"
         if _walk_holds(chain, self.table):
-            walked = chain.walk[1]  # type: ignore[index]  # worked out while it was read
+            walked = chain.walk[1]  # type: ignore[index]  # worked out while the listing was read
             self._targets_cache[chain_name] = walked
             return walked
         result: tuple[list[Target], str | None] = ([], None)
@@ -511,13 +511,14 @@ def note_chain_done(table: NftTable, chain: NftChain) -> None:
         if decisive is None or decisive[0] != "numgen":
             return
         _kind, rule, (mod, entries) = decisive
-        used = []
+        used, walks = [], []
         for _key, target in entries:
             sub = table.chains.get(target)
             if sub is None or sub.walk is None or sub.walk[0]:
                 return  # not an endpoint chain walked already
             used.append(sub)
-        chain.walk = (tuple(used), _numgen_result(name, rule, mod, entries, [sub.walk[1] for sub in used]))  # type: ignore[index]
+            walks.append(sub.walk[1])
+        chain.walk = (tuple(used), _numgen_result(name, rule, mod, entries, walks))
 
 
 def _walk_holds(chain: NftChain, table: NftTable) -> bool:
