@@ -3,9 +3,10 @@
 Generates API objects (Services, EndpointSlices, the Node) and the matching kube-proxy v1.30
 iptables rules (bench/generate.py when present, else the built-in generator below, which writes
 kube-proxy's large-cluster layout: no comments on endpoint rules above 1000 endpoints), runs
-``kubectl-proxydoctor check --from DIR -o json`` as a child process (wall time, peak RSS), and,
-as root, loads the same rules into a throwaway network namespace (pd-bench-*) to time
-``iptables-save`` there. Nothing touches the host's own rules.
+``kubectl-proxydoctor check --from DIR -o json`` as a child process (wall time, peak RSS; the
+package's bytecode compiled first, as an installed tool has it), and, as root, loads the same rules
+into a throwaway network namespace (pd-bench-*) to time ``iptables-save`` there. Both are timed
+the same way: the best of ``--repeat`` runs. Nothing touches the host's own rules.
 
     .venv/bin/python bench/bench_check.py [--services 10000] [--endpoints 3] [--drift 10]
 """
@@ -207,12 +208,22 @@ def generate(directory: Path, services: int, endpoints: int, drift: int) -> dict
     return {"services": services, "endpoints": total_eps, "rules": len(nat) + len(filt)}
 
 
-def run_check(directory: Path) -> tuple[float, float, int, int, dict]:
+def bytecode_env(cache: Path) -> dict[str, str]:
+    """An environment whose Python finds the package's bytecode compiled (in ``cache``, outside the
+    source tree), as an installed tool has it: a checkout run with PYTHONDONTWRITEBYTECODE would
+    otherwise compile every module on each run (about 0.1 s)."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(cache)}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "kubectl_proxydoctor")], env=env,
+                   check=True, capture_output=True)
+    return env
+
+
+def run_check(directory: Path, env: dict[str, str] | None = None) -> tuple[float, float, int, int, dict]:
     """(wall seconds, CPU seconds, peak RSS in KiB, exit code, report) of `check --from DIR -o json`."""
     cmd = [sys.executable, "-m", "kubectl_proxydoctor", "check", "--from", str(directory), "-o", "json"]
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, cwd=ROOT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -296,6 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--drift", type=int, default=10, help="services whose API lost an endpoint")
     parser.add_argument("--keep", type=Path, help="write the generated node here and keep it")
     parser.add_argument("--builtin", action="store_true", help="the built-in ClusterIP-only generator")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of check and of iptables-save (best)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="pd-bench-check-"))
     directory = args.keep or tmp / "node"
@@ -304,13 +316,17 @@ def main(argv: list[str] | None = None) -> dict:
             sizes = generate(directory, args.services, args.endpoints, args.drift)
         else:
             sizes = generate_shared(directory, args.services, args.endpoints, args.drift)
-        seconds, cpu, rss_kib, code, report = run_check(directory)
-        save = time_iptables_save(directory)
+        # the same statistic on both sides: the best of ``repeat`` runs (this machine is noisy)
+        env = bytecode_env(tmp / "pycache")
+        runs = [run_check(directory, env) for _ in range(args.repeat)]
+        seconds, cpu, rss_kib, code, report = min(runs, key=lambda r: r[0])
+        save = time_iptables_save(directory, args.repeat)
         steps = phases(directory)
         stale = sum(1 for f in report["findings"] if f["code"] == "stale-endpoint")
         result = {
             **sizes,
             "check_seconds": round(seconds, 2),
+            "check_seconds_all_runs": [round(r[0], 2) for r in runs],
             "check_cpu_seconds": round(cpu, 2),
             "check_peak_rss_mib": round(rss_kib / 1024, 1),
             "exit_code": code,
