@@ -122,3 +122,21 @@ def test_foreign_filter_rule_ahead_of_reject() -> None:
 def test_other_mode_skips_foreign_and_structure_checks() -> None:
     snap = NodeSnapshot.load(FIXTURES / "iptables" / "third-party-rules")
     assert findings(snap, mode="nftables") == []
+
+
+def test_ipvs_helper_chains_are_not_checked_as_iptables_mode_when_the_mode_is_unknown() -> None:
+    """No mode reported: a dump of IPVS mode's helper chains (no KUBE-SVC-*) is not judged by
+    iptables mode's structure (its chains are not stale iptables-mode leftovers)."""
+    snap = NodeSnapshot.load(FIXTURES / "ipvs" / "healthy")
+    files = {k: v for k, v in snap.files.items() if k != "kube-proxy-mode.txt"}
+    files["meta.json"] = json.dumps({k: v for k, v in snap.meta.items() if k != "mode"})
+    unknown = NodeSnapshot.from_files(files)
+    assert unknown.meta.get("mode") is None and "KUBE-LOAD-BALANCER" in files["iptables-nft-save.txt"]
+    assert findings(unknown) == []
+    # an IPVS chain beside iptables mode's own chains is reported as a leftover
+    mixed = dict(files)
+    healthy = NodeSnapshot.load(FIXTURES / "iptables" / "healthy").files["iptables-nft-save.txt"]
+    mixed["iptables-nft-save.txt"] = healthy.replace(
+        ":KUBE-SERVICES - [0:0]", ":KUBE-SERVICES - [0:0]\n:KUBE-LOAD-BALANCER - [0:0]", 1)
+    mixed.pop("iptables-save.txt", None)
+    assert {f.code for f in findings(NodeSnapshot.from_files(mixed))} == {"mode-leftover"}

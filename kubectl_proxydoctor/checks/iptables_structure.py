@@ -50,11 +50,10 @@ def _current_mode(ctx: CheckContext) -> str | None:
 
 def _iptables_layout(view: ProgrammedView) -> bool:
     """True when this dump looks like kube-proxy's iptables mode (not IPVS's helper chains)."""
-    rs = view.raw
-    chains = {name for _t, name in rs.kube_chains()}  # type: ignore[union-attr]
-    if chains & _IPVS_CHAINS and not any(c.startswith("KUBE-SVC-") for c in chains):
-        return False
-    return True
+    tables = view.raw.tables.values()  # type: ignore[union-attr]
+    if not any(name in t.chains for t in tables for name in _IPVS_CHAINS):
+        return True  # (a lookup per IPVS chain name: no pass over a 10k-service dump's chains)
+    return any(name.startswith("KUBE-SVC-") for t in tables for name in t.chains)
 
 
 def _applies(ctx: CheckContext, view: ProgrammedView) -> bool:
