@@ -68,44 +68,52 @@ class LibNftables:
         so the caller can go on meanwhile; the next call waits for it (calls take turns)."""
         read_only(cmd)
         lib, libc = self._lib, self._libc
-        _LOCK.acquire()
+        result: list[tuple[int, str]] = []
+        done = threading.Event()
+        _LOCK.acquire()  # released by the nft thread once it is done, or below if it never starts
+        ctx = fp = old = None
+        read_fd = write_fd = -1
+        started = False
         try:
             ctx = lib.nft_ctx_new(0)
             if not ctx:
-                _LOCK.release()
                 return 1, "nft_ctx_new failed"
             lib.nft_ctx_output_set_flags(ctx, (OUTPUT_JSON if json else 0) | OUTPUT_HANDLE)
             lib.nft_ctx_buffer_error(ctx)
             read_fd, write_fd = os.pipe()
-        except BaseException:
-            _LOCK.release()
-            raise
-        fp = libc.fdopen(write_fd, b"w")
-        if not fp:
-            os.close(read_fd)
-            os.close(write_fd)
-            lib.nft_ctx_free(ctx)
-            _LOCK.release()
-            raise OSError("fdopen failed")
-        old = lib.nft_ctx_set_output(ctx, fp)
-        result: list[tuple[int, str]] = []
-        done = threading.Event()
+            fp = libc.fdopen(write_fd, b"w")
+            if not fp:
+                raise OSError("fdopen failed")
+            old = lib.nft_ctx_set_output(ctx, fp)
 
-        def nft() -> None:  # ctypes releases the GIL for the calls: nft prints while we read
-            try:
+            def nft() -> None:  # ctypes releases the GIL for the calls: nft prints while we read
                 try:
-                    rc = lib.nft_run_cmd_from_buffer(ctx, cmd.encode())
-                    err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode("utf-8", "replace")
-                    result.append((rc, err))
+                    try:
+                        rc = lib.nft_run_cmd_from_buffer(ctx, cmd.encode())
+                        err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode("utf-8", "replace")
+                        result.append((rc, err))
+                    finally:
+                        lib.nft_ctx_set_output(ctx, old)
+                        libc.fclose(fp)  # closes write_fd: the reader sees the end
+                        done.set()
+                    lib.nft_ctx_free(ctx)
                 finally:
-                    lib.nft_ctx_set_output(ctx, old)
-                    libc.fclose(fp)  # closes write_fd: the reader sees the end
-                    done.set()
-                lib.nft_ctx_free(ctx)
-            finally:
-                _LOCK.release()
+                    _LOCK.release()
 
-        threading.Thread(target=nft, name="libnftables", daemon=True).start()
+            threading.Thread(target=nft, name="libnftables", daemon=True).start()
+            started = True
+        finally:
+            if not started:  # nothing else will close, free and release
+                if fp:
+                    lib.nft_ctx_set_output(ctx, old)
+                    libc.fclose(fp)
+                elif write_fd >= 0:
+                    os.close(write_fd)
+                if read_fd >= 0:
+                    os.close(read_fd)
+                if ctx:
+                    lib.nft_ctx_free(ctx)
+                _LOCK.release()
         try:
             failure = pump(read_fd, sink)
         finally:
