@@ -23,7 +23,7 @@ _TUPLE_KEYS = ("src", "dst", "sport", "dport", "type", "code", "id", "packets", 
 _FAST = re.compile(
     r"(?:(ipv[46])\s+\d+\s+)?(tcp|udp|sctp|udplite|dccp)\s+\d+\s+(\d+)\s+(?:([A-Z_]+)\s+)?"
     r"src=(\S+)\s+dst=(\S+)\s+sport=(\d+)\s+dport=(\d+)\s+(?:packets=\d+\s+bytes=\d+\s+)?"
-    r"(\[UNREPLIED\]\s+)?src=(\S+)\s+dst=(\S+)\s+sport=(\d+)\s+dport=(\d+)((?:\s+\S+)*)\s*$")
+    r"(\[UNREPLIED\]\s+)?src=(\S+)\s+dst=(\S+)\s+sport=(\d+)\s+dport=(\d+)(\s.*)?")
 
 
 class Tuple(NamedTuple):
@@ -73,7 +73,7 @@ def _fast(line: str, source: str, number: int) -> ConntrackEntry | None:
      rsrc, rdst, rsport, rdport, tail) = m.groups()
     flags = {"UNREPLIED"} if unreplied else set()
     mark = zone = None
-    for word in tail.split():
+    for word in (tail or "").split():
         if word[0] == "[" and word[-1] == "]":
             flags.add(word[1:-1])
         elif word.startswith("mark="):

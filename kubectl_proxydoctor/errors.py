@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kubectl_proxydoctor.clip import MESSAGE_LIMIT, clip
+
 EXIT_OK = 0
 EXIT_DRIFT = 1
 EXIT_USAGE = 2
@@ -14,7 +16,7 @@ class ProxyDoctorError(Exception):
     exit_code = EXIT_UNREADABLE
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(clip(message, MESSAGE_LIMIT))
         if exit_code is not None:
             self.exit_code = exit_code
 
@@ -33,7 +35,7 @@ class ParseError(ProxyDoctorError):
         super().__init__(f"{where}: {message}")
         self.source = source
         self.line = line
-        self.detail = message
+        self.detail = clip(message, MESSAGE_LIMIT)
 
 
 class BundleError(ProxyDoctorError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kubectl_proxydoctor.clip import MESSAGE_LIMIT, clip, clip_lines
+
 Severity = Literal["error", "warning", "info"]
 FrontendKind = Literal["cluster-ip", "external-ip", "load-balancer", "node-port"]
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -139,6 +141,12 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
     fix: str = ""
     mode: str | None = None
+
+    def __post_init__(self) -> None:
+        # what the evidence shows, once and bounded: a megabyte rule comment is cut with a note
+        self.message = clip(self.message, MESSAGE_LIMIT)
+        self.evidence = clip_lines(self.evidence)
+        self.fix = clip(self.fix, MESSAGE_LIMIT)
 
     @classmethod
     def for_port(cls, name: ServicePortName, **kw: object) -> Finding:

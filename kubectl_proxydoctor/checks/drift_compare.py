@@ -216,7 +216,7 @@ class Comparison:
                 f"{f.service}:{f.port} is programmed for {f.protocol} but the Service now says "
                 f"{other.protocol}: {other.message}"
             )
-            other.evidence += f.evidence
+            other.evidence = clip_lines(other.evidence + f.evidence)
             self.findings.remove(f)
 
     def _match_frontends(
