@@ -89,6 +89,7 @@ class Leftover:
     service_rules: bool  # still holds per-service rules that can catch traffic
     evidence: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)  # how to remove them by hand
+    kept: list[str] = field(default_factory=list)  # what the commands leave in place, and why
 
     @property
     def detail(self) -> str:
@@ -561,8 +562,9 @@ def leftovers(snapshot: NodeSnapshot, decision: ProxyModeDecision) -> list[Lefto
         return []
     found: list[Leftover] = []
     if running in ("nftables", "cilium", "ipvs"):
+        localnet = route_localnet(snapshot)
         for dump in iptables_dumps(snapshot) if decision.dumps is None else decision.dumps:
-            item = _iptables_leftover(dump, running)
+            item = _iptables_leftover(dump, running, localnet)
             if item is not None:
                 found.append(item)
     if running != "nftables":
@@ -597,8 +599,36 @@ def leftovers(snapshot: NodeSnapshot, decision: ProxyModeDecision) -> list[Lefto
     return found
 
 
-def _iptables_leftover(dump: IptablesDump, running: str) -> Leftover | None:
+def route_localnet(snapshot: NodeSnapshot) -> str | None:
+    """net.ipv4.conf.all.route_localnet as captured ("0", "1"), None when not captured or unreadable."""
+    from kubectl_proxydoctor.errors import ProxyDoctorError
+    from kubectl_proxydoctor.nodeinfo import sysctls
+
+    try:
+        return sysctls(snapshot).get("net.ipv4.conf.all.route_localnet")
+    except ProxyDoctorError:
+        return None
+
+
+def localnet_guard_reason(localnet: str | None) -> str | None:
+    """Why KUBE-FIREWALL must stay, or None when removing it re-opens nothing (route_localnet 0).
+
+    KUBE-FIREWALL holds the 'block incoming localnet connections' DROP (CVE-2020-8558) that kubelet
+    maintains; with route_localnet=1 a node without it accepts packets for 127.0.0.0/8 from outside.
+    """
+    if localnet == "0":
+        return None
+    state = ("net.ipv4.conf.all.route_localnet = 1" if localnet == "1" else
+             f"net.ipv4.conf.all.route_localnet = {localnet}" if localnet is not None else
+             "route_localnet was not captured (sysctl.txt), so it may be 1")
+    return (f"KUBE-FIREWALL is kept: it holds the 'block incoming localnet connections' rule "
+            f"(CVE-2020-8558) that kubelet maintains, and {state}; removing it would let other hosts "
+            "reach services bound to 127.0.0.1")
+
+
+def _iptables_leftover(dump: IptablesDump, running: str, localnet: str | None = None) -> Leftover | None:
     kubelet = dump.has_kubelet()
+    guard = localnet_guard_reason(localnet)
     chains = []
     for c in dump.kube():
         if c.name in KUBELET_CHAINS or (kubelet and c.name == "KUBE-FIREWALL"):
@@ -621,9 +651,12 @@ def _iptables_leftover(dump: IptablesDump, running: str) -> Leftover | None:
         items = [_describe(c) for c in chains]
     hooks = [f"{c.table} {c.name} <- {'/'.join(c.jumps_from)}" for c in chains
              if any(not j.startswith(("KUBE-", "CILIUM")) for j in c.jumps_from)]
+    # a fix never re-opens a protection: the localnet DROP stays while route_localnet may be 1
+    removable = [c for c in chains if not (guard and c.name == "KUBE-FIREWALL")]
+    kept = [f"{dump.label}: {guard}"] if len(removable) < len(chains) else []
     return Leftover("iptables", dump.label, items, service_rules=bool(services),
                     evidence=[f"{dump.file}: {len(chains)} kube-proxy chains", *hooks],
-                    commands=_iptables_cleanup(dump.label, chains))
+                    commands=_iptables_cleanup(dump.label, removable), kept=kept)
 
 
 def _iptables_cleanup(binary: str, chains: list[ChainInfo]) -> list[str]:

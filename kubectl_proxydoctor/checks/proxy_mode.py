@@ -76,13 +76,14 @@ def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
         commands = "; ".join(shown)
         if len(left.commands) > len(shown):
             commands += f"; ... ({len(left.commands) - len(shown)} more commands of the same kind)"
+        kept = "".join(f". {reason}" for reason in left.kept) + ("." if left.kept else "")
         yield Finding(
             code="mode-leftover", severity=severity,
             message=f"{left.mode}-mode rules left on the node while it runs {decision.mode}: {left.detail} "
                     f"({impact})",
             evidence=[*left.evidence, f"running mode {decision.mode}: " + "; ".join(decision.evidence[:2])],
-            fix=(f"Remove the {left.mode} leftovers on the node ({CLEANUP_HINT[left.mode]}): {commands}"
-                 if commands else f"Remove the {left.mode} leftovers on the node."),
+            fix=(f"Remove the {left.mode} leftovers on the node ({CLEANUP_HINT[left.mode]}): {commands}{kept}"
+                 if commands else f"Remove the {left.mode} leftovers on the node{kept or '.'}"),
             mode=left.mode)
 
 
