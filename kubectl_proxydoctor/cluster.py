@@ -21,6 +21,7 @@ class ClusterState:
     nodes: list[dict] = field(default_factory=list)
     configmaps: list[dict] = field(default_factory=list)  # kube-proxy / cilium-config
     daemonsets: list[dict] = field(default_factory=list)  # kube-proxy / cilium
+    pods: list[dict] = field(default_factory=list)  # kube-proxy pods, when the capture holds them
     sources: dict[str, str] = field(default_factory=dict)  # "list services" -> "ok" | "forbidden: ..."
     origin: str = "live"
 
@@ -30,6 +31,7 @@ class ClusterState:
         "Node": "nodes",
         "ConfigMap": "configmaps",
         "DaemonSet": "daemonsets",
+        "Pod": "pods",
     }
 
     @classmethod
@@ -57,7 +59,8 @@ class ClusterState:
         return cls.from_list(doc, origin)
 
     def to_list(self) -> dict:
-        items = [*self.services, *self.endpointslices, *self.nodes, *self.configmaps, *self.daemonsets]
+        items = [*self.services, *self.endpointslices, *self.nodes, *self.configmaps, *self.daemonsets,
+                 *self.pods]
         return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}
 
     def node(self, name: str | None) -> dict | None:

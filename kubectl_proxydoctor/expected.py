@@ -146,7 +146,8 @@ class ExpectedPort:
             same_ip = [a for a in self.all_endpoints if a.ip == ep.ip]
             if same_ip:
                 return f"the API lists {ep.ip} on port {same_ip[0].port}, not {ep.port}"
-            return "no EndpointSlice of the service lists it any more (pod deleted)"
+            # the API dropped it; whether its pod still runs is not in the evidence
+            return "no EndpointSlice of the service lists it any more"
         if api.terminating:
             return f"it is terminating ({api.conditions}) and must not take new connections"
         if not api.ready:

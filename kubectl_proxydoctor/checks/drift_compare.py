@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from kubectl_proxydoctor.checks import CheckContext
+from kubectl_proxydoctor.clip import clip_lines
 from kubectl_proxydoctor.expected import ExpectedFrontend, ExpectedNode, ExpectedPort
+from kubectl_proxydoctor.kube_proxy_pod import KubeProxyPod, for_context
 from kubectl_proxydoctor.model import (
     Endpoint,
     Finding,
@@ -26,12 +28,15 @@ from kubectl_proxydoctor.model import (
 )
 
 PROBABILITY_TOLERANCE = 0.01
-SYNC_FIX = (
-    "kube-proxy has not synced this change: check it is running and syncing "
-    "(`kubectl -n kube-system get pods -l k8s-app=kube-proxy -o wide`, then "
-    "`kubectl -n kube-system logs ds/kube-proxy` for sync/restore errors); restarting the kube-proxy pod "
-    "on this node (`kubectl -n kube-system delete pod <kube-proxy pod on this node>`) rewrites every rule."
-)
+
+
+def sync_fix(kube_proxy: KubeProxyPod) -> str:
+    """The fix for a change kube-proxy has not programmed: this node's pod, its log, its restart."""
+    return (
+        "kube-proxy has not synced this change: check it is running and syncing "
+        f"(`{kube_proxy.show}`, then `{kube_proxy.logs}` for sync/restore errors); restarting the "
+        f"kube-proxy pod on this node (`{kube_proxy.restart}`) rewrites every rule."
+    )
 
 
 @lru_cache(maxsize=65536)
@@ -106,8 +111,10 @@ class Comparison:
         views: list[ProgrammedView],
         label: str = "",
         families: set[int] | None = None,
+        kube_proxy: KubeProxyPod | None = None,
     ) -> None:
         self.expected = expected
+        self.kube_proxy = kube_proxy or KubeProxyPod(expected.node)
         self.families = families  # IP families this proxy runs on the node (None: from the views)
         self.mode = mode
         self.views = views
@@ -123,8 +130,10 @@ class Comparison:
         severity: str,
         message: str,
         evidence: Iterable[str] = (),
-        fix: str = SYNC_FIX,
+        fix: str | None = None,
     ) -> None:
+        if fix is None:
+            fix = sync_fix(self.kube_proxy)
         if self.label:
             message = f"[{self.label}] {message}"
         self.findings.append(
@@ -306,8 +315,7 @@ class Comparison:
                 evidence=[e for _, x in flushed for e in x.evidence][:10] or prog.evidence[:10],
                 fix="Something flushed kube-proxy's chain (a host firewall reload, iptables -F, "
                 "a config-management run). kube-proxy rewrites everything on its next full sync; "
-                "restart it now: `kubectl -n kube-system delete pod <kube-proxy pod on this node>`, "
-                "and stop whatever flushes the rules.",
+                f"restart it now: `{self.kube_proxy.restart}`, and stop whatever flushes the rules.",
             )
         for ep, (where, evidence, why) in sorted(stale.items()):
             self._add(
@@ -412,42 +420,23 @@ class Comparison:
             )
 
     def _local_blackhole(self, exp: ExpectedPort) -> None:
+        """externalTrafficPolicy Local with no endpoint here and nothing telling clients to avoid the
+        node: a real blackhole. internalTrafficPolicy Local, or a health check node port that answers
+        503, is the documented behaviour and not reported."""
         if self.label or exp.local_endpoints or not exp.has_any_endpoints or self.expected.node is None:
             return
-        node = self.expected.node or "this node"
-        if exp.external_local and exp.externally_accessible:
+        node = self.expected.node
+        if exp.external_local and exp.externally_accessible and not exp.health_check_node_port:
             external = [f.address for f in exp.frontends if f.kind != "cluster-ip"]
-            if exp.health_check_node_port:
-                self._add(
-                    exp.name,
-                    "local-blackhole",
-                    "info",
-                    f"{exp.name}: externalTrafficPolicy Local and no endpoint on {node}: "
-                    f"{', '.join(external)} drop traffic here; health check node port "
-                    f"{exp.health_check_node_port} answers 503 so the load balancer should skip {node}",
-                    fix="Nothing to do if the cloud load balancer honours the health check; "
-                    f"verify it with `curl -s http://<node-ip>:{exp.health_check_node_port}/healthz`.",
-                )
-            else:
-                self._add(
-                    exp.name,
-                    "local-blackhole",
-                    "warning",
-                    f"{exp.name}: externalTrafficPolicy Local and no endpoint on {node}: "
-                    f"{', '.join(external)} drop every connection sent to this node (no health check "
-                    "node port tells clients to avoid it)",
-                    fix="Send traffic only to nodes that run an endpoint, schedule an endpoint on every "
-                    "node (DaemonSet), or set externalTrafficPolicy: Cluster.",
-                )
-        if exp.internal_local:
             self._add(
                 exp.name,
                 "local-blackhole",
-                "info",
-                f"{exp.name}: internalTrafficPolicy Local and no endpoint on {node}: pods on {node} "
-                f"calling {exp.cluster_ip}:{exp.port} get their packets dropped",
-                fix="Expected with internalTrafficPolicy Local; run an endpoint on this node or use "
-                "internalTrafficPolicy: Cluster if pods here need the service.",
+                "warning",
+                f"{exp.name}: externalTrafficPolicy Local and no endpoint on {node}: "
+                f"{', '.join(external)} drop every connection sent to this node (no health check "
+                "node port tells clients to avoid it)",
+                fix="Send traffic only to nodes that run an endpoint, schedule an endpoint on every "
+                "node (DaemonSet), or set externalTrafficPolicy: Cluster.",
             )
 
 
@@ -465,9 +454,11 @@ def compare(ctx: CheckContext) -> list[Finding]:
         if mode is None:
             mode = primary[0].mode if primary else "unknown"
         families = ctx.extra.get("families")
-        findings.extend(Comparison(expected, mode, primary, families=families).run())
+        kube_proxy = for_context(ctx)
+        findings.extend(Comparison(expected, mode, primary, families=families, kube_proxy=kube_proxy).run())
         for label, views in secondary.items():
-            extra = Comparison(expected, mode, views, label=label).run(report_missing=False)
+            extra = Comparison(expected, mode, views, label=label, kube_proxy=kube_proxy).run(
+                report_missing=False)
             ctx.extra.setdefault("drift_secondary", []).extend(extra)
             findings.extend(extra)
     ctx.extra["drift_findings"] = findings

@@ -15,15 +15,22 @@ from datetime import UTC, datetime
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.kube_proxy_pod import KubeProxyPod, for_context
 from kubectl_proxydoctor.model import Finding
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 HEALTH_TIMEOUT_SECONDS = 60.0  # kube-proxy default: 2 x syncPeriod (30 s)
 _RESTORE_ERROR = re.compile(r"((?:ip6?tables-restore|nft): line \d+ failed)")
-_FIX = ("Look at kube-proxy's log for the failing restore (`kubectl -n kube-system logs <kube-proxy pod>`): "
-        "a rule another tool holds, an iptables/nft version skew with the host, or an xtables lock; "
-        "fix the cause, then restart kube-proxy (`kubectl -n kube-system delete pod <kube-proxy pod>`) and "
-        "re-run this check.")
+
+
+def _sync_fix(kube_proxy: KubeProxyPod) -> str:
+    return (f"Look at kube-proxy's log for the failing restore (`{kube_proxy.logs}`): a rule another "
+            "tool holds, an iptables/nft version skew with the host, or an xtables lock; fix the cause, "
+            f"then restart kube-proxy (`{kube_proxy.restart}`) and re-run this check.")
+
+
+def _times(n: float) -> str:
+    return "once" if n == 1 else f"{n:g} times"
 
 
 def _parse_capture_time(text: object) -> datetime | None:
@@ -125,9 +132,11 @@ def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
     evidence: list[str] = []
     parts: list[str] = []
     if failures or figures.sync_failures:
-        what = ("every iptables-restore fails" if failures else "every nft sync fails")
+        # counters say how often a sync failed, not that every sync fails
+        what = (f"iptables-restore failed {_times(failures)} since kube-proxy started" if failures else
+                f"nftables syncs failed {_times(figures.sync_failures or 0)} since kube-proxy started")
         if errors:
-            what += " (" + ", then ".join(f"'{e}'" for e in errors[:3]) + ")"
+            what += " (kube-proxy.log: " + ", then ".join(f"'{e}'" for e in errors[:3]) + ")"
         parts.append(what)
     detail: list[str] = []
     if failures:
@@ -155,7 +164,8 @@ def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
     if unhealthy or late or (stuck and failures and when is None):
         severity = "error" if (unhealthy or late) else "warning"
         head = "kube-proxy is running but " + (parts[0] if parts else "its rules are not being synced")
-        yield Finding("sync-failing", severity, f"{head}: " + "; ".join(detail), evidence=evidence, fix=_FIX)
+        yield Finding("sync-failing", severity, f"{head}: " + "; ".join(detail), evidence=evidence,
+                      fix=_sync_fix(for_context(ctx)))
     elif failures or figures.sync_failures:
         total = failures + (figures.sync_failures or 0)
         yield Finding("restore-failures", "info",
@@ -178,8 +188,7 @@ def kube_proxy_not_running(ctx: CheckContext) -> Iterator[Finding]:
                       "kube-proxy's rules are here but kube-proxy does not answer on 127.0.0.1:10249/10256: "
                       "it is not running (or listens elsewhere), so nothing keeps these rules in sync "
                       "with the API", evidence=refused,
-                      fix="kubectl -n kube-system get pods -o wide --field-selector spec.nodeName=<node> "
-                          "-l k8s-app=kube-proxy; look at its logs or restart it")
+                      fix=f"{for_context(ctx).show}; look at its logs or restart it")
     else:
         yield Finding("kube-proxy-not-captured", "info",
                       "kube-proxy's metrics and /healthz were not captured: whether it runs and syncs "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding, Frontend, ProgrammedView, ServicePortName
 from kubectl_proxydoctor.modes.nftables.model import (
     NftChain,
@@ -106,6 +107,7 @@ def chain_references(ctx: CheckContext) -> Iterable[Finding]:
     ruleset = _ruleset(ctx)
     if ruleset is None:
         return []
+    kube_proxy = for_context(ctx)
     findings: list[Finding] = []
     for table in ruleset.kube_proxy_tables():
         refs = _references(table)
@@ -116,9 +118,9 @@ def chain_references(ctx: CheckContext) -> Iterable[Finding]:
                     f"{table.label}: {len(where)} reference(s) go to chain {target}, which does not exist: "
                     "packets sent there are dropped by the kernel lookup failure or never programmed",
                     target, evidence=where[:10],
-                    fix="kube-proxy rewrites its whole table on a full sync: restart kube-proxy "
-                        "(`kubectl -n kube-system rollout restart ds/kube-proxy`) and check its log for "
-                        "nftables sync errors."))
+                    fix="kube-proxy rewrites its whole table on a full sync: restart this node's "
+                        f"kube-proxy (`{kube_proxy.restart}`) and check its log (`{kube_proxy.logs}`) "
+                        "for nftables sync errors."))
         for chain in table.chains.values():
             if chain.is_base or chain.name in refs or chain.name in HELPER_CHAINS:
                 continue
