@@ -16,6 +16,14 @@ FrontendKind = Literal["cluster-ip", "external-ip", "load-balancer", "node-port"
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
+def port_label(service: str | None, port: str | None, protocol: str | None) -> str:
+    """How a finding's or status's service port is shown: ``ns/name:port/PROTO``; a frontend no
+    Service claims (``service`` without a namespace, e.g. ``10.96.0.5:80``) as ``10.96.0.5:80/PROTO``."""
+    if service and "/" not in service:
+        return f"{service}/{protocol or '?'}"
+    return f"{service}:{port or '-'}/{protocol or '?'}"
+
+
 @dataclass(frozen=True, order=True)
 class ServicePortName:
     """A service port as kube-proxy names it: namespace/name:portname plus protocol."""
@@ -27,10 +35,17 @@ class ServicePortName:
 
     @property
     def service(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        # no namespace: a frontend no Service claims (an IPVS leftover), named after its address
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}:{self.port}"
+        return f"{self.namespace}/{self.name}:{self.port}" if self.namespace else self.name
+
+    @property
+    def label(self) -> str:
+        """For people: ``ns/name:port/TCP`` (``-`` for an unnamed port), ``10.96.0.5:80/TCP`` for a
+        frontend no Service claims."""
+        return port_label(self.service, self.port, self.protocol)
 
     @property
     def key(self) -> str:

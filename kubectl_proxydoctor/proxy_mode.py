@@ -659,6 +659,13 @@ def _iptables_leftover(dump: IptablesDump, running: str, localnet: str | None = 
                     commands=_iptables_cleanup(dump.label, removable), kept=kept)
 
 
+def backend_cleanup(snapshot: NodeSnapshot, label: str) -> Leftover | None:
+    """Every kube-proxy chain in one iptables dump (``label`` as ``iptables-legacy``), with the
+    commands that unhook, flush and delete them (KUBE-FIREWALL kept while route_localnet may be 1)."""
+    dump = next((d for d in iptables_dumps(snapshot) if d.label == label), None)
+    return _iptables_leftover(dump, "nftables", route_localnet(snapshot)) if dump is not None else None
+
+
 def _iptables_cleanup(binary: str, chains: list[ChainInfo]) -> list[str]:
     """Unhook, flush, then delete each chain (jumps between leftover chains go with the flush)."""
     names = {(c.table, c.name) for c in chains}

@@ -55,7 +55,7 @@ def test_leftover_virtual_server_after_service_deletion():
     assert "default/web:http/TCP" not in _statuses(report)
     stale = [f for f in report.findings if f.code == "stale-service"]
     assert len(stale) == 1 and "10.96.100.10:80" in stale[0].message  # IPVS has no names: the frontend
-    assert _statuses(report)["/10.96.100.10:80:/TCP"] == "not-expected"
+    assert _statuses(report)["10.96.100.10:80/TCP"] == "not-expected"  # issue 16: was "/10.96.100.10:80:/TCP"
 
 
 def test_internal_traffic_policy_local_with_a_local_endpoint_is_not_drift():

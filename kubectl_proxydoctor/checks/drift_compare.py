@@ -119,6 +119,7 @@ class Comparison:
         self.mode = mode
         self.views = views
         self.label = label  # e.g. "iptables-legacy" for a second backend; "" for the active one
+        self._ipvs_addresses_removed: set[str] = set()  # kube-ipvs0 addresses an earlier fix removes
         self.findings: list[Finding] = []
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -209,6 +210,28 @@ class Comparison:
             f"{prog.name} is still programmed ({', '.join(ports) or 'no frontend'}; endpoints "
             f"{_eps(prog.all_endpoints)}) but {reason}",
             evidence=prog.evidence[:20] or [e for f in prog.frontends for e in f.evidence][:20],
+            fix=self._ipvs_leftover_fix(prog),
+        )
+
+    def _ipvs_leftover_fix(self, prog: ProgrammedPort) -> str | None:
+        """For IPVS, the commands removing what the capture shows is left (None: the sync fix)."""
+        if self.mode != "ipvs" or self.label:
+            return None
+        from kubectl_proxydoctor.modes.ipvs.cleanup import leftover_commands
+        from kubectl_proxydoctor.modes.ipvs.state import IpvsState
+
+        state = next((v.raw for v in self.views if isinstance(v.raw, IpvsState)), None)
+        if state is None:
+            return None
+        unclaimed = [fe for (name, _), port in self.programmed().items() if not name.namespace
+                     for fe in port.frontends]  # IPVS ports the API names none of
+        commands = leftover_commands(state, prog.frontends, unclaimed, self._ipvs_addresses_removed)
+        if not commands:
+            return None
+        return (
+            "kube-proxy normally removes these on its next sync; it has not (kubernetes#78421), so remove "
+            f"them by hand on the node: {'; '.join(f'`{c}`' for c in commands)}. If they come back, "
+            f"check kube-proxy: `{self.kube_proxy.logs}`."
         )
 
     def _merge_protocol_changes(self) -> None:

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable
 
 from kubectl_proxydoctor.checks import CheckContext, check
+from kubectl_proxydoctor.clip import clip
+from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
 
 _SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
@@ -139,10 +141,22 @@ def backend_leftover(ctx: CheckContext) -> Iterable[Finding]:
         for stale in views:
             if stale is active:
                 continue
-            yield from _leftover_findings(stale, active, active_backend)
+            yield from _leftover_findings(ctx, stale, active, active_backend)
 
 
-def _leftover_findings(stale: ProgrammedView, active: ProgrammedView,
+def _backend_leftover_fix(ctx: CheckContext, binary: str, active_backend: str) -> str:
+    """Keep a copy, then the exact unhook / flush / delete commands for the stale backend's chains."""
+    from kubectl_proxydoctor.proxy_mode import backend_cleanup
+
+    left = backend_cleanup(ctx.snapshot, binary)
+    steps = [f"{binary}-save > /tmp/{binary}.rules", *(left.commands if left else [])]
+    kept = "".join(f" {reason}." for reason in (left.kept if left else []))
+    return (f"Remove the stale {binary} rules (a copy first, then unhook, flush and delete each chain): "
+            f"{'; '.join(steps)}.{kept} Then make every tool on the node (kubelet, CNI, kube-proxy image) "
+            f"use the {active_backend} backend.")
+
+
+def _leftover_findings(ctx: CheckContext, stale: ProgrammedView, active: ProgrammedView,
                        active_backend: str) -> Iterable[Finding]:
     rs = stale.raw
     hooks = _hooks(rs, "KUBE-SERVICES")
@@ -155,10 +169,7 @@ def _leftover_findings(stale: ProgrammedView, active: ProgrammedView,
            "order and stops at the first that DNATs a new connection, so whichever backend registered "
            "first (often the stale one, loaded at boot) takes the traffic" if hooks else
            "it is not hooked, so it is inert until something jumps to it")
-    fix = (f"Remove the stale {stale.source} rules (keep a copy: `{stale.source}-save > /tmp/stale.rules`; "
-           f"then `{stale.source} -t nat -F KUBE-SERVICES` and flush/delete the KUBE-* chains there), and "
-           "make every tool on the node (kubelet, CNI, kube-proxy image) use the "
-           f"{active_backend} backend.")
+    fix = _backend_leftover_fix(ctx, stale.source, active_backend)
     if not stale.ports:
         yield _finding("backend-leftover", severity,
                        f"{stale.source} nat ({hooked}) still has KUBE-SERVICES rules while kube-proxy "
@@ -280,18 +291,36 @@ def _foreign_in_kube_chain(view: ProgrammedView, chain, prefix: str) -> Iterable
         terminal = (rule.target or "") in _TERMINAL
         where = f"{rule.table} {chain.name} rule {rule.index}"
         if name is not None and terminal:
-            message = (f"{prefix}{where} was not written by kube-proxy: '{rule.text}' - it is ahead of "
+            message = (f"{prefix}{where} was not written by kube-proxy: '{clip(rule.text)}' - it is ahead of "
                        f"kube-proxy's '{shadowed}' rule, so {_effect(rule, address)}")
             severity = "error"
         else:
-            message = (f"{prefix}{where} was not written by kube-proxy: '{rule.text}'"
+            message = (f"{prefix}{where} was not written by kube-proxy: '{clip(rule.text)}'"
                        + (f" (ahead of kube-proxy's '{shadowed}' rule)" if shadowed else ""))
             severity = "warning"
         yield _finding(
             "foreign-rule", severity, message, name, [rule.text],
-            f"Delete it (`iptables -t {rule.table} -D {chain.name} {rule.index}`) and change whatever "
-            "added it to use its own chain hooked outside kube-proxy's: kube-proxy rewrites its "
-            "chains on every sync, so the rule also disappears (and reappears) unpredictably.")
+            f"Delete it ({_delete_by_spec(view.source, rule)}) and change whatever added it to use its "
+            "own chain hooked outside kube-proxy's: kube-proxy rewrites its chains on every sync, so the "
+            "rule also disappears (and reappears) unpredictably.")
+
+
+MAX_SPEC = 1000  # a longer rule is named by position (with the command that confirms it)
+
+
+def _delete_by_spec(binary: str, rule) -> str:
+    """The command deleting exactly this rule by its spec (positions move as kube-proxy syncs)."""
+    import shlex
+
+    from kubectl_proxydoctor.modes.iptables.parse import tokenize
+
+    words = tokenize(rule.text, "rule", rule.line)
+    command = shlex.join([binary, "-t", rule.table, "-D", *words[1:]])
+    if len(command) <= MAX_SPEC:
+        return f"`{command}`"
+    return (f"its spec is {len(rule.text)} characters long: confirm it is rule {rule.index} with "
+            f"`{binary} -t {rule.table} -S {rule.chain} | sed -n {rule.index + 1}p | cut -c1-200`, then "
+            f"`{binary} -t {rule.table} -D {rule.chain} {rule.index}`")
 
 
 def _reached_from(rs, table: str, chain: str, depth: int = 0) -> tuple[list[str], list[str]]:
@@ -363,16 +392,7 @@ def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
                 if chain.name.startswith(_SERVICE_PREFIXES) and chain.name not in referenced:
                     name = _sep_name(view, chain.name) if chain.name.startswith("KUBE-SEP-") else \
                         _name(view, chain.name)
-                    yield _finding(
-                        "unreferenced-chain", "info",
-                        f"{prefix}{table.name} chain {chain.name} ({len(chain.rules)} rules) is not "
-                        "jumped to by any rule: left over from an earlier sync (kube-proxy deletes "
-                        "such chains later in large clusters) or its parent chain was flushed",
-                        name,
-                        [f":{chain.name} - [{chain.packets}:{chain.bytes}]"]
-                        + [r.text for r in chain.rules][:5],
-                        "Harmless by itself; if it stays, check that kube-proxy is syncing (its next full "
-                        "sync deletes unused KUBE-* chains).")
+                    yield _unreferenced(ctx, view, table, chain, name, prefix)
             for rule in table.rules():
                 target = rule.target
                 if (target and target not in table.chains and target not in _BUILTIN_TARGETS
@@ -384,6 +404,49 @@ def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
                         _name(view, target), [rule.text],
                         "The dump is inconsistent (hand-edited rules, or a partial restore); restart "
                         "kube-proxy so it rewrites its chains.")
+
+
+def _flushed_parent(table, chain: str, name: ServicePortName | None) -> str | None:
+    """The chain that should jump to ``chain`` and was flushed (holds no such jumps), if any."""
+    from kubectl_proxydoctor.modes.iptables import hashes
+
+    if chain.startswith("KUBE-SEP-"):
+        if name is None:
+            return None
+        port_name = hashes.port_name_string(name.namespace, name.name, name.port)
+        for prefix in ("KUBE-SVC-", "KUBE-SVL-"):
+            parent = table.chains.get(hashes.service_chain(port_name, name.protocol, prefix))
+            if parent is not None and not any((r.target or "").startswith("KUBE-SEP-") for r in parent.rules):
+                return parent.name
+        return None
+    for parent_name in ("KUBE-SERVICES", "KUBE-NODEPORTS"):
+        parent = table.chains.get(parent_name)
+        if parent is not None and not parent.rules:
+            return parent_name
+    return None
+
+
+def _unreferenced(ctx: CheckContext, view: ProgrammedView, table, chain, name: ServicePortName | None,
+                  prefix: str) -> Finding:
+    """An unreferenced service chain: a flushed parent is the root cause, else an earlier sync."""
+    head = f"{prefix}{table.name} chain {chain.name} ({len(chain.rules)} rules) is not jumped to by any rule"
+    evidence = [f":{chain.name} - [{chain.packets}:{chain.bytes}]"] + [r.text for r in chain.rules][:5]
+    parent = _flushed_parent(table, chain.name, name)
+    if parent is not None:
+        restart = for_context(ctx).restart
+        return _finding(
+            "unreferenced-chain", "info",
+            f"{head}: its parent chain {parent} was flushed (it holds no rule jumping to it), which is "
+            "the root cause",
+            name, [*evidence, f":{parent} ({len(table.chains[parent].rules)} rules)"],
+            f"Goes away when kube-proxy rewrites {parent}: restart it (`{restart}`) and stop whatever "
+            "flushes kube-proxy's chains (a host firewall reload, iptables -F, config management).")
+    return _finding(
+        "unreferenced-chain", "info",
+        f"{head}: left over from an earlier sync (kube-proxy deletes such chains later in large clusters)",
+        name, evidence,
+        "Harmless by itself; if it stays, check that kube-proxy is syncing (its next full sync deletes "
+        "unused KUBE-* chains).")
 
 
 @check("iptables-probabilities")

@@ -64,6 +64,15 @@ def _finding(ctx: CheckContext, code: str, severity: str, message: str, vs: Virt
     return finding
 
 
+def _claimed(ctx: CheckContext, vs: VirtualServer) -> bool:
+    """Whether a Service asks for this virtual server (True when the API was not read): a
+    leftover no Service claims is reported, with its removal, as stale-service instead."""
+    if ctx.cluster is None or ctx.expected is None:
+        return True
+    names = _names(ctx)
+    return (vs.ip, vs.protocol, vs.port) in names or (None, vs.protocol, vs.port) in names
+
+
 def _is_ipvs_node(ctx: CheckContext, state: IpvsState | None) -> bool:
     if state is not None and state.table.services:
         return True
@@ -83,7 +92,7 @@ def kube_ipvs0(ctx: CheckContext) -> Iterator[Finding]:
             continue
         used.add(vs.ip)
         kind, _, why = classify(state, vs)
-        if kind != "node-port" and vs.ip not in state.ipvs0:
+        if kind != "node-port" and vs.ip not in state.ipvs0 and _claimed(ctx, vs):
             unbound.append((vs, kind, why))
     src = state.table.source
     if unbound and (not state.ipvs0_exists or len(unbound) > MAX_LISTED):

@@ -336,9 +336,18 @@ def _chain_findings(table: NftTable, chain: NftChain, hook: str, earliest: NftCh
                 evidence=[f"table {table.family} {table.name} chain {chain.name} {{ {chain.header()} }}",
                           f"{chain.name}: {rule_text}"],
                 fix=f"Allow the service traffic in the host firewall (table {table.family} {table.name}, "
-                    f"chain {chain.name}) or move that chain after kube-proxy's DNAT (priority > "
-                    f"{dnat.prio}, e.g. 'priority filter' on the input/forward hooks)."))
+                    f"chain {chain.name}) or {_move_after_dnat(hook, dnat)}."))
     return findings
+
+
+def _move_after_dnat(hook: str, dnat: NftChain) -> str:
+    """Where a firewall chain on ``hook`` sees service traffic after kube-proxy's DNAT."""
+    if hook == "output":  # locally generated packets: the same output hook, a later priority
+        return (f"move that output chain after kube-proxy's DNAT on the output hook (priority > "
+                f"{dnat.prio}, e.g. 'type filter hook output priority filter')")
+    return (f"move that filtering after kube-proxy's DNAT (priority > {dnat.prio}): chains on the input "
+            "and forward hooks ('type filter hook input priority filter' and 'hook forward') see the "
+            "DNATed destination")
 
 
 def _describe(fe: Frontend) -> str:

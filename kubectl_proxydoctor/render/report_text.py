@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from kubectl_proxydoctor.model import SEVERITY_ORDER, Finding, Packet, TraceResult
+from kubectl_proxydoctor.model import SEVERITY_ORDER, Finding, Packet, TraceResult, port_label
 from kubectl_proxydoctor.report import NodeReport, ServiceStatus
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -60,7 +60,7 @@ def summary_table(report: NodeReport) -> Table:
     table.add_column("endpoints\nAPI/rules", justify="right", no_wrap=True)
     for s in rows:
         table.add_row(
-            escape(f"{s.name.service}:{s.name.port or '-'}/{s.name.protocol}"),
+            escape(s.name.label),
             Text(s.status, style=status_style(report, s)),
             escape("\n".join(s.frontends)),
             f"{len(s.expected_endpoints)}/{len(s.programmed_endpoints)}",
@@ -72,7 +72,7 @@ def finding_text(f: Finding, max_evidence: int = 8) -> Text:
     text = Text()
     text.append(f"{f.severity.upper():7} ", style=SEVERITY_STYLE[f.severity]).append(f.code, style="bold")
     if f.service:
-        text.append(f"  {f.service}:{f.port or '-'}/{f.protocol or '?'}", style="bold")
+        text.append(f"  {port_label(f.service, f.port, f.protocol)}", style="bold")
     text.append(f"\n  {f.message}")
     for line in f.evidence[:max_evidence]:
         text.append(f"\n    {line}", style="dim")

@@ -77,8 +77,8 @@ def build_rows(report: NodeReport) -> list[ServiceRow]:
     """One row per service port in the report, in the report's order."""
     by_port: dict[tuple[str, str], list[Finding]] = {}
     for f in report.findings:
-        if f.service and f.port:
-            by_port.setdefault((f.service, f.port), []).append(f)
+        if f.service:  # an unnamed port (or an IPVS leftover frontend) has port ""
+            by_port.setdefault((f.service, f.port or ""), []).append(f)
     rows: list[ServiceRow] = []
     for status in report.services:
         name = status.name
