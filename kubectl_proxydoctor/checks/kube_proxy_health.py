@@ -29,6 +29,11 @@ def _sync_fix(kube_proxy: KubeProxyPod) -> str:
             f"then restart kube-proxy (`{kube_proxy.restart}`) and re-run this check.")
 
 
+def _not_running_fix(kube_proxy: KubeProxyPod) -> str:
+    return (f"Find this node's kube-proxy pod (`{kube_proxy.show}`), read its log (`{kube_proxy.logs}`) "
+            f"and restart it (`{kube_proxy.restart}`).")
+
+
 def _times(n: float) -> str:
     return "once" if n == 1 else f"{n:g} times"
 
@@ -188,7 +193,7 @@ def kube_proxy_not_running(ctx: CheckContext) -> Iterator[Finding]:
                       "kube-proxy's rules are here but kube-proxy does not answer on 127.0.0.1:10249/10256: "
                       "it is not running (or listens elsewhere), so nothing keeps these rules in sync "
                       "with the API", evidence=refused,
-                      fix=f"{for_context(ctx).show}; look at its logs or restart it")
+                      fix=_not_running_fix(for_context(ctx)))
     else:
         yield Finding("kube-proxy-not-captured", "info",
                       "kube-proxy's metrics and /healthz were not captured: whether it runs and syncs "
