@@ -26,7 +26,8 @@ V130 = FIXTURES / "iptables" / "healthy"
 UPSTREAM = FIXTURES / "upstream" / "iptables" / "k8s-1.33plus"
 
 STATUSZ = """kube-proxy statusz
-Warning: This endpoint is not meant to be machine parseable, has no formatting compatibility guarantees and is for debugging purposes only.
+Warning: This endpoint is not meant to be machine parseable, has no formatting compatibility \
+guarantees and is for debugging purposes only.
 
 Started: Fri Sep  6 06:19:51 UTC 2026
 Up: 0 hr 00 min 30 sec
