@@ -160,3 +160,51 @@ def test_status_and_check_json_name_version_and_layout() -> None:
     assert data["version"] == "v1.30.3"
     assert data["version_evidence"][0]["detail"].startswith("kubernetes_build_info")
     assert data["layout"]["generation"]
+
+
+STATUSZ_SERVER = r"""
+import http.server, sys
+statusz = open(sys.argv[1]).read()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == '/statusz': code, body = 200, statusz
+        elif self.path == '/proxyMode': code, body = 200, 'iptables'
+        else: code, body = 404, '404 page not found'
+        self.send_response(code); self.end_headers(); self.wfile.write(body.encode())
+    def log_message(self, *a): pass
+server = http.server.HTTPServer(('127.0.0.1', 10249), H)
+print('ready', flush=True)
+server.serve_forever()
+"""
+
+
+def test_collect_captures_statusz_and_it_names_the_version(netns, tmp_path: Path) -> None:
+    from kubectl_proxydoctor.collect.node import collect_node
+
+    ns = netns("pd-kpv-")
+    page = tmp_path / "statusz.txt"
+    page.write_text(STATUSZ)
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", STATUSZ_SERVER, str(page)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        snap = collect_node(netns=ns)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert snap.text("kube-proxy-statusz.txt") == STATUSZ
+    assert snap.sources["kube-proxy-statusz.txt"] == "ok"
+    assert "HTTP 404" in snap.sources["kube-proxy-metrics.txt"]
+    ident = identify(snap)
+    assert (ident.version, ident.source) == ("v1.34.2", "kube-proxy-statusz.txt")
+
+
+def test_statusz_not_served_is_not_a_read_failure(netns) -> None:
+    from kubectl_proxydoctor.cli.status import is_read_failure
+    from kubectl_proxydoctor.collect.node import collect_node
+
+    snap = collect_node(netns=netns("pd-kpv-"))
+    reason = snap.sources["kube-proxy-statusz.txt"]
+    assert reason.startswith("unavailable: 127.0.0.1:10249/statusz")
+    assert not snap.has("kube-proxy-statusz.txt")
+    assert not is_read_failure(reason)
