@@ -241,8 +241,10 @@ def identify(snapshot, cluster=None, rulesets: list | None = None) -> KubeProxyI
             f"{layout.generation} layout; the rules may be from another kube-proxy (a leftover, or a "
             "newer binary than the version source says)")
     if ident.version is None:
+        basis = (f"the oldest release with the {layout.generation} layout is assumed"
+                 if layout is not None and layout.min_version else "v1.30 is assumed")
         ident.notes.append("kube-proxy version unknown (no kubernetes_build_info metric, /statusz, "
-                           "command line or DaemonSet image): " + ident.semantics.describe())
+                           f"command line or DaemonSet image): {basis} ({ident.semantics.describe()})")
     return ident
 
 
