@@ -218,6 +218,14 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
 
 
 
+def _identity(snapshot: NodeSnapshot, cluster: ClusterState | None, views: list[ProgrammedView]):
+    """kube-proxy's version and the iptables layout generation (from the dumps already parsed)."""
+    from kubectl_proxydoctor.kube_proxy_version import identify
+
+    rulesets = [v.raw for v in views if v.mode == "iptables" and v.raw is not None]
+    return identify(snapshot, cluster, rulesets)
+
+
 def analyse(
     snapshot: NodeSnapshot,
     cluster: ClusterState | None,
@@ -290,7 +298,13 @@ def _analyse(
                 f"{mode} rules could not be read ({'; '.join(f'{k}: {v}' for k, v in failed.items())}): "
                 "service ports not compared (run as root, or collect a capture on the node)"
             )
-    expected = expected_for_node(usable, node) if usable is not None and not skip else None
+    identity = _identity(snapshot, usable, views)
+    report.kube_proxy = identity
+    report.notes.extend(identity.notes)
+    expected = (
+        expected_for_node(usable, node, semantics=identity.semantics)
+        if usable is not None and not skip else None
+    )
     ctx = CheckContext(
         snapshot=snapshot,
         views=views,

@@ -1,11 +1,13 @@
 """What a node should have programmed, computed from the API objects the way kube-proxy does.
 
-Mirrors kube-proxy v1.30 (kubernetes/kubernetes pkg/proxy): which Services are proxied
-(``ShouldSkipService`` and the informers' label selector), per service port and IP family the
-frontends (``newBaseServiceInfo``), the endpoints merged from every EndpointSlice
+Mirrors kube-proxy (kubernetes/kubernetes pkg/proxy) from v1.30 to master: which Services are
+proxied (``ShouldSkipService`` and the informers' label selector), per service port and IP family
+the frontends (``newBaseServiceInfo``: addresses parsed sloppily as ``netutils.ParseIPSloppy`` does,
+``loadBalancerSourceRanges`` trimmed), the endpoints merged from every EndpointSlice
 (``EndpointSliceCache``: first address only, dedup on ip:port preferring the local copy, wrong
 family skipped) and the cluster- and local-policy endpoint sets (``CategorizeEndpoints`` in
-topology.go, with topology hints and the serving-terminating fallback).
+topology.go, with topology hints and the serving-terminating fallback). Where releases differ
+(which hints are honoured) the kube-proxy version decides; see ``Semantics``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.model import Endpoint, FrontendKind, ServicePortName
+from kubectl_proxydoctor.netparse import canonical_ip, source_ranges
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_PROXY_NAME = "service.kubernetes.io/service-proxy-name"
@@ -24,6 +27,36 @@ LABEL_ZONE = "topology.kubernetes.io/zone"
 ANNOTATION_HINTS = "service.kubernetes.io/topology-aware-hints"
 ANNOTATION_TOPOLOGY_MODE = "service.kubernetes.io/topology-mode"
 DEFAULT_AFFINITY_SECONDS = 10800
+
+
+@dataclass(frozen=True, slots=True)
+class Semantics:
+    """How one kube-proxy release reads the API where releases differ (topology.go).
+
+    ``version`` None means unknown: v1.30's reading is assumed (hints only on request, zone hints
+    only), the oldest layout this tool knows."""
+
+    version: tuple[int, int] | None = None
+
+    @property
+    def hints_need_request(self) -> bool:
+        """Before 1.33 hints are used only when the Service asks (topology annotation or
+        trafficDistribution); from 1.33 (TopologyAwareHints GA, #130742) whenever present."""
+        return self.version is None or self.version < (1, 33)
+
+    @property
+    def node_hints(self) -> bool:
+        """forNodes hints (PreferSameNode): PreferSameTrafficDistribution, on by default from 1.34."""
+        return self.version is not None and self.version >= (1, 34)
+
+    def describe(self) -> str:
+        v = "unknown version (v1.30 assumed)" if self.version is None else "v{}.{}".format(*self.version)
+        hints = "hints only when the Service asks" if self.hints_need_request else "hints whenever set"
+        nodes = "forNodes honoured" if self.node_hints else "forNodes ignored"
+        return f"{v}: {hints}, {nodes}"
+
+
+V130 = Semantics()
 
 
 def ip_family(ip: str) -> int:
@@ -221,8 +254,9 @@ def _cluster_ip_for_family(spec: dict, family: int) -> str:
     ips = [ip for ip in _list(spec.get("clusterIPs")) if isinstance(ip, str)]
     if not ips and isinstance(spec.get("clusterIP"), str):
         ips = [spec["clusterIP"]]
-    for ip in ips:
-        if ip_family(ip) == family:
+    for raw in ips:
+        ip = canonical_ip(raw)
+        if ip and ip_family(ip) == family:
             return ip
     return ""
 
@@ -245,8 +279,11 @@ def _affinity(spec: dict) -> int | None:
     return _int(seconds, "sessionAffinityConfig.clientIP.timeoutSeconds") or DEFAULT_AFFINITY_SECONDS
 
 
-def _hints_enabled(service: dict) -> bool:
-    """v1.30 uses hints only when the Service asks (annotation, or trafficDistribution set)."""
+def _hints_enabled(service: dict, semantics: Semantics = V130) -> bool:
+    """Before 1.33 hints are used only when the Service asks (annotation, or trafficDistribution
+    set); later releases use them whenever the slices carry them."""
+    if not semantics.hints_need_request:
+        return True
     annotations = service.get("metadata", {}).get("annotations") or {}
     value = annotations.get(ANNOTATION_HINTS, annotations.get(ANNOTATION_TOPOLOGY_MODE, ""))
     if (service.get("spec") or {}).get("trafficDistribution"):
@@ -274,7 +311,9 @@ def _slice_endpoints(slice_obj: dict, node_name: str | None, family: int) -> lis
         addresses = ep.get("addresses")
         if not isinstance(addresses, list) or not addresses or not isinstance(addresses[0], str):
             continue
-        ip = addresses[0]
+        ip = canonical_ip(addresses[0])
+        if ip is None:
+            continue  # kube-proxy cannot parse it either
         if ip_family(ip) != family:
             continue  # kube-proxy skips the other family's endpoints
         cond = ep.get("conditions") or {}
@@ -330,7 +369,8 @@ def endpoints_by_port(
 
 
 def topology_mode(
-    endpoints: list[ApiEndpoint], hints_enabled: bool, node: str | None, zone: str | None
+    endpoints: list[ApiEndpoint], hints_enabled: bool, node: str | None, zone: str | None,
+    node_hints: bool = True,
 ) -> str:
     """ "" (no topology), "PreferSameNode" or "PreferSameZone" (topologyModeFromHints)."""
     if not hints_enabled:
@@ -338,7 +378,7 @@ def topology_mode(
     ready = [e for e in endpoints if e.ready]
     if not ready:
         return ""
-    if all(e.node_hints for e in ready) and any(node in e.node_hints for e in ready):
+    if node_hints and all(e.node_hints for e in ready) and any(node in e.node_hints for e in ready):
         return "PreferSameNode"
     if zone and all(e.zone_hints for e in ready) and any(zone in e.zone_hints for e in ready):
         return "PreferSameZone"
@@ -353,7 +393,9 @@ def _available(ep: ApiEndpoint, mode: str, node: str | None, zone: str | None) -
     return True
 
 
-def categorize(port: ExpectedPort, hints_enabled: bool, node: str | None, zone: str | None) -> None:
+def categorize(
+    port: ExpectedPort, hints_enabled: bool, node: str | None, zone: str | None, node_hints: bool = True
+) -> None:
     """Fill the cluster- and local-policy endpoint sets (CategorizeEndpoints); all_endpoints is
     sorted by address, so the filtered sets are too."""
     eps = port.all_endpoints
@@ -361,7 +403,7 @@ def categorize(port: ExpectedPort, hints_enabled: bool, node: str | None, zone: 
     if not eps:
         return
     if port.uses_cluster_endpoints:
-        port.topology_mode = mode = topology_mode(eps, hints_enabled, node, zone)
+        port.topology_mode = mode = topology_mode(eps, hints_enabled, node, zone, node_hints)
         cluster = [e for e in eps if e.ready and (not mode or _available(e, mode, node, zone))]
         if not cluster:
             cluster = [e for e in eps if e.serving and e.terminating]
@@ -407,9 +449,13 @@ def node_zone(cluster: ClusterState, node_name: str | None) -> str | None:
 
 
 def expected_for_node(
-    cluster: ClusterState, node_name: str | None, families: tuple[int, ...] = (4, 6)
+    cluster: ClusterState,
+    node_name: str | None,
+    families: tuple[int, ...] = (4, 6),
+    semantics: Semantics = V130,
 ) -> ExpectedNode:
-    """What kube-proxy on ``node_name`` should program for every Service, per IP family."""
+    """What kube-proxy on ``node_name`` should program for every Service, per IP family, read
+    the way the kube-proxy release in ``semantics`` reads the API."""
     zone = node_zone(cluster, node_name)
     result = ExpectedNode(node=node_name, zone=zone, families=families)
     slices_by_service: dict[str, list[dict]] = {}
@@ -436,7 +482,9 @@ def expected_for_node(
             for port in _list(spec.get("ports")):
                 if not isinstance(port, dict):
                     continue
-                _add_port(result, service, spec, port, family, cluster_ip, by_port, node_name, zone)
+                _add_port(
+                    result, service, spec, port, family, cluster_ip, by_port, node_name, zone, semantics
+                )
     return result
 
 
@@ -450,16 +498,20 @@ def _add_port(
     by_port: dict[tuple[str, str], list[ApiEndpoint]],
     node_name: str | None,
     zone: str | None,
+    semantics: Semantics = V130,
 ) -> None:
     meta = service["metadata"]
     protocol = port.get("protocol") or "TCP"
     name = ServicePortName(meta.get("namespace", ""), meta.get("name", ""), port.get("name") or "", protocol)
     ext_local = external_policy_local(service)
     lb_ips = [
-        ing["ip"]
+        ip
         for ing in _list((service.get("status") or {}).get("loadBalancer", {}).get("ingress"))
-        if isinstance(ing, dict) and ing.get("ip") and _is_vip_mode(ing) and ip_family(ing["ip"]) == family
+        if isinstance(ing, dict) and _is_vip_mode(ing)
+        for ip in [canonical_ip(ing.get("ip"))]
+        if ip and ip_family(ip) == family
     ]
+    external_ips = [ip for ip in map(canonical_ip, _list(spec.get("externalIPs"))) if ip]
     p = ExpectedPort(
         name=name,
         family=family,
@@ -467,9 +519,11 @@ def _add_port(
         cluster_ip=cluster_ip,
         port=_int(port.get("port"), f"Service {name.service} port"),
         node_port=_int(port.get("nodePort"), f"Service {name.service} nodePort"),
-        external_ips=[ip for ip in _list(spec.get("externalIPs")) if ip_family(ip) == family],
+        external_ips=[ip for ip in external_ips if ip_family(ip) == family],
         load_balancer_ips=lb_ips,
-        source_ranges=[c for c in _list(spec.get("loadBalancerSourceRanges")) if ip_family(c) == family],
+        source_ranges=[
+            c for c in source_ranges(spec.get("loadBalancerSourceRanges")) if ip_family(c) == family
+        ],
         health_check_node_port=(
             _int(spec.get("healthCheckNodePort"), "healthCheckNodePort")
             if spec.get("type") == "LoadBalancer" and ext_local
@@ -480,6 +534,6 @@ def _add_port(
         affinity_seconds=_affinity(spec),
         all_endpoints=by_port.get((name.port, protocol), []),
     )
-    categorize(p, _hints_enabled(service), node_name, zone)
+    categorize(p, _hints_enabled(service, semantics), node_name, zone, semantics.node_hints)
     p.frontends = _frontends(p)
     result.ports[(name, family)] = p

@@ -54,6 +54,7 @@ class NodeReport:
     cluster: Any = None  # ClusterState | None
     expected: Any = None  # kubectl_proxydoctor.expected.ExpectedNode | None
     unreadable: list[str] = field(default_factory=list)  # asked-for sources that could not be read
+    kube_proxy: Any = None  # kubectl_proxydoctor.kube_proxy_version.KubeProxyIdentity | None
 
     @property
     def partial(self) -> bool:
@@ -76,6 +77,7 @@ class NodeReport:
             "modes_found": list(self.modes_found),
             "sources": dict(self.sources),
             "notes": list(self.notes),
+            "kube_proxy": self.kube_proxy.to_json() if self.kube_proxy is not None else None,
             "services": [s.to_json() for s in self.services],
             "findings": [f.to_json() for f in self.findings],
         }

@@ -41,6 +41,7 @@ CAPTURE_FILES: dict[str, str] = {
     "kube-proxy-metrics.txt": "curl -s 127.0.0.1:10249/metrics",
     "kube-proxy-mode.txt": "curl -s 127.0.0.1:10249/proxyMode",
     "kube-proxy-healthz.json": "curl -s 127.0.0.1:10256/healthz",
+    "kube-proxy-statusz.txt": "curl -sf 127.0.0.1:10249/statusz",
     "conntrack.txt": "conntrack -L -o extended",
     "api.json": "kubectl get services,endpointslices,nodes -A -o json",
     "meta.json": "{\"node\": NAME}",

@@ -186,6 +186,7 @@ def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
     from kubectl_proxydoctor import nodeinfo
 
     info: dict[str, Any] = {"mode": nodeinfo.kube_proxy_mode(snapshot)}
+    info.update(_identity(snapshot))
     try:
         metrics = nodeinfo.kube_proxy_metrics(snapshot)
         health = nodeinfo.kube_proxy_healthz(snapshot)
@@ -206,6 +207,15 @@ def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
 
         info["sync"]["pending_age_seconds"] = pending_age(snapshot, figures, health)
     return info
+
+
+def _identity(snapshot) -> dict[str, Any]:
+    """version, version_source, version_evidence, layout, semantics and version_notes."""
+    from kubectl_proxydoctor.kube_proxy_version import identify
+
+    data = identify(snapshot).to_json()
+    data["version_notes"] = data.pop("notes")
+    return data
 
 
 def _conntrack(snapshot) -> dict[str, Any] | None:

@@ -1,4 +1,7 @@
-"""kube-proxy's own endpoints on 127.0.0.1: /metrics and /proxyMode (10249), /healthz (10256).
+"""kube-proxy's own endpoints on 127.0.0.1: /metrics, /proxyMode, /statusz (10249), /healthz (10256).
+
+/statusz exists from 1.33 (behind the ComponentStatusz gate): its ``Binary version:`` line is version
+evidence. Any other answer there is recorded as "not served", which is not a read failure.
 
 A 503 from /healthz is an answer, not a failure: its body is kept and the status recorded in
 meta.json (``kube_proxy_healthz_status``). A refused connection means kube-proxy is not listening.
@@ -20,7 +23,9 @@ ENDPOINTS = (
     ("kube-proxy-metrics.txt", 10249, "/metrics", "kube-proxy-metrics.txt"),
     ("kube-proxy-mode.txt", 10249, "/proxyMode", "kube-proxy-mode.txt"),
     ("kube-proxy-healthz.json", 10256, "/healthz", "kube-proxy-healthz.json"),
+    ("kube-proxy-statusz.txt", 10249, "/statusz", "kube-proxy-statusz.txt"),
 )
+STATUSZ_ABSENT = "not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
 
 def _get(port: int, path: str, timeout: float, limit: int) -> dict:
     import http.client
@@ -79,6 +84,9 @@ def collect(ctx: CollectContext) -> None:
                 if status == 503:
                     ctx.sources[source] = "ok (HTTP 503: kube-proxy reports itself unhealthy)"
                 continue
+        if path == "/statusz" and (status != 200 or "version" not in body.lower()):
+            ctx.unavailable(source, f"127.0.0.1:{port}{path} answered HTTP {status}: {STATUSZ_ABSENT}")
+            continue
         if status != 200:
             ctx.unavailable(source, f"127.0.0.1:{port}{path} answered HTTP {status}")
             continue

@@ -40,6 +40,31 @@ def _rule_line(entry: dict[str, Any]) -> str:
     return f"{entry['source']}: " + ", ".join(parts)
 
 
+def _version_rows(kp: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """kube-proxy's version with each source's evidence, the rule layout, and disagreements."""
+    rows: list[tuple[str, str, str]] = []
+    version = kp.get("version")
+    evidence = kp.get("version_evidence") or []
+    if version:
+        rows.append(("Version", f"kube-proxy {version} (from {kp.get('version_source')})", "ok"))
+    else:
+        rows.append(("Version", "kube-proxy version unknown (no build_info metric, /statusz, command line "
+                     "or DaemonSet image)", "warn"))
+    for item in evidence:
+        rows.append(("", f"{item['source']}: {item['detail']}", ""))
+    layout = kp.get("layout")
+    if layout:
+        large = ", large-cluster mode (no rule comments)" if layout.get("large_cluster_mode") else ""
+        rows.append(("Layout", f"iptables {layout['generation']}{large}", "ok"))
+        for line in layout.get("evidence") or []:
+            rows.append(("", line, ""))
+    if kp.get("semantics"):
+        rows.append(("Semantics", kp["semantics"], ""))
+    for note in kp.get("version_notes") or []:
+        rows.append(("", note, "warn"))
+    return rows
+
+
 def status_lines(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(label, text, style) rows; style is "", "ok", "warn" or "bad"."""
     rows: list[tuple[str, str, str]] = []
@@ -96,6 +121,7 @@ def status_lines(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     ipvs_style = {"missing": "bad", "unknown": "warn"}.get(ipvs.get("state", ""), "ok")
     rows.append(("", f"IPVS: {ipvs.get('state')} ({ipvs.get('evidence')})", ipvs_style))
 
+    rows.extend(_version_rows(kp))
     if not kp.get("answered"):
         rows.append(("kube-proxy", "not captured: metrics and /healthz did not answer", "warn"))
     else:

@@ -122,6 +122,12 @@ fetch http://127.0.0.1:10249/proxyMode > "$out/kube-proxy-mode.txt" 2>/dev/null 
 fetch http://127.0.0.1:10256/healthz > "$out/kube-proxy-healthz.json" 2>/dev/null \
   && [ -s "$out/kube-proxy-healthz.json" ] && say kube-proxy-healthz "ok" \
   || { rm -f "$out/kube-proxy-healthz.json"; say kube-proxy-healthz "unavailable: 127.0.0.1:10256 did not answer"; }
+# /statusz (kube-proxy >= 1.33, ComponentStatusz gate): its "Binary version:" line names the version
+if command -v curl >/dev/null 2>&1; then curl -sf -m 3 http://127.0.0.1:10249/statusz
+else fetch http://127.0.0.1:10249/statusz; fi > "$out/kube-proxy-statusz.txt" 2>/dev/null \
+  && grep -qi version "$out/kube-proxy-statusz.txt" && say kube-proxy-statusz "ok" \
+  || { rm -f "$out/kube-proxy-statusz.txt"
+       say kube-proxy-statusz "unavailable: 127.0.0.1:10249/statusz not served (kube-proxy < 1.33 or ComponentStatusz off)"; }
 
 if [ "${COLLECT_CONNTRACK:-0}" = 1 ]; then
   if command -v conntrack >/dev/null 2>&1; then

@@ -60,6 +60,7 @@ class Rule:
     dst_type: str | None = None
     ctstate: str | None = None
     mark: str | None = None  # "value/mask" of -m mark --mark
+    nfacct: str | None = None  # -m nfacct --nfacct-name (a counter; matches every packet)
     target: str | None = None
     goto: bool = False
     to_destination: str | None = None
@@ -171,6 +172,7 @@ _MATCH_OPTS: dict[str, tuple[str, bool]] = {
     "--dst-type": ("dst_type", True), "--src-type": ("src_type", True),
     "--ctstate": ("ctstate", True), "--state": ("ctstate", True),
     "--mark": ("mark", True),
+    "--nfacct-name": ("nfacct", True),
 }
 _RECENT_MODES = {"--rcheck", "--set", "--update", "--remove"}
 _TARGET_VALUE_OPTS = {
@@ -178,7 +180,7 @@ _TARGET_VALUE_OPTS = {
 }
 # values repeated across many rules: one shared string each (a 10k-service dump has 300k+ rules)
 _INTERNED = {"proto", "comment", "stat_mode", "recent_mask", "recent_name", "dst_type", "src_type", "ctstate",
-             "mark", "dst", "src"}
+             "mark", "dst", "src", "nfacct"}
 _MARK_OPS = {"--set-xmark", "--set-mark", "--xor-mark", "--or-mark", "--and-mark"}
 
 

@@ -1,9 +1,10 @@
 """Simulate one new connection through a parsed iptables dump, like kube-proxy's tracePacket helper.
 
-nat PREROUTING (or OUTPUT for a packet from a node address) runs every rule; the filter hook that
-follows (FORWARD / INPUT / OUTPUT) runs the jumps into kube-proxy's chains; nat POSTROUTING decides
-masquerade. ``-m statistic`` forks the packet (probabilities multiply), ``-m recent --rcheck``
-never matches (a first connection has no history), ``--dst-type LOCAL`` uses the node's addresses.
+nat PREROUTING (or OUTPUT for a packet from a node address) runs every rule; the filter hooks that
+follow (FORWARD / INPUT / OUTPUT, and OUTPUT then INPUT for a node's packet to itself) run the jumps
+into kube-proxy's chains; nat POSTROUTING decides masquerade. ``-m statistic`` forks the packet
+(probabilities multiply), ``-m recent --rcheck`` never matches (a first connection has no
+history), ``--dst-type LOCAL`` uses the node's addresses.
 Long chains are indexed by destination IP and port, so a trace does not scan every rule.
 """
 
@@ -328,19 +329,10 @@ class Tracer:
                 finals.append((st, "reject"))
                 continue
             explicit_accept = verdict == "accept"
-            fhook = "OUTPUT" if local_src else ("INPUT" if self._is_local_quiet(st.dst) else "FORWARD")
-            fverdict = None
-            for s2, v2 in self.walk("filter", fhook, st, pkt, only_kube=True) \
-                    if self.rs.chain("filter", fhook) else [(st, None)]:
-                st, fverdict = s2, v2
-                break
+            st, fverdict = self._filter_and_postrouting(st, pkt, local_src)
             if fverdict in ("drop", "reject"):
                 finals.append((st, fverdict))
                 continue
-            if fhook != "INPUT" and self.rs.chain("nat", "POSTROUTING") is not None:
-                for s3, _v3 in self.walk("nat", "POSTROUTING", st, pkt):
-                    st = s3
-                    break
             if st.dnat is not None:
                 finals.append((st, "dnat"))
             elif explicit_accept or fverdict == "accept":
@@ -350,6 +342,40 @@ class Tracer:
         result.outcomes = _merge(finals, pkt.protocol)
         result.notes = list(self.notes)
         return result
+
+    def _filter_hook(self, hook: str, st: _State, pkt: Packet) -> tuple[_State, str | None]:
+        """Run the kube-proxy jumps of one filter hook; (branch, accept | drop | reject | None)."""
+        if self.rs.chain("filter", hook) is None:
+            return st, None
+        for s2, v2 in self.walk("filter", hook, st, pkt, only_kube=True):
+            return s2, v2
+        return st, None
+
+    def _filter_and_postrouting(self, st: _State, pkt: Packet, local_src: bool) -> tuple[_State, str | None]:
+        """The filter hooks and nat POSTROUTING after the DNAT decision, as the kernel orders them:
+        forwarded: FORWARD, POSTROUTING; to this node: INPUT; from this node: OUTPUT, POSTROUTING,
+        and INPUT too when the (DNATed) destination is this node (the loopback path kube-proxy's
+        tests trace for a node's own packet to its health-check NodePort)."""
+        to_local = self._is_local_quiet(st.dst)
+        hooks = ["OUTPUT", "INPUT"] if local_src and to_local else (
+            ["OUTPUT"] if local_src else ["INPUT"] if to_local else ["FORWARD"])
+        verdict = None
+        for hook in hooks:
+            if hook == "INPUT" and local_src:
+                st = self._postrouting(st, pkt)
+            st, verdict = self._filter_hook(hook, st, pkt)
+            if verdict in ("drop", "reject"):
+                return st, verdict
+        if hooks[-1] != "INPUT":
+            st = self._postrouting(st, pkt)
+        return st, verdict
+
+    def _postrouting(self, st: _State, pkt: Packet) -> _State:
+        if self.rs.chain("nat", "POSTROUTING") is None:
+            return st
+        for s3, _v3 in self.walk("nat", "POSTROUTING", st, pkt):
+            return s3
+        return st
 
     def _is_local_quiet(self, ip: str) -> bool:
         if ip.startswith("127.") or ip == "::1":
