@@ -200,3 +200,19 @@ def rules_state(snapshot: NodeSnapshot, mode: str) -> RulesState:
 def unknown_rules(snapshot: NodeSnapshot, modes: tuple[str, ...]) -> list[RulesState]:
     """The modes among ``modes`` whose rules are not known."""
     return [r for r in (rules_state(snapshot, m) for m in modes) if not r.known]
+
+
+def has_kube_proxy_rules(snapshot: NodeSnapshot) -> bool:
+    """Cheap: does any rule file hold kube-proxy's chains, table or virtual servers?"""
+    if any(":KUBE-" in (snapshot.text(f) or "") for f in RULE_FILES["iptables"]):
+        return True
+    if '"kube-proxy"' in (snapshot.text("nft-ruleset.json") or ""):
+        return True
+    return bool(re.search(r"^(TCP|UDP|SCTP|FWM)\s", snapshot.text("ipvsadm.txt") or "", re.M))
+
+
+def unknown_rule_lines(snapshot: NodeSnapshot, modes: tuple[str, ...], found_rules: bool) -> list[str]:
+    """Why what was read of the rules may not be the whole story, one line per mode: with no rules
+    found, every mode not read or not captured; with rules found, the modes that failed to read."""
+    return [f"{r.summary()}: {'; '.join(s.describe() for s in r.problems())}"
+            for r in unknown_rules(snapshot, modes) if not found_rules or r.unreadable]
