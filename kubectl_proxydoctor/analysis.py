@@ -158,6 +158,12 @@ def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | Non
                    "was compared with the API", evidence=evidence, fix=fix)
 
 
+def _node_origin(snapshot: NodeSnapshot, node_name: str | None) -> str:
+    if node_name:
+        return "--node-name / --node"
+    return "this host's name" if snapshot.origin == "live" else "meta.json"
+
+
 def api_problem(cluster: ClusterState | None) -> str | None:
     """Why the API view cannot be trusted for expectations, or None when it can."""
     if cluster is None:
@@ -291,6 +297,17 @@ def _analyse(
     report.notes.append(f"mode {mode}: " + "; ".join(evidence))
     problem = api_problem(cluster)
     usable = cluster if problem is None else None
+    insane: list[Finding] = []
+    if usable is not None:
+        from kubectl_proxydoctor.api_sanity import api_sanity
+
+        programmed = frozenset(name.service for v in views for (name, _fam) in v.ports)
+        insane = api_sanity(usable, node, namespace, _node_origin(snapshot, node_name), programmed)
+        if insane:
+            expected_for_node(usable, node)  # a malformed object is still named (ParseError), not hidden
+            usable = None
+            problem = "the answer does not look like this node's cluster (" + ", ".join(
+                f.code for f in insane) + ")"
     if cluster is None:
         report.sources["api"] = "unavailable: not read"
     elif problem:
@@ -318,7 +335,7 @@ def _analyse(
     failed = {m: why for m, why in sources.items() if why.startswith("unreadable") and mode in (m, "unknown")}
     for name, why in failed.items():
         report.sources[name] = why
-    root_causes: list[Finding] = []
+    root_causes: list[Finding] = list(insane)
     if unknown or failed:
         report.unreadable.append("rules")
         skip = True  # unknown is not empty: nothing is compared with rules that were not read
