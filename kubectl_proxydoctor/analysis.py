@@ -57,8 +57,26 @@ def interpret_views(snapshot: NodeSnapshot) -> tuple[list[ProgrammedView], dict[
             sources[mode] = f"unreadable: {e}"
             continue
         views.extend(found)
-        sources[mode] = "ok" if any(v.ports for v in found) else "ok (no rules)"
+        if any(v.ports for v in found):
+            sources[mode] = "ok"
+        else:
+            sources[mode] = _no_rules(snapshot, mode)
     return views, sources
+
+
+def _no_rules(snapshot: NodeSnapshot, mode: str) -> str:
+    """A mode without service rules: "ok (no rules)" only when its rules were really read."""
+    from kubectl_proxydoctor.sources import Readability, rules_state
+
+    rules = rules_state(snapshot, mode)
+    if rules.known:
+        absent = [s for s in rules.files if s.state is Readability.ABSENT]
+        if absent and not any(s.state is Readability.OK for s in rules.files):
+            return f"ok (none: {absent[0].reason})"
+        return "ok (no rules)"
+    if rules.unreadable:
+        return "unavailable: " + "; ".join(s.describe() for s in rules.unreadable)
+    return "unavailable: not captured"
 
 
 def relabel_views(views: list[ProgrammedView], cluster: ClusterState) -> list[ProgrammedView]:
@@ -101,23 +119,49 @@ def decide_mode(snapshot: NodeSnapshot, cluster: ClusterState | None, views: lis
     return decide(snapshot, cluster, views)
 
 
-# capture files / collector sources that hold each mode's rules
-RULE_SOURCES = {
-    "iptables": tuple(f"{fam}tables{b}-save.txt" for fam in ("ip", "ip6") for b in ("", "-nft", "-legacy")),
-    "nftables": ("nft-ruleset.json", "nft list tables"),
-    "ipvs": ("ipvs", "ipvsadm.txt", "proc-net-ip_vs", "proc-net-ip_vs.txt"),
-}
-_READ_FAILURE = re.compile(r"needs root|permission|denied|not permitted|failed|timed out|unreadable", re.I)
+def unknown_rule_states(snapshot: NodeSnapshot, mode: str):
+    """The rule sources of ``mode`` (every mode when it is not one) that are not known: could not
+    be read, or were not captured (sources.rules_state decides)."""
+    from kubectl_proxydoctor.sources import unknown_rules
+
+    return unknown_rules(snapshot, (mode,) if mode in MODES else tuple(MODES))
 
 
-def unreadable_rules(snapshot: NodeSnapshot, mode: str) -> dict[str, str]:
-    """Rule sources of ``mode`` (every mode when it is not one) the collector failed to read."""
-    names = RULE_SOURCES.get(mode) or tuple(n for names in RULE_SOURCES.values() for n in names)
-    return {
-        k: v
-        for k, v in snapshot.sources.items()
-        if k in names and not v.startswith("ok") and _READ_FAILURE.search(v)
-    }
+def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | None) -> Finding:
+    """One finding for rules that could not be read or were not captured: what, why, how to read them."""
+    from kubectl_proxydoctor.sources import Why
+
+    states = [s for r in unknown for s in r.problems()]
+    evidence = [s.describe() for s in states] + [f"{k}: {v}" for k, v in failed.items()]
+    modes = ", ".join(dict.fromkeys([r.mode for r in unknown] + list(failed)))
+    whys = {r.why for r in unknown}
+    target = node or "NODE"
+    collect = f"`kubectl proxydoctor collect --node {target} -o {target}.tar.gz`"
+    if Why.NEEDS_ROOT in whys:
+        head = f"{modes} rules could not be read: reading them needs root (CAP_NET_ADMIN)"
+        fix = (f"capture the node as root: on the node `sudo sh collect-node.sh > {target}.tar` "
+               f"(or {collect}), then `kubectl proxydoctor check --from {target}.tar`")
+    elif Why.TOOL_MISSING in whys:
+        head = f"{modes} rules could not be read: the tool that lists them is missing"
+        fix = (f"install the missing tool on the node (iptables, nft, ipvsadm), or use {collect}, whose "
+               "collector image has them")
+    elif Why.FAILED in whys or failed:
+        head = f"{modes} rules could not be read"
+        fix = f"see the evidence for the error, then capture the node again ({collect})"
+    else:
+        head = f"{modes} rules were not captured (a missing file means not captured, never empty)"
+        fix = (f"capture the node with {collect} or `sh collect-node.sh > {target}.tar` on it as root "
+               "(by hand: `iptables-save > iptables-save.txt`, `nft -j list ruleset > nft-ruleset.json`, "
+               "`ipvsadm -Ln --exact > ipvsadm.txt`)")
+    return Finding("rules-unknown", "warning",
+                   f"{head}: whether kube-proxy programmed the services is unknown, so no service port "
+                   "was compared with the API", evidence=evidence, fix=fix)
+
+
+def _node_origin(snapshot: NodeSnapshot, node_name: str | None) -> str:
+    if node_name:
+        return "--node-name / --node"
+    return "this host's name" if snapshot.origin == "live" else "meta.json"
 
 
 def api_problem(cluster: ClusterState | None) -> str | None:
@@ -256,11 +300,22 @@ def _analyse(
     report.modes_found = sorted({v.mode for v in views if v.ports})
     report.sources = dict(sources)
     for name, why in snapshot.unavailable().items():
-        if report.sources.get(name, "ok (no rules)") == "ok (no rules)":  # e.g. "ipvs": kernel has no IP_VS
+        if name not in report.sources:  # the modes' own entries already say why
             report.sources[name] = why
     report.notes.append(f"mode {mode}: " + "; ".join(evidence))
     problem = api_problem(cluster)
     usable = cluster if problem is None else None
+    insane: list[Finding] = []
+    if usable is not None:
+        from kubectl_proxydoctor.api_sanity import api_sanity
+
+        programmed = frozenset(name.service for v in views for (name, _fam) in v.ports)
+        insane = api_sanity(usable, node, namespace, _node_origin(snapshot, node_name), programmed)
+        if insane:
+            expected_for_node(usable, node)  # a malformed object is still named (ParseError), not hidden
+            usable = None
+            problem = "the answer does not look like this node's cluster (" + ", ".join(
+                f.code for f in insane) + ")"
     if cluster is None:
         report.sources["api"] = "unavailable: not read"
     elif problem:
@@ -284,20 +339,17 @@ def _analyse(
         views = relabel_views(views, usable)
         report.views = views
     primary, _secondary = split_views(views, mode if mode in MODES else None)
-    failed = unreadable_rules(snapshot, mode)
-    failed.update(
-        {m: why for m, why in sources.items() if why.startswith("unreadable") and mode in (m, "unknown")}
-    )
+    unknown = [] if mode in SKIP_MODES else unknown_rule_states(snapshot, mode)
+    failed = {m: why for m, why in sources.items() if why.startswith("unreadable") and mode in (m, "unknown")}
     for name, why in failed.items():
         report.sources[name] = why
-    if failed:
+    root_causes: list[Finding] = list(insane)
+    if unknown or failed:
         report.unreadable.append("rules")
-        if not any(v.ports for v in primary):
-            skip = True  # nothing read is not the same as nothing programmed
-            report.notes.append(
-                f"{mode} rules could not be read ({'; '.join(f'{k}: {v}' for k, v in failed.items())}): "
-                "service ports not compared (run as root, or collect a capture on the node)"
-            )
+        skip = True  # unknown is not empty: nothing is compared with rules that were not read
+        what = "; ".join([r.summary() for r in unknown] + [f"{k}: {v}" for k, v in failed.items()])
+        report.notes.append(f"{what}: service ports not compared with the API (finding rules-unknown)")
+        root_causes.append(rules_unknown_finding(unknown, failed, node))
     identity = _identity(snapshot, usable, views)
     report.kube_proxy = identity
     report.notes.extend(identity.notes)
@@ -319,7 +371,7 @@ def _analyse(
         },
     )
     report.cluster = usable
-    report.findings = _dedupe(run_checks(ctx), ctx.extra.get("drift_secondary", []))
+    report.findings = root_causes + _dedupe(run_checks(ctx), ctx.extra.get("drift_secondary", []))
     report.expected = expected
     if expected is not None:  # without the API there is nothing to give a port a status against
         report.services = _statuses(report, expected, primary)

@@ -467,7 +467,9 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
     from kubectl_proxydoctor.kubeproxy_config import from_cluster
 
     if config is None:
-        config = from_cluster(cluster, snapshot.meta.get("kube_proxy_cmdline") or None)
+        from kubectl_proxydoctor.kube_proxy_process import kube_proxy_process
+
+        config = from_cluster(cluster, kube_proxy_process(snapshot).cmdline)
     decision = ProxyModeDecision(mode="unknown")
     ev = decision.evidence
 

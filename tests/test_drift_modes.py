@@ -51,11 +51,27 @@ def test_cilium_owns_services_no_kube_proxy_drift() -> None:
 
 
 def test_no_rules_at_all_means_every_service_not_programmed() -> None:
-    snapshot = NodeSnapshot.from_files({"meta.json": json.dumps({"node": "pdnode1"})})
+    """Rules read and empty: every service port is not programmed (the dumps are captured, empty)."""
+    empty = {"iptables-nft-save.txt": "", "iptables-legacy-save.txt": "",
+             "nft-ruleset.json": '{"nftables": []}'}
+    snapshot = NodeSnapshot.from_files({**empty, "meta.json": json.dumps({"node": "pdnode1"})})
     report = analyse(snapshot, _cluster([]))
     assert {s.status for s in report.services} == {"not-programmed"}
     assert len(report.services) == 16
     assert report.exit_code == 1
+
+
+def test_rules_not_captured_are_unknown_not_missing() -> None:
+    """Issue 16 item 1: a capture without rule files (only meta.json / api.json) is not "no rules":
+    one rules-unknown finding naming the missing files, no not-programmed flood, exit 3."""
+    snapshot = NodeSnapshot.from_files({"meta.json": json.dumps({"node": "pdnode1"})})
+    report = analyse(snapshot, _cluster([]))
+    assert report.services == []
+    assert [f.code for f in report.findings if f.severity == "error"] == []
+    [unknown] = [f for f in report.findings if f.code == "rules-unknown"]
+    assert "not captured" in unknown.message and "iptables-save.txt: not captured" in unknown.evidence[0]
+    assert "pdnode1" in unknown.fix
+    assert report.exit_code == 3
 
 
 def test_unknown_node_name_is_noted() -> None:

@@ -116,12 +116,16 @@ def _has_rules(ctx: CheckContext) -> bool:
 @check("sync-failing")
 def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
     """kube-proxy runs but its syncs fail: restore errors, a queued change never synced, /healthz 503."""
-    try:
-        metrics = nodeinfo.kube_proxy_metrics(ctx.snapshot)
-        healthz = nodeinfo.kube_proxy_healthz(ctx.snapshot)
-    except ProxyDoctorError as e:
-        yield Finding("kube-proxy-unreadable", "warning", f"kube-proxy's answers could not be read: {e}")
-        return
+    metrics = healthz = None
+    for name, read in (("metrics", nodeinfo.kube_proxy_metrics), ("healthz", nodeinfo.kube_proxy_healthz)):
+        try:  # a garbage metrics file must not hide a valid /healthz (nor the other way round)
+            if name == "metrics":
+                metrics = read(ctx.snapshot)
+            else:
+                healthz = read(ctx.snapshot)
+        except ProxyDoctorError as e:
+            yield Finding("kube-proxy-unreadable", "warning",
+                          f"kube-proxy's {name} answer could not be read: {e}", evidence=[str(e)])
     if metrics is None and healthz is None:
         return
     status = healthz_status(ctx.snapshot, healthz)
@@ -181,21 +185,33 @@ def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
 @check("kube-proxy-not-running")
 def kube_proxy_not_running(ctx: CheckContext) -> Iterator[Finding]:
     """Rules are there but kube-proxy's metrics and /healthz did not answer (or were not captured)."""
+    from kubectl_proxydoctor.kube_proxy_process import kube_proxy_process
+    from kubectl_proxydoctor.sources import Readability, source_state
+
     snap = ctx.snapshot
     if snap.has("kube-proxy-metrics.txt") or snap.has("kube-proxy-healthz.json") or not _has_rules(ctx):
         return
-    reasons = [f"{k}: {v}" for k, v in sorted(snap.sources.items()) if k.startswith("kube-proxy-")]
-    refused = [r for r in reasons if "nothing listens" in r]
-    if snap.meta.get("kube_proxy_running") is False:
-        refused.append("meta.json: kube_proxy_running false")
-    if refused:
+    states = [source_state(snap, f) for f in ("kube-proxy-metrics.txt", "kube-proxy-healthz.json")]
+    refused = [s.describe() for s in states if s.state is Readability.ABSENT]
+    reasons = [s.describe() for s in states]
+    process = kube_proxy_process(snap)
+    kube_proxy = for_context(ctx)
+    if process.running is False:
+        refused.insert(0, process.evidence)
+    if process.running is True and refused:
+        yield Finding("kube-proxy-not-answering", "warning",
+                      "kube-proxy runs but does not answer on 127.0.0.1:10249/10256 (metrics and healthz "
+                      "bound elsewhere, or it is hanging): whether it syncs is unknown",
+                      evidence=[process.evidence, *refused],
+                      fix=f"Find this node's kube-proxy pod (`{kube_proxy.show}`) and read its log (`{kube_proxy.logs}`).")
+    elif refused:
         yield Finding("kube-proxy-not-running", "warning",
-                      "kube-proxy's rules are here but kube-proxy does not answer on 127.0.0.1:10249/10256: "
-                      "it is not running (or listens elsewhere), so nothing keeps these rules in sync "
-                      "with the API", evidence=refused,
-                      fix=_not_running_fix(for_context(ctx)))
+                      "kube-proxy's rules are here but kube-proxy does not answer on 127.0.0.1:10249/10256"
+                      + (" and no kube-proxy process runs" if process.running is False else "")
+                      + ": it is not running, so nothing keeps these rules in sync with the API",
+                      evidence=refused,
+                      fix=_not_running_fix(kube_proxy))
     else:
         yield Finding("kube-proxy-not-captured", "info",
                       "kube-proxy's metrics and /healthz were not captured: whether it runs and syncs "
-                      "is unknown", evidence=reasons or [
-                          "no kube-proxy-metrics.txt or kube-proxy-healthz.json in the capture"])
+                      "is unknown", evidence=reasons)

@@ -29,6 +29,21 @@ def main(argv: list[str] | None = None) -> None:
     except ProxyDoctorError as e:
         print(f"kubectl-proxydoctor: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception as e:  # an API or network error no command caught: one line, exit 3
+        line = _api_failure_line(e)
+        if line is None:
+            raise
+        print(f"kubectl-proxydoctor: {line}", file=sys.stderr)
+        sys.exit(3)
     except KeyboardInterrupt:
         print("kubectl-proxydoctor: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _api_failure_line(e: Exception) -> str | None:
+    """The one line for an API/network error (when the kubernetes client is loaded), else None."""
+    if "kubernetes" not in sys.modules:
+        return None
+    from kubectl_proxydoctor.collect.api import request_failure
+
+    return request_failure(e, "API request", "the API server")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -43,7 +44,7 @@ def load_sources(
     """(snapshot, cluster or None, notes): the node (a capture, the sample, a remote node through a
     collector pod, or this host), and the API from the capture or the live server."""
     from kubectl_proxydoctor.cluster import ClusterState
-    from kubectl_proxydoctor.errors import UsageError
+    from kubectl_proxydoctor.errors import ProxyDoctorError, UsageError
 
     snapshot = load_node(from_path, sample, remote_node, kubeconfig=str(kubeconfig) if kubeconfig else None,
                          context=context, image=image)
@@ -66,7 +67,15 @@ def load_sources(
         raise UsageError("-n/--namespace needs a namespace name")
     from kubectl_proxydoctor.collect.api import read_cluster
 
-    cluster = read_cluster(str(kubeconfig) if kubeconfig else None, context, namespace, node)
+    try:
+        cluster = read_cluster(str(kubeconfig) if kubeconfig else None, context, namespace, node)
+    except ProxyDoctorError as e:  # no usable credentials: the node-only checks still run (exit 3)
+        cluster = ClusterState(origin="live", sources={"list services": f"not read: {e}"})
+    from kubectl_proxydoctor.analysis import api_problem
+
+    problem = api_problem(cluster)
+    if problem:
+        print(f"kubectl-proxydoctor: API not usable ({problem}): only node-only checks ran", file=sys.stderr)
     return snapshot, cluster, notes
 
 

@@ -22,14 +22,22 @@ from kubectl_proxydoctor.cli.common import (
 )
 from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, ProxyDoctorError
 
-# reasons that mean "could not read" (exit 3), as opposed to "there is nothing there"
-_READ_FAILURE = re.compile(r"needs root|not found|failed|timed out|denied|not permitted|unreadable", re.I)
 _MODES = ("iptables", "nftables", "ipvs")
 
 
 def is_read_failure(reason: str) -> bool:
-    """True when an unavailable source could not be read (privilege, tool, error)."""
-    return not reason.startswith("ok") and bool(_READ_FAILURE.search(reason))
+    """True when an unavailable source could not be read (privilege, tool, error), as opposed to
+    "there is nothing there" (sources.classify decides)."""
+    from kubectl_proxydoctor.sources import Readability, classify
+
+    return classify(reason)[0] is Readability.UNREADABLE
+
+
+def rules_unknown(snapshot, found_rules: bool) -> list[str]:
+    """Modes whose rules are not known (sources.unknown_rule_lines)."""
+    from kubectl_proxydoctor.sources import unknown_rule_lines
+
+    return unknown_rule_lines(snapshot, _MODES, found_rules)
 
 
 # ------------------------------------------------------------------------------- rule counts
@@ -261,6 +269,7 @@ def build_status(snapshot) -> dict[str, Any]:
         "conntrack": _conntrack(snapshot),
         "sources": sources,
         "unavailable": {k: v for k, v in sources.items() if not v.startswith("ok")},
+        "rules_unknown": rules_unknown(snapshot, bool(modes)),
         "notes": notes,
     }
 
@@ -286,5 +295,6 @@ def status(
 
         render_status(data)
     live = snapshot.origin == "live" or snapshot.origin.startswith("node/")
-    failed = live and any(is_read_failure(v) for v in data["unavailable"].values())
+    failed = (live and any(is_read_failure(v) for v in data["unavailable"].values())) or (
+        not data["rules"] and bool(data["rules_unknown"]))
     raise typer.Exit(EXIT_UNREADABLE if failed else EXIT_OK)

@@ -20,7 +20,7 @@ from kubectl_proxydoctor.cli.common import (
     check_output,
     load_node,
 )
-from kubectl_proxydoctor.errors import UsageError
+from kubectl_proxydoctor.errors import EXIT_UNREADABLE, UsageError
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -102,13 +102,23 @@ def trace_cmd(
             results.extend(modes.trace_all(snapshot, packet, (mode,)))
         except ImportError as e:  # a mode whose tracer is not in this build
             typer.echo(f"kubectl-proxydoctor: {mode} rules not traced ({e})", err=True)
+    unknown = unknown_rules_for_trace(snapshot, available, bool(results))
     if output == "json":
         from kubectl_proxydoctor.render.trace_text import trace_json
 
-        typer.echo(json.dumps(trace_json(packet, results), indent=1))
-        return
-    from rich.console import Console
+        typer.echo(json.dumps(trace_json(packet, results, unknown), indent=1))
+    else:
+        from rich.console import Console
 
-    from kubectl_proxydoctor.render.trace_text import render_traces
+        from kubectl_proxydoctor.render.trace_text import render_traces
 
-    render_traces(packet, results, Console(highlight=False))
+        render_traces(packet, results, Console(highlight=False), unknown)
+    if unknown:
+        raise typer.Exit(EXIT_UNREADABLE)
+
+
+def unknown_rules_for_trace(snapshot, modes: tuple[str, ...], found: bool) -> list[str]:
+    """Why the trace may be incomplete (sources.unknown_rule_lines)."""
+    from kubectl_proxydoctor.sources import unknown_rule_lines
+
+    return unknown_rule_lines(snapshot, modes, found)

@@ -102,6 +102,8 @@ def _load_kubeconfig(cfg: Any, path: str, context: str | None, *, explicit: bool
     if not existing:
         source = "--kubeconfig" if explicit else "KUBECONFIG"
         raise ProxyDoctorError(f"{source} {path}: no such file")
+    for name in existing:
+        _check_kubeconfig_shape(name)
     merged = kube_config.KubeConfigMerger(os.pathsep.join(existing)).config
     if merged is None:
         raise ProxyDoctorError(f"cannot load kubeconfig {path}: no configuration found")
@@ -117,6 +119,28 @@ def _load_kubeconfig(cfg: Any, path: str, context: str | None, *, explicit: bool
     kube_config.load_kube_config(config_file=os.pathsep.join(existing), context=context,
                                  client_configuration=cfg, persist_config=False)
     return f"kubeconfig {path} (context {context})"
+
+
+def _check_kubeconfig_shape(name: str) -> None:
+    """A kubeconfig is a YAML mapping whose clusters/contexts/users are lists of mappings; anything
+    else is refused with one line before the client trips over it."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(name).read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProxyDoctorError(f"cannot read kubeconfig {name}: {_one_line(e)}") from e
+    except yaml.YAMLError as e:
+        raise ProxyDoctorError(f"cannot load kubeconfig {name}: not valid YAML ({_one_line(e)})") from e
+    if doc is None:
+        return  # an empty file: the client says "no configuration found"
+    if not isinstance(doc, dict):
+        raise ProxyDoctorError(f"cannot load kubeconfig {name}: not a kubeconfig (expected a YAML mapping "
+                               f"with clusters, contexts and users; found {type(doc).__name__})")
+    for key in ("clusters", "contexts", "users"):
+        items = doc.get(key)
+        if items is not None and not (isinstance(items, list) and all(isinstance(i, dict) for i in items)):
+            raise ProxyDoctorError(f"cannot load kubeconfig {name}: '{key}' must be a list of entries")
 
 
 def _check_server(host: str, path: str | None) -> None:
@@ -303,23 +327,33 @@ class ApiReader:
 
     def _failure(self, e: Exception, what: str) -> str:
         """One line for a failed request; re-raises anything that is not an API or network error."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
+        line = request_failure(e, what, self.target.host, self.timeout[1])
+        if line is None:
+            raise e
+        if line.startswith("unreachable:"):
+            self.unreachable = line
+        return line
 
-        if isinstance(e, ApiException) and e.status:
-            if e.status == 403:
-                return f"forbidden: {what} (RBAC)"
-            if e.status == 401:
-                return f"unauthorized: {what}: the API server rejected the credentials"
-            if e.status == 404:
-                return f"not found: {what}: the API server does not serve this resource"
-            return f"error: {what}: HTTP {e.status} {_status_message(e)}"
-        if isinstance(e, HTTPError | OSError) or isinstance(e, ApiException):
-            self.unreachable = f"unreachable: {self.target.host}: {_network_reason(e, self.timeout[1])}"
-            return self.unreachable
-        if isinstance(e, ValueError):  # a body that is not JSON
-            return f"error: {what}: the API server sent an unreadable answer ({_one_line(e)})"
-        raise e
+
+def request_failure(e: BaseException, what: str, host: str, timeout: float = 10.0) -> str | None:
+    """One line for a failed API request ("forbidden: ...", "unreachable: HOST: connection refused"),
+    or None when ``e`` is not an API, network or answer error (a bug: let it raise)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(e, ApiException) and e.status:
+        if e.status == 403:
+            return f"forbidden: {what} (RBAC)"
+        if e.status == 401:
+            return f"unauthorized: {what}: the API server rejected the credentials"
+        if e.status == 404:
+            return f"not found: {what}: the API server does not serve this resource"
+        return f"error: {what}: HTTP {e.status} {_status_message(e)}"
+    if isinstance(e, HTTPError | OSError | ApiException) or type(e).__module__.startswith("websocket"):
+        return f"unreachable: {host}: {_network_reason(e, timeout)}"
+    if isinstance(e, ValueError):  # a body that is not JSON
+        return f"error: {what}: the API server sent an unreadable answer ({_one_line(e)})"
+    return None
 
 
 def _typed(obj: dict, resource: tuple) -> dict:

@@ -1,23 +1,30 @@
-"""kube-proxy's own endpoints on 127.0.0.1: /metrics, /proxyMode, /statusz (10249), /healthz (10256).
+"""kube-proxy's own endpoints on 127.0.0.1: /metrics, /proxyMode, /statusz (10249), /healthz (10256),
+its process (kube-proxy-cmdline.txt) and the tail of its log (kube-proxy.log).
 
 /statusz exists from 1.33 (behind the ComponentStatusz gate): its ``Binary version:`` line is version
 evidence. Any other answer there is recorded as "not served", which is not a read failure.
 
 A 503 from /healthz is an answer, not a failure: its body is kept and the status recorded in
 meta.json (``kube_proxy_healthz_status``). A refused connection means kube-proxy is not listening.
+collect-node.sh writes the same files the same way.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import sys
 from pathlib import Path
 
 from kubectl_proxydoctor.collect import CollectContext
-from kubectl_proxydoctor.collect.node import run_tool
+from kubectl_proxydoctor.collect.node import NEEDS_ROOT, run_tool
+from kubectl_proxydoctor.kube_proxy_process import FILENAME, LOG_FILENAME, MAX_LOG_BYTES, tail_bytes
 
 TIMEOUT = 2.0
 MAX_BODY = 16 * 1024 * 1024
+# kube-proxy's container log on the node: kubelet's pod log directory first, then the symlinks
+LOG_GLOBS = ("/var/log/pods/*_kube-proxy-*/kube-proxy/*.log", "/var/log/containers/kube-proxy-*.log")
 ENDPOINTS = (
     # (source, port, path, capture file)
     ("kube-proxy-metrics.txt", 10249, "/metrics", "kube-proxy-metrics.txt"),
@@ -65,8 +72,72 @@ def fetch(specs: list[tuple[int, str]], netns: str | None = None, timeout: float
         {"error": "bad answer from the fetch inside the namespace"} for _ in specs]
 
 
+def kube_proxy_cmdlines(proc: str = "/proc") -> list[str]:
+    """The command line (arguments joined by spaces) of every process named kube-proxy."""
+    found = []
+    for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
+        try:
+            with open(f"{proc}/{pid}/comm", "rb") as f:
+                if f.read().strip() != b"kube-proxy":
+                    continue
+            with open(f"{proc}/{pid}/cmdline", "rb") as f:
+                args = f.read().rstrip(b"\0").split(b"\0")
+        except OSError:  # the process ended while it was read
+            continue
+        found.append(" ".join(a.decode("utf-8", "replace") for a in args))
+    return found
+
+
+def collect_process(ctx: CollectContext) -> None:
+    """kube-proxy-cmdline.txt: one line per kube-proxy process; empty when none runs."""
+    try:
+        lines = kube_proxy_cmdlines()
+    except OSError as e:
+        ctx.unavailable(FILENAME, f"/proc: {e.strerror or e}")
+        return
+    if not lines and os.geteuid() != 0:
+        ctx.unavailable(FILENAME, f"{NEEDS_ROOT}: other users' processes may be hidden from non-root")
+        return
+    ctx.ok(FILENAME, FILENAME, "".join(line + "\n" for line in lines))
+
+
+def newest_log() -> str | None:
+    """kube-proxy's newest container log file on this node, or None."""
+    for pattern in LOG_GLOBS:
+        paths = glob.glob(pattern)
+        if paths:
+            return max(paths, key=lambda p: os.stat(p).st_mtime)
+    return None
+
+
+def collect_log(ctx: CollectContext) -> None:
+    """kube-proxy.log: the last MAX_LOG_BYTES of kube-proxy's container log (as `tail -c`)."""
+    try:
+        path = newest_log()
+    except OSError as e:
+        ctx.unavailable(LOG_FILENAME, f"/var/log: {e.strerror or e}")
+        return
+    if path is None:
+        ctx.unavailable(LOG_FILENAME, "kube-proxy log does not exist here (no /var/log/pods/*_kube-proxy-*/ "
+                                      "or /var/log/containers/kube-proxy-*.log)")
+        return
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - MAX_LOG_BYTES))
+            data = tail_bytes(f.read())
+    except OSError as e:
+        reason = f"{path}: {e.strerror or e}"
+        ctx.unavailable(LOG_FILENAME, f"{NEEDS_ROOT}: {reason}" if e.errno in (1, 13) else reason)
+        return
+    ctx.ok(LOG_FILENAME, LOG_FILENAME, data.decode("utf-8", "replace"))
+
+
 def collect(ctx: CollectContext) -> None:
-    """Capture metrics, proxy mode and healthz when kube-proxy answers on 127.0.0.1."""
+    """Capture metrics, proxy mode and healthz when kube-proxy answers on 127.0.0.1, its process
+    and the tail of its log."""
+    collect_process(ctx)
+    collect_log(ctx)
     answers = fetch([(port, path) for _, port, path, _ in ENDPOINTS], ctx.netns)
     for (source, port, path, filename), answer in zip(ENDPOINTS, answers, strict=True):
         if "error" in answer:

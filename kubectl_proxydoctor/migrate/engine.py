@@ -19,6 +19,7 @@ from kubectl_proxydoctor.migrate import (
     ipvs,
     kernel,
     nodeports,
+    readable,
     third_party,
 )
 from kubectl_proxydoctor.migrate.plan import Plan, build_plan
@@ -42,7 +43,8 @@ CLUSTER_CHECKS: tuple[ClusterCheck, ...] = (
     config.kube_proxy_version, kernel.cluster_kernel, config.mode_setting, config.ignored_settings,
 )
 NODE_CHECKS: tuple[NodeCheck, ...] = (
-    kernel.node_kernel, nodeports.node_port_addresses, nodeports.localhost_node_ports,
+    readable.node_rules_readable, kernel.node_kernel, nodeports.node_port_addresses,
+    nodeports.localhost_node_ports,
     firewall.host_firewall, conntrack.conntrack_invalid, third_party.third_party_rules,
     ipvs.ipvs_checks, clusterip.undefined_cluster_ip_ports,
 )

@@ -103,13 +103,17 @@ def add_node_facts(facts: ProxyFacts, snapshot: NodeSnapshot) -> None:
         version = parse_version(str(text)) if text else None
         if version:
             facts.version, facts.version_text, facts.version_source = version, str(text), source
-    cmdline = snapshot.meta.get("kube_proxy_cmdline")
+    from kubectl_proxydoctor.kube_proxy_process import kube_proxy_process
+
+    process = kube_proxy_process(snapshot)
+    cmdline = process.cmdline
     if cmdline and facts.mode is None:
         from kubectl_proxydoctor.kubeproxy_config import parse_flags
 
         flags = parse_flags(str(cmdline).split())
         if "proxy-mode" in flags and "config" not in flags:
-            facts.mode, facts.mode_source = flags["proxy-mode"], "kube-proxy command line (meta.json)"
+            where = process.evidence.split(":")[0]
+            facts.mode, facts.mode_source = flags["proxy-mode"], f"kube-proxy command line ({where})"
 
 
 def _metrics(snapshot: NodeSnapshot):

@@ -46,13 +46,28 @@ class RemoteOptions:
     log: Callable[[str], None] = field(default=lambda _msg: None)
 
 
-def _api_error(e: Any, doing: str) -> ProxyDoctorError:
-    from kubectl_proxydoctor.collect.api import _status_message
+def _api_error(e: Any, doing: str, host: str = "the API server") -> ProxyDoctorError:
+    """One line for a failed request of the remote run; a bug (not an API/network error) re-raises."""
+    from kubectl_proxydoctor.collect.api import _status_message, request_failure
 
+    if isinstance(e, ProxyDoctorError):
+        return e
     code = getattr(e, "status", None)
     if code == 403:
         return ProxyDoctorError(f"forbidden: {doing} (RBAC): {_status_message(e)}")
-    return ProxyDoctorError(f"{doing} failed: {_status_message(e) if code else e}")
+    if code:
+        return ProxyDoctorError(f"{doing} failed: {_status_message(e)}")
+    line = request_failure(e, doing, host)
+    if line is None:
+        raise e
+    return ProxyDoctorError(f"{line} ({doing})")
+
+
+def _host(core: Any) -> str:
+    try:
+        return str(core.api_client.configuration.host)
+    except AttributeError:
+        return "the API server"
 
 
 def _raw(call: Callable[..., Any], *args: Any, **kw: Any) -> dict:
@@ -67,10 +82,10 @@ def node_ready(core: Any, node: str) -> None:
 
     try:
         obj = _raw(core.read_node, node)
-    except ApiException as e:
-        if e.status == 404:
-            raise ProxyDoctorError(f"node {node!r} not found") from e
-        raise _api_error(e, f"get nodes/{node}") from e
+    except Exception as e:
+        if isinstance(e, ApiException) and e.status == 404:
+            raise ProxyDoctorError(f"node {node!r} not found in the API") from e
+        raise _api_error(e, f"get nodes/{node}", _host(core)) from e
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready" and cond.get("status") != "True":
             reason = f" ({cond.get('reason')}: {cond.get('message')})" if cond.get("reason") else ""
@@ -84,8 +99,8 @@ def remove_leftovers(core: Any, namespace: str, node: str | None = None, log=lam
 
     try:
         pods = _raw(core.list_namespaced_pod, namespace, label_selector=selector_for(node))
-    except ApiException as e:
-        raise _api_error(e, f"list pods in {namespace}") from e
+    except Exception as e:
+        raise _api_error(e, f"list pods in {namespace}", _host(core)) from e
     removed = []
     for pod in pods.get("items") or []:
         name = pod["metadata"]["name"]
@@ -93,23 +108,21 @@ def remove_leftovers(core: Any, namespace: str, node: str | None = None, log=lam
             core.delete_namespaced_pod(name, namespace, grace_period_seconds=0, _preload_content=False)
             removed.append(name)
             log(f"removed collector pod {namespace}/{name} left by an earlier run")
-        except ApiException as e:
-            if e.status != 404:
-                raise _api_error(e, f"delete pods/{name} in {namespace}") from e
+        except Exception as e:
+            if not (isinstance(e, ApiException) and e.status == 404):
+                raise _api_error(e, f"delete pods/{name} in {namespace}", _host(core)) from e
     return removed
 
 
 def wait_running(core: Any, name: str, namespace: str, timeout: float, poll: float) -> None:
     """Wait until the pod runs; a pod that fails or never starts gives a clear error."""
-    from kubernetes.client.exceptions import ApiException
-
     deadline = time.monotonic() + timeout
     last = "Pending"
     while True:
         try:
             pod = _raw(core.read_namespaced_pod, name, namespace)
-        except ApiException as e:
-            raise _api_error(e, f"get pods/{name} in {namespace}") from e
+        except Exception as e:
+            raise _api_error(e, f"get pods/{name} in {namespace}", _host(core)) from e
         phase = (pod.get("status") or {}).get("phase") or "Pending"
         if phase == "Running":
             return
@@ -145,7 +158,7 @@ def exec_script(api_client: Any, name: str, namespace: str, script: str, env: di
         ws = stream(core.connect_get_namespaced_pod_exec, name, namespace, command=command,
                     stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False, binary=True)
     except Exception as e:  # ApiException, websocket handshake errors
-        raise _api_error(e, f"create pods/exec on {namespace}/{name}") from e
+        raise _api_error(e, f"create pods/exec on {namespace}/{name}", _host(core)) from e
     out = io.BytesIO()
     err = io.BytesIO()
     deadline = time.monotonic() + timeout
@@ -177,7 +190,6 @@ def _shell_quote(value: str) -> str:
 def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = None) -> NodeSnapshot:
     """Capture ``node`` through a short-lived collector pod; the pod is always deleted."""
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     opts = options or RemoteOptions()
     core = client.CoreV1Api(api_client)
@@ -193,9 +205,9 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
         try:
             created = True
             core.create_namespaced_pod(opts.namespace, manifest, _preload_content=False)
-        except ApiException as e:
+        except Exception as e:
             created = False
-            raise _api_error(e, f"create pods in {opts.namespace}") from e
+            raise _api_error(e, f"create pods in {opts.namespace}", _host(core)) from e
         opts.log(f"started collector pod {opts.namespace}/{name} on {node}")
         wait_running(core, name, opts.namespace, opts.start_timeout, opts.poll_interval)
         env = {"NODE_NAME": node}

@@ -80,8 +80,13 @@ def status_lines(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows.append(("Proxy mode", f"{mode}{said}", "" if mode != "unknown" else "warn"))
 
     rules = data.get("rules") or {}
-    if not rules:
+    unknown = data.get("rules_unknown") or []
+    if not rules and unknown:
+        rows.append(("Rules", "unknown (not read: not the same as no rules)", "bad"))
+    elif not rules:
         rows.append(("Rules", "no kube-proxy rules found in any mode", "warn"))
+    for line in unknown:
+        rows.append(("", line, "bad"))
     first = True
     for m in sorted(rules, key=lambda m: (m != mode, m)):
         tag = "" if m == mode else "  [leftover of another mode]"

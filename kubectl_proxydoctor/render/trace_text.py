@@ -77,16 +77,21 @@ def trace_tree(result: TraceResult) -> Tree:
     return tree
 
 
-def render_traces(packet: Packet, results: list[TraceResult], console: Console) -> None:
-    """Every mode's trace of one packet, with a one-line summary first."""
-    if not results:
+def render_traces(packet: Packet, results: list[TraceResult], console: Console,
+                  unknown: list[str] | None = None) -> None:
+    """Every mode's trace of one packet, with a one-line summary first. ``unknown``: the modes whose
+    rules could not be read or were not captured (never shown as "no rules")."""
+    unknown = unknown or []
+    if not results and unknown:
+        console.print(Text(f"{packet}: kube-proxy's rules on this node are unknown, nothing traced",
+                           style="yellow"))
+    elif not results:
         console.print(Text(f"{packet}: no kube-proxy rules (iptables, nftables or IPVS) found on this node",
                            style="yellow"))
-        return
-    parts = []
-    for result in results:
-        parts.append(trace_tree(result))
-    console.print(Group(*parts))
+    for line in unknown:
+        console.print(Text(f"  {line}", style="yellow"))
+    if results:
+        console.print(Group(*[trace_tree(result) for result in results]))
 
 
 def outcome_json(outcome: TraceOutcome) -> dict:
@@ -102,9 +107,10 @@ def outcome_json(outcome: TraceOutcome) -> dict:
     }
 
 
-def trace_json(packet: Packet, results: list[TraceResult]) -> dict:
-    """The stable JSON form of `trace -o json`."""
+def trace_json(packet: Packet, results: list[TraceResult], unknown: list[str] | None = None) -> dict:
+    """The stable JSON form of `trace -o json` (``unknown``: rules not read, as in render_traces)."""
     return {
+        "unknown": list(unknown or []),
         "packet": {"dst": packet.dst, "port": packet.port, "protocol": packet.protocol, "src": packet.src},
         "results": [
             {

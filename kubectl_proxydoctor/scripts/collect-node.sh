@@ -39,7 +39,9 @@ capture() {
 
 # copy FILE SOURCE PATH: copy a /proc or /sys file
 copy() {
-  if [ -r "$3" ]; then cat "$3" > "$out/$1" && say "$2" "ok"; else say "$2" "unavailable: $3 not readable"; fi
+  if [ ! -e "$3" ]; then say "$2" "unavailable: $3 does not exist"
+  elif [ -r "$3" ] && cat "$3" > "$out/$1" 2>/dev/null; then say "$2" "ok"
+  else rm -f "$out/$1"; say "$2" "unavailable: needs root: $3 not readable"; fi
 }
 
 if [ "$(id -u)" != 0 ]; then
@@ -53,16 +55,20 @@ capture iptables-nft-save.txt iptables-nft iptables-nft-save
 capture ip6tables-nft-save.txt ip6tables-nft ip6tables-nft-save
 copy ip_tables_names.txt ip_tables_names /proc/net/ip_tables_names
 copy ip6_tables_names.txt ip6_tables_names /proc/net/ip6_tables_names
-if [ -s /proc/net/ip_tables_names ]; then
-  capture iptables-legacy-save.txt iptables-legacy iptables-legacy-save
-else
-  say iptables-legacy "ok"; : > "$out/iptables-legacy-save.txt"
-fi
-if [ -s /proc/net/ip6_tables_names ]; then
-  capture ip6tables-legacy-save.txt ip6tables-legacy ip6tables-legacy-save
-else
-  say ip6tables-legacy "ok"; : > "$out/ip6tables-legacy-save.txt"
-fi
+# legacy_save FAMILY-PREFIX: the legacy backend's dump when legacy tables exist (/proc files report
+# size 0, so the names file's content decides), empty when none can exist, unknown when unreadable
+legacy_save() {
+  names=$out/$2
+  if [ -s "$names" ]; then
+    capture "$1-legacy-save.txt" "$1-legacy" "$1-legacy-save"
+  elif [ -f "$names" ] || [ ! -e "$3" ]; then
+    say "$1-legacy" "ok (no legacy tables: $3 is empty or does not exist)"; : > "$out/$1-legacy-save.txt"
+  else
+    say "$1-legacy" "unavailable: needs root: $3 not readable, so whether legacy tables exist is unknown"
+  fi
+}
+legacy_save iptables ip_tables_names.txt /proc/net/ip_tables_names
+legacy_save ip6tables ip6_tables_names.txt /proc/net/ip6_tables_names
 
 # nftables
 capture nft-ruleset.json nftables nft -j list ruleset
@@ -93,7 +99,7 @@ if [ -r /proc/modules ]; then
   [ -r "$builtin" ] && cat "$builtin" >> "$out/modules.txt"
   say modules "ok"
 else
-  say modules "unavailable: /proc/modules missing (modules built-in or unknown)"
+  say modules "unavailable: /proc/modules does not exist (no module support): built-in or unknown"
 fi
 
 # sysctls that matter to kube-proxy
@@ -107,27 +113,75 @@ for key in net/ipv4/ip_forward net/ipv4/conf/all/route_localnet net/bridge/bridg
 done
 [ -s "$out/sysctl.txt" ] && say sysctl "ok"
 
-# kube-proxy's own endpoints on loopback
-fetch() {
-  if command -v curl >/dev/null 2>&1; then curl -s -m 3 "$1"
-  elif command -v wget >/dev/null 2>&1; then wget -q -T 3 -O - "$1"
-  else echo "no curl or wget" >&2; return 127; fi
+# kube-proxy's own endpoints on loopback: a refused connection means nothing listens there
+# (as `collect` says it); a 503 from /healthz is an answer (kube-proxy reports itself unhealthy)
+fetch() {  # fetch FILE SOURCE PORT PATH
+  url="http://127.0.0.1:$3$4"
+  if command -v curl >/dev/null 2>&1; then
+    curl -s -m 3 -o "$out/$1" "$url" -w '%{http_code}' > "$work/code" 2>/dev/null; rc=$?
+    code=$(cat "$work/code")
+    [ "$rc" = 7 ] && code=refused
+  elif command -v wget >/dev/null 2>&1; then
+    if wget -q -T 3 -O "$out/$1" "$url" 2>/dev/null; then code=200
+    elif [ "$4" = /healthz ] && [ -s "$out/$1" ]; then code=503
+    else code=failed; fi
+  else
+    say "$2" "unavailable: no curl or wget to ask 127.0.0.1:$3$4"; return
+  fi
+  case "$code" in
+    200) say "$2" "ok" ;;
+    503) if [ "$4" = /healthz ]; then say "$2" "ok (HTTP 503: kube-proxy reports itself unhealthy)"
+         else rm -f "$out/$1"; say "$2" "unavailable: 127.0.0.1:$3$4 answered HTTP 503"; fi ;;
+    refused) rm -f "$out/$1"
+         say "$2" "unavailable: 127.0.0.1:$3$4: nothing listens on 127.0.0.1:$3 (kube-proxy not running here?)" ;;
+    *) rm -f "$out/$1"; say "$2" "unavailable: 127.0.0.1:$3$4 did not answer ($code)" ;;
+  esac
 }
-fetch http://127.0.0.1:10249/metrics > "$out/kube-proxy-metrics.txt" 2>/dev/null \
-  && [ -s "$out/kube-proxy-metrics.txt" ] && say kube-proxy-metrics "ok" \
-  || { rm -f "$out/kube-proxy-metrics.txt"; say kube-proxy-metrics "unavailable: 127.0.0.1:10249 did not answer"; }
-fetch http://127.0.0.1:10249/proxyMode > "$out/kube-proxy-mode.txt" 2>/dev/null \
-  && [ -s "$out/kube-proxy-mode.txt" ] && say kube-proxy-mode "ok" \
-  || { rm -f "$out/kube-proxy-mode.txt"; say kube-proxy-mode "unavailable: 127.0.0.1:10249 did not answer"; }
-fetch http://127.0.0.1:10256/healthz > "$out/kube-proxy-healthz.json" 2>/dev/null \
-  && [ -s "$out/kube-proxy-healthz.json" ] && say kube-proxy-healthz "ok" \
-  || { rm -f "$out/kube-proxy-healthz.json"; say kube-proxy-healthz "unavailable: 127.0.0.1:10256 did not answer"; }
-# /statusz (kube-proxy >= 1.33, ComponentStatusz gate): its "Binary version:" line names the version
-if command -v curl >/dev/null 2>&1; then curl -sf -m 3 http://127.0.0.1:10249/statusz
-else fetch http://127.0.0.1:10249/statusz; fi > "$out/kube-proxy-statusz.txt" 2>/dev/null \
-  && grep -qi version "$out/kube-proxy-statusz.txt" && say kube-proxy-statusz "ok" \
-  || { rm -f "$out/kube-proxy-statusz.txt"
-       say kube-proxy-statusz "unavailable: 127.0.0.1:10249/statusz not served (kube-proxy < 1.33 or ComponentStatusz off)"; }
+fetch kube-proxy-metrics.txt kube-proxy-metrics 10249 /metrics
+fetch kube-proxy-mode.txt kube-proxy-mode 10249 /proxyMode
+fetch kube-proxy-healthz.json kube-proxy-healthz 10256 /healthz
+# /statusz (kube-proxy >= 1.33, ComponentStatusz gate): its "Binary version:" line names the version;
+# not served there is not a read failure
+fetch kube-proxy-statusz.txt kube-proxy-statusz 10249 /statusz
+if [ -f "$out/kube-proxy-statusz.txt" ] && ! grep -qi version "$out/kube-proxy-statusz.txt"; then
+  rm -f "$out/kube-proxy-statusz.txt"
+  say kube-proxy-statusz "unavailable: 127.0.0.1:10249/statusz not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
+fi
+
+# kube-proxy's process (command line: flags, --config path; an empty file: none runs) and the
+# tail of its container log. A collector pod without hostPID / a /var/log mount cannot see them
+# (COLLECT_HOST_PROCESSES=0 / COLLECT_HOST_LOGS=0): the remote run reads them through the API.
+if [ "${COLLECT_HOST_PROCESSES:-1}" = 1 ]; then
+  : > "$out/kube-proxy-cmdline.txt"
+  for d in /proc/[0-9]*; do
+    [ "$(cat "$d/comm" 2>/dev/null)" = kube-proxy ] || continue
+    args=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue
+    printf '%s\n' "${args% }" >> "$out/kube-proxy-cmdline.txt"
+  done
+  if [ ! -s "$out/kube-proxy-cmdline.txt" ] && [ "$(id -u)" != 0 ]; then
+    rm -f "$out/kube-proxy-cmdline.txt"
+    say kube-proxy-cmdline.txt "unavailable: needs root (CAP_NET_ADMIN): other users' processes may be hidden from non-root"
+  else
+    say kube-proxy-cmdline.txt "ok"
+  fi
+else
+  say kube-proxy-cmdline.txt "unavailable: host processes are not visible to the collector (no host PID namespace)"
+fi
+if [ "${COLLECT_HOST_LOGS:-1}" = 1 ]; then
+  log=$(ls -t /var/log/pods/*_kube-proxy-*/kube-proxy/*.log 2>/dev/null | head -n 1)
+  [ -n "$log" ] || log=$(ls -tL /var/log/containers/kube-proxy-*.log 2>/dev/null | head -n 1)
+  if [ -z "$log" ]; then
+    say kube-proxy.log "unavailable: kube-proxy log does not exist here (no /var/log/pods/*_kube-proxy-*/ or /var/log/containers/kube-proxy-*.log)"
+  elif [ ! -r "$log" ]; then
+    say kube-proxy.log "unavailable: needs root: $log not readable"
+  elif tail -c 262144 "$log" > "$out/kube-proxy.log" 2> "$work/err"; then
+    say kube-proxy.log "ok"
+  else
+    rm -f "$out/kube-proxy.log"; say kube-proxy.log "unavailable: $log: $(head -c 200 "$work/err")"
+  fi
+else
+  say kube-proxy.log "unavailable: host logs are not visible to the collector (no /var/log mount)"
+fi
 
 if [ "${COLLECT_CONNTRACK:-0}" = 1 ]; then
   if command -v conntrack >/dev/null 2>&1; then

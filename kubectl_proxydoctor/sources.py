@@ -1,0 +1,218 @@
+"""Was each source of a capture read? One typed decision, used by every command.
+
+A capture file is either there (read), or missing with a reason in meta.json ``sources`` (the
+collector could not read it, or there was nothing to read), or missing without one (not
+captured). ``source_state`` turns that into a ``SourceState``; ``rules_state`` says whether a proxy
+mode's rules are known. Unknown is never empty: rules that could not be read or were not captured
+are not compared with anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+
+class Readability(StrEnum):
+    OK = "ok"  # the file is in the capture
+    ABSENT = "absent"  # read, and there is nothing (kernel without IP_VS, nothing listening)
+    UNREADABLE = "unreadable"  # the collector tried and failed (privilege, tool missing, error)
+    NOT_CAPTURED = "not-captured"  # no file and no reason: nobody read it
+
+
+class Why(StrEnum):
+    """Why a source could not be read, as the fix depends on it."""
+
+    NEEDS_ROOT = "needs root"
+    TOOL_MISSING = "binary missing"
+    FAILED = "read failed"
+    NOT_CAPTURED = "file not captured"
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """One capture file: whether it was read, and why not."""
+
+    file: str
+    state: Readability
+    reason: str = ""  # the collector's words
+    why: Why | None = None  # for UNREADABLE / NOT_CAPTURED
+
+    @property
+    def known(self) -> bool:
+        """True when what the file says (or its absence) can be compared with anything."""
+        return self.state in (Readability.OK, Readability.ABSENT)
+
+    def describe(self) -> str:
+        if self.state is Readability.NOT_CAPTURED:
+            return f"{self.file}: not captured (no such file in the capture)"
+        if self.state is Readability.UNREADABLE:
+            return f"{self.file}: could not be read ({self.why}: {self.reason})"
+        return f"{self.file}: {self.reason or self.state.value}"
+
+
+# meta.json "sources" keys other than the file name (collect-node.sh and collect's short names)
+ALIASES: dict[str, tuple[str, ...]] = {
+    "iptables-save.txt": ("iptables",),
+    "iptables-nft-save.txt": ("iptables-nft",),
+    "iptables-legacy-save.txt": ("iptables-legacy",),
+    "ip6tables-save.txt": ("ip6tables",),
+    "ip6tables-nft-save.txt": ("ip6tables-nft",),
+    "ip6tables-legacy-save.txt": ("ip6tables-legacy",),
+    "ip_tables_names.txt": ("ip_tables_names",),
+    "ip6_tables_names.txt": ("ip6_tables_names",),
+    "nft-ruleset.json": ("nftables",),
+    "nft-ruleset.txt": ("nftables-text",),
+    "ipvsadm.txt": ("ipvs",),
+    "proc-net-ip_vs.txt": ("proc-net-ip_vs", "ipvs-proc", "ipvs"),
+    "ipset-save.txt": ("ipset",),
+    "ip-addr.json": ("addresses",),
+    "kernel.txt": ("kernel",),
+    "kernel-config.txt": ("kernel-config",),
+    "modules.txt": ("modules",),
+    "sysctl.txt": ("sysctl",),
+    "kube-proxy-metrics.txt": ("kube-proxy-metrics",),
+    "kube-proxy-mode.txt": ("kube-proxy-mode",),
+    "kube-proxy-healthz.json": ("kube-proxy-healthz",),
+    "kube-proxy-cmdline.txt": ("kube-proxy-process",),
+    "kube-proxy.log": ("kube-proxy-log",),
+    "conntrack.txt": ("conntrack",),
+}
+
+# the capture files holding each proxy mode's rules (IPv4 first)
+RULE_FILES: dict[str, tuple[str, ...]] = {
+    "iptables": ("iptables-save.txt", "iptables-nft-save.txt", "iptables-legacy-save.txt",
+                 "ip6tables-save.txt", "ip6tables-nft-save.txt", "ip6tables-legacy-save.txt"),
+    "nftables": ("nft-ruleset.json",),
+    "ipvs": ("ipvsadm.txt", "proc-net-ip_vs.txt"),
+}
+
+# reasons that mean "read, and nothing there" rather than "could not read"
+_ABSENT = re.compile(r"kernel has no|module not loaded|not loaded|does not exist|nothing listens"
+                     r"|connection refused|no such process|not running", re.I)
+_ROOT = re.compile(r"needs root|must be root|permission denied|not permitted|EACCES|EPERM"
+                   r"|not readable", re.I)
+_TOOL = re.compile(r"\bnot found\b|command not found|no such file or directory", re.I)
+
+
+def classify(reason: str) -> tuple[Readability, Why | None]:
+    """The one place a collector's free-text reason is read: ok, absent, or unreadable and why."""
+    text = reason.strip()
+    if text.startswith("ok"):
+        return Readability.OK, None
+    if _ROOT.search(text):
+        return Readability.UNREADABLE, Why.NEEDS_ROOT
+    if _ABSENT.search(text):
+        return Readability.ABSENT, None
+    if _TOOL.search(text):
+        return Readability.UNREADABLE, Why.TOOL_MISSING
+    return Readability.UNREADABLE, Why.FAILED
+
+
+def _reason(snapshot: NodeSnapshot, file: str) -> str | None:
+    for key in (file, *ALIASES.get(file, ())):
+        if key in snapshot.sources:
+            return snapshot.sources[key]
+    return None
+
+
+def _strip(reason: str) -> str:
+    return reason.split(":", 1)[1].strip() if reason.startswith("unavailable:") else reason
+
+
+def source_state(snapshot: NodeSnapshot, file: str) -> SourceState:
+    """Whether ``file`` was read, from the capture and meta.json's ``sources``."""
+    if snapshot.has(file):
+        reason = snapshot.sources.get(file, "ok")
+        return SourceState(file, Readability.OK, reason if reason.startswith("ok") else "ok")
+    reason = _reason(snapshot, file)
+    if reason is None:
+        return SourceState(file, Readability.NOT_CAPTURED, why=Why.NOT_CAPTURED)
+    state, why = classify(reason)
+    if state is Readability.OK:  # said ok, but no file: nothing to compare with
+        return SourceState(file, Readability.NOT_CAPTURED, reason, Why.NOT_CAPTURED)
+    return SourceState(file, state, _strip(reason), why)
+
+
+@dataclass(frozen=True)
+class RulesState:
+    """Whether one proxy mode's rules are known on this node."""
+
+    mode: str
+    files: tuple[SourceState, ...]
+
+    @property
+    def unreadable(self) -> list[SourceState]:
+        return [s for s in self.files if s.state is Readability.UNREADABLE]
+
+    @property
+    def captured(self) -> bool:
+        return any(s.state is not Readability.NOT_CAPTURED for s in self.files)
+
+    @property
+    def known(self) -> bool:
+        """Read (or known to be absent) and no rule file of the mode failed to read."""
+        return self.captured and not self.unreadable
+
+    def problems(self) -> list[SourceState]:
+        """What makes the rules unknown: the files that failed, or every file when none was captured."""
+        if self.unreadable:
+            return self.unreadable
+        return [] if self.captured else list(self.files)
+
+    def describe(self) -> str:
+        if self.known:
+            return f"{self.mode} rules read"
+        if self.unreadable:
+            return f"{self.mode} rules could not be read: " + "; ".join(s.describe() for s in self.unreadable)
+        return f"{self.mode} rules were not captured (no {', '.join(s.file for s in self.files[:3])})"
+
+    def summary(self) -> str:
+        """One short line: "iptables rules could not be read (needs root)"."""
+        if self.known:
+            return f"{self.mode} rules read"
+        if self.unreadable:
+            return f"{self.mode} rules could not be read ({self.why})"
+        return f"{self.mode} rules were not captured"
+
+    @property
+    def why(self) -> Why:
+        whys = [s.why for s in self.problems() if s.why is not None]
+        return whys[0] if whys else Why.NOT_CAPTURED
+
+
+def rules_state(snapshot: NodeSnapshot, mode: str) -> RulesState:
+    """Whether ``mode``'s rules are known (IPv6 files count only when IPv4 ones were read)."""
+    files = RULE_FILES[mode]
+    states = tuple(source_state(snapshot, f) for f in files)
+    if mode == "iptables":
+        v4 = states[:3]
+        v6 = tuple(s for s in states[3:] if s.state is not Readability.NOT_CAPTURED)
+        states = (*v4, *v6)
+        if any(s.state is Readability.OK for s in v4):  # one backend's dump stands for "iptables"
+            states = tuple(s for s in states if s.state is not Readability.NOT_CAPTURED)
+    return RulesState(mode, states)
+
+
+def unknown_rules(snapshot: NodeSnapshot, modes: tuple[str, ...]) -> list[RulesState]:
+    """The modes among ``modes`` whose rules are not known."""
+    return [r for r in (rules_state(snapshot, m) for m in modes) if not r.known]
+
+
+def has_kube_proxy_rules(snapshot: NodeSnapshot) -> bool:
+    """Cheap: does any rule file hold kube-proxy's chains, table or virtual servers?"""
+    if any(":KUBE-" in (snapshot.text(f) or "") for f in RULE_FILES["iptables"]):
+        return True
+    if '"kube-proxy"' in (snapshot.text("nft-ruleset.json") or ""):
+        return True
+    return bool(re.search(r"^(TCP|UDP|SCTP|FWM)\s", snapshot.text("ipvsadm.txt") or "", re.M))
+
+
+def unknown_rule_lines(snapshot: NodeSnapshot, modes: tuple[str, ...], found_rules: bool) -> list[str]:
+    """Why what was read of the rules may not be the whole story, one line per mode: with no rules
+    found, every mode not read or not captured; with rules found, the modes that failed to read."""
+    return [f"{r.summary()}: {'; '.join(s.describe() for s in r.problems())}"
+            for r in unknown_rules(snapshot, modes) if not found_rules or r.unreadable]
