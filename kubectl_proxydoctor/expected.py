@@ -468,7 +468,9 @@ def _add_port(
         node_port=_int(port.get("nodePort"), f"Service {name.service} nodePort"),
         external_ips=[ip for ip in _list(spec.get("externalIPs")) if ip_family(ip) == family],
         load_balancer_ips=lb_ips,
-        source_ranges=[c for c in _list(spec.get("loadBalancerSourceRanges")) if ip_family(c) == family],
+        # kube-proxy trims whitespace around each range (" 203.0.113.0/25" in its own tests)
+        source_ranges=[c.strip() for c in _list(spec.get("loadBalancerSourceRanges"))
+                       if isinstance(c, str) and ip_family(c) == family],
         health_check_node_port=(
             _int(spec.get("healthCheckNodePort"), "healthCheckNodePort")
             if spec.get("type") == "LoadBalancer" and ext_local
