@@ -280,8 +280,9 @@ class _Tracer:
                 st2 = st.fork()
                 st2.prob *= missing / mod
                 st2.path.append(TraceStep(label, rule.text, f"numgen values with no map entry ({missing} "
-                                                            f"of {mod}): the DNAT fails"))
-                out.append((st2, "drop"))
+                                                            f"of {mod}): the map lookup fails and the "
+                                                            "rule does not match"))
+                out.append((st2, "next"))
             return out
         value = self.value(key, st)
         for entry_key, entry in _anon_entries_any(data):

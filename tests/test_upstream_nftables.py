@@ -1,0 +1,125 @@
+"""kube-proxy's own expectations as the oracle, for every nftables layout generation.
+
+tests/fixtures/upstream/nftables/<version>/ holds the ruleset kube-proxy's TestOverallNFTablesRules
+expects at one upstream commit (source.json), loaded with the real nft and dumped
+(regenerate.py), with the test's Services/EndpointSlices/Node as api.json:
+
+- healthy: ``check`` finds every service port ok and no drift;
+- drift made by changing only the API (an endpoint removed or added, a port or nodePort changed,
+  a service deleted) is found on the right service port;
+- the fixture is what the real nft makes of the stored expected ruleset (regenerated in a
+  namespace and compared).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kubectl_proxydoctor.analysis import analyse
+from kubectl_proxydoctor.cluster import ClusterState
+from kubectl_proxydoctor.modes.nftables import layout_generations
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+from tests.fixtures.upstream.regenerate import nft_script
+
+UPSTREAM = Path(__file__).parent / "fixtures" / "upstream" / "nftables"
+VERSIONS = sorted(p.name for p in UPSTREAM.iterdir() if (p / "expected-ruleset.txt").exists())
+GENERATION = {"1.31-era": "v1.29-v1.33", "1.34-era": "v1.34-v1.35", "master": "v1.36+"}
+DRIFT_CODES = {"stale-endpoint", "missing-endpoint", "wrong-port", "missing-frontend", "stale-frontend",
+               "stale-service", "not-programmed", "chain-missing"}
+
+
+def _api(version: str) -> dict:
+    return json.loads((UPSTREAM / version / "api.json").read_text())
+
+
+def _report(version: str, api: dict | None = None):
+    snapshot = NodeSnapshot.load(UPSTREAM / version)
+    cluster = ClusterState.from_json_text(json.dumps(api if api is not None else _api(version)))
+    return analyse(snapshot, cluster)
+
+
+def _item(api: dict, kind: str, ns: str, name: str) -> dict:
+    return next(i for i in api["items"] if i["kind"] == kind and i["metadata"]["namespace"] == ns
+                and i["metadata"]["name"] == name)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_healthy_expected_ruleset_checks_healthy(version: str) -> None:
+    report = _report(version)
+    statuses = {s.name.key: s.status for s in report.services}
+    assert len(statuses) == 6
+    assert set(statuses.values()) == {"ok"}, statuses
+    assert [f"{f.code} {f.message}" for f in report.findings if f.severity in ("error", "warning")] == []
+    assert report.exit_code == 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_layout_generation_is_named(version: str) -> None:
+    [(family, gen)] = layout_generations(NodeSnapshot.load(UPSTREAM / version)).items()
+    assert family == "ip" and gen is not None
+    assert gen.name == GENERATION[version] and gen.evidence
+
+
+def _remove_endpoint(api: dict) -> tuple[str, str, str]:
+    eps = _item(api, "EndpointSlice", "ns4", "svc4-1")["endpoints"]
+    eps[:] = [e for e in eps if e["addresses"] != ["10.180.0.4"]]
+    return "ns4/svc4", "stale-endpoint", "10.180.0.4:80"
+
+
+def _add_endpoint(api: dict) -> tuple[str, str, str]:
+    _item(api, "EndpointSlice", "ns1", "svc1-1")["endpoints"].append({"addresses": ["10.180.0.9"]})
+    return "ns1/svc1", "missing-endpoint", "10.180.0.9:80"
+
+
+def _change_port(api: dict) -> tuple[str, str, str]:
+    _item(api, "Service", "ns3", "svc3")["spec"]["ports"][0]["port"] = 8080
+    return "ns3/svc3", "wrong-port", "172.30.0.43"
+
+
+def _change_node_port(api: dict) -> tuple[str, str, str]:
+    _item(api, "Service", "ns5", "svc5")["spec"]["ports"][0]["nodePort"] = 3005
+    return "ns5/svc5", "wrong-port", "3002"
+
+
+def _delete_service(api: dict) -> tuple[str, str, str]:
+    api["items"].remove(_item(api, "Service", "ns4", "svc4"))
+    return "ns4/svc4", "stale-service", "172.30.0.44"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("inject", [_remove_endpoint, _add_endpoint, _change_port, _change_node_port,
+                                    _delete_service], ids=lambda f: f.__name__.strip("_"))
+def test_injected_drift_is_found_on_the_right_port(version: str, inject) -> None:
+    api = copy.deepcopy(_api(version))
+    service, code, needle = inject(api)
+    report = _report(version, api)
+    drift = [f for f in report.findings if f.code in DRIFT_CODES]
+    assert drift, f"{inject.__name__}: no drift found"
+    assert {f.service for f in drift} == {service}, [(f.code, f.service, f.message) for f in drift]
+    assert all(f.port == "p80" for f in drift)
+    hits = [f for f in drift if f.code == code]
+    assert hits, [(f.code, f.message) for f in drift]
+    assert any(needle in f.message + "\n".join(f.evidence) for f in hits)
+    assert report.exit_code == 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fixture_is_what_nft_makes_of_the_expected_ruleset(version: str, netns) -> None:
+    ns = netns("pd-upstream-")
+    script = nft_script((UPSTREAM / version / "expected-ruleset.txt").read_text())
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, text=True, check=True,
+                   capture_output=True)
+    out = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset"], text=True,
+                         check=True, capture_output=True).stdout
+    stored = json.loads((UPSTREAM / version / "nft-ruleset.json").read_text())
+    assert _objects(json.loads(out)) == _objects(stored)
+
+
+def _objects(doc: dict) -> list:
+    """The listing without nft's metainfo (its version differs between machines)."""
+    return [item for item in doc["nftables"] if "metainfo" not in item]
