@@ -123,3 +123,80 @@ def test_fixture_is_what_nft_makes_of_the_expected_ruleset(version: str, netns) 
 def _objects(doc: dict) -> list:
     """The listing without nft's metainfo (its version differs between machines)."""
     return [item for item in doc["nftables"] if "metainfo" not in item]
+
+
+# -- shapes beyond the stored expectations (changed in a copy of the master fixture) ----------------
+
+
+def _master_with(change) -> NodeSnapshot:
+    """The master fixture with ``change(rule)`` applied to the JSON of every rule (in place)."""
+    files = {p.name: p.read_text() for p in (UPSTREAM / "master").iterdir() if p.is_file()}
+    doc = json.loads(files["nft-ruleset.json"])
+    for item in doc["nftables"]:
+        if "rule" in item:
+            change(item["rule"])
+    files["nft-ruleset.json"] = json.dumps(doc)
+    return NodeSnapshot.from_files(files)
+
+
+def _svc_dnat(chain_prefix: str, new: dict):
+    def change(rule: dict) -> None:
+        if rule["chain"].startswith(chain_prefix):
+            for stmt in rule["expr"]:
+                if "dnat" in stmt:
+                    stmt["dnat"] = new
+    return change
+
+
+def _analyse(snapshot: NodeSnapshot):
+    return analyse(snapshot, ClusterState.from_json_text(snapshot.text("api.json")))
+
+
+def test_single_endpoint_dnat_without_numgen_checks_and_traces():
+    """v1.37 (#140723, #140960): a service with one endpoint may DNAT straight from its chain."""
+    from kubectl_proxydoctor.model import Packet
+    from kubectl_proxydoctor.modes.nftables import trace
+
+    snapshot = _master_with(_svc_dnat("service-ULMVA6XW-ns1/svc1", {"addr": "10.180.0.1", "port": 80}))
+    report = _analyse(snapshot)
+    assert {s.name.key: s.status for s in report.services}["ns1/svc1:p80/TCP"] == "ok"
+    assert report.exit_code == 0
+    [result] = trace(snapshot, Packet("172.30.0.41", 80, "TCP", "10.0.0.2"))
+    assert [(o.verdict, str(o.destination), o.masquerade) for o in result.outcomes] == [
+        ("dnat", "10.180.0.1:80", False)]
+
+
+def test_unknown_dnat_shape_is_an_unknown_layout_warning_not_drift():
+    """A DNAT the layouts do not know (the shape of the unmerged single-map PR #140362) is named
+    as unknown layout with its rule, and the port is not reported as drift."""
+    unknown = {"family": "ip", "addr": {"map": {
+        "key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}},
+                           {"payload": {"protocol": "tcp", "field": "dport"}},
+                           {"numgen": {"mode": "random", "mod": 2, "offset": 0}}]},
+        "data": "@endpoints-tcp"}}}
+    report = _analyse(_master_with(_svc_dnat("service-LAUZTJTB-ns4/svc4", unknown)))
+    svc4 = [f for f in report.findings if f.service == "ns4/svc4"]
+    assert [f.code for f in svc4] == ["unknown-layout"], [(f.code, f.message) for f in svc4]
+    [warning] = svc4
+    assert warning.severity == "warning" and warning.message.startswith("unknown layout: ")
+    assert "@endpoints-tcp" in warning.evidence[0]
+    assert not [f for f in report.findings if f.severity == "error"]
+
+
+def test_numgen_map_with_a_missing_entry_is_reported_and_traced():
+    from kubectl_proxydoctor.model import Packet
+    from kubectl_proxydoctor.modes.nftables import trace
+
+    def three(rule: dict) -> None:
+        if rule["chain"].startswith("service-LAUZTJTB-ns4/svc4"):
+            next(s for s in rule["expr"] if "dnat" in s)["dnat"]["addr"]["map"]["key"]["numgen"]["mod"] = 3
+
+    snapshot = _master_with(three)
+    report = _analyse(snapshot)
+    assert any(f.code == "numgen-mismatch" and f.service == "ns4/svc4" for f in report.findings)
+    [result] = trace(snapshot, Packet("172.30.0.44", 80, "TCP", "10.0.0.2"))
+    by = {(o.verdict, str(o.destination) if o.destination else None): o.probability for o in result.outcomes}
+    assert by[("dnat", "10.180.0.4:80")] == pytest.approx(1 / 3)
+    assert by[("dnat", "10.180.0.5:80")] == pytest.approx(1 / 3)
+    # the third of new connections no map entry takes falls through: no DNAT (rejected by cluster-ips-check)
+    assert sum(p for (v, _), p in by.items() if v != "dnat") == pytest.approx(1 / 3)
