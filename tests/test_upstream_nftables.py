@@ -8,7 +8,10 @@ expects at one upstream commit (source.json), loaded with the real nft and dumpe
 - drift made by changing only the API (an endpoint removed or added, a port or nodePort changed,
   a service deleted) is found on the right service port;
 - the fixture is what the real nft makes of the stored expected ruleset (regenerated in a
-  namespace and compared).
+  namespace and compared);
+- ``trace`` agrees with every packet-flow case of kube-proxy's tests (flows/<test>/cases.json:
+  endpoint set, REJECT/DROP/not DNATed, masquerade) on the ruleset kube-proxy programs for that
+  test's objects (kube_proxy_nft.py, which must reproduce every stored expectation exactly).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from kubectl_proxydoctor.analysis import analyse
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.modes.nftables import layout_generations
 from kubectl_proxydoctor.snapshot import NodeSnapshot
+from tests.fixtures.upstream.kube_proxy_nft import Config, generate
 from tests.fixtures.upstream.regenerate import nft_script
 
 UPSTREAM = Path(__file__).parent / "fixtures" / "upstream" / "nftables"
@@ -31,6 +35,9 @@ VERSIONS = sorted(p.name for p in UPSTREAM.iterdir() if (p / "expected-ruleset.t
 GENERATION = {"1.31-era": "v1.29-v1.33", "1.34-era": "v1.34-v1.35", "master": "v1.36+"}
 DRIFT_CODES = {"stale-endpoint", "missing-endpoint", "wrong-port", "missing-frontend", "stale-frontend",
                "stale-service", "not-programmed", "chain-missing"}
+
+
+FLOWS = sorted(p for p in UPSTREAM.glob("*/flows/*") if (p / "cases.json").exists())
 
 
 def _api(version: str) -> dict:
@@ -200,3 +207,82 @@ def test_numgen_map_with_a_missing_entry_is_reported_and_traced():
     assert by[("dnat", "10.180.0.5:80")] == pytest.approx(1 / 3)
     # the third of new connections no map entry takes falls through: no DNAT (rejected by cluster-ips-check)
     assert sum(p for (v, _), p in by.items() if v != "dnat") == pytest.approx(1 / 3)
+
+
+# -- packet flows ------------------------------------------------------------------------------
+
+
+def _normalised(text: str) -> tuple[set[str], dict[str, list[str]]]:
+    """A ruleset in the tests' format as (objects and elements, each chain's rules in order): the
+    comparison kube-proxy's assertNFTablesTransactionEqual makes."""
+    objects: set[str] = set()
+    rules: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        words = line.split()
+        if words[1] == "rule":
+            rules.setdefault(words[4], []).append(line)
+        else:
+            objects.add(line)
+    return objects, rules
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_generator_reproduces_kube_proxys_expected_ruleset(version: str) -> None:
+    """The flows' rulesets are generated; the generator is held to kube-proxy's own output."""
+    source = json.loads((UPSTREAM / version / "source.json").read_text())
+    got = generate(_api(version), Config(version, source["node"]))
+    assert _normalised(got) == _normalised((UPSTREAM / version / "expected-ruleset.txt").read_text())
+
+
+def _traced(outcomes) -> tuple[str, set[bool]]:
+    """A trace as kube-proxy's runPacketFlowTests states its output: endpoints, REJECT, DROP or
+    "" (neither DNATed nor dropped), and the masquerade of the outcomes."""
+    live = [o for o in outcomes if o.probability > 0]
+    kinds = {o.verdict for o in live}
+    masq = {o.masquerade for o in live}
+    if kinds == {"dnat"}:
+        return ", ".join(sorted({str(o.destination) for o in live})), masq
+    if kinds in ({"reject"}, {"drop"}):
+        return kinds.pop().upper(), masq
+    if kinds <= {"accept", "no-match"}:
+        return "", masq
+    return f"mixed {sorted(kinds)}", masq
+
+
+def _flow_cases() -> list:
+    return [pytest.param(d, i, id=f"{d.parent.parent.name}/{d.name}/{c['name']}")
+            for d in FLOWS for i, c in enumerate(json.loads((d / "cases.json").read_text())["cases"])]
+
+
+@pytest.mark.parametrize("flow,index", _flow_cases())
+def test_trace_agrees_with_kube_proxys_packet_flow_case(flow: Path, index: int) -> None:
+    from kubectl_proxydoctor.model import Packet
+    from kubectl_proxydoctor.modes.nftables import trace
+
+    case = json.loads((flow / "cases.json").read_text())["cases"][index]
+    [result] = trace(NodeSnapshot.load(flow), Packet(case["destination"], case["port"], case["protocol"],
+                                                     case["source"]))
+    output, masq = _traced(result.outcomes)
+    want = case["output"]
+    if want and want[0].isdigit():
+        want = ", ".join(sorted(want.split(", ")))
+    assert output == want, [(o.verdict, str(o.destination), o.probability) for o in result.outcomes]
+    if output not in ("", "REJECT", "DROP"):
+        assert masq == {case["masq"]}
+
+
+def test_every_version_has_packet_flows() -> None:
+    counts = {v: sum(len(json.loads((d / "cases.json").read_text())["cases"]) for d in FLOWS
+                     if d.parent.parent.name == v) for v in VERSIONS}
+    assert all(n >= 29 for n in counts.values()), counts
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=lambda d: f"{d.parent.parent.name}/{d.name}")
+def test_flow_fixtures_check_healthy(flow: Path) -> None:
+    """The generated rulesets are what kube-proxy programs for the flows' API objects: healthy."""
+    report = analyse(NodeSnapshot.load(flow), ClusterState.from_json_text((flow / "api.json").read_text()))
+    assert {s.status for s in report.services} == {"ok"}
+    assert [f"{f.code} {f.message}" for f in report.findings if f.severity == "error"] == []
