@@ -90,6 +90,9 @@ class Frontend:
     affinity_seconds: int | None = None
     scheduler: str | None = None  # IPVS scheduler
     evidence: list[str] = field(default_factory=list)
+    # set when the rules behind this frontend are in a layout the interpreter does not know: its
+    # targets are not compared with the API (a warning names the rule instead)
+    unknown_layout: str | None = None
 
     @property
     def address(self) -> str:

@@ -129,6 +129,11 @@ def test_views_are_interpreted_once_per_snapshot_and_evidence_renders_when_read(
     assert interpret(snap)[0] is not views[0]
 
 
+# kube-proxy's expected rulesets of every layout generation (tests/fixtures/upstream)
+UPSTREAM_DIRS = sorted(p for p in (FIXTURES.parent / "upstream" / "nftables").iterdir()
+                       if (p / "nft-ruleset.json").exists())
+
+
 def _walked_and_plain(items: list) -> tuple:
     """(views, problems) of ``items`` parsed with chains walked while read, then without."""
     import copy
@@ -185,7 +190,7 @@ def _rules_reordered(items: list, order: str, seed: int) -> list:
 
 @pytest.mark.parametrize("order", ["as listed", "reversed", "shuffled", "one-moved-last", "one-dropped",
                                    "one-relisted"])
-@pytest.mark.parametrize("capture", fixture_dirs(), ids=lambda p: p.name)
+@pytest.mark.parametrize("capture", fixture_dirs() + UPSTREAM_DIRS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_chains_walked_while_read_give_what_walking_afterwards_gives(capture, order):
     """note_chain_done's early walks are used only while they still hold: whatever the order of
     the rules, the views and problems equal those of a ruleset walked only afterwards."""

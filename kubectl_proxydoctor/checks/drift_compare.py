@@ -306,6 +306,8 @@ class Comparison:
                 self._frontend_attributes(exp, ef, f)
                 if ef.policy == "local" and self.expected.node is None:
                     continue  # which endpoints are local is unknown without the node's name
+                if f.unknown_layout:
+                    continue  # rules not understood: reported as unknown layout, not as drift
                 have = _active_targets(f)
                 if want and not f.targets and f.no_endpoints is None:
                     flushed.append((ef, f))

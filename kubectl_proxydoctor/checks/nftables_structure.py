@@ -4,6 +4,8 @@
 - ``missing-chain``: a rule or map element that goes to a chain that does not exist;
 - ``numgen-mismatch``: ``numgen random mod N`` whose vmap does not have exactly entries 0..N-1;
 - ``nft-unrecognised``: map elements the interpreter could not attribute to a service port;
+- ``unknown-layout``: a rule in a kube-proxy service/endpoint chain that no kube-proxy generation
+  writes (layout.py), or a table in no known generation: a warning, never drift;
 - ``firewall-in-front``: another table's base chain, at the same hook with an earlier priority than
   kube-proxy's DNAT, that drops or rejects traffic to a service frontend;
 - ``mode-leftover``: kube-proxy's nftables tables still loaded while the node runs another mode.
@@ -18,6 +20,15 @@ from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding, Frontend, ProgrammedView, ServicePortName
+from kubectl_proxydoctor.modes.nftables.layout import (
+    GENERATIONS,
+    HELPER_CHAINS,
+    SERVICE_CHAIN_KINDS,
+    dnat_numgen_map,
+    dnat_statement,
+    generation,
+    unknown_rule,
+)
 from kubectl_proxydoctor.modes.nftables.model import (
     NftChain,
     NftRule,
@@ -30,10 +41,6 @@ from kubectl_proxydoctor.modes.nftables.model import (
 MODE = "nftables"
 HOOKS_IN_FRONT = ("prerouting", "output")
 MAX_DEPTH = 16
-# kube-proxy's fixed helper chains: unreferenced when a family has no services, which is normal
-HELPER_CHAINS = {"nodeport-endpoints-check", "service-endpoints-check", "firewall-check",
-                 "firewall-allow-check", "services", "masquerading", "cluster-ips-check",
-                 "mark-for-masquerade", "reject-chain"}
 
 
 # -- getting at the parsed ruleset -------------------------------------------------------------
@@ -163,28 +170,77 @@ def numgen_moduli(ctx: CheckContext) -> Iterable[Finding]:
 
 
 def _numgen_problem(rule: NftRule) -> str | None:
+    """``numgen random mod N vmap`` (or, v1.36+, ``dnat ip to numgen random mod N map``) whose
+    entries are not exactly 0..N-1."""
     for stmt in rule.expr:
         vmap = stmt.get("vmap")
         key = vmap.get("key") if isinstance(vmap, dict) else None
-        if not (isinstance(key, dict) and "numgen" in key):
-            continue
-        mod = int(key["numgen"].get("mod") or 0)
-        data = vmap.get("data")
-        keys = [item[0] for item in (data.get("set") if isinstance(data, dict) else None) or []
-                if isinstance(item, list) and len(item) == 2]
-        if sorted(keys) == list(range(mod)):
-            return None
-        valid = {k for k in keys if isinstance(k, int) and 0 <= k < mod}
-        lost = mod - len(valid)
-        text = f"numgen random mod {mod} but the vmap has {len(keys)} entries ({', '.join(map(str, keys))})"
-        if lost > 0:
-            text += (f": {lost} in {mod} new connections match no entry and fall through without DNAT "
-                     "(rejected as traffic to an unused ClusterIP port)")
-        unreachable = [k for k in keys if k not in valid]
-        if unreachable:
-            text += f"; entries {', '.join(map(str, unreachable))} can never be picked (endpoints unused)"
-        return text
+        if isinstance(key, dict) and "numgen" in key:
+            mod = int(key["numgen"].get("mod") or 0)
+            data = vmap.get("data")
+            keys = [item[0] for item in (data.get("set") if isinstance(data, dict) else None) or []
+                    if isinstance(item, list) and len(item) == 2]
+            return _numgen_text(mod, keys, "vmap")
+    dnat = dnat_statement(rule)
+    mapped = dnat_numgen_map(dnat) if dnat is not None else None
+    if mapped is not None:
+        addr = dnat["addr"]["map"]  # type: ignore[index]
+        items = addr.get("data", {}).get("set") if isinstance(addr.get("data"), dict) else None
+        keys = [item[0] for item in items or [] if isinstance(item, list) and len(item) == 2]
+        return _numgen_text(mapped[0], keys, "map")
     return None
+
+
+def _numgen_text(mod: int, keys: list, kind: str) -> str | None:
+    """What is wrong with numgen entries ``keys`` for ``mod`` (None: exactly 0..mod-1)."""
+    if sorted(keys) == list(range(mod)):
+        return None
+    valid = {k for k in keys if isinstance(k, int) and 0 <= k < mod}
+    lost = mod - len(valid)
+    text = f"numgen random mod {mod} but the {kind} has {len(keys)} entries ({', '.join(map(str, keys))})"
+    if lost > 0:
+        text += (f": {lost} in {mod} new connections match no entry and fall through without DNAT "
+                 "(rejected as traffic to an unused ClusterIP port)")
+    unreachable = [k for k in keys if k not in valid]
+    if unreachable:
+        text += f"; entries {', '.join(map(str, unreachable))} can never be picked (endpoints unused)"
+    return text
+
+
+@check("nftables-layout")
+def unknown_layout(ctx: CheckContext) -> Iterable[Finding]:
+    """Rules of kube-proxy's service, endpoint and firewall chains that no generation writes, and
+    tables in no known generation: warnings naming the rule (never compared as drift)."""
+    ruleset = _ruleset(ctx)
+    if ruleset is None:
+        return []
+    findings = []
+    for table in ruleset.kube_proxy_tables():
+        if table.chains and generation(table) is None:
+            findings.append(Finding(
+                code="unknown-layout", severity="warning", mode=MODE,
+                message=f"unknown layout: {table.label} has none of the base chains of a known kube-proxy "
+                        f"generation ({', '.join(GENERATIONS)})",
+                evidence=[f"{table.label}: chain {c.name} {{ {c.header()} }}"
+                          for c in table.base_chains()][:8],
+                fix="Check which kube-proxy version wrote this table (`kubectl -n kube-system get ds "
+                    "kube-proxy -o jsonpath='{.spec.template.spec.containers[0].image}'`); proxydoctor "
+                    "reads the layouts of v1.29 to v1.37."))
+        for chain in table.chains.values():
+            kind = chain.name.split("-", 1)[0]
+            if kind not in SERVICE_CHAIN_KINDS or chain.is_base or chain.name in HELPER_CHAINS \
+                    or _port_of(chain.name) is None:
+                continue
+            for rule in chain.rules:
+                why = unknown_rule(kind, rule)
+                if why:
+                    findings.append(_finding(
+                        "unknown-layout", "warning", f"unknown layout: {table.label}: {why}", chain.name,
+                        evidence=[f"{chain.name}: {rule.text}"],
+                        fix="Not a rule kube-proxy v1.29-v1.37 writes: a newer kube-proxy layout, or "
+                            "something else edits kube-proxy's table. The service port's endpoints are "
+                            "not compared while its rules are not understood."))
+    return findings
 
 
 @check("nftables-unrecognised")

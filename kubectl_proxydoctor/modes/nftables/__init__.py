@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kubectl_proxydoctor.model import Packet, ProgrammedView, TraceResult
 from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.modes.nftables.layout import Generation
 
 
 def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
@@ -18,3 +23,16 @@ def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
     from kubectl_proxydoctor.modes.nftables.tracer import trace as _trace
 
     return _trace(snapshot, packet)
+
+
+def layout_generations(snapshot: NodeSnapshot) -> dict[str, Generation | None]:
+    """The kube-proxy layout generation of each kube-proxy table in the snapshot ("ip", "ip6"):
+    a ``layout.Generation`` (name, description, evidence), or None when the table shows no known
+    generation. Empty when nft-ruleset.json was not captured. For ``status`` / ``-o json``."""
+    from kubectl_proxydoctor.modes.nftables.interpreter import load_ruleset
+    from kubectl_proxydoctor.modes.nftables.layout import generation
+
+    ruleset = load_ruleset(snapshot)
+    if ruleset is None:
+        return {}
+    return {table.family: generation(table) for table in ruleset.kube_proxy_tables()}

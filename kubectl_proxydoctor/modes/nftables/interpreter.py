@@ -4,7 +4,9 @@ Frontends come from the dispatch maps (``service-ips``, ``service-nodeports``,
 ``no-endpoint-services``, ``no-endpoint-nodeports``, ``firewall-ips``); service ports are named by
 kube-proxy's chain names (``service-HASH-ns/svc/proto/port``) or, for no-endpoint elements, by the
 element comment (``ns/svc:port``); endpoints come from the ``dnat to`` rule of each
-``endpoint-HASH-...__ip/port`` chain reached through ``numgen random mod N vmap {...}``.
+``endpoint-HASH-...__ip/port`` chain reached through ``numgen random mod N vmap {...}``, or (v1.36+)
+from the service chain's own ``dnat ip to numgen random mod N map { i : ip . port }``. What each
+generation writes is in layout.py.
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ from kubectl_proxydoctor.model import (
     ServicePortName,
     Target,
 )
+from kubectl_proxydoctor.modes.nftables.layout import (
+    KUBE_PROXY_MARKERS,
+    MASQ_CHAIN,
+    dnat_endpoint,
+    dnat_numgen_map,
+    dnat_statement,
+    marks_masquerade,
+    numgen_vmap,
+    unknown_rule,
+    verdict_chain,
+)
 from kubectl_proxydoctor.modes.nftables.model import (
     NftChain,
     NftElement,
@@ -40,8 +53,8 @@ from kubectl_proxydoctor.snapshot import NodeSnapshot
 CHAIN_PREFIXES = ("service", "local", "external", "firewall", "endpoint", "affinity")
 CHAIN_RE = re.compile(r"^(service|local|external|firewall|endpoint|affinity)-([A-Z2-7]{8})-(.+)$")
 COMMENT_RE = re.compile(r"^(?P<ns>[^/\s]+)/(?P<svc>[^:\s]+)(?::(?P<port>\S+))?$")
-KUBE_PROXY_MARKERS = ("service-ips", "services", "nat-prerouting", "mark-for-masquerade")
 MAX_DEPTH = 32
+UNKNOWN = "unknown layout: "  # a walk's problem that is not drift: the layout is not understood
 
 
 @dataclass(frozen=True)
@@ -225,6 +238,9 @@ class _TableInterpreter:
         self.cluster_ips = {el.key[0] for el in self._set_elements("cluster-ips")}
         self.firewalled: dict[tuple, NftElement] = {el.key: el for el in self._set_elements("firewall-ips")}
         self._targets_cache: dict[str, tuple[list[Target], str | None]] = {}
+        services = table.chains.get("services")
+        # v1.36+: the ClusterIP masquerade rule is in "services", not in each service chain
+        self._services_masquerade = _internal_masquerade(services) if services else "never"
 
     # -- map walking -----------------------------------------------------------------------------
 
@@ -356,9 +372,13 @@ class _TableInterpreter:
         if policy_chain is not None:
             if not fe.masquerade:
                 fe.masquerade = _internal_masquerade(policy_chain)
+                if fe.masquerade == "never" and fe.kind == "cluster-ip":
+                    fe.masquerade = self._services_masquerade
             fe.affinity_seconds = self._affinity(policy_chain)
         targets, problem = self._targets(chain_name, 0)
-        if problem:
+        if problem and problem.startswith(UNKNOWN):
+            fe.unknown_layout = problem  # reported by the structure check; not compared as drift
+        elif problem:
             self.problems.append(f"{fe.address} ({chain_name}): {problem}")
         fe.targets = list(targets)  # Target objects are shared between frontends: read-only
 
@@ -389,7 +409,10 @@ class _TableInterpreter:
                 result = self._targets(data, depth + 1)
         else:
             cname = parse_chain_name(chain_name)
-            if cname and cname.prefix in ("service", "local", "endpoint") and not chain.rules:
+            unknown = _unknown_rules(chain, cname.prefix) if cname else []
+            if unknown:
+                result = ([], UNKNOWN + unknown[0])
+            elif cname and cname.prefix in ("service", "local", "endpoint") and not chain.rules:
                 result = ([], f"chain {chain_name} is empty (flushed)")
             elif cname and cname.prefix == "endpoint":
                 result = ([], f"endpoint chain {chain_name} has no dnat rule")
@@ -434,15 +457,42 @@ class _TableInterpreter:
 
 
 def _dnat_result(chain_name: str, rule: NftRule) -> tuple[list[Target], str | None] | None:
-    """Where a ``dnat to`` rule ends a chain's walk (None when it is not one kube-proxy writes)."""
-    dnat = _dnat(rule)
-    if dnat is None:
+    """Where a ``dnat`` rule ends a chain's walk: ``dnat to ip:port``, or (v1.36+) ``dnat ip to
+    numgen random mod N map { i : ip . port }`` with each endpoint's share; None when it is not
+    one kube-proxy writes."""
+    body = dnat_statement(rule)
+    if body is None:
         return None
-    ep = Endpoint(*dnat)
+    ep = dnat_endpoint(body)
+    if ep is None:
+        mapped = dnat_numgen_map(body)
+        if mapped is None:
+            return None
+        mod, entries = mapped
+        problem = _numgen_problem(mod, [k for k, _ in entries])
+        step = (chain_name, rule)
+        shares = [(1.0 / mod) if (mod and 0 <= k < mod) else 0.0 for k, _ in entries]
+        return [NftTarget(e, p, (step,)) for (_, e), p in zip(entries, shares, strict=True)], problem
     problem = None
     if chain_name.startswith("endpoint-") and not chain_name.endswith(f"__{_name_endpoint(ep)}"):
         problem = f"chain {chain_name} DNATs to {ep}, not the endpoint its name says"
     return [NftTarget(ep, 1.0, ((chain_name, rule),))], problem
+
+
+def _numgen_problem(mod: int, keys: list[int]) -> str | None:
+    if mod != len(keys) or sorted(keys) != list(range(len(keys))):
+        return f"numgen random mod {mod} but {len(keys)} map entries ({', '.join(str(k) for k in keys)})"
+    return None
+
+
+def _unknown_rules(chain: NftChain, kind: str) -> list[str]:
+    """What in ``chain`` (of kube-proxy chain kind ``kind``) no layout generation writes."""
+    out = []
+    for rule in chain.rules:
+        why = unknown_rule(kind, rule)
+        if why:
+            out.append(f"{why}: {chain.name}: {rule.text}")
+    return out
 
 
 def _decisive_rule(chain: NftChain) -> tuple[str, NftRule, Any] | None:
@@ -464,8 +514,8 @@ def _decisive_rule(chain: NftChain) -> tuple[str, NftRule, Any] | None:
             if result is not None:
                 return "dnat", rule, result
             continue
-        target = _verdict_chain(last) if len(expr) == 1 else None
-        if target is not None and not target.startswith("mark-for-masquerade"):
+        target = verdict_chain(last) if len(expr) == 1 else None
+        if target is not None and target != MASQ_CHAIN:
             return "goto", rule, target
     return None
 
@@ -474,10 +524,9 @@ def _numgen_result(chain_name: str, rule: NftRule, mod: int, entries: list[tuple
                    subs: list[tuple[list[Target], str | None]]) -> tuple[list[Target], str | None]:
     """Where ``numgen random mod N vmap {...}`` sends new connections, given where each entry's
     chain ends (``subs``, in entry order): every endpoint with its share of the probability."""
-    problem = None
-    if mod != len(entries) or sorted(k for k, _ in entries) != list(range(len(entries))):
-        problem = (f"numgen random mod {mod} but {len(entries)} vmap entries "
-                   f"({', '.join(str(k) for k, _ in entries)})")
+    problem = _numgen_problem(mod, [k for k, _ in entries])
+    if problem:
+        problem = problem.replace(" map entries", " vmap entries")
     step = (chain_name, rule)
     targets: list[Target] = []
     for (key, _target), (sub, sub_problem) in zip(entries, subs, strict=True):
@@ -492,6 +541,7 @@ def note_chain_done(table: NftTable, chain: NftChain) -> None:
     can be walked already, as ``_targets`` would, and keep it on the chain (``chain.walk``).
 
     - an ``endpoint-`` chain that ends in its own ``dnat to`` rule;
+    - a ``service-`` or ``local-`` chain that DNATs itself (v1.36+: ``dnat ip to numgen ... map``);
     - a ``service-`` or ``local-`` chain whose ``numgen`` entries all go to endpoint chains walked
       already. kube-proxy creates a service's endpoint chains before its service chain, and nft
       lists rules in chain order, so on a freshly synced table this is every service chain; an
@@ -508,6 +558,9 @@ def note_chain_done(table: NftTable, chain: NftChain) -> None:
             chain.walk = ((), decisive[2])
     elif name.startswith(("service-", "local-")):
         decisive = _decisive_rule(chain)
+        if decisive is not None and decisive[0] == "dnat":
+            chain.walk = ((), decisive[2])
+            return
         if decisive is None or decisive[0] != "numgen":
             return
         _kind, rule, (mod, entries) = decisive
@@ -530,12 +583,8 @@ def _walk_holds(chain: NftChain, table: NftTable) -> bool:
     return all(chains.get(sub.name) is sub for sub in walk[0])
 
 
-def _verdict_chain(value: object) -> str | None:
-    if isinstance(value, dict):
-        for kind in ("goto", "jump"):
-            if isinstance(value.get(kind), dict):
-                return value[kind].get("target")
-    return None
+_verdict_chain = verdict_chain
+_numgen_vmap = numgen_vmap
 
 
 def _no_endpoint_verdict(value: object) -> str:
@@ -554,33 +603,6 @@ def _chain_evidence(chain: NftChain) -> list[tuple[str, NftRule]]:
     return [(chain.name, r) for r in chain.rules]
 
 
-def _numgen_vmap(rule: NftRule) -> tuple[int, list[tuple[int, str]]] | None:
-    for stmt in rule.expr:
-        vmap = stmt.get("vmap")
-        if not isinstance(vmap, dict):
-            continue
-        key = vmap.get("key")
-        if isinstance(key, dict) and "numgen" in key:
-            data = vmap.get("data")
-            entries = []
-            items = data.get("set") if isinstance(data, dict) else None
-            for item in items or []:
-                if isinstance(item, list) and len(item) == 2 and isinstance(item[0], int):
-                    target = _verdict_chain(item[1])
-                    if target:
-                        entries.append((item[0], target))
-            return int(key["numgen"].get("mod") or 0), entries
-    return None
-
-
-def _dnat(rule: NftRule) -> tuple[str, int] | None:
-    for stmt in rule.expr:
-        d = stmt.get("dnat")
-        if isinstance(d, dict) and isinstance(d.get("addr"), str) and isinstance(d.get("port"), int):
-            return d["addr"], d["port"]
-    return None
-
-
 def _unconditional_goto(rule: NftRule) -> str | None:
     if len(rule.expr) == 1:
         return _verdict_chain(rule.expr[0])
@@ -590,7 +612,7 @@ def _unconditional_goto(rule: NftRule) -> str | None:
 def _final_goto(chain: NftChain) -> str | None:
     for rule in chain.rules:
         target = _unconditional_goto(rule)
-        if target and target != "mark-for-masquerade" and "goto" in rule.expr[0]:
+        if target and target != MASQ_CHAIN and "goto" in rule.expr[0]:
             return target
     return None
 
@@ -601,7 +623,7 @@ def _is_short_circuit(rule: NftRule) -> bool:
 
 def _internal_masquerade(chain: NftChain) -> str:
     for rule in chain.rules:
-        if not any(_verdict_chain(s) == "mark-for-masquerade" for s in rule.expr):
+        if not marks_masquerade(rule):
             continue
         for stmt in rule.expr:
             m = stmt.get("match")
@@ -617,7 +639,7 @@ def _internal_masquerade(chain: NftChain) -> str:
 
 def _external_masquerade(chain: NftChain) -> str:
     for rule in chain.rules:
-        if rule.expr and _verdict_chain(rule.expr[-1]) == "mark-for-masquerade":
+        if marks_masquerade(rule):
             if len(rule.expr) == 1:
                 return "always (externalTrafficPolicy Cluster)"
             return "only traffic from this node itself (externalTrafficPolicy Local keeps client IPs)"

@@ -76,6 +76,9 @@ def render_stmt(stmt: dict) -> str:
     if kind in ("dnat", "snat"):
         addr, port = body.get("addr"), body.get("port")
         target = render_expr(addr) if addr is not None else ""
+        if isinstance(addr, dict) and ("map" in addr or "concat" in addr) and port is None:
+            family = body.get("family")  # nft prints "dnat ip to numgen random mod 2 map { 0 : ip . port }"
+            return f"{kind} {family} to {target}" if family else f"{kind} to {target}"
         if port is not None:
             target = f"[{target}]:{render_expr(port)}" if ":" in target else f"{target}:{render_expr(port)}"
         return f"{kind} to {target}"
@@ -131,6 +134,8 @@ def render_expr(expr: Any) -> str:
         return f"numgen {body.get('mode')} mod {body.get('mod')}" + (f" offset {offset}" if offset else "")
     if kind == "concat":
         return " . ".join(render_expr(e) for e in body)
+    if kind == "map":
+        return f"{render_expr(body.get('key'))} map {render_expr(body.get('data'))}"
     if kind == "set":
         return "{ " + ", ".join(_set_entry(e) for e in body) + " }" if isinstance(body, list) else \
             "{ " + render_expr(body) + " }"

@@ -206,11 +206,7 @@ class _Tracer:
                 if kind == "vmap":
                     return self.vmap(table, chain, rule, body, st, depth, why)
                 if kind == "dnat":
-                    addr, port = body.get("addr"), body.get("port", st.dport)
-                    st.dnat = Endpoint(str(addr), int(port))
-                    st.dst, st.dport = str(addr), int(port)
-                    st.path.append(TraceStep(label, rule.text, _why(why, f"DNAT to {st.dnat}")))
-                    return [(st, "accept")]
+                    return self.dnat(table, chain, rule, body, st, why)
                 if kind == "masquerade":
                     st.masq = True
                     st.path.append(TraceStep(label, rule.text, _why(why, "masquerade")))
@@ -248,6 +244,53 @@ class _Tracer:
         if kind == "continue":
             return [(st, "next")]
         return [(st, kind)]  # accept, drop, reject
+
+    def dnat(self, table: NftTable, chain: NftChain, rule: NftRule, body: dict, st: _State,
+             why: list[str]) -> list[tuple[_State, str]]:
+        """``dnat to ip:port``, ``dnat ip addr . port to ip . port``, or (kube-proxy v1.36+)
+        ``dnat ip to numgen random mod N map { i : ip . port }``: every branch with its share."""
+        label = _chain_label(table, chain)
+        addr = body.get("addr")
+        mapping = addr.get("map") if isinstance(addr, dict) else None
+        if not isinstance(mapping, dict):
+            if isinstance(addr, dict) and "concat" in addr:
+                ip, port = addr["concat"]
+            else:
+                ip, port = addr, body.get("port", st.dport)
+            return [_dnat_to(st, Endpoint(str(ip), int(port)), label, rule, why, "DNAT to @EP@")]
+        key, data = mapping.get("key"), mapping.get("data")
+        if isinstance(key, dict) and "numgen" in key:
+            mod = int(key["numgen"].get("mod") or 0)
+            entries = _anon_entries(data)
+            if mod != len(entries):
+                self.note(f"{label}: numgen mod {mod} but {len(entries)} map entries")
+            out = []
+            for n, value in entries:
+                self.branches += 1
+                if self.branches > MAX_BRANCHES:
+                    self.note(f"more than {MAX_BRANCHES} branches: trace cut short")
+                    break
+                st2 = st.fork()
+                st2.prob *= (1.0 / mod) if mod else 0.0
+                ip, port = _concat_value(value, st.dport)
+                picked = f"numgen picked {n} of {mod} (p={1 / mod if mod else 0:.3g})"
+                out.append(_dnat_to(st2, Endpoint(ip, port), label, rule, why, picked + ": DNAT to @EP@"))
+            missing = mod - len({n for n, _ in entries if 0 <= n < mod})
+            if mod and missing > 0:
+                st2 = st.fork()
+                st2.prob *= missing / mod
+                st2.path.append(TraceStep(label, rule.text, f"numgen values with no map entry ({missing} "
+                                                            f"of {mod}): the map lookup fails and the "
+                                                            "rule does not match"))
+                out.append((st2, "next"))
+            return out
+        value = self.value(key, st)
+        for entry_key, entry in _anon_entries_any(data):
+            if _key_matches(entry_key, value):
+                ip, port = _concat_value(entry, st.dport)
+                return [_dnat_to(st, Endpoint(ip, port), label, rule, why,
+                                 f"{render_expr(key)} matched {render_expr(entry_key)}: DNAT to @EP@")]
+        raise _Unknown(f"DNAT map {render_expr(data)} has no entry for {value}")
 
     def vmap(self, table: NftTable, chain: NftChain, rule: NftRule, body: dict, st: _State, depth: int,
              why: list[str]) -> list[tuple[_State, str]]:
@@ -337,6 +380,8 @@ class _Tracer:
             if kind == "ct":
                 if body.get("key") == "state":
                     return "new"
+                if body.get("key") == "status":  # of the new connection: only NAT bindings so far
+                    return _CtStatus(frozenset({"dnat"} if st.dnat else set()))
                 raise _Unknown(f"ct {body.get('key')}")
             if kind == "fib":
                 flags = body.get("flags") or []
@@ -368,6 +413,11 @@ class _Tracer:
             return (op == "!=", f"{shown} (unknown source)")
         if isinstance(value, _Mismatch):
             return (op == "!=", shown)
+        if isinstance(value, _CtStatus):
+            flags = {right} if isinstance(right, str) else set(right if isinstance(right, list) else [])
+            hit = bool(flags) and flags <= value.flags
+            return (hit if op in ("==", "in") else not hit,
+                    f"{shown} ({'the connection is DNATed' if 'dnat' in value.flags else 'no DNAT'})")
         if op in ("==", "in"):
             hit = self.contains(table, right, value)
         elif op == "!=":
@@ -409,6 +459,30 @@ class _NoSource(Exception):
 
 class _Mismatch:
     """A transport header the packet does not have (``tcp dport`` on a UDP packet)."""
+
+
+@dataclass(frozen=True)
+class _CtStatus:
+    """``ct status`` of the traced connection (which NAT bindings it has)."""
+
+    flags: frozenset[str]
+
+
+def _dnat_to(st: _State, ep: Endpoint, label: str, rule: NftRule, why: list[str],
+             last: str) -> tuple[_State, str]:
+    """Bind the connection's DNAT to ``ep`` (``last`` says why, with ``@EP@`` for the endpoint)."""
+    st.dnat = ep
+    st.dst, st.dport = ep.ip, ep.port
+    st.path.append(TraceStep(label, rule.text, _why(why, last.replace("@EP@", str(ep)))))
+    return (st, "accept")
+
+
+def _concat_value(value: Any, default_port: int) -> tuple[str, int]:
+    """``ip . port`` map data (or a bare address) as (ip, port)."""
+    if isinstance(value, dict) and isinstance(value.get("concat"), list) and len(value["concat"]) == 2:
+        ip, port = value["concat"]
+        return str(ip), int(port)
+    return str(value), default_port
 
 
 def _key_matches(pattern: Any, value: Any) -> bool:
