@@ -55,7 +55,9 @@ def build_engine(from_path: Path | None, kubeconfig: Path | None, context: str |
             raise UsageError(f"--from {from_path}: no such file or directory")
         node_source = CaptureDir(from_path)
     else:
-        node_name = node_name_default(node_name)
+        import socket
+
+        node_name = node_name_default(node_name) or socket.gethostname()
         node_source = LiveNode(netns=netns, node_name=node_name)
     options.node_name = node_name
     kc = str(kubeconfig) if kubeconfig else None
@@ -74,6 +76,7 @@ def build_engine(from_path: Path | None, kubeconfig: Path | None, context: str |
     engine = Engine(node_source, api, options, metrics, log=log, on_check=on_check)
     if watcher is not None:
         watcher.on_change = engine.api_changed
+        watcher.on_error = lambda source: engine.metrics.source_errors.labels(source).inc()
     return engine, watcher
 
 
@@ -126,7 +129,9 @@ def serve_cmd(
     if watcher is not None and events:
         from kubectl_proxydoctor.serve.events import EventSink
 
-        engine.on_transitions = EventSink(watcher.client, options.node_name, log=log).transitions
+        sink = EventSink(watcher.client, options.node_name, log=log, uid_of=watcher.uid_of,
+                         on_error=lambda source: metrics.source_errors.labels(source).inc())
+        engine.on_transitions = sink.transitions
     server = MetricsServer(listen, metrics.registry, engine.health, engine.verdict_json).start()
     log(f"serving /metrics, /healthz, /verdict on {server.address}; "
         f"interval {interval:g} s, grace {grace:g} s")

@@ -18,6 +18,7 @@ class Budget:
     share: float = 0.5  # at most this fraction of wall time spent checking
     max_factor: float = 20.0
     effective: float = 0.0
+    last_duration: float = 0.0
 
     def __post_init__(self) -> None:
         if self.interval <= 0 or not 0 < self.share <= 1:
@@ -25,11 +26,18 @@ class Budget:
         self.effective = self.interval
 
     @property
+    def min_gap(self) -> float:
+        """The shortest pause after a check that keeps checking within the share, for extra checks
+        (on API changes) between the interval's."""
+        return self.last_duration * (1 / self.share - 1)
+
+    @property
     def backing_off(self) -> bool:
         return self.effective > self.interval
 
     def after_check(self, duration: float) -> tuple[float, str | None]:
         """The next interval, and a log line when backing off starts, changes much, or ends."""
+        self.last_duration = duration
         wanted = min(max(self.interval, duration / self.share), self.interval * self.max_factor)
         before = self.effective
         self.effective = wanted

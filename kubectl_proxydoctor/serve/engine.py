@@ -209,34 +209,37 @@ class Engine:
         }
 
     def run(self, stop: threading.Event) -> None:
-        """Check every interval, at once when the API or a capture file changed, and every
-        ``latency_poll`` s while an API change waits to be programmed; until ``stop`` is set (set
-        ``wake`` too, to interrupt the wait)."""
+        """Check every interval; sooner when the API changed (``wake``) or a capture file changed,
+        and every ``latency_poll`` s while an API change waits to be programmed, but never more often
+        than the budget allows; until ``stop`` is set (set ``wake`` too, to interrupt the wait)."""
         capture = isinstance(self.node, CaptureDir)
         next_full = self.clock()
         last_check = float("-inf")
+        pending = False
         while not stop.is_set():
-            woke = self.wake.is_set()
-            self.wake.clear()
+            if self.wake.is_set():
+                self.wake.clear()
+                pending = True
             now = self.clock()
-            due = now >= next_full
-            waiting = self.latency.waiting > 0
+            earliest = last_check + max(self.options.latency_poll, self.budget.min_gap)
             changed = capture and self.node.changed()
-            if woke or changed or (waiting and now >= last_check + self.options.latency_poll) or due:
-                if capture and not changed and not woke and self.verdict is not None:
+            extra = pending or changed or self.latency.waiting > 0
+            if now >= next_full or (extra and now >= earliest):
+                if capture and not changed and not pending and self.verdict is not None:
                     self._retick()  # the capture did not change: only the grace clock moves
                 else:
                     self.check()
+                pending = False
                 last_check = self.clock()
-                if due or changed or woke:
-                    next_full = last_check + self.budget.effective
-            wait = next_full - self.clock()
-            if self.latency.waiting:
-                wait = min(wait, last_check + self.options.latency_poll - self.clock())
+                next_full = last_check + self.budget.effective
+                earliest = last_check + max(self.options.latency_poll, self.budget.min_gap)
+            targets = [next_full]
+            if pending or self.latency.waiting:
+                targets.append(earliest)
             if capture:
-                wait = min(wait, min(1.0, self.options.interval))
+                targets.append(self.clock() + min(1.0, self.options.interval))
             if not stop.is_set():
-                self.wake.wait(max(0.01, wait))
+                self.wake.wait(max(0.01, min(targets) - self.clock()))
 
     def _retick(self) -> None:
         """The capture did not change: the last verdict is still current; advance the grace clock."""
