@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iptables nftables libnftables1 ipset iproute2 conntrack ipvsadm nfacct
+APT_PACKAGES := iptables nftables libnftables1 ipset iproute2 conntrack ipvsadm nfacct prometheus
 STAMP := $(VENV)/.installed
 
 .PHONY: setup system-packages demo test lint fuzz bench clean

@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # each module registers its commands on cli.app.app; heavy libraries are imported inside commands
-COMMAND_MODULES = ("status", "collect", "trace", "check", "svc", "migrate", "tui", "scan")
+COMMAND_MODULES = ("status", "collect", "trace", "check", "svc", "migrate", "tui", "scan", "serve")
 
 
 def _register() -> None:

@@ -26,6 +26,8 @@ NamespaceOpt = Annotated[
 AllNamespacesOpt = Annotated[
     bool, typer.Option("-A", "--all-namespaces", help="Services in every namespace.")
 ]
+NpdOpt = Annotated[bool, typer.Option(
+    "--npd", help="node-problem-detector plugin mode: one short line; exit 0 OK, 1 problem, 2 unknown.")]
 NodeNameOpt = Annotated[
     str | None, typer.Option("--node-name", help="The node's name in the API (default: from the capture).")
 ]
@@ -116,11 +118,15 @@ def check_cmd(
     node_name: NodeNameOpt = None,
     node: NodeOpt = None,
     image: ImageOpt = None,
+    npd: NpdOpt = False,
 ) -> None:
     """Compare every service port kube-proxy programmed on the node with the API.
 
     Exit 0 clean, 1 drift (error findings), 3 when the API could not be read (node-only checks ran).
+    With --npd: node-problem-detector's contract (0 OK, 1 problem, 2 unknown, one line on stdout).
     """
+    if npd:
+        _npd(from_path, sample, kubeconfig, context, namespace, all_namespaces, node_name, node, image)
     check_output(output, OUTPUTS)
     gc.disable()  # a one-shot process: full GC passes over a big node's objects only cost time
     report = run_analysis(from_path, sample, kubeconfig, context, namespace, all_namespaces, node_name,
@@ -136,3 +142,16 @@ def check_cmd(
 
         typer.echo(render(report, output), nl=False)
     raise typer.Exit(report.exit_code)
+
+
+def _npd(*args) -> None:
+    """Run the analysis for node-problem-detector: anything that stops it is "unknown" (2), never
+    "problem" (1), so NPD does not set the condition on a failure to look."""
+    from kubectl_proxydoctor.serve.npd import npd_answer, npd_failure
+
+    try:
+        code, line = npd_answer(run_analysis(*args))
+    except Exception as e:  # noqa: BLE001 - NPD's contract: every failure to check is exit 2
+        code, line = npd_failure(e)
+    typer.echo(line)
+    raise typer.Exit(code)

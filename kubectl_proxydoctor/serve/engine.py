@@ -1,0 +1,248 @@
+"""The serve loop: check the node, keep the verdict, drifts, latencies and metrics current.
+
+One check = read the API view (a watch cache, a full read, or the capture's api.json), read the node's
+rules, run the project's analysis (``analysis.analyse``, the same as `check`), summarise it
+(``verdict``), then feed the grace tracker, the latency tracker, the metrics and the Event sink.
+Time comes from injected clocks so tests can drive it without sleeping.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.serve.budget import Budget
+from kubectl_proxydoctor.serve.grace import DriftTracker, Transitions
+from kubectl_proxydoctor.serve.latency import NODE_KEY, LatencyTracker, Result
+from kubectl_proxydoctor.serve.metrics import ServeMetrics
+from kubectl_proxydoctor.serve.sources import ApiSource, CaptureDir, NodeSource
+from kubectl_proxydoctor.serve.verdict import DriftKey, Verdict, summarise
+
+
+@dataclass
+class Options:
+    interval: float = 30.0
+    grace: float = 60.0
+    hold: float | None = None  # how long a drift must stay away to end (default: grace)
+    sync_wait: float = 60.0  # a queued kube-proxy change younger than this postpones drift
+    latency_timeout: float = 120.0
+    latency_poll: float = 1.0  # re-check cadence while an API change waits to be programmed
+    node_name: str | None = None
+
+
+@dataclass
+class CheckOutcome:
+    """One check's result (None verdict when a source could not be read at all)."""
+
+    verdict: Verdict | None
+    transitions: Transitions[DriftKey] = field(default_factory=Transitions)
+    latencies: list[Result] = field(default_factory=list)
+    error: str | None = None
+    duration: float = 0.0
+
+
+class Engine:
+    """The verification state of one node; ``check()`` runs one round, ``run()`` loops."""
+
+    def __init__(self, node: NodeSource, api: ApiSource | None, options: Options,
+                 metrics: ServeMetrics | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, log: Callable[[str], None] | None = None,
+                 on_transitions: Callable[[Transitions[DriftKey], Verdict], None] | None = None,
+                 on_check: Callable[[CheckOutcome], None] | None = None) -> None:
+        self.node = node
+        self.api = api
+        self.options = options
+        self.metrics = metrics or ServeMetrics()
+        self.clock = clock
+        self.wall = wall
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.on_transitions = on_transitions
+        self.on_check = on_check
+        self.tracker: DriftTracker[DriftKey] = DriftTracker(options.grace, options.hold)
+        self.latency = LatencyTracker(options.latency_timeout)
+        self.budget = Budget(options.interval)
+        self.verdict: Verdict | None = None
+        self.last_error: str | None = None
+        self.last_success: float | None = None  # monotonic
+        self.wake = threading.Event()  # set by the API watch on a change
+        self._signatures: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+        self.metrics.interval.set(options.interval)
+
+    # -- API changes (called from the watch thread) ----------------------------------------------
+
+    def api_changed(self, key: str, seq: int, what: str) -> None:
+        """An API change that may affect this node (``key``: service ``ns/name`` or the node)."""
+        with self._lock:
+            self.latency.record(key, self.clock(), seq, what)
+        self.wake.set()
+
+    # -- one check --------------------------------------------------------------------------------
+
+    def check(self) -> CheckOutcome:
+        from kubectl_proxydoctor.analysis import analyse
+
+        started = self.clock()
+        seq = 0
+        try:
+            cluster = None
+            if self.api is not None:
+                try:
+                    cluster, seq = self.api.current()
+                except ProxyDoctorError:
+                    self.metrics.source_errors.labels("api").inc()
+                    raise
+            rules_at = self.clock()
+            try:
+                snapshot = self.node.read()
+                if self.api is None and isinstance(self.node, CaptureDir):
+                    cluster = self.node.cluster(snapshot)
+            except ProxyDoctorError:
+                self.metrics.source_errors.labels("node").inc()
+                raise
+            report = analyse(snapshot, cluster, self.options.node_name)
+        except ProxyDoctorError as e:
+            return self._failed(str(e), started)
+        verdict = summarise(report, self.options.sync_wait)
+        for source in verdict.unreadable:
+            self.metrics.source_errors.labels(source).inc()
+        return self._record(verdict, started, rules_at, seq)
+
+    def _failed(self, error: str, started: float) -> CheckOutcome:
+        duration = self.clock() - started
+        self.metrics.duration.observe(duration)
+        self.metrics.unknown.set(1)
+        if error != self.last_error:
+            self.log(f"check failed: {error}")
+        self.last_error = error
+        outcome = CheckOutcome(None, error=error, duration=duration)
+        if self.on_check:
+            self.on_check(outcome)
+        return outcome
+
+    def _record(self, verdict: Verdict, started: float, rules_at: float, seq: int, *,
+                reread: bool = True) -> CheckOutcome:
+        now = self.clock()
+        duration = now - started
+        if reread:
+            self.metrics.duration.observe(duration)
+        outcome = CheckOutcome(verdict, duration=duration)
+        if self.last_error is not None:
+            self.log("check succeeds again")
+            self.last_error = None
+        self.metrics.set_findings(verdict.findings)
+        self.metrics.sync_in_progress.set(1 if verdict.sync_in_progress else 0)
+        if reread and (self.verdict is None or verdict.summary != self.verdict.summary):
+            self.log(f"verdict {verdict.summary}")
+        if not verdict.known:  # unknown is not clean: drift state is kept, not cleared
+            self.metrics.unknown.set(1)
+        else:
+            self.metrics.unknown.set(0)
+            self.metrics.last_success.set(self.wall())
+            self.last_success = now
+            outcome.transitions = self.tracker.update(verdict.drifts, now, verdict.sync_in_progress)
+            self.metrics.set_drifts(self.tracker.reported, self.tracker.pending)
+            self._log_transitions(outcome.transitions, verdict)
+            if (outcome.transitions.started or outcome.transitions.ended) and self.on_transitions:
+                self.on_transitions(outcome.transitions, verdict)
+            with self._lock:
+                previous, self._signatures = self._signatures, verdict.signatures
+                drifting = {d.service for d in verdict.drifts}
+                outcome.latencies = self.latency.observe(
+                    seq, rules_at, previous, verdict.signatures,
+                    lambda key: bool(drifting) if key == NODE_KEY else key in drifting)
+                self.metrics.latency_pending.set(self.latency.waiting)
+            for result in outcome.latencies:
+                self._record_latency(result)
+        self.verdict = verdict
+        if reread:
+            next_interval, line = self.budget.after_check(duration)
+            self.metrics.interval.set(next_interval)
+            self.metrics.backoff.set(1 if self.budget.backing_off else 0)
+            if line:
+                self.log(line)
+        if self.on_check:
+            self.on_check(outcome)
+        return outcome
+
+    def _record_latency(self, result: Result) -> None:
+        if result.latency is None:
+            self.metrics.latency_timeouts.inc()
+            self.log(f"programming: {result.what}: not yet in the rules after {result.waited:.0f} s")
+        else:
+            self.metrics.latency.observe(result.latency)
+            self.log(f"programming: {result.what}: in the rules after {result.latency:.2f} s")
+
+    def _log_transitions(self, tr: Transitions[DriftKey], verdict: Verdict) -> None:
+        for key in tr.started:
+            extra = f" ({verdict.sync_note})" if verdict.sync_note else ""
+            self.log(f"drift started: {key.port} {key.kind} {key.ip_family}{extra}")
+        for key in tr.ended:
+            self.log(f"drift ended: {key.port} {key.kind} {key.ip_family}")
+
+    # -- loop -------------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy while checks succeed within a few intervals (for /healthz)."""
+        if self.last_success is None:
+            return (self.last_error is None, self.last_error or "starting: no check finished yet")
+        age = self.clock() - self.last_success
+        limit = max(3 * self.budget.effective, 60.0)
+        if age > limit:
+            return False, f"no successful check for {age:.0f} s ({self.last_error or 'verdict unknown'})"
+        return True, f"ok: last successful check {age:.1f} s ago"
+
+    def verdict_json(self) -> dict:
+        v = self.verdict
+        return {
+            "node": self.options.node_name or (v.node if v else None),
+            "verdict": None if v is None else v.summary,
+            "error": self.last_error,
+            "drift_reported": sorted(f"{d.port} {d.kind} {d.ip_family}" for d in self.tracker.reported),
+            "drift_pending": sorted(f"{d.port} {d.kind} {d.ip_family}" for d in self.tracker.pending),
+            "sync": None if v is None else v.sync_note,
+            "interval_seconds": self.budget.effective,
+        }
+
+    def run(self, stop: threading.Event) -> None:
+        """Check every interval; sooner when the API changed (``wake``) or a capture file changed,
+        and every ``latency_poll`` s while an API change waits to be programmed, but never more often
+        than the budget allows; until ``stop`` is set (set ``wake`` too, to interrupt the wait)."""
+        capture = isinstance(self.node, CaptureDir)
+        next_full = self.clock()
+        last_check = float("-inf")
+        pending = False
+        while not stop.is_set():
+            if self.wake.is_set():
+                self.wake.clear()
+                pending = True
+            now = self.clock()
+            earliest = last_check + max(self.options.latency_poll, self.budget.min_gap)
+            changed = capture and self.node.changed()
+            extra = pending or changed or self.latency.waiting > 0
+            if now >= next_full or (extra and now >= earliest):
+                if capture and not changed and not pending and self.verdict is not None:
+                    self._retick()  # the capture did not change: only the grace clock moves
+                else:
+                    self.check()
+                pending = False
+                last_check = self.clock()
+                next_full = last_check + self.budget.effective
+                earliest = last_check + max(self.options.latency_poll, self.budget.min_gap)
+            targets = [next_full]
+            if pending or self.latency.waiting:
+                targets.append(earliest)
+            if capture:
+                targets.append(self.clock() + min(1.0, self.options.interval))
+            if not stop.is_set():
+                self.wake.wait(max(0.01, min(targets) - self.clock()))
+
+    def _retick(self) -> None:
+        """The capture did not change: the last verdict is still current; advance the grace clock."""
+        assert self.verdict is not None
+        now = self.clock()
+        self._record(self.verdict, now, now, 0, reread=False)

@@ -1,0 +1,85 @@
+"""Programming latency seen from outside kube-proxy (pure: the caller passes the time).
+
+For every API change that affects the node (a Service, its EndpointSlices, the Node), the time until
+the node's rules reflect it. A change is *recorded* when the API watch delivers it; the first analysis
+that includes it *decides* whether it needs new rules (the service's expected signature changed);
+each later analysis reads the rules and *resolves* it when the service has no drift any more. A change
+that is not reflected after ``timeout`` seconds is given up as "not yet after N s".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+NODE_KEY = "node"  # a change to the Node itself: reflected when no service drifts
+
+
+@dataclass
+class Change:
+    """One API change waiting to be seen in the rules."""
+
+    key: str  # "namespace/name" of the service, or NODE_KEY
+    at: float  # when the watch delivered it
+    seq: int  # the watch cache's sequence number after applying it
+    what: str  # e.g. "MODIFIED EndpointSlice default/web-abc12"
+    decided: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    """A change's outcome: ``latency`` seconds until the rules reflected it, or None (timed out)."""
+
+    key: str
+    what: str
+    latency: float | None
+    waited: float
+
+
+class LatencyTracker:
+    """Pending API changes and their outcomes (see module doc)."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self.pending: list[Change] = []
+
+    def record(self, key: str, at: float, seq: int, what: str) -> None:
+        """An API change affecting ``key`` was seen at ``at`` (cache sequence ``seq``)."""
+        self.pending.append(Change(key, at, seq, what))
+
+    def observe(
+        self,
+        included_seq: int,
+        rules_read_at: float,
+        before: Mapping[str, tuple],
+        after: Mapping[str, tuple],
+        drifting: Callable[[str], bool],
+    ) -> list[Result]:
+        """One analysis: of the API up to ``included_seq``, of rules read at ``rules_read_at``.
+
+        ``before``/``after`` are the per-service signatures of the previous and this analysis;
+        ``drifting(key)`` says whether the key still differs from the API in the rules."""
+        results: list[Result] = []
+        keep: list[Change] = []
+        for change in self.pending:
+            if change.seq > included_seq:  # not in this analysis's API view yet
+                keep.append(change)
+                continue
+            if not change.decided:
+                change.decided = True
+                if change.key != NODE_KEY and before.get(change.key) == after.get(change.key):
+                    continue  # nothing to program for this node
+            waited = max(0.0, rules_read_at - change.at)
+            if not drifting(change.key):
+                results.append(Result(change.key, change.what, waited, waited))
+            elif waited >= self.timeout:
+                results.append(Result(change.key, change.what, None, waited))
+            else:
+                keep.append(change)
+        self.pending = keep
+        return results
+
+    @property
+    def waiting(self) -> int:
+        """Changes decided to need rules and not reflected yet (plus undecided ones)."""
+        return len(self.pending)

@@ -1,0 +1,120 @@
+"""Where serve reads the node and the API from, each time it checks.
+
+``CaptureDir``: a capture directory re-read only when one of its files changed (name, size, mtime,
+inode); the API then comes from its api.json unless an API source is given. ``LiveNode``: this host
+(or, for tests, a named network namespace), collected read-only like `collect`. ``PolledApi``: the
+API read whole at every check (``read_cluster``); ``apiwatch.WatchedApi`` keeps it current instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from kubectl_proxydoctor.cluster import ClusterState
+from kubectl_proxydoctor.errors import BundleError
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+
+class NodeSource(Protocol):
+    name: str
+
+    def changed(self) -> bool:
+        """True when a re-read may show something new."""
+        ...
+
+    def read(self) -> NodeSnapshot:
+        """The node now; raises ProxyDoctorError when it cannot be read."""
+        ...
+
+
+class ApiSource(Protocol):
+    def current(self) -> tuple[ClusterState, int]:
+        """The API objects now, and the sequence number of the last change they include."""
+        ...
+
+
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+
+
+def fingerprint(path: Path) -> Fingerprint:
+    """(name, size, mtime_ns, inode) of every regular file in a directory (or of the file)."""
+    try:
+        entries = [path] if path.is_file() else sorted(path.iterdir())
+        out = []
+        for entry in entries:
+            st = entry.stat()
+            if entry.is_file():
+                out.append((entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
+        return tuple(out)
+    except OSError as e:
+        raise BundleError(f"{path}: {e.strerror or e}") from e
+
+
+@dataclass
+class CaptureDir:
+    """A capture directory (or bundle) re-read whenever its files change."""
+
+    path: Path
+    name: str = "capture"
+    _seen: Fingerprint | None = None
+
+    def changed(self) -> bool:
+        try:
+            return fingerprint(self.path) != self._seen
+        except BundleError:
+            return True  # let read() report it
+
+    def read(self) -> NodeSnapshot:
+        before = fingerprint(self.path)
+        snapshot = NodeSnapshot.load(self.path)
+        if fingerprint(self.path) == before:  # not rewritten while we read it
+            self._seen = before
+        return snapshot
+
+    def cluster(self, snapshot: NodeSnapshot) -> ClusterState | None:
+        """The capture's own api.json, or None when it has none."""
+        text = snapshot.text("api.json")
+        if text is None:
+            return None
+        return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
+
+
+@dataclass
+class LiveNode:
+    """This node (or network namespace ``netns``), read-only, like `collect`."""
+
+    netns: str | None = None
+    node_name: str | None = None
+    name: str = "node"
+
+    def changed(self) -> bool:
+        return True
+
+    def read(self) -> NodeSnapshot:
+        from kubectl_proxydoctor.collect.node import collect_node
+
+        return collect_node(netns=self.netns, node_name=self.node_name)
+
+
+@dataclass
+class PolledApi:
+    """The API read whole at every check (when watching is off)."""
+
+    kubeconfig: str | None
+    context: str | None
+    node_name: str | None
+    seq: int = 0
+
+    def current(self) -> tuple[ClusterState, int]:
+        from kubectl_proxydoctor.collect.api import read_cluster
+
+        self.seq += 1
+        return read_cluster(self.kubeconfig, self.context, None, self.node_name), self.seq
+
+
+def node_name_default(given: str | None) -> str | None:
+    """--node-name, else $NODE_NAME (the DaemonSet sets it from spec.nodeName)."""
+    return given or os.environ.get("NODE_NAME") or None

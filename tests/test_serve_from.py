@@ -1,0 +1,109 @@
+"""`serve --from DIR` as a real process, scraped over real HTTP: the drift gauge follows the capture
+directory's api.json (endpoint removed -> drift, restored -> 0) and the last-success time moves."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.serve_helpers import drop_endpoint, free_port, metric, scrape, wait_for, write_atomic
+
+DRIFT = "proxydoctor_drift_service_ports"
+LAST = "proxydoctor_check_last_success_timestamp_seconds"
+
+
+def _serve(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kubectl_proxydoctor", "serve", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
+
+
+def _gauge(port: int) -> float | None:
+    status, text = scrape(port)
+    return metric(text, DRIFT, kind="drift", ip_family="IPv4") if status == 200 else None
+
+
+def test_serve_from_dir_follows_the_capture(tmp_path: Path) -> None:
+    capture = tmp_path / "node"
+    shutil.copytree(FIXTURES / "iptables/healthy", capture)
+    port = free_port()
+    proc = _serve(["--from", str(capture), "--listen", f"127.0.0.1:{port}", "--interval", "1",
+                   "--grace", "0"])
+    try:
+        wait_for(lambda: _gauge(port) == 0, 20, what="drift gauge 0 on the healthy capture")
+        status, text = scrape(port)
+        first = metric(text, LAST)
+        assert first and abs(first - time.time()) < 30
+        assert metric(text, "proxydoctor_findings", severity="info", code="local-blackhole") == 1
+        assert scrape(port, "/healthz")[0] == 200
+        drop_endpoint(capture / "api.json", "default", "web", "10.244.0.12")
+        t0 = time.monotonic()
+        wait_for(lambda: (_gauge(port) or 0) >= 1, 10, what="drift gauge >= 1 after removing an endpoint")
+        assert time.monotonic() - t0 < 5
+        status, text = scrape(port)
+        assert metric(text, "proxydoctor_findings", severity="error", code="stale-endpoint") == 1
+        verdict = scrape(port, "/verdict")[1]
+        assert "default/web:http/TCP drift IPv4" in verdict
+        shutil.copy(FIXTURES / "iptables/healthy/api.json", capture / "api.json")
+        wait_for(lambda: _gauge(port) == 0, 10, what="drift gauge back to 0 after restoring it")
+        status, text = scrape(port)
+        assert metric(text, "proxydoctor_findings", severity="error", code="stale-endpoint") == 0
+        wait_for(lambda: (metric(scrape(port)[1], LAST) or 0) > first, 5, what="a newer last success")
+    finally:
+        err = _stop(proc)
+    assert "drift started: default/web:http/TCP drift IPv4" in err
+    assert "drift ended: default/web:http/TCP drift IPv4" in err
+    assert "Traceback" not in err
+
+
+def test_serve_from_dir_with_grace_reports_later_and_unreadable_is_unknown(tmp_path: Path) -> None:
+    capture = tmp_path / "node"
+    shutil.copytree(FIXTURES / "iptables/healthy", capture)
+    port = free_port()
+    proc = _serve(["--from", str(capture), "--listen", f"127.0.0.1:{port}", "--interval", "1",
+                   "--grace", "3"])
+    try:
+        wait_for(lambda: _gauge(port) == 0, 20, what="drift gauge 0")
+        drop_endpoint(capture / "api.json", "default", "web", "10.244.0.12")
+        wait_for(lambda: metric(scrape(port)[1], "proxydoctor_drift_pending_service_ports", kind="drift",
+                                ip_family="IPv4") == 1, 10, what="drift pending within the grace period")
+        t0 = time.monotonic()
+        assert _gauge(port) == 0
+        wait_for(lambda: _gauge(port) == 1, 10, what="drift reported after the grace period")
+        assert time.monotonic() - t0 >= 1.5
+        write_atomic(capture / "api.json", "{broken")
+        wait_for(lambda: metric(scrape(port)[1], "proxydoctor_check_unknown") == 1, 10, what="unknown")
+        status, text = scrape(port)
+        assert metric(text, "proxydoctor_source_errors_total", source="node") >= 1
+        assert _gauge(port) == 1  # a capture that cannot be read does not clear the drift
+    finally:
+        err = _stop(proc)
+    assert "check failed:" in err and "api.json" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--interval", "0"], "--interval must be > 0"),
+    (["--listen", "nowhere"], "expected HOST:PORT"),
+    (["--from", "/nonexistent/capture"], "no such file"),
+])
+def test_serve_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    full = ["--from", str(FIXTURES / "iptables/healthy"), *args] if "--from" not in args else args
+    done = subprocess.run([sys.executable, "-m", "kubectl_proxydoctor", "serve", *full],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
