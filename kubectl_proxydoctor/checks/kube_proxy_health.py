@@ -203,7 +203,8 @@ def kube_proxy_not_running(ctx: CheckContext) -> Iterator[Finding]:
                       "kube-proxy runs but does not answer on 127.0.0.1:10249/10256 (metrics and healthz "
                       "bound elsewhere, or it is hanging): whether it syncs is unknown",
                       evidence=[process.evidence, *refused],
-                      fix=f"Find this node's kube-proxy pod (`{kube_proxy.show}`) and read its log (`{kube_proxy.logs}`).")
+                      fix=(f"Find this node's kube-proxy pod (`{kube_proxy.show}`) and read its log "
+                           f"(`{kube_proxy.logs}`)."))
     elif refused:
         yield Finding("kube-proxy-not-running", "warning",
                       "kube-proxy's rules are here but kube-proxy does not answer on 127.0.0.1:10249/10256"
