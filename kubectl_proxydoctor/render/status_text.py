@@ -59,8 +59,11 @@ def _version_rows(kp: dict[str, Any]) -> list[tuple[str, str, str]]:
         for line in layout.get("evidence") or []:
             rows.append(("", line, ""))
     if kp.get("semantics"):
-        rows.append(("Semantics", kp["semantics"], ""))
+        basis = "" if version else " (assumed from the layout)" if (layout or {}).get("min_version") else ""
+        rows.append(("Semantics", kp["semantics"] + basis, ""))
     for note in kp.get("version_notes") or []:
+        if not version and note.startswith("kube-proxy version unknown"):
+            continue  # the Version and Semantics rows already say it
         rows.append(("", note, "warn"))
     return rows
 
