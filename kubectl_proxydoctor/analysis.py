@@ -262,12 +262,12 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
 
 
 
-def _identity(snapshot: NodeSnapshot, cluster: ClusterState | None, views: list[ProgrammedView]):
-    """kube-proxy's version and the iptables layout generation (from the dumps already parsed)."""
+def _identity(snapshot: NodeSnapshot, cluster: ClusterState | None, views: list[ProgrammedView], mode: str):
+    """kube-proxy's version and the layout generation of ``mode``'s rules (from what is already parsed)."""
     from kubectl_proxydoctor.kube_proxy_version import identify
 
     rulesets = [v.raw for v in views if v.mode == "iptables" and v.raw is not None]
-    return identify(snapshot, cluster, rulesets)
+    return identify(snapshot, cluster, rulesets, mode)
 
 
 def analyse(
@@ -350,7 +350,7 @@ def _analyse(
         what = "; ".join([r.summary() for r in unknown] + [f"{k}: {v}" for k, v in failed.items()])
         report.notes.append(f"{what}: service ports not compared with the API (finding rules-unknown)")
         root_causes.append(rules_unknown_finding(unknown, failed, node))
-    identity = _identity(snapshot, usable, views)
+    identity = _identity(snapshot, usable, views, mode)
     report.kube_proxy = identity
     report.notes.extend(identity.notes)
     expected = (

@@ -3,8 +3,10 @@
 Version evidence, strongest first: the running process's ``kubernetes_build_info{git_version}``
 metric, its ``/statusz`` page (``Binary version:``, 1.33+), a version in its captured command line,
 the kube-proxy DaemonSet's image tag from the API, and a ``kube_proxy_version`` the capture's
-meta.json records. The layout generation is read from the iptables rules themselves (nfacct
-counters appear with 1.31; rules without comments mean large-cluster mode). Where they disagree
+meta.json records. The layout generation is read from the rules themselves: in iptables, nfacct
+counters appear with 1.31 and rules without comments mean large-cluster mode; in nftables, the
+generation ``modes.nftables.layout`` names (filter chains reworked in 1.34 and backported to 1.33.x,
+endpoint-less DNAT maps from 1.36). Where they disagree
 the report says so; the version (or, without one, the layout) decides which API semantics apply.
 """
 
@@ -21,6 +23,8 @@ CMDLINE_FILES = ("kube-proxy-cmdline.txt", "kube-proxy-cmdline")
 NFACCT_LOCALHOST = "localhost_nps_accepted_pkts"
 NFACCT_INVALID = "ct_state_invalid_dropped_pkts"
 LARGE_CLUSTER_ENDPOINTS = 1000  # kube-proxy's largeClusterEndpointsThreshold
+# the oldest release writing each nftables layout generation (modes.nftables.layout.GENERATIONS)
+NFT_MIN_VERSION = {"v1.29-v1.33": (1, 29), "v1.34-v1.35": (1, 33), "v1.36+": (1, 36)}
 
 _VERSION = re.compile(r"\bv?(\d+)\.(\d+)(?:\.(\d+))?([-+][0-9A-Za-z.+-]*)?")
 _BUILD_INFO = "kubernetes_build_info"
@@ -213,11 +217,30 @@ def iptables_layout(rulesets: list) -> Layout | None:
     return Layout("without nfacct counters (the v1.30 layout)", None, large, evidence)
 
 
+def nftables_layout(snapshot) -> Layout | None:
+    """The layout generation kube-proxy's nftables tables show (None without a known one)."""
+    from kubectl_proxydoctor.modes.nftables import layout_generations
+
+    try:
+        generations = layout_generations(snapshot)
+    except ProxyDoctorError:
+        return None
+    for family in ("ip", "ip6"):
+        gen = generations.get(family)
+        if gen is not None:
+            evidence = [f"table {family} kube-proxy: {e}" for e in gen.evidence]
+            return Layout(f"nftables {gen.name} ({gen.description})", NFT_MIN_VERSION.get(gen.name),
+                          False, evidence)
+    return None
+
+
 # -- putting it together ---------------------------------------------------------------------------
 
 
-def identify(snapshot, cluster=None, rulesets: list | None = None) -> KubeProxyIdentity:
-    """Every piece of version evidence in the snapshot (and API), the layout, and their agreement."""
+def identify(snapshot, cluster=None, rulesets: list | None = None,
+             mode: str | None = None) -> KubeProxyIdentity:
+    """Every piece of version evidence in the snapshot (and API), the layout of the rules of ``mode``
+    (iptables first when the mode is not known), and their agreement."""
     ident = KubeProxyIdentity()
     found = [from_metrics(snapshot.text("kube-proxy-metrics.txt")), from_statusz(snapshot.text(STATUSZ_FILE))]
     found += [from_cmdline(name, snapshot.text(name)) for name in CMDLINE_FILES]
@@ -233,7 +256,9 @@ def identify(snapshot, cluster=None, rulesets: list | None = None) -> KubeProxyI
                 f"{e.source} says {e.version}" for e in ident.evidence) + f"; {ident.source} is used")
     if rulesets is None:
         rulesets = _rulesets(snapshot)
-    ident.layout = iptables_layout(rulesets)
+    ident.layout = None if mode == "nftables" else iptables_layout(rulesets)
+    if ident.layout is None and mode in (None, "nftables", "unknown"):
+        ident.layout = nftables_layout(snapshot)
     layout = ident.layout
     if layout is not None and layout.min_version and ident.minor and ident.minor < layout.min_version:
         ident.notes.append(

@@ -208,3 +208,23 @@ def test_statusz_not_served_is_not_a_read_failure(netns) -> None:
     assert reason.startswith("unavailable: 127.0.0.1:10249/statusz")
     assert not snap.has("kube-proxy-statusz.txt")
     assert not is_read_failure(reason)
+
+
+def test_nftables_layout_generation_names_the_oldest_release_and_drives_semantics() -> None:
+    """Each upstream nftables generation is named from its own table, in status and in check."""
+    upstream = FIXTURES / "upstream" / "nftables"
+    seen = {}
+    for name, oldest in (("1.31-era", "1.29"), ("1.34-era", "1.33"), ("master", "1.36")):
+        snap = NodeSnapshot.load(upstream / name)
+        ident = identify(snap, mode="nftables")
+        assert ident.layout is not None and ident.layout.generation.startswith("nftables v1.")
+        assert ident.layout.to_json()["min_version"] == oldest
+        evidence = ident.layout.evidence
+        assert evidence and all(e.startswith("table ip kube-proxy: ") for e in evidence)
+        if ident.version is None:  # no version evidence: the layout's oldest release decides
+            assert ident.semantics == Semantics(tuple(int(x) for x in oldest.split(".")))
+        seen[name] = ident.layout.generation
+    assert len(set(seen.values())) == 3
+    report = analyse(NodeSnapshot.load(upstream / "master"),
+                     ClusterState.from_json_text((upstream / "master" / "api.json").read_text()))
+    assert report.kube_proxy.layout.generation == seen["master"]

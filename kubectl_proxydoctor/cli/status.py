@@ -194,7 +194,7 @@ def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
     from kubectl_proxydoctor import nodeinfo
 
     info: dict[str, Any] = {"mode": nodeinfo.kube_proxy_mode(snapshot)}
-    info.update(_identity(snapshot))
+    info.update(_identity(snapshot, info["mode"]))
     try:
         metrics = nodeinfo.kube_proxy_metrics(snapshot)
         health = nodeinfo.kube_proxy_healthz(snapshot)
@@ -217,11 +217,11 @@ def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
     return info
 
 
-def _identity(snapshot) -> dict[str, Any]:
+def _identity(snapshot, mode: str | None) -> dict[str, Any]:
     """version, version_source, version_evidence, layout, semantics and version_notes."""
     from kubectl_proxydoctor.kube_proxy_version import identify
 
-    data = identify(snapshot).to_json()
+    data = identify(snapshot, mode=mode).to_json()
     data["version_notes"] = data.pop("notes")
     return data
 
