@@ -66,6 +66,8 @@ def main(argv: list[str]) -> int:
     epoch = int(env["SOURCE_DATE_EPOCH"])
     version = krew.project_version(REPO / "pyproject.toml")
 
+    for stale in [*out.glob("kubectl_proxydoctor-*"), *out.glob(f"{krew.NAME}_v*.tar.gz"), out / krew.NAME]:
+        stale.unlink(missing_ok=True)  # one version in `out` (the Dockerfile installs dist/'s wheel)
     wheel = package(out, env, version)
     with tempfile.TemporaryDirectory(prefix="proxydoctor-dist-") as tmp:
         deps = dependencies(Path(tmp), env)

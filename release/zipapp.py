@@ -15,7 +15,7 @@ from pathlib import Path
 
 SHEBANG = b"#!/usr/bin/env python3\n"
 BOOTSTRAP = Path(__file__).with_name("zipapp_main.py")
-# kubernetes' asyncio client needs aiohttp and pydantic (compiled); proxydoctor uses the sync client.
+# kubernetes' asyncio client needs aiohttp (compiled); proxydoctor uses the sync client.
 DROPPED = ("kubernetes/aio/",)
 NATIVE = (".so", ".pyd", ".dylib", ".dll")
 

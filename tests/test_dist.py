@@ -120,7 +120,7 @@ def clean_env(home: Path, *path: Path, **extra: str) -> dict[str, str]:
 def in_ns(ns: str, env: dict[str, str], *cmd: str, timeout: float = 180) -> subprocess.CompletedProcess:
     """Run ``cmd`` in network namespace ``ns`` with exactly ``env`` (nothing inherited)."""
     return subprocess.run(["ip", "netns", "exec", ns, *env_i(env), *cmd], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=env["HOME"])  # not the repository: python puts cwd on sys.path
 
 
 def env_i(env: dict[str, str]) -> list[str]:
@@ -202,6 +202,36 @@ def test_the_single_file_is_pure_python(built: Built) -> None:
           f"krew archive {built.archive.stat().st_size / 1e6:.1f} MB, {len(names)} files")
 
 
+# What proxydoctor imports inside functions (the walk below imports every module's top level).
+LAZY_IMPORTS = ["kubernetes.client", "kubernetes.client.exceptions", "kubernetes.config.kube_config",
+                "kubernetes.config.config_exception", "kubernetes.config.incluster_config",
+                "kubernetes.stream", "pyroute2", "pyroute2.netns", "pyroute2.ipvs", "urllib3.exceptions",
+                "yaml", "rich.progress"]
+IMPORT_ALL = """
+import importlib, pkgutil, sys
+sys.path.insert(0, sys.argv[1])
+import kubectl_proxydoctor
+names = [m.name for m in pkgutil.walk_packages(kubectl_proxydoctor.__path__, "kubectl_proxydoctor.")
+         if not m.name.endswith(".__main__")]  # that one runs the CLI
+for name in names + sys.argv[2:]:
+    module = importlib.import_module(name)
+    assert module.__file__.startswith(sys.argv[1]), module.__file__
+print(len(names))
+"""
+
+
+def test_every_module_imports_from_the_bundle_alone(built: Built, tmp_path: Path) -> None:
+    """Every proxydoctor module and what it imports lazily, from the payload and the standard library
+    only (`-I -S`): a dependency the bundle lacks (kubernetes 37's pydantic, say) fails here."""
+    with zipfile.ZipFile(built.exe) as outer:
+        zipfile.ZipFile(outer.open("payload.zip")).extractall(tmp_path / "site")
+    proc = subprocess.run([SYSTEM_PYTHON, "-I", "-S", "-c", IMPORT_ALL, str(tmp_path / "site"),
+                           *LAZY_IMPORTS], env=clean_env(tmp_path), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 50
+
+
 def test_wheel_and_sdist_metadata(built: Built) -> None:
     with zipfile.ZipFile(built.wheel) as whl:
         info = f"kubectl_proxydoctor-{built.version}.dist-info"
@@ -224,6 +254,16 @@ def test_wheel_and_sdist_metadata(built: Built) -> None:
     assert f"kubectl_proxydoctor-{built.version}/LICENSE" in names
 
 
+def test_the_dockerfile_installs_the_built_wheel(built: Built) -> None:
+    """The image is built from dist/ (docker itself is not here): its COPY picks exactly the built wheel."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    copied = re.search(r"^COPY dist/(\S+) ", dockerfile, re.M)
+    assert copied is not None
+    assert [p.name for p in built.out.glob(copied.group(1))] == [built.wheel.name]
+    assert f"!dist/{copied.group(1)}" in (REPO / ".dockerignore").read_text().splitlines()
+    assert 'ENTRYPOINT ["kubectl-proxydoctor"]' in dockerfile
+
+
 # -- installed as krew installs it, run in a clean environment -----------------------------------------
 
 
@@ -232,7 +272,9 @@ def test_the_clean_environment_has_none_of_the_dependencies(netns, home: Path, k
     ns = netns("pd-dist-")
     found = in_ns(ns, env, "sh", "-c", "command -v python3")
     assert found.stdout.strip() == SYSTEM_PYTHON
-    for module in ("typer", "textual", "rich", "kubernetes", "yaml", "pyroute2", "kubectl_proxydoctor"):
+    # Debian's python3 may have PyYAML, pygments or oauthlib: the single file puts its own copies first
+    # on sys.path, and the `-I -S` runs below (only the standard library) prove nothing else is needed.
+    for module in ("typer", "textual", "rich", "kubernetes", "pyroute2", "kubectl_proxydoctor"):
         proc = in_ns(ns, env, "python3", "-c", f"import {module}")
         assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr, module
     links = in_ns(ns, env, "ip", "-o", "link")
@@ -293,7 +335,7 @@ def test_check_reads_the_api_with_the_bundled_client(netns, home: Path, krew_roo
         if server.stdin:
             server.stdin.close()
         server.wait(timeout=10)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 1 and proc.stdout.startswith("{"), proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["sources"]["api"] == "ok"
     assert [f["code"] for f in doc["findings"] if f["severity"] == "error"] == ["stale-endpoint"]
@@ -305,6 +347,7 @@ def test_the_tui_starts_in_a_terminal_and_quits(netns, home: Path, krew_root: Pa
     env = clean_env(home, krew_root / "bin", COLUMNS="120", LINES="40")
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child
+        os.chdir(home)
         ip = shutil.which("ip") or "/usr/bin/ip"
         os.execv(ip, ["ip", "netns", "exec", ns, *env_i(env), "kubectl", "proxydoctor", "tui", "--sample"])
     screen, quit_sent, deadline = b"", False, time.monotonic() + 120
