@@ -1,0 +1,1 @@
+"""Release tooling: `make dist` (wheel, sdist, single-file executable, krew archive, plugin.yaml)."""
