@@ -243,7 +243,8 @@ def ipsets(ctx: CheckContext) -> Iterator[Finding]:
                 "(no masquerade), or it was not made by kube-proxy", vs,
                 evidence=[f"{state.table.source}: {vs.evidence}", "ipset-save.txt: no matching entry"],
                 fix="restart this node's kube-proxy so it resyncs its ipsets "
-                    f"(`{for_context(ctx).restart}`); if no Service has this NodePort, delete the virtual server "
+                    f"(`{for_context(ctx).restart}`); if no Service has this NodePort, delete the virtual "
+                    "server "
                     f"(`ipvsadm -D {PROTOCOL_FLAGS.get(vs.protocol, '-t')} {vs.address}`)")
             continue
         yield _finding(
