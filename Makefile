@@ -37,7 +37,7 @@ test: setup
 	$(BIN)/pytest -q -p no:cacheprovider
 
 fuzz: setup
-	PROXYDOCTOR_FUZZ_EXAMPLES=100000 $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
+	PROXYDOCTOR_FUZZ_EXAMPLES=100000 $(BIN)/pytest -q -s -p no:cacheprovider tests/fuzz  # -s: long-line/huge-file timings
 
 bench: setup
 	$(BIN)/python bench/run.py

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from kubectl_proxydoctor.clip import MESSAGE_LIMIT, clip
 
+DETAIL_LIMIT = 300  # characters of a parse error's detail
+
 EXIT_OK = 0
 EXIT_DRIFT = 1
 EXIT_USAGE = 2
@@ -32,10 +34,11 @@ class ParseError(ProxyDoctorError):
 
     def __init__(self, source: str, message: str, line: int | None = None) -> None:
         where = f"{source}:{line}" if line is not None else source
+        message = clip(message, DETAIL_LIMIT)  # a bad word can be megabytes: name it, do not print it
         super().__init__(f"{where}: {message}")
         self.source = source
         self.line = line
-        self.detail = clip(message, MESSAGE_LIMIT)
+        self.detail = message
 
 
 class BundleError(ProxyDoctorError):

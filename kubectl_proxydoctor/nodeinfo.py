@@ -217,7 +217,7 @@ def sysctls(snapshot: NodeSnapshot) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- metrics
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*(?:\\.[^"\\]*)*)"')  # unrolled: linear, fast
 
 
 @dataclass

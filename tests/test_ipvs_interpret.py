@@ -144,7 +144,8 @@ def test_relabel_keeps_leftovers_and_fixes_kinds():
     api["items"] = [i for i in api["items"] if i["metadata"]["name"] != "ext"]
     named = relabel(view, ClusterState.from_list(api))
     keys = {p.name.key for p in named.ports.values()}
-    assert "/10.96.100.18:80:/TCP" in keys and "/198.51.100.20:80:/TCP" in keys  # no Service claims them
+    # no Service claims them (issue 16: keys were "/10.96.100.18:80:/TCP")
+    assert "10.96.100.18:80/TCP" in keys and "198.51.100.20:80/TCP" in keys
     lb = next(p for p in named.ports.values() if p.name.key == "default/lb:http/TCP")
     assert {f.kind for f in lb.frontends} == {"cluster-ip", "node-port", "load-balancer"}
 

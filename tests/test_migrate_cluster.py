@@ -148,7 +148,9 @@ def test_cluster_view_without_node_access():
 def test_node_already_in_target_mode():
     readiness = check_readiness("nftables", cluster("nftables/healthy"), [snapshot("nftables/healthy")])
     node = [r for r in readiness.results if r.scope != "cluster"]
-    assert [(r.check, r.status) for r in node] == [("current-mode", "pass")]
+    # issue 16: the node already runs nftables: no READY + plan, but a check for the old mode's rules
+    assert [(r.check, r.status) for r in node] == [("current-mode", "pass"), ("old-mode-leftovers", "pass")]
+    assert readiness.verdict == "already" and readiness.exit_code == 0
 
 
 def test_leaving_ipvs_for_iptables():

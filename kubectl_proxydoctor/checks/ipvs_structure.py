@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding
+from kubectl_proxydoctor.modes.ipvs.cleanup import PROTOCOL_FLAGS
 from kubectl_proxydoctor.modes.ipvs.ipset import IpSet, member_key, port_members, set_name
 from kubectl_proxydoctor.modes.ipvs.state import DUMMY_INTERFACE, IpvsState, read_state
 from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
@@ -105,7 +107,8 @@ def kube_ipvs0(ctx: CheckContext) -> Iterator[Finding]:
             f"{', '.join(vs.address for vs, _, _ in unbound[:MAX_LISTED])})",
             evidence=[f"{src}: {vs.evidence}" for vs, _, _ in unbound[:MAX_LISTED]]
             + [f"ip-addr.json: {what}"],
-            fix="restart kube-proxy on this node: it recreates kube-ipvs0 and binds every service address")
+            fix=f"restart this node's kube-proxy (`{for_context(ctx).restart}`): it recreates kube-ipvs0 and "
+                "binds every service address")
         unbound = []
     for vs, kind, why in unbound:
         yield _finding(
@@ -113,8 +116,9 @@ def kube_ipvs0(ctx: CheckContext) -> Iterator[Finding]:
             f"virtual server {vs.address}/{vs.protocol.lower()} ({kind}, {why}) has no address on "
             f"{DUMMY_INTERFACE}: packets to it are not delivered locally, so IPVS never balances them",
             vs, evidence=[f"{src}: {vs.evidence}", f"ip-addr.json: {vs.ip} not on {DUMMY_INTERFACE}"],
-            fix=f"restart kube-proxy on this node so it re-binds the address (ip addr add {vs.ip}/32 dev "
-                f"{DUMMY_INTERFACE} restores it by hand until then)")
+            fix=f"restart this node's kube-proxy so it re-binds the address (`{for_context(ctx).restart}`; "
+                f"`ip addr add {vs.ip}/{128 if ':' in vs.ip else 32} dev {DUMMY_INTERFACE}` restores it by "
+                "hand until then)")
     for ip in sorted(state.ipvs0 - used):
         yield _finding(
             ctx, "ipvs-address-leftover", "warning",
@@ -219,7 +223,8 @@ def ipsets(ctx: CheckContext) -> Iterator[Finding]:
             evidence=[f"ipset-save.txt:{line}: add {name} {entry}"
                       for name, entry, line in orphans[:MAX_LISTED]],
             fix="kube-proxy rewrites its ipsets on every sync: leftovers mean its syncs stop early; check "
-                "its logs (ipset del NAME ENTRY removes one by hand)")
+                f"its log (`{for_context(ctx).logs}`); by hand, on the node: "
+                + "; ".join(f"`ipset del {name} {entry}`" for name, entry, _ in orphans[:MAX_LISTED]))
     if state.ipvs0 is None:
         return
     for vs in state.table.services:
@@ -237,8 +242,10 @@ def ipsets(ctx: CheckContext) -> Iterator[Finding]:
                 f"port {vs.port} is in none of {sets}: kube-proxy's nat rules do not treat it as a NodePort "
                 "(no masquerade), or it was not made by kube-proxy", vs,
                 evidence=[f"{state.table.source}: {vs.evidence}", "ipset-save.txt: no matching entry"],
-                fix="restart kube-proxy so it resyncs its ipsets; if no Service has this NodePort, delete "
-                    f"the virtual server (ipvsadm -D -{'t' if vs.protocol == 'TCP' else 'u'} {vs.address})")
+                fix="restart this node's kube-proxy so it resyncs its ipsets "
+                    f"(`{for_context(ctx).restart}`); if no Service has this NodePort, delete the virtual "
+                    "server "
+                    f"(`ipvsadm -D {PROTOCOL_FLAGS.get(vs.protocol, '-t')} {vs.address}`)")
             continue
         yield _finding(
             ctx, "ipvs-frontend-not-in-ipset", "warning",
@@ -246,8 +253,9 @@ def ipsets(ctx: CheckContext) -> Iterator[Finding]:
             "KUBE-CLUSTER-IP, KUBE-EXTERNAL-IP, KUBE-LOAD-BALANCER: it is not masqueraded like a service and "
             "KUBE-IPVS-FILTER rejects new connections to it when its address is in KUBE-IPVS-IPS", vs,
             evidence=[f"{state.table.source}: {vs.evidence}", "ipset-save.txt: no matching entry"],
-            fix="restart kube-proxy so it resyncs its ipsets; if the Service is gone, delete the virtual "
-                f"server (ipvsadm -D -{'t' if vs.protocol == 'TCP' else 'u'} {vs.address})")
+            fix=f"restart this node's kube-proxy so it resyncs its ipsets (`{for_context(ctx).restart}`); if "
+                "the Service is gone, delete the virtual server "
+                f"(`ipvsadm -D {PROTOCOL_FLAGS.get(vs.protocol, '-t')} {vs.address}`)")
 
 
 @check("ipvs-kernel-modules")

@@ -144,8 +144,9 @@ def chain_references(ctx: CheckContext) -> Iterable[Finding]:
                     "goes or maps to it: dead rules kube-proxy did not clean up (a failed sync, or added "
                     "by hand)", chain.name,
                     evidence=[f"{chain.name}: {r.text}" for r in chain.rules[:10]],
-                    fix="If kube-proxy is running, its next full sync removes it; otherwise restart "
-                        "kube-proxy. Do not add rules to kube-proxy's table by hand."))
+                    fix="If kube-proxy is running, its next full sync removes it; otherwise restart this "
+                        f"node's kube-proxy (`{kube_proxy.restart}`). Do not add rules to kube-proxy's "
+                        "table by hand."))
     return findings
 
 

@@ -1,7 +1,9 @@
 """Run the migration checks and turn their results into a verdict.
 
-Verdict: any ``fail`` -> "not ready" (exit 1); else any essential check ``unknown`` (kernel,
-kube-proxy version) -> "could not tell" (exit 3); else "ready" (exit 0), warnings included.
+Verdict: any ``fail`` -> "not ready" (exit 1); else every node checked already runs the target mode
+-> "already" (exit 0, no plan; leftovers of the old mode are checked instead); else any essential
+check ``unknown`` (kernel, kube-proxy version) -> "could not tell" (exit 3); else "ready" (exit 0),
+warnings included.
 """
 
 from __future__ import annotations
@@ -104,6 +106,26 @@ def _already(ctx: MigrateContext, node: NodeInput) -> CheckResult | None:
     return None
 
 
+def _old_mode_leftovers(ctx: MigrateContext, node: NodeInput) -> list[CheckResult]:
+    """On a node already in the target mode: rules the previous mode left, with their safe removal."""
+    from kubectl_proxydoctor.proxy_mode import ProxyModeDecision, decide, leftovers
+
+    check, title = "old-mode-leftovers", "Rules left by the previous mode"
+    decision = decide(node.snapshot, ctx.cluster)
+    if decision.mode != ctx.target:
+        decision = ProxyModeDecision(mode=ctx.target)
+    found = leftovers(node.snapshot, decision)
+    if not found:
+        return [result(check, title, node.scope, "pass", "no rules of another kube-proxy mode are left")]
+    commands = [c for left in found for c in left.commands]
+    kept = [k for left in found for k in left.kept]
+    return [result(check, title, node.scope, "warn",
+                   "rules of the previous mode are still on the node: "
+                   + "; ".join(left.detail for left in found),
+                   [e for left in found for e in left.evidence] + kept,
+                   "on the node: " + "; ".join(commands) + "".join(f". {k}" for k in kept))]
+
+
 def run(ctx: MigrateContext) -> Readiness:
     """Every cluster check, then every node check on each node given; sorted worst first."""
     if ctx.target not in TARGETS:
@@ -116,10 +138,13 @@ def run(ctx: MigrateContext) -> Readiness:
     results: list[CheckResult] = []
     for check in CLUSTER_CHECKS:
         results += _guard(check, "cluster", ctx)
+    already = 0
     for node in ctx.nodes:
         done = _already(ctx, node)
         if done is not None:
+            already += 1
             results.append(done)
+            results += _guard(_old_mode_leftovers, node.scope, ctx, node)
             continue
         for check in NODE_CHECKS:
             results += _guard(check, node.scope, ctx, node)
@@ -132,8 +157,12 @@ def run(ctx: MigrateContext) -> Readiness:
     if not ctx.nodes:
         notes.append("no node capture: node-level checks (NodePorts, firewall, conntrack, third-party rules, "
                      "IPVS) did not run; give captures with --from")
-    readiness = Readiness(ctx.target, verdict_of(results), results, nodes=[n.name for n in ctx.nodes],
-                          notes=notes)
+    verdict = verdict_of(results)
+    if ctx.nodes and already == len(ctx.nodes) and verdict != "not ready":
+        notes.append(f"kube-proxy already runs in {ctx.target} mode on every node checked: there is nothing "
+                     "to switch (no plan, no rollback)")
+        return Readiness(ctx.target, "already", results, nodes=[n.name for n in ctx.nodes], notes=notes)
+    readiness = Readiness(ctx.target, verdict, results, nodes=[n.name for n in ctx.nodes], notes=notes)
     readiness.plan = build_plan(ctx, results)
     return readiness
 

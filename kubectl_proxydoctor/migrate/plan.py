@@ -45,7 +45,9 @@ def build_plan(ctx: MigrateContext, results: list[CheckResult]) -> Plan:
              else "ConfigMap kube-system/kube-proxy (config.conf)")
     node_modes = sorted({m for m in (current_mode(n.snapshot, facts)[0] for n in ctx.nodes)
                          if m and m != ctx.target})
-    previous = "/".join(node_modes) or facts.mode or ("iptables" if facts.mode == "" else "the current mode")
+    configured = facts.mode if facts.mode != ctx.target else None  # never "back to" the target itself
+    previous = "/".join(node_modes) or configured or (
+        "iptables" if configured == "" else "the mode kube-proxy ran before")
     plan = Plan()
     plan.config.append(f"in {where}: " + ("--proxy-mode=" if uses_flags else "mode: ") + ctx.target)
     if ctx.target == "nftables":

@@ -10,9 +10,10 @@ from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 Target = Literal["nftables", "iptables"]
 Status = Literal["pass", "warn", "fail", "unknown"]
-Verdict = Literal["ready", "not ready", "could not tell"]
+Verdict = Literal["ready", "not ready", "could not tell", "already"]
 STATUS_ORDER = {"fail": 0, "unknown": 1, "warn": 2, "pass": 3}
-VERDICT_EXIT = {"ready": EXIT_OK, "not ready": EXIT_DRIFT, "could not tell": EXIT_UNREADABLE}
+VERDICT_EXIT = {"ready": EXIT_OK, "not ready": EXIT_DRIFT, "could not tell": EXIT_UNREADABLE,
+                "already": EXIT_OK}  # already in the target mode: nothing to switch
 
 
 @dataclass

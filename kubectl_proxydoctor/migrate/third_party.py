@@ -69,15 +69,61 @@ def kube_proxy_wrote(rule) -> bool:
     return any(chain.match(rule.chain) and target.startswith(t) for chain, t in _BARE)
 
 
+def hashed_chains(ruleset) -> tuple[set[str], set[str]]:
+    """(KUBE-SVC/SVL chains, KUBE-SEP chains) whose names are kube-proxy's hashes of a service port
+    (and, for KUBE-SEP, of the endpoint it DNATs to). Above 1000 endpoints kube-proxy writes these
+    chains' rules without comments; the names still prove who wrote them (as ``check`` does)."""
+    from kubectl_proxydoctor.modes.iptables import hashes
+    from kubectl_proxydoctor.modes.iptables.view import Interpreter, port_name_string, split_endpoint
+
+    nat = ruleset.tables.get("nat")
+    services: set[str] = set()
+    endpoints: set[str] = set()
+    if nat is None:
+        return services, endpoints
+    interpreter = Interpreter(ruleset, "migrate")
+    for chain in nat.chains.values():
+        if not chain.name.startswith(("KUBE-SVC-", "KUBE-SVL-")):
+            continue
+        name = interpreter.name_for_chain(chain.name)
+        if name is None:
+            continue
+        services.add(chain.name)
+        for rule in chain.rules:
+            sep = nat.chains.get(rule.target or "")
+            if sep is None or not sep.name.startswith("KUBE-SEP-"):
+                continue
+            dnat = next((r.to_destination for r in sep.rules if r.target == "DNAT" and r.to_destination),
+                        None)
+            ep = split_endpoint(dnat) if dnat else None
+            if ep is not None and hashes.endpoint_chain(port_name_string(name), name.protocol, ep.ip,
+                                                        ep.port) == sep.name:
+                endpoints.add(sep.name)
+    return services, endpoints
+
+
+def _hashed_rule(rule, services: set[str], endpoints: set[str]) -> bool:
+    """An uncommented rule of kube-proxy's large-cluster mode in a chain proven by its hash."""
+    target = rule.target or ""
+    if rule.chain in endpoints:
+        return target in ("KUBE-MARK-MASQ", "DNAT")
+    if rule.chain in services:
+        return target in endpoints or target == "KUBE-MARK-MASQ"
+    return False
+
+
 def foreign_rules(ruleset) -> list[tuple[str, object]]:
     """(how, rule) for every rule that jumps into or sits in a KUBE-* chain kube-proxy did not write."""
     out = []
+    services, endpoints = hashed_chains(ruleset)
     for table in ruleset.tables.values():
         for chain in table.chains.values():
             for rule in chain.rules:
                 inside = owned(chain.name)
                 into = bool(rule.target and owned(rule.target))
                 if not (inside or into) or kube_proxy_wrote(rule):
+                    continue
+                if rule.comment is None and table.name == "nat" and _hashed_rule(rule, services, endpoints):
                     continue
                 how = f"inserted into {chain.name}" if inside else f"jumps into {rule.target}"
                 out.append((how, rule))

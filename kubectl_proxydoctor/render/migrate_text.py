@@ -10,7 +10,8 @@ from rich.text import Text
 from kubectl_proxydoctor.migrate.engine import Readiness
 
 STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "unknown": "magenta"}
-VERDICT_STYLE = {"ready": "bold green", "not ready": "bold red", "could not tell": "bold magenta"}
+VERDICT_STYLE = {"ready": "bold green", "not ready": "bold red", "could not tell": "bold magenta",
+                 "already": "bold green"}
 MAX_EVIDENCE = 6
 
 
@@ -38,7 +39,8 @@ def verdict_line(readiness: Readiness) -> Text:
               for s in ("fail", "unknown", "warn", "pass")}
     text = Text("verdict: ", style="bold")
     text.append(readiness.verdict.upper(), style=VERDICT_STYLE[readiness.verdict])
-    text.append(f" to switch to {readiness.target}", style="bold")
+    text.append(f" in {readiness.target} mode" if readiness.verdict == "already"
+                else f" to switch to {readiness.target}", style="bold")
     text.append("  (" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")", style="dim")
     where = ", ".join(readiness.nodes) if readiness.nodes else "no node capture"
     text.append(f"  nodes checked: {where}", style="dim")
@@ -60,6 +62,8 @@ def render_readiness(readiness: Readiness, console: Console, verbose: bool = Fal
             console.print(f"  [{style}]{r.status.upper()}[/{style}] {escape(r.scope)} / {escape(r.title)}: "
                           f"{escape(r.action)}")
     plan = readiness.plan
+    if not (plan.config or plan.rollout or plan.rollback or plan.watch):
+        return
     console.print()
     console.print("[bold]Plan[/bold]")
     for title, lines in (("config change", plan.config), ("roll out", plan.rollout),

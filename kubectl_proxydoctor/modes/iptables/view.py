@@ -45,6 +45,11 @@ def port_name_string(name: ServicePortName) -> str:
     return hashes.port_name_string(name.namespace, name.name, name.port)
 
 
+def split_endpoint(value: str) -> Endpoint | None:
+    """``ip:port`` or ``[ip6]:port`` (a DNAT --to-destination) as an Endpoint; None if not one."""
+    return _split_endpoint(value)
+
+
 def _split_endpoint(value: str) -> Endpoint | None:
     if value.startswith("["):
         host, _, port = value[1:].partition("]:")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from kubectl_proxydoctor.errors import ParseError
 
@@ -81,8 +82,11 @@ class IpvsTable:
         return None
 
 
+@lru_cache(maxsize=65536)
 def normalise_ip(text: str) -> str:
-    """Canonical text of an address (IPv6 compressed); ValueError when it is not one."""
+    """Canonical text of an address (IPv6 compressed); ValueError when it is not one.
+
+    Cached: a table names each virtual server address and endpoint many times."""
     return str(ipaddress.ip_address(text.strip("[]")))
 
 
