@@ -22,7 +22,10 @@ from kubectl_proxydoctor.model import Finding, Frontend, ProgrammedView, Service
 from kubectl_proxydoctor.modes.nftables.layout import (
     GENERATIONS,
     HELPER_CHAINS,
+    NODEPORT_IPS,
     SERVICE_CHAIN_KINDS,
+    SERVICE_IPS,
+    SERVICE_NODEPORTS,
     dnat_numgen_map,
     dnat_statement,
     generation,
@@ -296,7 +299,7 @@ def mode_leftover_findings(ctx: CheckContext) -> list[Finding]:
         if not table.chains and not table.sets:
             continue
         hooked = [c for c in table.chains.values() if c.is_base]
-        elements = sum(len(table.sets[n].elements) for n in ("service-ips", "service-nodeports")
+        elements = sum(len(table.sets[n].elements) for n in (SERVICE_IPS, SERVICE_NODEPORTS)
                        if n in table.sets)
         active = bool(hooked) and elements > 0
         hooks = ", ".join(f"{c.name} ({c.hook} {priority_text(c.prio, c.hook)})" for c in hooked) or "none"
@@ -344,7 +347,7 @@ def firewall_in_front(ctx: CheckContext) -> Iterable[Finding]:
             if dnat is None:
                 continue
             earliest = kp_chains[0]
-            np_set = kp.sets.get("nodeport-ips")
+            np_set = kp.sets.get(NODEPORT_IPS)
             node_ips = {str(el.key[0]) for el in np_set.elements} if np_set and np_set.elements else local
             for table in ruleset.tables.values():
                 if table is kp or table.family not in (family, "inet"):

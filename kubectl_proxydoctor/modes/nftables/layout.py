@@ -26,16 +26,23 @@ Drop of traffic to unallocated cluster IPs (``cluster-ips-check``) follows the S
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubectl_proxydoctor.model import Endpoint
+from kubectl_proxydoctor.model import Endpoint, ServicePortName
 from kubectl_proxydoctor.modes.nftables.model import NftChain, NftRule, NftTable
 
+# dispatch maps and sets (every generation)
+SERVICE_IPS, SERVICE_NODEPORTS = "service-ips", "service-nodeports"
+NO_ENDPOINT_SERVICES, NO_ENDPOINT_NODEPORTS = "no-endpoint-services", "no-endpoint-nodeports"
+FIREWALL_IPS, CLUSTER_IPS, NODEPORT_IPS = "firewall-ips", "cluster-ips", "nodeport-ips"
 MASQ_CHAIN = "mark-for-masquerade"
 HAIRPIN_SET = "hairpin-connections"
 # objects only kube-proxy's table has (any generation)
-KUBE_PROXY_MARKERS = ("service-ips", "services", "nat-prerouting", MASQ_CHAIN)
+KUBE_PROXY_MARKERS = (SERVICE_IPS, "services", "nat-prerouting", MASQ_CHAIN)
 # kube-proxy's fixed helper chains: unreferenced when a family has no services, which is normal
 HELPER_CHAINS = frozenset({"nodeport-endpoints-check", "service-endpoints-check", "firewall-check",
                            "firewall-allow-check", "services", "masquerading", "cluster-ips-check",
@@ -50,6 +57,52 @@ _ACTIONS = {
     "endpoint": {"jump", "set", "dnat", "mangle"},
     "firewall": {"drop"},
 }
+
+
+# -- names ------------------------------------------------------------------------------------------
+# service-, local-, external-, firewall-, endpoint- chains and affinity- sets are named
+# <kind>-<hash>-ns/svc/proto/port[__ip/port] (":" of an IPv6 endpoint written as "."); the element
+# comments of the no-endpoint maps are the ServicePortName "ns/svc:port".
+
+CHAIN_PREFIXES = ("service", "local", "external", "firewall", "endpoint", "affinity")
+CHAIN_RE = re.compile(r"^(service|local|external|firewall|endpoint|affinity)-([A-Z2-7]{8})-(.+)$")
+COMMENT_RE = re.compile(r"^(?P<ns>[^/\s]+)/(?P<svc>[^:\s]+)(?::(?P<port>\S+))?$")
+
+
+@dataclass(frozen=True)
+class ChainName:
+    """A kube-proxy service/endpoint chain or set name, split into its parts."""
+
+    prefix: str
+    hash: str
+    name: ServicePortName
+    endpoint: str | None  # "ip/port" part of endpoint- and affinity- names
+    full: str
+
+    @property
+    def hash_ok(self) -> bool:
+        """Whether the 8-char hash is kube-proxy's hash of the rest of the name."""
+        base = self.full.split("-", 2)[2]
+        return chain_hash(base) == self.hash
+
+
+def chain_hash(base: str) -> str:
+    """kube-proxy's hashAndTruncate prefix: base32(sha256(name))[:8]."""
+    return base64.b32encode(hashlib.sha256(base.encode()).digest()).decode()[:8]
+
+
+def parse_chain_name(name: str) -> ChainName | None:
+    """Split ``service-HASH-ns/svc/proto/port[__ip/port]``; None when it is not such a name."""
+    m = CHAIN_RE.match(name)
+    if not m:
+        return None
+    prefix, hsh, rest = m.groups()
+    svc_part, _, ep_part = rest.partition("__")
+    parts = svc_part.split("/")
+    if len(parts) != 4:
+        return None
+    ns, svc, proto, port = parts
+    return ChainName(prefix, hsh, ServicePortName(ns, svc, port, proto.upper()), ep_part or None, name)
 
 
 @dataclass(frozen=True)
