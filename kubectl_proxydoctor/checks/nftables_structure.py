@@ -229,12 +229,11 @@ def unknown_layout(ctx: CheckContext) -> Iterable[Finding]:
                     "reads the layouts of v1.29 to v1.37."))
         for chain in table.chains.values():
             kind = chain.name.split("-", 1)[0]
-            if kind not in SERVICE_CHAIN_KINDS or chain.is_base or chain.name in HELPER_CHAINS \
-                    or _port_of(chain.name) is None:
+            if kind not in SERVICE_CHAIN_KINDS or chain.is_base or chain.name in HELPER_CHAINS:
                 continue
             for rule in chain.rules:
                 why = unknown_rule(kind, rule)
-                if why:
+                if why and _port_of(chain.name) is not None:  # a kube-proxy service chain's name
                     findings.append(_finding(
                         "unknown-layout", "warning", f"unknown layout: {table.label}: {why}", chain.name,
                         evidence=[f"{chain.name}: {rule.text}"],

@@ -248,24 +248,39 @@ def _concat_endpoint(value: Any) -> Endpoint | None:
 
 def unknown_rule(kind: str, rule: NftRule) -> str | None:
     """Why a rule of a kube-proxy ``kind`` chain (service, local, external, endpoint, firewall) is
-    not a shape any generation writes; None when it is one."""
-    if not rule.expr:
-        return None
-    last = rule.expr[-1]
-    action = next(iter(last), None) if isinstance(last, dict) else None
+    not a shape any generation writes; None when it is one. Looks at the rule's last statement
+    only (matches before it are free), so it stays cheap on 100k-rule tables."""
+    expr = rule.expr
     allowed = _ACTIONS.get(kind)
-    if allowed is None or action is None:
+    if not expr or allowed is None:
         return None
+    last = expr[-1]
+    action = next(iter(last), None) if isinstance(last, dict) else None
+    if action is None or action in _PLAIN_ACTIONS:
+        return None if action is None or action in allowed else f"a {kind} chain rule ending in '{action}'"
     if action not in allowed:
         return f"a {kind} chain rule ending in '{action}'"
+    body = last[action]
     if action == "dnat":
-        body = last["dnat"]
-        if dnat_endpoint(body) is None and dnat_numgen_map(body) is None:
-            return f"a {kind} chain DNAT that is neither 'dnat to ip:port' nor a numgen map of ip . port"
-    if action == "vmap" and numgen_vmap(rule) is None:
-        return f"a {kind} chain vmap that is not 'numgen random mod N vmap'"
-    if action == "mangle" and not is_masquerade_mark(last):
-        return f"a {kind} chain statement that sets something other than the masquerade mark"
-    if action == "set" and (last.get("set") or {}).get("op") != "update":
+        addr = body.get("addr") if isinstance(body, dict) else None
+        if isinstance(addr, str) or (isinstance(addr, dict) and (
+                "concat" in addr or _has_numgen_key(addr.get("map")))):
+            return None
+        return f"a {kind} chain DNAT that is neither 'dnat to ip:port' nor a numgen map of ip . port"
+    if action == "vmap":
+        return None if _has_numgen_key(body) else \
+            f"a {kind} chain vmap that is not 'numgen random mod N vmap'"
+    if action == "mangle":
+        return None if is_masquerade_mark(last) else \
+            f"a {kind} chain statement that sets something other than the masquerade mark"
+    if action == "set" and (body or {}).get("op") != "update":
         return f"a {kind} chain set statement other than the affinity update"
     return None
+
+
+_PLAIN_ACTIONS = frozenset({"goto", "jump", "drop"})
+
+
+def _has_numgen_key(body: object) -> bool:
+    key = body.get("key") if isinstance(body, dict) else None
+    return isinstance(key, dict) and "numgen" in key
