@@ -267,7 +267,7 @@ def test_trace_agrees_with_kube_proxys_packet_flow_case(flow: Path, index: int) 
                                                      case["source"]))
     output, masq = _traced(result.outcomes)
     want = case["output"]
-    if want and want[0].isdigit():
+    if want not in ("", "REJECT", "DROP"):
         want = ", ".join(sorted(want.split(", ")))
     assert output == want, [(o.verdict, str(o.destination), o.probability) for o in result.outcomes]
     if output not in ("", "REJECT", "DROP"):
@@ -277,7 +277,7 @@ def test_trace_agrees_with_kube_proxys_packet_flow_case(flow: Path, index: int) 
 def test_every_version_has_packet_flows() -> None:
     counts = {v: sum(len(json.loads((d / "cases.json").read_text())["cases"]) for d in FLOWS
                      if d.parent.parent.name == v) for v in VERSIONS}
-    assert all(n >= 29 for n in counts.values()), counts
+    assert all(n >= 59 for n in counts.values()), counts
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=lambda d: f"{d.parent.parent.name}/{d.name}")
@@ -286,3 +286,44 @@ def test_flow_fixtures_check_healthy(flow: Path) -> None:
     report = analyse(NodeSnapshot.load(flow), ClusterState.from_json_text((flow / "api.json").read_text()))
     assert {s.status for s in report.services} == {"ok"}
     assert [f"{f.code} {f.message}" for f in report.findings if f.severity == "error"] == []
+
+
+def test_rule_no_generation_writes_is_named_with_its_rule():
+    """An endpoint chain rule that accepts (added by hand, or a newer layout): a warning that
+    quotes it; the endpoints of the port are still read and compared."""
+    def accept_first(rule: dict) -> None:
+        if rule["chain"].startswith("endpoint-GTK6MW7G-ns5/svc5") and any("dnat" in s for s in rule["expr"]):
+            rule["expr"] = [{"counter": {"packets": 0, "bytes": 0}}, {"accept": None}]
+
+    report = _analyse(_master_with(accept_first))
+    unknown = [f for f in report.findings if f.code == "unknown-layout"]
+    assert [(f.service, f.port) for f in unknown] == [("ns5/svc5", "p80")]
+    assert "ending in 'accept'" in unknown[0].message and unknown[0].evidence[0].endswith("accept")
+    # the affinity chain lost its DNAT: the port is not called drift, its rules are not understood
+    assert not [f for f in report.findings if f.service == "ns5/svc5" and f.severity == "error"]
+
+
+def test_table_in_no_known_generation_is_an_unknown_layout_warning():
+    files = {p.name: p.read_text() for p in (UPSTREAM / "master").iterdir() if p.is_file()}
+    doc = json.loads(files["nft-ruleset.json"])
+    renamed = {"filter-prerouting-pre-dnat": "filter-pre", "filter-output-pre-dnat": "filter-out-pre",
+               "masquerading": "masq"}
+    for item in doc["nftables"]:
+        body = item.get("chain") or item.get("rule")
+        if body is not None:
+            key = "name" if "chain" in item else "chain"
+            body[key] = renamed.get(body[key], body[key])
+        if "rule" in item:
+            for stmt in item["rule"]["expr"]:
+                if "jump" in stmt and stmt["jump"]["target"] in renamed:
+                    stmt["jump"]["target"] = renamed[stmt["jump"]["target"]]
+    doc["nftables"] = [i for i in doc["nftables"]
+                       if not ("set" in i and i["set"]["name"] == "hairpin-connections")
+                       and not ("rule" in i and i["rule"]["chain"] == "masq")]
+    files["nft-ruleset.json"] = json.dumps(doc)
+    snapshot = NodeSnapshot.from_files(files)
+    assert layout_generations(snapshot) == {"ip": None}
+    report = _analyse(snapshot)
+    [warning] = [f for f in report.findings if f.code == "unknown-layout"]
+    assert warning.severity == "warning" and "none of the base chains" in warning.message
+    assert {s.status for s in report.services} == {"ok"}  # the services themselves are still read

@@ -23,7 +23,10 @@ from kubectl_proxydoctor.model import Finding, Frontend, ProgrammedView, Service
 from kubectl_proxydoctor.modes.nftables.layout import (
     GENERATIONS,
     HELPER_CHAINS,
+    NODEPORT_IPS,
     SERVICE_CHAIN_KINDS,
+    SERVICE_IPS,
+    SERVICE_NODEPORTS,
     dnat_numgen_map,
     dnat_statement,
     generation,
@@ -229,12 +232,11 @@ def unknown_layout(ctx: CheckContext) -> Iterable[Finding]:
                     "reads the layouts of v1.29 to v1.37."))
         for chain in table.chains.values():
             kind = chain.name.split("-", 1)[0]
-            if kind not in SERVICE_CHAIN_KINDS or chain.is_base or chain.name in HELPER_CHAINS \
-                    or _port_of(chain.name) is None:
+            if kind not in SERVICE_CHAIN_KINDS or chain.is_base or chain.name in HELPER_CHAINS:
                 continue
             for rule in chain.rules:
                 why = unknown_rule(kind, rule)
-                if why:
+                if why and _port_of(chain.name) is not None:  # a kube-proxy service chain's name
                     findings.append(_finding(
                         "unknown-layout", "warning", f"unknown layout: {table.label}: {why}", chain.name,
                         evidence=[f"{chain.name}: {rule.text}"],
@@ -299,7 +301,7 @@ def mode_leftover_findings(ctx: CheckContext) -> list[Finding]:
         if not table.chains and not table.sets:
             continue
         hooked = [c for c in table.chains.values() if c.is_base]
-        elements = sum(len(table.sets[n].elements) for n in ("service-ips", "service-nodeports")
+        elements = sum(len(table.sets[n].elements) for n in (SERVICE_IPS, SERVICE_NODEPORTS)
                        if n in table.sets)
         active = bool(hooked) and elements > 0
         hooks = ", ".join(f"{c.name} ({c.hook} {priority_text(c.prio, c.hook)})" for c in hooked) or "none"
@@ -347,7 +349,7 @@ def firewall_in_front(ctx: CheckContext) -> Iterable[Finding]:
             if dnat is None:
                 continue
             earliest = kp_chains[0]
-            np_set = kp.sets.get("nodeport-ips")
+            np_set = kp.sets.get(NODEPORT_IPS)
             node_ips = {str(el.key[0]) for el in np_set.elements} if np_set and np_set.elements else local
             for table in ruleset.tables.values():
                 if table is kp or table.family not in (family, "inet"):

@@ -11,10 +11,7 @@ generation writes is in layout.py.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,14 +26,24 @@ from kubectl_proxydoctor.model import (
     ServicePortName,
     Target,
 )
-from kubectl_proxydoctor.modes.nftables.layout import (
+from kubectl_proxydoctor.modes.nftables.layout import (  # noqa: F401 - names re-exported
+    CLUSTER_IPS,
+    COMMENT_RE,
+    FIREWALL_IPS,
     KUBE_PROXY_MARKERS,
     MASQ_CHAIN,
+    NO_ENDPOINT_NODEPORTS,
+    NO_ENDPOINT_SERVICES,
+    SERVICE_IPS,
+    SERVICE_NODEPORTS,
+    ChainName,
+    chain_hash,
     dnat_endpoint,
     dnat_numgen_map,
     dnat_statement,
     marks_masquerade,
     numgen_vmap,
+    parse_chain_name,
     unknown_rule,
     verdict_chain,
 )
@@ -50,47 +57,8 @@ from kubectl_proxydoctor.modes.nftables.model import (
 from kubectl_proxydoctor.modes.nftables.parse import FILENAME, RULESET_KEY, parse_ruleset_text, proto_name
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
-CHAIN_PREFIXES = ("service", "local", "external", "firewall", "endpoint", "affinity")
-CHAIN_RE = re.compile(r"^(service|local|external|firewall|endpoint|affinity)-([A-Z2-7]{8})-(.+)$")
-COMMENT_RE = re.compile(r"^(?P<ns>[^/\s]+)/(?P<svc>[^:\s]+)(?::(?P<port>\S+))?$")
 MAX_DEPTH = 32
 UNKNOWN = "unknown layout: "  # a walk's problem that is not drift: the layout is not understood
-
-
-@dataclass(frozen=True)
-class ChainName:
-    """A kube-proxy service/endpoint chain or set name, split into its parts."""
-
-    prefix: str
-    hash: str
-    name: ServicePortName
-    endpoint: str | None  # "ip/port" part of endpoint- and affinity- names
-    full: str
-
-    @property
-    def hash_ok(self) -> bool:
-        """Whether the 8-char hash is kube-proxy's hash of the rest of the name."""
-        base = self.full.split("-", 2)[2]
-        return chain_hash(base) == self.hash
-
-
-def chain_hash(base: str) -> str:
-    """kube-proxy's hashAndTruncate prefix: base32(sha256(name))[:8]."""
-    return base64.b32encode(hashlib.sha256(base.encode()).digest()).decode()[:8]
-
-
-def parse_chain_name(name: str) -> ChainName | None:
-    """Split ``service-HASH-ns/svc/proto/port[__ip/port]``; None when it is not such a name."""
-    m = CHAIN_RE.match(name)
-    if not m:
-        return None
-    prefix, hsh, rest = m.groups()
-    svc_part, _, ep_part = rest.partition("__")
-    parts = svc_part.split("/")
-    if len(parts) != 4:
-        return None
-    ns, svc, proto, port = parts
-    return ChainName(prefix, hsh, ServicePortName(ns, svc, port, proto.upper()), ep_part or None, name)
 
 
 def parse_comment_name(comment: str | None, protocol: str) -> ServicePortName | None:
@@ -235,8 +203,8 @@ class _TableInterpreter:
         self.family = 4 if table.family == "ip" else 6
         self.lb_ips = lb_ips
         self.problems: list[str] = []
-        self.cluster_ips = {el.key[0] for el in self._set_elements("cluster-ips")}
-        self.firewalled: dict[tuple, NftElement] = {el.key: el for el in self._set_elements("firewall-ips")}
+        self.cluster_ips = {el.key[0] for el in self._set_elements(CLUSTER_IPS)}
+        self.firewalled: dict[tuple, NftElement] = {el.key: el for el in self._set_elements(FIREWALL_IPS)}
         self._targets_cache: dict[str, tuple[list[Target], str | None]] = {}
         services = table.chains.get("services")
         # v1.36+: the ClusterIP masquerade rule is in "services", not in each service chain
@@ -249,8 +217,8 @@ class _TableInterpreter:
         return nset.elements if nset else []
 
     def run(self) -> None:
-        for el in self._set_elements("service-ips"):
-            ip, proto, port = self._ip_key(el, "service-ips")
+        for el in self._set_elements(SERVICE_IPS):
+            ip, proto, port = self._ip_key(el, SERVICE_IPS)
             if ip is None:
                 continue
             chain = _verdict_chain(el.value)
@@ -263,8 +231,8 @@ class _TableInterpreter:
             fe = self._frontend(cname.name, kind, ip, port, proto)
             fe.pending.append(("map service-ips", el))
             self._fill_from_chain(fe, chain)
-        for el in self._set_elements("service-nodeports"):
-            proto, port = self._port_key(el, "service-nodeports")
+        for el in self._set_elements(SERVICE_NODEPORTS):
+            proto, port = self._port_key(el, SERVICE_NODEPORTS)
             if proto is None:
                 continue
             chain = _verdict_chain(el.value)
@@ -276,22 +244,22 @@ class _TableInterpreter:
             fe = self._frontend(cname.name, "node-port", None, port, proto)
             fe.pending.append(("map service-nodeports", el))
             self._fill_from_chain(fe, chain)
-        for el in self._set_elements("no-endpoint-services"):
-            ip, proto, port = self._ip_key(el, "no-endpoint-services")
+        for el in self._set_elements(NO_ENDPOINT_SERVICES):
+            ip, proto, port = self._ip_key(el, NO_ENDPOINT_SERVICES)
             if ip is None:
                 continue
-            name = self._name_from_comment(el, proto, "no-endpoint-services")
+            name = self._name_from_comment(el, proto, NO_ENDPOINT_SERVICES)
             if name is None:
                 continue
             kind = "cluster-ip" if ip in self.cluster_ips else self._external_kind(ip, proto, port)
             fe = self._frontend(name, kind, ip, port, proto)
             fe.no_endpoints = _no_endpoint_verdict(el.value)
             fe.pending.append(("map no-endpoint-services", el))
-        for el in self._set_elements("no-endpoint-nodeports"):
-            proto, port = self._port_key(el, "no-endpoint-nodeports")
+        for el in self._set_elements(NO_ENDPOINT_NODEPORTS):
+            proto, port = self._port_key(el, NO_ENDPOINT_NODEPORTS)
             if proto is None:
                 continue
-            name = self._name_from_comment(el, proto, "no-endpoint-nodeports")
+            name = self._name_from_comment(el, proto, NO_ENDPOINT_NODEPORTS)
             if name is None:
                 continue
             fe = self._frontend(name, "node-port", None, port, proto)

@@ -26,16 +26,23 @@ Drop of traffic to unallocated cluster IPs (``cluster-ips-check``) follows the S
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubectl_proxydoctor.model import Endpoint
+from kubectl_proxydoctor.model import Endpoint, ServicePortName
 from kubectl_proxydoctor.modes.nftables.model import NftChain, NftRule, NftTable
 
+# dispatch maps and sets (every generation)
+SERVICE_IPS, SERVICE_NODEPORTS = "service-ips", "service-nodeports"
+NO_ENDPOINT_SERVICES, NO_ENDPOINT_NODEPORTS = "no-endpoint-services", "no-endpoint-nodeports"
+FIREWALL_IPS, CLUSTER_IPS, NODEPORT_IPS = "firewall-ips", "cluster-ips", "nodeport-ips"
 MASQ_CHAIN = "mark-for-masquerade"
 HAIRPIN_SET = "hairpin-connections"
 # objects only kube-proxy's table has (any generation)
-KUBE_PROXY_MARKERS = ("service-ips", "services", "nat-prerouting", MASQ_CHAIN)
+KUBE_PROXY_MARKERS = (SERVICE_IPS, "services", "nat-prerouting", MASQ_CHAIN)
 # kube-proxy's fixed helper chains: unreferenced when a family has no services, which is normal
 HELPER_CHAINS = frozenset({"nodeport-endpoints-check", "service-endpoints-check", "firewall-check",
                            "firewall-allow-check", "services", "masquerading", "cluster-ips-check",
@@ -50,6 +57,52 @@ _ACTIONS = {
     "endpoint": {"jump", "set", "dnat", "mangle"},
     "firewall": {"drop"},
 }
+
+
+# -- names ------------------------------------------------------------------------------------------
+# service-, local-, external-, firewall-, endpoint- chains and affinity- sets are named
+# <kind>-<hash>-ns/svc/proto/port[__ip/port] (":" of an IPv6 endpoint written as "."); the element
+# comments of the no-endpoint maps are the ServicePortName "ns/svc:port".
+
+CHAIN_PREFIXES = ("service", "local", "external", "firewall", "endpoint", "affinity")
+CHAIN_RE = re.compile(r"^(service|local|external|firewall|endpoint|affinity)-([A-Z2-7]{8})-(.+)$")
+COMMENT_RE = re.compile(r"^(?P<ns>[^/\s]+)/(?P<svc>[^:\s]+)(?::(?P<port>\S+))?$")
+
+
+@dataclass(frozen=True)
+class ChainName:
+    """A kube-proxy service/endpoint chain or set name, split into its parts."""
+
+    prefix: str
+    hash: str
+    name: ServicePortName
+    endpoint: str | None  # "ip/port" part of endpoint- and affinity- names
+    full: str
+
+    @property
+    def hash_ok(self) -> bool:
+        """Whether the 8-char hash is kube-proxy's hash of the rest of the name."""
+        base = self.full.split("-", 2)[2]
+        return chain_hash(base) == self.hash
+
+
+def chain_hash(base: str) -> str:
+    """kube-proxy's hashAndTruncate prefix: base32(sha256(name))[:8]."""
+    return base64.b32encode(hashlib.sha256(base.encode()).digest()).decode()[:8]
+
+
+def parse_chain_name(name: str) -> ChainName | None:
+    """Split ``service-HASH-ns/svc/proto/port[__ip/port]``; None when it is not such a name."""
+    m = CHAIN_RE.match(name)
+    if not m:
+        return None
+    prefix, hsh, rest = m.groups()
+    svc_part, _, ep_part = rest.partition("__")
+    parts = svc_part.split("/")
+    if len(parts) != 4:
+        return None
+    ns, svc, proto, port = parts
+    return ChainName(prefix, hsh, ServicePortName(ns, svc, port, proto.upper()), ep_part or None, name)
 
 
 @dataclass(frozen=True)
@@ -195,24 +248,39 @@ def _concat_endpoint(value: Any) -> Endpoint | None:
 
 def unknown_rule(kind: str, rule: NftRule) -> str | None:
     """Why a rule of a kube-proxy ``kind`` chain (service, local, external, endpoint, firewall) is
-    not a shape any generation writes; None when it is one."""
-    if not rule.expr:
-        return None
-    last = rule.expr[-1]
-    action = next(iter(last), None) if isinstance(last, dict) else None
+    not a shape any generation writes; None when it is one. Looks at the rule's last statement
+    only (matches before it are free), so it stays cheap on 100k-rule tables."""
+    expr = rule.expr
     allowed = _ACTIONS.get(kind)
-    if allowed is None or action is None:
+    if not expr or allowed is None:
         return None
+    last = expr[-1]
+    action = next(iter(last), None) if isinstance(last, dict) else None
+    if action is None or action in _PLAIN_ACTIONS:
+        return None if action is None or action in allowed else f"a {kind} chain rule ending in '{action}'"
     if action not in allowed:
         return f"a {kind} chain rule ending in '{action}'"
+    body = last[action]
     if action == "dnat":
-        body = last["dnat"]
-        if dnat_endpoint(body) is None and dnat_numgen_map(body) is None:
-            return f"a {kind} chain DNAT that is neither 'dnat to ip:port' nor a numgen map of ip . port"
-    if action == "vmap" and numgen_vmap(rule) is None:
-        return f"a {kind} chain vmap that is not 'numgen random mod N vmap'"
-    if action == "mangle" and not is_masquerade_mark(last):
-        return f"a {kind} chain statement that sets something other than the masquerade mark"
-    if action == "set" and (last.get("set") or {}).get("op") != "update":
+        addr = body.get("addr") if isinstance(body, dict) else None
+        if isinstance(addr, str) or (isinstance(addr, dict) and (
+                "concat" in addr or _has_numgen_key(addr.get("map")))):
+            return None
+        return f"a {kind} chain DNAT that is neither 'dnat to ip:port' nor a numgen map of ip . port"
+    if action == "vmap":
+        return None if _has_numgen_key(body) else \
+            f"a {kind} chain vmap that is not 'numgen random mod N vmap'"
+    if action == "mangle":
+        return None if is_masquerade_mark(last) else \
+            f"a {kind} chain statement that sets something other than the masquerade mark"
+    if action == "set" and (body or {}).get("op") != "update":
         return f"a {kind} chain set statement other than the affinity update"
     return None
+
+
+_PLAIN_ACTIONS = frozenset({"goto", "jump", "drop"})
+
+
+def _has_numgen_key(body: object) -> bool:
+    key = body.get("key") if isinstance(body, dict) else None
+    return isinstance(key, dict) and "numgen" in key
