@@ -86,6 +86,7 @@ def trace_cmd(
     from importlib.util import find_spec
 
     from kubectl_proxydoctor import modes
+    from kubectl_proxydoctor.fate import node_facts
     from kubectl_proxydoctor.model import Packet
 
     check_output(output)
@@ -102,13 +103,14 @@ def trace_cmd(
             results.extend(modes.trace_all(snapshot, packet, (mode,)))
         except ImportError as e:  # a mode whose tracer is not in this build
             typer.echo(f"kubectl-proxydoctor: {mode} rules not traced ({e})", err=True)
+    facts = node_facts(snapshot)
     if output == "json":
         from kubectl_proxydoctor.render.trace_text import trace_json
 
-        typer.echo(json.dumps(trace_json(packet, results), indent=1))
+        typer.echo(json.dumps(trace_json(packet, results, facts), indent=1))
         return
     from rich.console import Console
 
     from kubectl_proxydoctor.render.trace_text import render_traces
 
-    render_traces(packet, results, Console(highlight=False))
+    render_traces(packet, results, Console(highlight=False), facts)

@@ -6,6 +6,7 @@ from rich.console import Console, Group
 from rich.text import Text
 from rich.tree import Tree
 
+from kubectl_proxydoctor.fate import Fate, NodeFacts, trace_fate
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult, TraceStep
 
 _STYLE = {"dnat": "green", "accept": "yellow", "no-match": "yellow", "reject": "red", "drop": "red"}
@@ -18,8 +19,8 @@ _MEANING = {
 }
 
 
-def outcome_label(outcome: TraceOutcome) -> Text:
-    """One line: probability, verdict, destination, masquerade, service."""
+def outcome_label(outcome: TraceOutcome, marks: tuple[str, ...] = ()) -> Text:
+    """One line: probability, verdict, destination, masquerade, service, and marks (stale...)."""
     text = Text()
     text.append(f"{outcome.probability:6.1%}  ", style="bold")
     label = _MEANING.get(outcome.verdict, outcome.verdict)
@@ -30,7 +31,20 @@ def outcome_label(outcome: TraceOutcome) -> Text:
         text.append("  masqueraded" if outcome.masquerade else "  source kept", style="cyan")
     if outcome.service is not None:
         text.append(f"  {outcome.service}", style="magenta")
+    for mark in marks:
+        text.append(f"  [{mark}]", style="bold red" if mark.startswith("stale") else "yellow")
     return text
+
+
+def fate_text(fate: Fate) -> Text:
+    """The trace's one-line fate."""
+    style = "bold green"
+    if set(fate.kinds) & {"reject", "drop", "routed"} or any(
+            m.startswith("stale") for f in fate.outcomes for m in f.marks):
+        style = "bold red"
+    elif set(fate.kinds) & {"node"}:
+        style = "bold yellow"
+    return Text(fate.line, style=style)
 
 
 def _step(step: TraceStep) -> Text:
@@ -54,8 +68,10 @@ def _common_prefix(paths: list[list[TraceStep]]) -> int:
     return n
 
 
-def trace_tree(result: TraceResult) -> Tree:
-    """One mode/source's trace: the steps all outcomes share, then each outcome with its own steps."""
+def trace_tree(result: TraceResult, facts: NodeFacts | None = None) -> Tree:
+    """One mode/source's trace: the steps all outcomes share, then each outcome with its own steps,
+    and last the packet's fate in one line."""
+    fate = trace_fate(result, facts if facts is not None else NodeFacts())
     title = Text()
     title.append(str(result.packet), style="bold")
     title.append(f"  through {result.mode} ({result.source})", style="dim")
@@ -68,29 +84,33 @@ def trace_tree(result: TraceResult) -> Tree:
         node = tree.add(Text(f"path shared by every outcome ({shared} rules)", style="bold"))
         for step in paths[0][:shared]:
             node.add(_step(step))
-    for outcome in result.outcomes:
-        branch = tree.add(outcome_label(outcome))
+    for outcome, part in zip(result.outcomes, fate.outcomes, strict=True):
+        branch = tree.add(outcome_label(outcome, part.marks))
         for step in outcome.path[shared:]:
             branch.add(_step(step))
     for note in result.notes:
         tree.add(Text(f"note: {note}", style="dim italic"))
+    tree.add(fate_text(fate))
     return tree
 
 
-def render_traces(packet: Packet, results: list[TraceResult], console: Console) -> None:
-    """Every mode's trace of one packet, with a one-line summary first."""
+def render_traces(packet: Packet, results: list[TraceResult], console: Console,
+                  facts: NodeFacts | None = None) -> None:
+    """Every mode's trace of one packet, each ending with the packet's fate."""
     if not results:
         console.print(Text(f"{packet}: no kube-proxy rules (iptables, nftables or IPVS) found on this node",
                            style="yellow"))
         return
     parts = []
     for result in results:
-        parts.append(trace_tree(result))
+        parts.append(trace_tree(result, facts))
     console.print(Group(*parts))
 
 
-def outcome_json(outcome: TraceOutcome) -> dict:
+def outcome_json(outcome: TraceOutcome, part=None) -> dict:
+    extra = {} if part is None else {"fate": part.kind, "fate_text": part.text, "marks": list(part.marks)}
     return {
+        **extra,
         "verdict": outcome.verdict,
         "destination": str(outcome.destination) if outcome.destination is not None else None,
         "probability": round(outcome.probability, 9),
@@ -102,17 +122,19 @@ def outcome_json(outcome: TraceOutcome) -> dict:
     }
 
 
-def trace_json(packet: Packet, results: list[TraceResult]) -> dict:
+def trace_json(packet: Packet, results: list[TraceResult], facts: NodeFacts | None = None) -> dict:
     """The stable JSON form of `trace -o json`."""
+    fates = [trace_fate(r, facts if facts is not None else NodeFacts()) for r in results]
     return {
         "packet": {"dst": packet.dst, "port": packet.port, "protocol": packet.protocol, "src": packet.src},
         "results": [
             {
                 "mode": r.mode,
                 "source": r.source,
-                "outcomes": [outcome_json(o) for o in r.outcomes],
+                "outcomes": [outcome_json(o, p) for o, p in zip(r.outcomes, f.outcomes, strict=True)],
                 "notes": list(r.notes),
+                "fate": f.line.removeprefix("fate: "),
             }
-            for r in results
+            for r, f in zip(results, fates, strict=True)
         ],
     }

@@ -1,0 +1,329 @@
+"""The packet's fate: one line per trace saying where a new connection really ends.
+
+Mode independent: it reads a TraceResult (outcomes with their rule paths) and the node facts a
+capture holds (node addresses from ip-addr.json, the API's EndpointSlices and Services from
+api.json, conntrack.txt) and says, per outcome and in one line for the whole trace: DNAT to which
+endpoints and then forwarded to a pod / delivered locally, masqueraded or not; REJECT; DROP;
+delivered to the node itself (INPUT); or routed on unchanged (nothing on this node owns the
+address). Endpoints the API does not list are marked stale, terminating ones terminating.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from kubectl_proxydoctor.model import Endpoint, Packet, TraceOutcome, TraceResult
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+_LISTED = 4  # endpoints named in the one-line fate before "and N more"
+_COMMENT = re.compile(r'"([^"]+)"|--comment (\S+)')
+_ACCEPT = re.compile(r"(-j ACCEPT|\baccept)\s*$")
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """What the API's EndpointSlices say about one endpoint address."""
+
+    ip: str
+    ports: frozenset[int]
+    pod: str | None
+    node: str | None
+    ready: bool
+    terminating: bool
+    service: str
+
+
+@dataclass
+class NodeFacts:
+    """What the capture says about the node around its rules; None means not captured."""
+
+    node: str | None = None
+    addresses: set[str] | None = None
+    listening: set[tuple[str, int]] | None = None  # (protocol, port); no capture file holds it yet
+    endpoints: dict[str, list[EndpointInfo]] | None = None  # by IP
+    pods: dict[str, str] = field(default_factory=dict)  # pod name -> IP
+    pod_nodes: dict[str, str] = field(default_factory=dict)  # pod IP -> node
+    pod_names: dict[str, str] = field(default_factory=dict)  # pod IP -> name
+    service_ips: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # IP -> (svc, skip why)
+    conntrack_text: str | None = None
+
+    def is_node_address(self, ip: str) -> bool | None:
+        if ip.startswith("127.") or ip == "::1":
+            return True
+        return None if self.addresses is None else ip in self.addresses
+
+    def endpoint(self, ep: Endpoint, service: str | None = None) -> EndpointInfo | None:
+        """The API's entry for ``ep`` (in ``service``'s EndpointSlices when given)."""
+        for info in (self.endpoints or {}).get(ep.ip, []):
+            if (not info.ports or ep.port in info.ports) and service in (None, info.service):
+                return info
+        return None
+
+
+@dataclass(frozen=True)
+class OutcomeFate:
+    """Where one outcome of the trace ends."""
+
+    kind: str  # pod | local | node | routed | reject | drop
+    text: str
+    marks: tuple[str, ...] = ()
+
+
+@dataclass
+class Fate:
+    """The whole trace's fate: the one line, and each outcome's part in it."""
+
+    line: str
+    outcomes: list[OutcomeFate]
+    kinds: dict[str, float] = field(default_factory=dict)  # probability per kind of ending
+
+
+# -- facts -----------------------------------------------------------------------------------------
+
+
+def node_facts(snapshot: NodeSnapshot) -> NodeFacts:
+    """The node facts of a snapshot (computed once per snapshot)."""
+    return snapshot.derived("fate.node_facts", ("ip-addr.json", "api.json", "meta.json"),
+                            lambda: _build_facts(snapshot))
+
+
+def _build_facts(snapshot: NodeSnapshot) -> NodeFacts:
+    from kubectl_proxydoctor.errors import ProxyDoctorError
+    from kubectl_proxydoctor.nodeinfo import local_addresses
+
+    facts = NodeFacts(node=snapshot.node)
+    if snapshot.has("ip-addr.json"):
+        try:
+            facts.addresses = local_addresses(snapshot)
+        except ProxyDoctorError:
+            facts.addresses = None
+    facts.conntrack_text = snapshot.text("conntrack.txt")
+    text = snapshot.text("api.json")
+    if text:
+        from kubectl_proxydoctor.cluster import ClusterState
+
+        try:
+            cluster = ClusterState.from_json_text(text)
+        except ProxyDoctorError:
+            return facts
+        add_cluster(facts, cluster)
+    return facts
+
+
+def add_cluster(facts: NodeFacts, cluster) -> None:
+    """Endpoints, pod names and service addresses from the API objects."""
+    from kubectl_proxydoctor.expected import skip_reason
+
+    facts.endpoints = {}
+    for sl in cluster.endpointslices:
+        meta = sl.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get("kubernetes.io/service-name", "")
+        svc = f"{meta.get('namespace', '')}/{owner}"
+        ports = frozenset(p.get("port") for p in sl.get("ports") or [] if isinstance(p, dict)
+                          and isinstance(p.get("port"), int))
+        for ep in sl.get("endpoints") or []:
+            if not isinstance(ep, dict):
+                continue
+            cond = ep.get("conditions") or {}
+            ref = ep.get("targetRef") or {}
+            pod = ref.get("name") if ref.get("kind") == "Pod" else None
+            node = ep.get("nodeName") if isinstance(ep.get("nodeName"), str) else None
+            for ip in ep.get("addresses") or []:
+                if not isinstance(ip, str):
+                    continue
+                ready, terminating = cond.get("ready") is not False, cond.get("terminating") is True
+                facts.endpoints.setdefault(ip, []).append(
+                    EndpointInfo(ip, ports, pod, node, ready, terminating, svc))
+                if pod:
+                    facts.pods.setdefault(pod, ip)
+                    facts.pod_names.setdefault(ip, pod)
+                    if node:
+                        facts.pod_nodes.setdefault(ip, node)
+    for pod in getattr(cluster, "pods", None) or []:
+        name = (pod.get("metadata") or {}).get("name")
+        ip = (pod.get("status") or {}).get("podIP")
+        if name and ip:
+            facts.pods.setdefault(name, ip)
+            facts.pod_names.setdefault(ip, name)
+            if (pod.get("spec") or {}).get("nodeName"):
+                facts.pod_nodes.setdefault(ip, pod["spec"]["nodeName"])
+    for service in cluster.services:
+        meta = service.get("metadata") or {}
+        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        spec = service.get("spec") or {}
+        why = skip_reason(service)
+        ips = [*(spec.get("clusterIPs") or [spec.get("clusterIP")]), *(spec.get("externalIPs") or [])]
+        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        ips += [i.get("ip") for i in ingress if isinstance(i, dict)]
+        for ip in ips:
+            if isinstance(ip, str) and ip not in ("", "None"):
+                facts.service_ips.setdefault(ip, (key, why))
+
+
+# -- one outcome -----------------------------------------------------------------------------------
+
+
+def outcome_fate(outcome: TraceOutcome, packet: Packet, facts: NodeFacts) -> OutcomeFate:
+    """Where this outcome of the trace ends, in words."""
+    if outcome.verdict == "reject":
+        return OutcomeFate("reject", _with_reason("REJECT: the client gets 'connection refused'", outcome))
+    if outcome.verdict == "drop":
+        return OutcomeFate("drop", _with_reason("DROP: the client times out", outcome))
+    masq = "masqueraded" if outcome.masquerade else "source kept"
+    if outcome.verdict == "dnat" and outcome.destination is not None:
+        ep = outcome.destination
+        marks = _endpoint_marks(ep, outcome.service.service if outcome.service else None, facts)
+        if facts.is_node_address(ep.ip):
+            return OutcomeFate("local", f"DNAT to {ep}: delivered locally (a node address), {masq}", marks)
+        return OutcomeFate("pod", f"DNAT to {ep}: forwarded to {_owner(ep.ip, facts)}, {masq}", marks)
+    dst = Endpoint(packet.dst, packet.port)
+    head = "no DNAT"
+    if outcome.verdict == "accept":
+        head = f"ACCEPT without DNAT ({_accepted_by(outcome)} ended NAT before any DNAT)"
+    local = facts.is_node_address(packet.dst)
+    if local:
+        return OutcomeFate("node", f"{head}: delivered to the node itself (INPUT, {dst}/"
+                                   f"{packet.protocol.lower()}): {_listener(packet, facts)}")
+    if local is None:
+        return OutcomeFate("routed", f"{head}: node addresses not captured (no ip-addr.json): delivered to "
+                                     f"the node if {packet.dst} is one of its addresses, else routed on "
+                                     "unchanged")
+    return OutcomeFate("routed", f"{head}: routed on unchanged to {dst}: {_routed_owner(packet.dst, facts)}")
+
+
+def _with_reason(text: str, outcome: TraceOutcome) -> str:
+    reason = _reason(outcome)
+    return f"{text} ({reason})" if reason else text
+
+
+def _reason(outcome: TraceOutcome) -> str:
+    """The deciding rule's own words: its comment, else the last rule on the path."""
+    for step in reversed(outcome.path):
+        found = _comments(step.why) or _comments(step.rule)
+        if found:
+            return found[-1]
+    if outcome.path:
+        step = outcome.path[-1]
+        return f"{step.chain}: {step.rule}"
+    return ""
+
+
+def _comments(text: str) -> list[str]:
+    return [a or b for a, b in _COMMENT.findall(text)]
+
+
+def _accepted_by(outcome: TraceOutcome) -> str:
+    """The rule that accepted the packet: its comment, else its chain and text."""
+    for step in outcome.path:
+        if _ACCEPT.search(step.rule):
+            found = _comments(step.rule)
+            return f"'{found[-1]}'" if found else f"{step.chain}: {step.rule}"
+    return _reason(outcome)
+
+
+def _endpoint_marks(ep: Endpoint, service: str | None, facts: NodeFacts) -> tuple[str, ...]:
+    if facts.endpoints is None:
+        return ()
+    info = facts.endpoint(ep, service)
+    if info is None:
+        whose = f"of {service} " if service else ""
+        gone = "" if ep.ip in facts.pod_names else \
+            " (no pod in the API has this IP: the connection times out)"
+        return (f"stale: no EndpointSlice {whose}lists {ep}{gone}",)
+    if info.terminating:
+        return ("terminating",)
+    return ()
+
+
+def _owner(ip: str, facts: NodeFacts) -> str:
+    pod = facts.pod_names.get(ip)
+    node = facts.pod_nodes.get(ip)
+    where = ""
+    if node is not None and facts.node is not None:
+        where = " on this node" if node == facts.node else f" on node {node}"
+    return f"pod {pod}{where}" if pod else f"{ip} (no pod in the API has it)" if facts.endpoints is not None \
+        else "a pod"
+
+
+def _listener(packet: Packet, facts: NodeFacts) -> str:
+    port = f"{packet.protocol.lower()}/{packet.port}"
+    if facts.listening is None:
+        return (f"refused unless a host process listens on {port} (listening sockets not captured)"
+                if packet.protocol.upper() == "TCP" else
+                f"answered only if a host process listens on {port} (listening sockets not captured)")
+    if (packet.protocol.lower(), packet.port) in facts.listening:
+        return f"a host socket was captured listening on {port}"
+    return f"no host socket was captured listening on {port}: refused"
+
+
+def _routed_owner(ip: str, facts: NodeFacts) -> str:
+    svc = facts.service_ips.get(ip)
+    if svc is not None:
+        name, why = svc
+        if why:
+            return (f"the address of Service {name}, which kube-proxy does not proxy ({why}); "
+                    "nothing owns it: times out")
+        return (f"the address of Service {name}, which exists only in DNAT rules; nothing owns the address "
+                "itself: times out")
+    pod = facts.pod_names.get(ip)
+    if pod is not None:
+        return f"the IP of pod {pod}: reaches it directly"
+    return f"times out unless something off this node owns {ip}"
+
+
+# -- the whole trace -------------------------------------------------------------------------------
+
+
+def trace_fate(result: TraceResult, facts: NodeFacts) -> Fate:
+    """The one-line fate of one trace, with each outcome's part."""
+    parts = [outcome_fate(o, result.packet, facts) for o in result.outcomes]
+    kinds: dict[str, float] = {}
+    for o, f in zip(result.outcomes, parts, strict=True):
+        kinds[f.kind] = kinds.get(f.kind, 0.0) + o.probability
+    if not parts:
+        return Fate("fate: unknown (these rules do not handle this packet)", [], {})
+    return Fate("fate: " + summary(result.outcomes, parts), parts, kinds)
+
+
+def summary(outcomes: list[TraceOutcome], parts: list[OutcomeFate]) -> str:
+    """Outcomes grouped by how they end, most likely first, endpoints with their shares."""
+    groups: dict[tuple, list[tuple[TraceOutcome, OutcomeFate]]] = {}
+    for o, f in zip(outcomes, parts, strict=True):
+        key = (f.kind, o.masquerade) if f.kind in ("pod", "local") else (f.kind, f.text)
+        groups.setdefault(key, []).append((o, f))
+    ordered = sorted(groups.values(), key=lambda g: -sum(o.probability for o, _ in g))
+    texts = []
+    for group in ordered:
+        share = sum(o.probability for o, _ in group)
+        prefix = "" if len(ordered) == 1 else f"{share:.0%} "
+        kind = group[0][1].kind
+        if kind in ("pod", "local"):
+            texts.append(prefix + _dnat_group(group))
+        else:
+            texts.append(prefix + group[0][1].text)
+    return "; ".join(texts)
+
+
+def _dnat_group(group: list[tuple[TraceOutcome, OutcomeFate]]) -> str:
+    eps = []
+    for o, f in group[:_LISTED]:
+        owner = f.text.split(": forwarded to ", 1)[1].rsplit(", ", 1)[0] if f.kind == "pod" else ""
+        mark = f" [{'; '.join(f.marks)}]" if f.marks else ""
+        eps.append(f"{o.destination} {o.probability:.0%}" + (f" {owner}" if owner.startswith("pod ") else "")
+                   + mark)
+    rest = len(group) - _LISTED
+    if rest > 0:
+        shares = {round(o.probability, 4) for o, _ in group[_LISTED:]}
+        each = f", {group[_LISTED][0].probability:.2%} each" if len(shares) == 1 else ""
+        eps.append(f"and {rest} more{each}")
+    stale = sum(1 for _, f in group if any(m.startswith("stale") for m in f.marks))
+    kind = group[0][1].kind
+    where = "delivered locally" if kind == "local" else "forwarded to a pod"
+    masq = "masqueraded" if group[0][0].masquerade else "source kept"
+    n = len(group)
+    text = f"DNAT to {n} endpoint{'s' if n > 1 else ''} ({', '.join(eps)}), {where}, {masq}"
+    if stale and len(group) > _LISTED:
+        text += f"; {stale} of them stale (not in the API)"
+    return text
+

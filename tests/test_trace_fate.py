@@ -1,0 +1,101 @@
+"""The packet's fate line at the end of every `trace` (real CLI on real captures)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kubectl_proxydoctor.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fates(capsys, fixture: str, *args: str) -> list[dict]:
+    with pytest.raises(SystemExit) as exc:
+        main(["trace", "--from", str(FIXTURES / fixture), "-o", "json", *args])
+    out, _ = capsys.readouterr()
+    assert int(exc.value.code or 0) == 0
+    return json.loads(out)["results"]
+
+
+def test_node_address_port_nobody_uses_is_delivered_to_the_node(capsys) -> None:
+    (result,) = fates(capsys, "iptables/healthy", "--src", "172.30.0.2", "--dst", "172.30.0.1:31999")
+    assert result["outcomes"][0]["fate"] == "node"
+    assert result["fate"].startswith("no DNAT: delivered to the node itself (INPUT, 172.30.0.1:31999/tcp)")
+    assert "refused unless a host process listens on tcp/31999 (listening sockets not captured)" \
+        in result["fate"]
+
+
+def test_cluster_ip_not_programmed_is_routed_on_and_times_out(capsys) -> None:
+    (result,) = fates(capsys, "iptables/healthy", "--src", "172.30.0.1", "--dst", "10.96.100.21:80")
+    assert [o["fate"] for o in result["outcomes"]] == ["routed"]
+    assert "routed on unchanged to 10.96.100.21:80" in result["fate"]
+    assert "Service default/ignored" in result["fate"] and "times out" in result["fate"]
+
+
+def test_third_party_accept_names_the_rule_and_times_out(capsys) -> None:
+    (result,) = fates(capsys, "iptables/third-party-rules", "--src", "172.30.0.2", "--dst", "10.96.100.10:80")
+    assert result["fate"].startswith("ACCEPT without DNAT ('added-by-hand' ended NAT before any DNAT)")
+    assert "times out" in result["fate"]
+
+
+def test_reject_and_drop_name_the_rule_comment(capsys) -> None:
+    (rej,) = fates(capsys, "iptables/healthy", "--src", "172.30.0.1", "--dst", "10.96.100.14:80")
+    assert rej["fate"] == ("REJECT: the client gets 'connection refused' "
+                           "(default/no-endpoints:http has no endpoints)")
+    (drop,) = fates(capsys, "iptables/healthy", "--src", "172.30.0.1", "--dst", "10.96.100.19:80")
+    assert drop["fate"].startswith(
+        "DROP: the client times out (default/itp-local:http has no local endpoints")
+
+
+def test_dnat_fate_names_pods_shares_and_masquerade(capsys) -> None:
+    (result,) = fates(capsys, "iptables/healthy", "--src", "172.30.0.2", "--dst", "10.96.100.10:80")
+    assert result["fate"] == (
+        "DNAT to 3 endpoints (10.244.0.11:8080 33% pod pdpod1 on this node, 10.244.0.12:8080 33% pod pdpod2 "
+        "on this node, 10.244.0.13:8080 33% pod pdpod3 on this node), forwarded to a pod, masqueraded")
+
+
+def test_stale_endpoint_is_marked(capsys) -> None:
+    (result,) = fates(capsys, "iptables/stale-endpoint", "--src", "172.30.0.1", "--dst", "10.96.100.10:80")
+    marks = {o["destination"]: o["marks"] for o in result["outcomes"]}
+    assert marks["10.244.0.12:8080"] == ["stale: no EndpointSlice of default/web lists 10.244.0.12:8080"]
+    assert marks["10.244.0.11:8080"] == [] and marks["10.244.0.13:8080"] == []
+
+
+def test_nftables_local_delivery_skips_postrouting(capsys) -> None:
+    (result,) = fates(capsys, "nftables/healthy", "--src", "172.30.0.2", "--dst", "172.30.0.1:31999")
+    (outcome,) = result["outcomes"]
+    chains = [step["chain"] for step in outcome["path"]]
+    assert any("filter-input" in c for c in chains)
+    assert not any("postrouting" in c or "masquerading" in c for c in chains)
+    assert outcome["fate"] == "node"
+
+
+def test_nftables_hooks_in_netfilter_order(capsys) -> None:
+    (result,) = fates(capsys, "nftables/healthy", "--src", "172.30.0.2", "--dst", "10.96.100.10:80")
+    for outcome in result["outcomes"]:
+        hooks = [step["why"].split(",")[0].removeprefix("hook ") for step in outcome["path"]
+                 if step["why"].startswith("hook ")]
+        order = ["prerouting", "forward", "postrouting"]
+        assert [h for h in order if h in hooks] == sorted(set(hooks), key=order.index)
+        assert "input" not in hooks
+
+
+def test_tui_trace_tree_shows_the_same_fate_line() -> None:
+    from textual.widgets import Tree
+
+    from kubectl_proxydoctor import modes
+    from kubectl_proxydoctor.fate import node_facts, trace_fate
+    from kubectl_proxydoctor.model import Packet
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+    from kubectl_proxydoctor.tui.screens.trace import fill_tree
+
+    snapshot = NodeSnapshot.load(FIXTURES / "iptables/healthy")
+    results = modes.trace_all(snapshot, Packet("172.30.0.1", 31999, "TCP", "172.30.0.2"), ("iptables",))
+    tree: Tree = Tree("packet")
+    fill_tree(tree.root, results, node_facts(snapshot))
+    label = str(tree.root.children[0].label)
+    assert trace_fate(results[0], node_facts(snapshot)).line in label
+    assert "delivered to the node itself" in label
