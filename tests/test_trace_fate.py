@@ -99,3 +99,38 @@ def test_tui_trace_tree_shows_the_same_fate_line() -> None:
     label = str(tree.root.children[0].label)
     assert trace_fate(results[0], node_facts(snapshot)).line in label
     assert "delivered to the node itself" in label
+
+
+def test_two_backends_say_which_takes_the_packet_from_conntrack(capsys) -> None:
+    results = fates(capsys, "iptables/legacy-leftovers", "--src", "172.30.0.1", "--dst", "10.96.100.10:80")
+    with pytest.raises(SystemExit):
+        main(["trace", "--from", str(FIXTURES / "iptables/legacy-leftovers"), "-o", "json",
+              "--src", "172.30.0.1", "--dst", "10.96.100.10:80"])
+    doc = json.loads(capsys.readouterr()[0])
+    assert doc["backends"]["first"] == "iptables-legacy"
+    assert "same priority (-100" in doc["backends"]["why"]
+    assert "10.244.0.99:8080, which only iptables-legacy DNATs to" in doc["backends"]["why"]
+    legacy = next(r for r in results if r["source"] == "iptables-legacy")
+    stale = next(o for o in legacy["outcomes"] if o["destination"] == "10.244.0.99:8080")
+    assert stale["marks"][0].startswith("stale: no EndpointSlice of default/web lists 10.244.0.99:8080 "
+                                        "(no pod in the API has this IP")
+
+
+def test_one_backend_only_has_no_backend_note(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["trace", "--from", str(FIXTURES / "iptables/healthy"), "-o", "json",
+              "--src", "172.30.0.1", "--dst", "10.96.100.10:80"])
+    assert json.loads(capsys.readouterr()[0])["backends"] is None
+
+
+def test_terminating_endpoint_is_marked() -> None:
+    from kubectl_proxydoctor.fate import node_facts, outcome_fate
+    from kubectl_proxydoctor.model import Endpoint, Packet, ServicePortName, TraceOutcome
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+    facts = node_facts(NodeSnapshot.load(FIXTURES / "iptables/healthy"))
+    name = ServicePortName("default", "terminating", "http", "TCP")
+    packet = Packet("10.96.100.20", 80, "TCP", "172.30.0.1")
+    serving = outcome_fate(TraceOutcome("dnat", Endpoint("10.244.0.12", 8080), service=name), packet, facts)
+    ready = outcome_fate(TraceOutcome("dnat", Endpoint("10.244.0.11", 8080), service=name), packet, facts)
+    assert serving.marks == ("terminating",) and ready.marks == ()

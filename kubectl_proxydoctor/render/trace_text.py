@@ -6,7 +6,7 @@ from rich.console import Console, Group
 from rich.text import Text
 from rich.tree import Tree
 
-from kubectl_proxydoctor.fate import Fate, NodeFacts, trace_fate
+from kubectl_proxydoctor.fate import Fate, NodeFacts, backend_order, trace_fate
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult, TraceStep
 
 _STYLE = {"dnat": "green", "accept": "yellow", "no-match": "yellow", "reject": "red", "drop": "red"}
@@ -101,9 +101,14 @@ def render_traces(packet: Packet, results: list[TraceResult], console: Console,
         console.print(Text(f"{packet}: no kube-proxy rules (iptables, nftables or IPVS) found on this node",
                            style="yellow"))
         return
-    parts = []
+    parts: list = []
     for result in results:
         parts.append(trace_tree(result, facts))
+    order = backend_order(results, facts if facts is not None else NodeFacts())
+    if order is not None:
+        first = (f"{order.first} takes the packet" if order.first
+                 else "which backend takes the packet is unknown")
+        parts.append(Text(f"two iptables backends: {first}. {order.text}", style="bold yellow"))
     console.print(Group(*parts))
 
 
@@ -124,8 +129,11 @@ def outcome_json(outcome: TraceOutcome, part=None) -> dict:
 
 def trace_json(packet: Packet, results: list[TraceResult], facts: NodeFacts | None = None) -> dict:
     """The stable JSON form of `trace -o json`."""
-    fates = [trace_fate(r, facts if facts is not None else NodeFacts()) for r in results]
+    facts = facts if facts is not None else NodeFacts()
+    fates = [trace_fate(r, facts) for r in results]
+    order = backend_order(results, facts)
     return {
+        "backends": None if order is None else {"first": order.first, "why": order.text},
         "packet": {"dst": packet.dst, "port": packet.port, "protocol": packet.protocol, "src": packet.src},
         "results": [
             {
