@@ -305,17 +305,21 @@ def summary(outcomes: list[TraceOutcome], parts: list[OutcomeFate]) -> str:
     return "; ".join(texts)
 
 
+def _pct(p: float) -> str:
+    return f"{p:.0%}" if p >= 0.01 or p == 0 else f"{p:.2%}"
+
+
 def _dnat_group(group: list[tuple[TraceOutcome, OutcomeFate]]) -> str:
     eps = []
     for o, f in group[:_LISTED]:
         owner = f.text.split(": forwarded to ", 1)[1].rsplit(", ", 1)[0] if f.kind == "pod" else ""
         mark = f" [{'; '.join(f.marks)}]" if f.marks else ""
-        eps.append(f"{o.destination} {o.probability:.0%}" + (f" {owner}" if owner.startswith("pod ") else "")
-                   + mark)
+        who = f" {owner}" if owner.startswith("pod ") else ""
+        eps.append(f"{o.destination} {_pct(o.probability)}{who}{mark}")
     rest = len(group) - _LISTED
     if rest > 0:
         shares = {round(o.probability, 4) for o, _ in group[_LISTED:]}
-        each = f", {group[_LISTED][0].probability:.2%} each" if len(shares) == 1 else ""
+        each = f", {_pct(group[_LISTED][0].probability)} each" if len(shares) == 1 else ""
         eps.append(f"and {rest} more{each}")
     stale = sum(1 for _, f in group if any(m.startswith("stale") for m in f.marks))
     kind = group[0][1].kind

@@ -47,14 +47,18 @@ def fate_text(fate: Fate) -> Text:
     return Text(fate.line, style=style)
 
 
-def _step(step: TraceStep) -> Text:
-    text = Text()
+def _step(step: TraceStep, one_line: bool = False) -> Text:
+    text = Text(no_wrap=one_line, overflow="ellipsis")
     text.append(step.chain, style="bold blue")
     text.append("  ")
     text.append(step.rule, style="")
     if step.why:
-        text.append(f"\n  matched: {step.why}", style="dim")
+        text.append(f"  # {step.why}" if one_line else f"\n  matched: {step.why}", style="dim")
     return text
+
+
+def _same(a: TraceStep, b: TraceStep) -> bool:
+    return a.chain == b.chain and a.rule == b.rule
 
 
 def _common_prefix(paths: list[list[TraceStep]]) -> int:
@@ -63,35 +67,81 @@ def _common_prefix(paths: list[list[TraceStep]]) -> int:
     n = min(len(p) for p in paths)
     for i in range(n):
         first = paths[0][i]
-        if any(p[i].chain != first.chain or p[i].rule != first.rule for p in paths[1:]):
+        if any(not _same(p[i], first) for p in paths[1:]):
             return i
     return n
 
 
-def trace_tree(result: TraceResult, facts: NodeFacts | None = None) -> Tree:
-    """One mode/source's trace: the steps all outcomes share, then each outcome with its own steps,
-    and last the packet's fate in one line."""
+def _common_suffix(paths: list[list[TraceStep]], prefix: int) -> int:
+    """Steps every path ends with (after its own part), not overlapping the shared prefix."""
+    if len(paths) < 2:
+        return 0
+    n = min(len(p) for p in paths) - prefix
+    for i in range(1, n + 1):
+        last = paths[0][-i]
+        if any(not _same(p[-i], last) for p in paths[1:]):
+            return i - 1
+    return max(n, 0)
+
+
+def trace_tree(result: TraceResult, facts: NodeFacts | None = None, *, limit: int | None = None,
+               one_line: bool = False, title: Text | None = None,
+               seen: dict[tuple, str] | None = None, label: str = "") -> Tree:
+    """One mode/source's trace: the steps all outcomes share, each outcome with its own steps, the
+    steps they all end with, and last the packet's fate in one line.
+
+    ``limit`` lists at most that many outcomes (the fate line still counts every one); ``seen``
+    maps shared paths already printed (by another trace) to their label, which is named instead;
+    ``one_line`` prints each rule on one cropped line.
+    """
     fate = trace_fate(result, facts if facts is not None else NodeFacts())
-    title = Text()
-    title.append(str(result.packet), style="bold")
-    title.append(f"  through {result.mode} ({result.source})", style="dim")
+    if title is None:
+        title = Text()
+        title.append(str(result.packet), style="bold")
+        title.append(f"  through {result.mode} ({result.source})", style="dim")
     tree = Tree(title)
     if not result.outcomes:
         tree.add(Text("no outcome: these rules do not handle this packet", style="yellow"))
     paths = [o.path for o in result.outcomes]
     shared = _common_prefix(paths) if len(paths) > 1 else 0
-    if shared:
-        node = tree.add(Text(f"path shared by every outcome ({shared} rules)", style="bold"))
-        for step in paths[0][:shared]:
-            node.add(_step(step))
-    for outcome, part in zip(result.outcomes, fate.outcomes, strict=True):
+    tail = _common_suffix(paths, shared)
+    if len(paths) == 1 and seen is not None:
+        shared = len(paths[0])  # one outcome: its whole path is "shared"
+    _shared_node(tree, "path shared by every outcome", paths[0][:shared] if shared else [], seen, label,
+                 one_line)
+    shown = result.outcomes if limit is None else result.outcomes[:limit]
+    steps_each = limit is None or len(result.outcomes) <= limit
+    for outcome, part in zip(shown, fate.outcomes, strict=False):
         branch = tree.add(outcome_label(outcome, part.marks))
-        for step in outcome.path[shared:]:
-            branch.add(_step(step))
+        if steps_each:
+            for step in outcome.path[shared:len(outcome.path) - tail]:
+                branch.add(_step(step, one_line))
+    hidden = len(result.outcomes) - len(shown)
+    if hidden:
+        share = sum(o.probability for o in result.outcomes[len(shown):])
+        tree.add(Text(f"... {hidden} more outcomes ({share:.1%} together; --all lists every one, with "
+                      "its own rules)", style="dim"))
+    if tail:
+        _shared_node(tree, "then, for every outcome", paths[0][-tail:], seen, label, one_line)
     for note in result.notes:
-        tree.add(Text(f"note: {note}", style="dim italic"))
+        tree.add(Text(f"note: {note}", style="dim italic", no_wrap=one_line, overflow="ellipsis"))
     tree.add(fate_text(fate))
     return tree
+
+
+def _shared_node(tree: Tree, what: str, steps: list[TraceStep], seen: dict[tuple, str] | None,
+                 label: str, one_line: bool) -> None:
+    if not steps:
+        return
+    key = (what, tuple((s.chain, s.rule) for s in steps))
+    if seen is not None and key in seen:
+        tree.add(Text(f"{what}: the same {len(steps)} rules as {seen[key]}", style="dim"))
+        return
+    if seen is not None:
+        seen[key] = label
+    node = tree.add(Text(f"{what} ({len(steps)} rules)", style="bold"))
+    for step in steps:
+        node.add(_step(step, one_line))
 
 
 def render_traces(packet: Packet, results: list[TraceResult], console: Console,
