@@ -46,6 +46,7 @@ class NodeFacts:
     pod_nodes: dict[str, str] = field(default_factory=dict)  # pod IP -> node
     pod_names: dict[str, str] = field(default_factory=dict)  # pod IP -> name
     service_ips: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # IP -> (svc, skip why)
+    node_ips: list[str] = field(default_factory=list)  # the API Node's InternalIPs
     conntrack_text: str | None = None
 
     def is_node_address(self, ip: str) -> bool | None:
@@ -115,6 +116,9 @@ def add_cluster(facts: NodeFacts, cluster) -> None:
     """Endpoints, pod names and service addresses from the API objects."""
     from kubectl_proxydoctor.expected import skip_reason
 
+    node = cluster.node(facts.node) if facts.node else None
+    facts.node_ips = [a.get("address") for a in ((node or {}).get("status") or {}).get("addresses") or []
+                      if isinstance(a, dict) and a.get("type") == "InternalIP" and a.get("address")]
     facts.endpoints = {}
     for sl in cluster.endpointslices:
         meta = sl.get("metadata") or {}
@@ -159,6 +163,38 @@ def add_cluster(facts: NodeFacts, cluster) -> None:
         for ip in ips:
             if isinstance(ip, str) and ip not in ("", "None"):
                 facts.service_ips.setdefault(ip, (key, why))
+
+
+# -- sources by name -------------------------------------------------------------------------------
+
+
+def resolve_source(text: str, facts: NodeFacts, family: int) -> str:
+    """An IP for ``--src``: an IP as given, ``node`` (this node's address of ``family``), or a pod
+    name (``NAME`` or ``NAMESPACE/NAME``) from the API's EndpointSlices / pods. ValueError says why not."""
+    import ipaddress
+
+    text = text.strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if text == "node":
+        candidates = [*facts.node_ips, *sorted(facts.addresses or ())]
+        for ip in candidates:
+            addr = ipaddress.ip_address(ip)
+            if addr.version == family and not addr.is_loopback and not addr.is_link_local:
+                return ip
+        raise ValueError("'node': this node's address is not in the capture (no ip-addr.json and no "
+                         "InternalIP in api.json)")
+    name = text.rsplit("/", 1)[-1]
+    ip = facts.pods.get(name)
+    if ip is None:
+        if facts.endpoints is None:
+            raise ValueError(f"{text!r} is not an IP address, and pod names need the API (api.json)")
+        raise ValueError(f"{text!r} is not an IP address, 'node', or a pod the API's EndpointSlices name")
+    if ipaddress.ip_address(ip).version != family:
+        raise ValueError(f"pod {name} has {ip}, not an IPv{family} address")
+    return ip
 
 
 # -- one outcome -----------------------------------------------------------------------------------

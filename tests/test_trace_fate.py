@@ -134,3 +134,39 @@ def test_terminating_endpoint_is_marked() -> None:
     serving = outcome_fate(TraceOutcome("dnat", Endpoint("10.244.0.12", 8080), service=name), packet, facts)
     ready = outcome_fate(TraceOutcome("dnat", Endpoint("10.244.0.11", 8080), service=name), packet, facts)
     assert serving.marks == ("terminating",) and ready.marks == ()
+
+
+def test_src_accepts_a_pod_name_or_node(capsys) -> None:
+    (pod,) = fates(capsys, "iptables/healthy", "--src", "pdpod1", "--dst", "203.0.113.10:80")
+    (ns_pod,) = fates(capsys, "iptables/healthy", "--src", "default/pdpod1", "--dst", "203.0.113.10:80")
+    assert pod == ns_pod
+    assert pod["fate"].startswith("DROP: the client times out")  # pdpod1 is outside the source ranges
+    with pytest.raises(SystemExit):
+        main(["trace", "--from", str(FIXTURES / "iptables/healthy"), "-o", "json", "--src", "node",
+              "--dst", "10.96.100.10:80"])
+    doc = json.loads(capsys.readouterr()[0])
+    assert doc["packet"]["src"] == "172.30.0.1"
+    assert doc["results"][0]["outcomes"][0]["path"][0]["chain"] == "nat/OUTPUT"
+
+
+def test_src_unknown_name_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["trace", "--from", str(FIXTURES / "iptables/healthy"), "--src", "nopod",
+              "--dst", "10.96.100.10:80"])
+    err = capsys.readouterr()[1]
+    assert exc.value.code == 2
+    assert "--src 'nopod' is not an IP address, 'node', or a pod the API's EndpointSlices name" in err
+
+
+def test_tui_packet_source_by_name() -> None:
+    from kubectl_proxydoctor.errors import ParseError
+    from kubectl_proxydoctor.fate import node_facts, resolve_source
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+    from kubectl_proxydoctor.tui.packet import parse_packet
+
+    facts = node_facts(NodeSnapshot.load(FIXTURES / "iptables/healthy"))
+    resolve = lambda name, family: resolve_source(name, facts, family)  # noqa: E731
+    assert parse_packet("10.96.100.10:80 from pdpod2", resolve).src == "10.244.0.12"
+    assert parse_packet("10.96.100.10:80 from node", resolve).src == "172.30.0.1"
+    with pytest.raises(ParseError):
+        parse_packet("10.96.100.10:80 from pdpod2")  # no API to look names up in

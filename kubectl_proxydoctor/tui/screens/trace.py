@@ -14,7 +14,7 @@ from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
 from kubectl_proxydoctor.errors import ProxyDoctorError
-from kubectl_proxydoctor.fate import NodeFacts, node_facts, trace_fate
+from kubectl_proxydoctor.fate import NodeFacts, node_facts, resolve_source, trace_fate
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult
 from kubectl_proxydoctor.render.trace_text import fate_text
 from kubectl_proxydoctor.tui.packet import parse_packet
@@ -82,7 +82,7 @@ class TraceScreen(Screen):
         self.initial = initial
 
     def compose(self) -> ComposeResult:
-        yield Static("Trace: IP:PORT[/tcp|udp|sctp] [from SRC-IP], enter to run", id="trace-help",
+        yield Static("Trace: IP:PORT[/tcp|udp|sctp] [from SRC-IP|node|POD], enter to run", id="trace-help",
                      markup=False)
         yield Input(value=self.initial, placeholder="10.96.0.10:53/udp", id="trace-input")
         yield Static("", id="trace-message")
@@ -104,7 +104,9 @@ class TraceScreen(Screen):
 
     def run_trace(self, text: str) -> None:
         try:
-            packet = parse_packet(text)
+            facts = self._facts()
+            packet = parse_packet(text, None if facts is None else
+                                  (lambda name, family: resolve_source(name, facts, family)))
         except ProxyDoctorError as e:
             self.show_message(str(e), "red")
             return
