@@ -389,8 +389,13 @@ def backend_order(results: list[TraceResult], facts: NodeFacts) -> BackendOrder 
     if len(by_source) < 2 or not all(r.outcomes for r in by_source.values()):
         return None
     dnats = {s: {o.destination for o in r.outcomes if o.verdict == "dnat"} for s, r in by_source.items()}
-    if not any(dnats.values()):
+    handled = [s for s, r in by_source.items() if any(o.verdict != "no-match" for o in r.outcomes)]
+    if not handled:
         return None
+    if len(handled) == 1:
+        other = next(s for s in by_source if s != handled[0])
+        return BackendOrder(handled[0], f"only {handled[0]} has a rule for this packet ({other}'s rules "
+                                        "let it pass untouched), so its fate applies whichever runs first")
     packet = next(iter(by_source.values())).packet
     why = ("both backends hook nat at the same priority (-100, NF_IP_PRI_NAT_DST); at equal priority "
            "the kernel runs the hook registered last first (nf_hook_entries_grow inserts it ahead), and "
