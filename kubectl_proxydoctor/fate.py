@@ -311,15 +311,25 @@ def _routed_owner(ip: str, facts: NodeFacts) -> str:
 # -- the whole trace -------------------------------------------------------------------------------
 
 
-def trace_fate(result: TraceResult, facts: NodeFacts) -> Fate:
-    """The one-line fate of one trace, with each outcome's part."""
+def trace_fate(result: TraceResult, facts: NodeFacts, others: list[TraceResult] | None = None) -> Fate:
+    """The one-line fate of one trace, with each outcome's part. With ``others`` (the same packet
+    through the node's other rule sources): a trace no rule of which touches the packet defers to
+    the sources that do, since the packet passes these rules untouched."""
     parts = [outcome_fate(o, result.packet, facts) for o in result.outcomes]
     kinds: dict[str, float] = {}
     for o, f in zip(result.outcomes, parts, strict=True):
         kinds[f.kind] = kinds.get(f.kind, 0.0) + o.probability
     if not parts:
         return Fate("fate: unknown (these rules do not handle this packet)", [], {})
+    deciders = [r.source for r in others or [] if r is not result and _handles(r)]
+    if deciders and not _handles(result):
+        return Fate(f"fate: no rule here touches this packet: it passes these {result.source} rules "
+                    f"untouched, and {', '.join(deciders)} decides its fate", parts, {"passes": 1.0})
     return Fate("fate: " + summary(result.outcomes, parts), parts, kinds)
+
+
+def _handles(result: TraceResult) -> bool:
+    return any(o.verdict != "no-match" for o in result.outcomes)
 
 
 def summary(outcomes: list[TraceOutcome], parts: list[OutcomeFate]) -> str:

@@ -170,3 +170,12 @@ def test_tui_packet_source_by_name() -> None:
     assert parse_packet("10.96.100.10:80 from node", resolve).src == "172.30.0.1"
     with pytest.raises(ParseError):
         parse_packet("10.96.100.10:80 from pdpod2")  # no API to look names up in
+
+
+def test_leftover_rules_that_do_not_touch_the_packet_defer_to_the_mode_that_does(capsys) -> None:
+    results = fates(capsys, "nftables/after-switch-from-iptables", "--src", "node",
+                    "--dst", "10.96.100.10:80")
+    by_mode = {r["mode"]: r["fate"] for r in results}
+    assert by_mode["iptables"] == ("no rule here touches this packet: it passes these iptables-nft rules "
+                                   "untouched, and nftables decides its fate")
+    assert by_mode["nftables"].startswith("DNAT to 3 endpoints")

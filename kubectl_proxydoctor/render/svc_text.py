@@ -130,6 +130,7 @@ def render_service_compact(report: NodeReport, namespace: str, name: str,
             title = head.copy()
             title.append(f"  through {result.mode} ({result.source})", style="dim")
             console.print(trace_tree(result, facts, limit=OUTCOMES, one_line=True, title=title, seen=seen,
-                                     label=f"{planned.frontend} from {planned.source.split(' (')[0]}"))
+                                     label=f"{planned.frontend} from {planned.source.split(' (')[0]}",
+                                     others=results))
     mine = [f for f in report.findings if f.service == f"{namespace}/{name}"]
     console.print(findings_block(mine))

@@ -39,6 +39,8 @@ def outcome_label(outcome: TraceOutcome, marks: tuple[str, ...] = ()) -> Text:
 def fate_text(fate: Fate) -> Text:
     """The trace's one-line fate."""
     style = "bold green"
+    if "passes" in fate.kinds:
+        return Text(fate.line, style="dim")
     if set(fate.kinds) & {"reject", "drop", "routed"} or any(
             m.startswith("stale") for f in fate.outcomes for m in f.marks):
         style = "bold red"
@@ -86,7 +88,8 @@ def _common_suffix(paths: list[list[TraceStep]], prefix: int) -> int:
 
 def trace_tree(result: TraceResult, facts: NodeFacts | None = None, *, limit: int | None = None,
                one_line: bool = False, title: Text | None = None,
-               seen: dict[tuple, str] | None = None, label: str = "") -> Tree:
+               seen: dict[tuple, str] | None = None, label: str = "",
+               others: list[TraceResult] | None = None) -> Tree:
     """One mode/source's trace: the steps all outcomes share, each outcome with its own steps, the
     steps they all end with, and last the packet's fate in one line.
 
@@ -94,7 +97,7 @@ def trace_tree(result: TraceResult, facts: NodeFacts | None = None, *, limit: in
     maps shared paths already printed (by another trace) to their label, which is named instead;
     ``one_line`` prints each rule on one cropped line.
     """
-    fate = trace_fate(result, facts if facts is not None else NodeFacts())
+    fate = trace_fate(result, facts if facts is not None else NodeFacts(), others)
     if title is None:
         title = Text()
         title.append(str(result.packet), style="bold")
@@ -153,7 +156,7 @@ def render_traces(packet: Packet, results: list[TraceResult], console: Console,
         return
     parts: list = []
     for result in results:
-        parts.append(trace_tree(result, facts))
+        parts.append(trace_tree(result, facts, others=results))
     order = backend_order(results, facts if facts is not None else NodeFacts())
     if order is not None:
         first = (f"{order.first} takes the packet" if order.first
@@ -180,7 +183,7 @@ def outcome_json(outcome: TraceOutcome, part=None) -> dict:
 def trace_json(packet: Packet, results: list[TraceResult], facts: NodeFacts | None = None) -> dict:
     """The stable JSON form of `trace -o json`."""
     facts = facts if facts is not None else NodeFacts()
-    fates = [trace_fate(r, facts) for r in results]
+    fates = [trace_fate(r, facts, results) for r in results]
     order = backend_order(results, facts)
     return {
         "backends": None if order is None else {"first": order.first, "why": order.text},

@@ -43,7 +43,7 @@ def fill_tree(root: TreeNode, results: list[TraceResult], facts: NodeFacts | Non
     if not results:
         root.add_leaf(Text("no proxy rules in this snapshot to trace through", style="yellow"))
     for result in results:
-        fate = trace_fate(result, facts if facts is not None else NodeFacts())
+        fate = trace_fate(result, facts if facts is not None else NodeFacts(), results)
         title = Text(f"{result.mode} · {result.source}", style="bold")
         if result.outcomes:
             title.append("  ")
