@@ -215,8 +215,9 @@ def outcome_fate(outcome: TraceOutcome, packet: Packet, facts: NodeFacts) -> Out
         return OutcomeFate("pod", f"DNAT to {ep}: forwarded to {_owner(ep.ip, facts)}, {masq}", marks)
     dst = Endpoint(packet.dst, packet.port)
     head = "no DNAT"
-    if outcome.verdict == "accept":
-        head = f"ACCEPT without DNAT ({_accepted_by(outcome)} ended NAT before any DNAT)"
+    accepted = _accepted_by(outcome) if outcome.verdict == "accept" else None
+    if accepted:
+        head = f"ACCEPT without DNAT ({accepted} ended NAT before any DNAT)"
     local = facts.is_node_address(packet.dst)
     if local:
         return OutcomeFate("node", f"{head}: delivered to the node itself (INPUT, {dst}/"
@@ -234,28 +235,34 @@ def _with_reason(text: str, outcome: TraceOutcome) -> str:
 
 
 def _reason(outcome: TraceOutcome) -> str:
-    """The deciding rule's own words: its comment, else the last rule on the path."""
-    for step in reversed(outcome.path):
-        found = _comments(step.why) or _comments(step.rule)
-        if found:
-            return found[-1]
-    if outcome.path:
-        step = outcome.path[-1]
-        return f"{step.chain}: {step.rule}"
-    return ""
+    """The deciding rule's own words: the last rule's comment, else its chain and text (IPVS: why)."""
+    if not outcome.path:
+        return ""
+    step = outcome.path[-1]
+    found = _comments(step.why) or _comments(step.rule)
+    if found:
+        return found[-1]
+    if step.chain == "ipvs" and outcome.verdict == "reject":
+        return f"IPVS {step.why.split(': ', 1)[0]} has no real server with weight > 0"
+    if step.chain.startswith("ipvs") and step.why:
+        return step.why
+    return f"{step.chain}: {step.rule}"
 
 
 def _comments(text: str) -> list[str]:
     return [a or b for a, b in _COMMENT.findall(text)]
 
 
-def _accepted_by(outcome: TraceOutcome) -> str:
-    """The rule that accepted the packet: its comment, else its chain and text."""
+def _accepted_by(outcome: TraceOutcome) -> str | None:
+    """The NAT rule that accepted the packet (its comment, else chain and text), if one did."""
     for step in outcome.path:
+        table = step.chain.split("/", 1)[0] if "/" in step.chain.split(" ", 1)[0] else None
+        if table in ("filter", "mangle", "raw", "security") or step.chain.startswith("ipvs"):
+            continue
         if _ACCEPT.search(step.rule):
             found = _comments(step.rule)
             return f"'{found[-1]}'" if found else f"{step.chain}: {step.rule}"
-    return _reason(outcome)
+    return None
 
 
 def _endpoint_marks(ep: Endpoint, service: str | None, facts: NodeFacts) -> tuple[str, ...]:

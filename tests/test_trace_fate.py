@@ -179,3 +179,11 @@ def test_leftover_rules_that_do_not_touch_the_packet_defer_to_the_mode_that_does
     assert by_mode["iptables"] == ("no rule here touches this packet: it passes these iptables-nft rules "
                                    "untouched, and nftables decides its fate")
     assert by_mode["nftables"].startswith("DNAT to 3 endpoints")
+
+
+def test_ipvs_fates(capsys) -> None:
+    (node,) = fates(capsys, "ipvs/healthy", "--src", "172.30.0.2", "--dst", "172.30.0.1:31999")
+    assert node["fate"].startswith("no DNAT: delivered to the node itself (INPUT, 172.30.0.1:31999/tcp)")
+    (rej,) = fates(capsys, "ipvs/healthy", "--src", "172.30.0.1", "--dst", "10.96.100.14:80")
+    assert rej["fate"] == ("REJECT: the client gets 'connection refused' (IPVS virtual server "
+                           "10.96.100.14:80/tcp has no real server with weight > 0)")
