@@ -332,18 +332,18 @@ def trace_fate(result: TraceResult, facts: NodeFacts, others: list[TraceResult] 
     if deciders and not _handles(result):
         return Fate(f"fate: no rule here touches this packet: it passes these {result.source} rules "
                     f"untouched, and {', '.join(deciders)} decides its fate", parts, {"passes": 1.0})
-    return Fate("fate: " + summary(result.outcomes, parts), parts, kinds)
+    return Fate("fate: " + summary(result.outcomes, parts, result.packet.src), parts, kinds)
 
 
 def _handles(result: TraceResult) -> bool:
     return any(o.verdict != "no-match" for o in result.outcomes)
 
 
-def summary(outcomes: list[TraceOutcome], parts: list[OutcomeFate]) -> str:
+def summary(outcomes: list[TraceOutcome], parts: list[OutcomeFate], src: str | None = None) -> str:
     """Outcomes grouped by how they end, most likely first, endpoints with their shares."""
     groups: dict[tuple, list[tuple[TraceOutcome, OutcomeFate]]] = {}
     for o, f in zip(outcomes, parts, strict=True):
-        key = (f.kind, o.masquerade) if f.kind in ("pod", "local") else (f.kind, f.text)
+        key = ("dnat",) if f.kind in ("pod", "local") else (f.kind, f.text)
         groups.setdefault(key, []).append((o, f))
     ordered = sorted(groups.values(), key=lambda g: -sum(o.probability for o, _ in g))
     texts = []
@@ -352,17 +352,29 @@ def summary(outcomes: list[TraceOutcome], parts: list[OutcomeFate]) -> str:
         prefix = "" if len(ordered) == 1 else f"{share:.0%} "
         kind = group[0][1].kind
         if kind in ("pod", "local"):
-            texts.append(prefix + _dnat_group(group))
+            texts.append(prefix + _dnat_group(group, src))
         else:
             texts.append(prefix + group[0][1].text)
     return "; ".join(texts)
+
+
+def _masquerade(group: list[tuple[TraceOutcome, OutcomeFate]], src: str | None) -> str:
+    masked = [o for o, _ in group if o.masquerade]
+    if len(masked) == len(group):
+        return "masqueraded"
+    if not masked:
+        return "source kept"
+    shown = ", ".join(str(o.destination) for o in masked[:2]) + (" ..." if len(masked) > 2 else "")
+    hairpin = len(masked) == 1 and masked[0].destination is not None and masked[0].destination.ip == src
+    return f"masqueraded to {shown}{' (hairpin: the client is that endpoint)' if hairpin else ''}, " \
+        "source kept otherwise"
 
 
 def _pct(p: float) -> str:
     return f"{p:.0%}" if p >= 0.01 or p == 0 else f"{p:.2%}"
 
 
-def _dnat_group(group: list[tuple[TraceOutcome, OutcomeFate]]) -> str:
+def _dnat_group(group: list[tuple[TraceOutcome, OutcomeFate]], src: str | None) -> str:
     eps = []
     for o, f in group[:_LISTED]:
         owner = f.text.split(": forwarded to ", 1)[1].rsplit(", ", 1)[0] if f.kind == "pod" else ""
@@ -375,9 +387,10 @@ def _dnat_group(group: list[tuple[TraceOutcome, OutcomeFate]]) -> str:
         each = f", {_pct(group[_LISTED][0].probability)} each" if len(shares) == 1 else ""
         eps.append(f"and {rest} more{each}")
     stale = sum(1 for _, f in group if any(m.startswith("stale") for m in f.marks))
-    kind = group[0][1].kind
-    where = "delivered locally" if kind == "local" else "forwarded to a pod"
-    masq = "masqueraded" if group[0][0].masquerade else "source kept"
+    kinds = {f.kind for _, f in group}
+    where = ("delivered locally" if kinds == {"local"} else "forwarded to a pod" if kinds == {"pod"}
+             else "forwarded to a pod or delivered locally")
+    masq = _masquerade(group, src)
     n = len(group)
     text = f"DNAT to {n} endpoint{'s' if n > 1 else ''} ({', '.join(eps)}), {where}, {masq}"
     if stale and len(group) > _LISTED:

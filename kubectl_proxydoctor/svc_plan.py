@@ -51,7 +51,7 @@ def _sources(f: ExpectedFrontend, port: ExpectedPort, node: str | None, facts: N
              family: int) -> list[tuple[str, str | None]]:
     node_src = [(f"the node itself ({node})", node)] if node else []
     if f.kind == "cluster-ip":
-        pod = _local_pod(facts, family)
+        pod = _local_pod(facts, family, {ep.ip for ep in port.all_endpoints})
         pod_src = [(f"pod {pod[0]} on this node ({pod[1]})", pod[1])] if pod else \
             [("a client off this node (no pod of this node in the API)", _off_node(facts, family, [], node))]
         return pod_src + node_src
@@ -81,13 +81,15 @@ def _node_address(facts: NodeFacts, family: int) -> str | None:
     return None
 
 
-def _local_pod(facts: NodeFacts, family: int) -> tuple[str, str] | None:
-    """(name, IP) of a pod on this node: an endpoint whose nodeName is this node."""
+def _local_pod(facts: NodeFacts, family: int, avoid: set[str]) -> tuple[str, str] | None:
+    """(name, IP) of a pod on this node (an endpoint whose nodeName is this node), preferring one
+    that is not behind the Service itself (a client, not a hairpin)."""
     if facts.node is None:
         return None
-    for ip, infos in sorted((facts.endpoints or {}).items()):
-        if _family(ip) == family and any(i.node == facts.node for i in infos):
-            return facts.pod_names.get(ip) or "(an endpoint)", ip
+    local = [ip for ip, infos in sorted((facts.endpoints or {}).items())
+             if _family(ip) == family and any(i.node == facts.node for i in infos)]
+    for ip in sorted(local, key=lambda ip: ip in avoid):
+        return facts.pod_names.get(ip) or "(an endpoint)", ip
     return None
 
 

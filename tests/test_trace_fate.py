@@ -187,3 +187,9 @@ def test_ipvs_fates(capsys) -> None:
     (rej,) = fates(capsys, "ipvs/healthy", "--src", "172.30.0.1", "--dst", "10.96.100.14:80")
     assert rej["fate"] == ("REJECT: the client gets 'connection refused' (IPVS virtual server "
                            "10.96.100.14:80/tcp has no real server with weight > 0)")
+
+
+def test_hairpin_masquerade_is_named(capsys) -> None:
+    (result,) = fates(capsys, "iptables/healthy", "--src", "pdpod1", "--dst", "10.96.100.17:80")
+    assert result["fate"].endswith("forwarded to a pod, masqueraded to 10.244.0.11:8080 (hairpin: the "
+                                   "client is that endpoint), source kept otherwise")
