@@ -49,12 +49,15 @@ def service_traces(report, namespace: str, name: str) -> dict:
 
 def planned_traces(report, namespace: str, name: str, facts) -> list:
     """(PlannedTrace, results): one trace per frontend and kind of source that matters."""
-    from kubectl_proxydoctor.render.report_text import _node_ip
-    from kubectl_proxydoctor.svc_plan import plan
+    from kubectl_proxydoctor.render.report_text import _node_ip, trace_packets
+    from kubectl_proxydoctor.svc_plan import PlannedTrace, plan
 
     ports = report.expected.ports_of(f"{namespace}/{name}") if report.expected is not None else []
-    return [(p, trace_modes(report, p.packet, f"{p.frontend} from {p.source}"))
-            for p in plan(ports, _node_ip(report), facts)]
+    planned = plan(ports, _node_ip(report), facts)
+    if not planned:  # not in the API (deleted, or unread): the programmed frontends, no source
+        planned = [PlannedTrace(label, "outside the node (no source: the Service is not in the API)", packet)
+                   for label, packet in trace_packets(report, namespace, name).items()]
+    return [(p, trace_modes(report, p.packet, f"{p.frontend} from {p.source}")) for p in planned]
 
 
 @app.command("svc")
