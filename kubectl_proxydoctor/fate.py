@@ -271,8 +271,8 @@ def _endpoint_marks(ep: Endpoint, service: str | None, facts: NodeFacts) -> tupl
     info = facts.endpoint(ep, service)
     if info is None:
         whose = f"of {service} " if service else ""
-        gone = "" if ep.ip in facts.pod_names else \
-            " (no pod in the API has this IP: the connection times out)"
+        gone = "" if ep.ip in facts.endpoints else \
+            " (no EndpointSlice has this IP at all: if its pod is gone, the connection times out)"
         return (f"stale: no EndpointSlice {whose}lists {ep}{gone}",)
     if info.terminating:
         return ("terminating",)
@@ -285,8 +285,11 @@ def _owner(ip: str, facts: NodeFacts) -> str:
     where = ""
     if node is not None and facts.node is not None:
         where = " on this node" if node == facts.node else f" on node {node}"
-    return f"pod {pod}{where}" if pod else f"{ip} (no pod in the API has it)" if facts.endpoints is not None \
-        else "a pod"
+    if pod:
+        return f"pod {pod}{where}"
+    if facts.endpoints is None:
+        return "a pod (pod names not captured: no api.json)"
+    return f"{ip}{where} (no EndpointSlice names a pod with this IP)"
 
 
 def _listener(packet: Packet, facts: NodeFacts) -> str:

@@ -112,8 +112,9 @@ def test_two_backends_say_which_takes_the_packet_from_conntrack(capsys) -> None:
     assert "10.244.0.99:8080, which only iptables-legacy DNATs to" in doc["backends"]["why"]
     legacy = next(r for r in results if r["source"] == "iptables-legacy")
     stale = next(o for o in legacy["outcomes"] if o["destination"] == "10.244.0.99:8080")
-    assert stale["marks"][0].startswith("stale: no EndpointSlice of default/web lists 10.244.0.99:8080 "
-                                        "(no pod in the API has this IP")
+    assert stale["marks"] == [
+        "stale: no EndpointSlice of default/web lists 10.244.0.99:8080 (no EndpointSlice has this IP "
+        "at all: if its pod is gone, the connection times out)"]
 
 
 def test_one_backend_only_has_no_backend_note(capsys) -> None:
