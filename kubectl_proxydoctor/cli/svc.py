@@ -18,29 +18,46 @@ from kubectl_proxydoctor.cli.check import (
 from kubectl_proxydoctor.cli.common import FromOpt, ImageOpt, NodeOpt, SampleOpt, check_output
 
 
-def service_traces(report, namespace: str, name: str) -> dict:
-    """Frontend -> TraceResults through every mode with a tracer (modes without one are skipped)."""
+def trace_modes(report, packet, label: str) -> list:
+    """The packet through every mode with a tracer (modes without one are skipped)."""
     from kubectl_proxydoctor.analysis import mode_module
     from kubectl_proxydoctor.errors import ProxyDoctorError
     from kubectl_proxydoctor.modes import MODES
+
+    results = []
+    for mode in MODES:
+        module = mode_module(mode)
+        if module is None or not hasattr(module, "trace"):
+            continue
+        try:
+            results.extend(r for r in module.trace(report.snapshot, packet) if r.outcomes)
+        except ModuleNotFoundError as e:  # a tracer not installed in this build
+            if not (e.name or "").startswith("kubectl_proxydoctor.modes"):
+                raise
+        except ProxyDoctorError as e:
+            report.notes.append(f"{mode} trace of {label} failed: {e}")
+    return results
+
+
+def service_traces(report, namespace: str, name: str) -> dict:
+    """Frontend -> TraceResults of a packet without a source (the --all view)."""
     from kubectl_proxydoctor.render.report_text import trace_packets
 
-    traces: dict = {}
-    for label, packet in trace_packets(report, namespace, name).items():
-        results = []
-        for mode in MODES:
-            module = mode_module(mode)
-            if module is None or not hasattr(module, "trace"):
-                continue
-            try:
-                results.extend(r for r in module.trace(report.snapshot, packet) if r.outcomes)
-            except ModuleNotFoundError as e:  # a tracer not installed in this build
-                if not (e.name or "").startswith("kubectl_proxydoctor.modes"):
-                    raise
-            except ProxyDoctorError as e:
-                report.notes.append(f"{mode} trace of {label} failed: {e}")
-        traces[label] = results
-    return traces
+    return {label: trace_modes(report, packet, label)
+            for label, packet in trace_packets(report, namespace, name).items()}
+
+
+def planned_traces(report, namespace: str, name: str, facts) -> list:
+    """(PlannedTrace, results): one trace per frontend and kind of source that matters."""
+    from kubectl_proxydoctor.render.report_text import _node_ip, trace_packets
+    from kubectl_proxydoctor.svc_plan import PlannedTrace, plan
+
+    ports = report.expected.ports_of(f"{namespace}/{name}") if report.expected is not None else []
+    planned = plan(ports, _node_ip(report), facts)
+    if not planned:  # not in the API (deleted, or unread): the programmed frontends, no source
+        planned = [PlannedTrace(label, "outside the node (no source: the Service is not in the API)", packet)
+                   for label, packet in trace_packets(report, namespace, name).items()]
+    return [(p, trace_modes(report, p.packet, f"{p.frontend} from {p.source}")) for p in planned]
 
 
 @app.command("svc")
@@ -55,6 +72,9 @@ def svc_cmd(
     node_name: NodeNameOpt = None,
     node: NodeOpt = None,
     image: ImageOpt = None,
+    show_all: Annotated[bool, typer.Option(
+        "--all", help="Every endpoint and every outcome's rules, one trace per frontend (long for big "
+                      "Services).")] = False,
 ) -> None:
     """One Service end to end: API view, what each mode programmed, a trace per frontend, findings.
 
@@ -71,7 +91,7 @@ def svc_cmd(
     known = report.expected is not None and key in report.expected.services
     if not known and not report.services and report.cluster is not None:
         raise UsageError(f"service {key} is neither in the API nor programmed on this node")
-    if output == "table":
+    if output == "table" and show_all:
         from rich.console import Console
 
         from kubectl_proxydoctor.render.report_text import render_service
@@ -79,6 +99,15 @@ def svc_cmd(
         render_service(
             report, namespace, name, service_traces(report, namespace, name), Console(highlight=False)
         )
+    elif output == "table":
+        from rich.console import Console
+
+        from kubectl_proxydoctor.fate import node_facts
+        from kubectl_proxydoctor.render.svc_text import render_service_compact
+
+        facts = node_facts(report.snapshot)
+        render_service_compact(report, namespace, name, planned_traces(report, namespace, name, facts), facts,
+                               Console(highlight=False))
     else:
         from kubectl_proxydoctor.render.structured import render
 

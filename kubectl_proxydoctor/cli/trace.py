@@ -30,8 +30,9 @@ DstOpt = Annotated[
 ]
 SrcOpt = Annotated[
     str | None,
-    typer.Option("--src", help="Source IP. A node address traces locally generated traffic (nat OUTPUT); "
-                               "default: a packet arriving from outside the node (nat PREROUTING)."),
+    typer.Option("--src", help="Source: an IP, 'node' (this node's address) or a pod name from the API "
+                               "(EndpointSlices). A node address traces locally generated traffic (nat "
+                               "OUTPUT); default: a packet arriving from outside the node (nat PREROUTING)."),
 ]
 
 
@@ -59,12 +60,26 @@ def parse_destination(text: str):
 
 
 def parse_source(text: str | None) -> str | None:
+    """An IP as given; None for no source or a name (``node``, a pod) resolved once the capture is read."""
     if text is None:
         return None
     try:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:
-        raise UsageError(f"--src {text!r} is not an IP address") from None
+        if not text.strip() or any(c.isspace() for c in text.strip()):
+            raise UsageError(f"--src {text!r} is not an IP address, 'node' or a pod name") from None
+        return None
+
+
+def resolve_source(text: str, snapshot, family: int) -> str:
+    """``--src`` as an IP: ``node`` and pod names looked up in the capture; UsageError otherwise."""
+    from kubectl_proxydoctor.fate import node_facts
+    from kubectl_proxydoctor.fate import resolve_source as resolve
+
+    try:
+        return resolve(text, node_facts(snapshot), family)
+    except ValueError as e:
+        raise UsageError(f"--src {e}") from None
 
 
 @app.command("trace")
@@ -86,6 +101,7 @@ def trace_cmd(
     from importlib.util import find_spec
 
     from kubectl_proxydoctor import modes
+    from kubectl_proxydoctor.fate import node_facts
     from kubectl_proxydoctor.model import Packet
 
     check_output(output)
@@ -93,8 +109,10 @@ def trace_cmd(
     source = parse_source(src)
     if source is not None and (":" in source) != (":" in packet.dst):
         raise UsageError("--src and --dst must be the same IP family")
-    packet = Packet(packet.dst, packet.port, packet.protocol, source)
     snapshot = load_node(from_path, sample, node, kubeconfig=kubeconfig, context=context, image=image)
+    if src is not None and source is None:
+        source = resolve_source(src, snapshot, 6 if ":" in packet.dst else 4)
+    packet = Packet(packet.dst, packet.port, packet.protocol, source)
     available = tuple(m for m in modes.MODES if find_spec(f"{modes.__name__}.{m}") is not None)
     results = []
     for mode in available:
@@ -103,16 +121,17 @@ def trace_cmd(
         except ImportError as e:  # a mode whose tracer is not in this build
             typer.echo(f"kubectl-proxydoctor: {mode} rules not traced ({e})", err=True)
     unknown = unknown_rules_for_trace(snapshot, available, bool(results))
+    facts = node_facts(snapshot)
     if output == "json":
         from kubectl_proxydoctor.render.trace_text import trace_json
 
-        typer.echo(json.dumps(trace_json(packet, results, unknown), indent=1))
+        typer.echo(json.dumps(trace_json(packet, results, facts, unknown), indent=1))
     else:
         from rich.console import Console
 
         from kubectl_proxydoctor.render.trace_text import render_traces
 
-        render_traces(packet, results, Console(highlight=False), unknown)
+        render_traces(packet, results, Console(highlight=False), facts, unknown)
     if unknown:
         raise typer.Exit(EXIT_UNREADABLE)
 

@@ -112,21 +112,25 @@ class _Tracer:
             self.note("no source given: traced as a client off this node whose address matches no "
                       "address or range in the rules")
         start = _State(packet.src, packet.dst, proto, packet.port, local_src)
-        first = "output" if local_src else "prerouting"
         done: list[tuple[_State, str]] = []
-        states = self.run_hook(first, [start], done)
-        if not local_src:
-            nxt: list[_State] = []
-            for st in states:
-                hook = "input" if st.dst in self.local else "forward"
-                nxt.extend(self.run_hook(hook, [st], done))
-            states = nxt
-        states = self.run_hook("postrouting", states, done)
-        done.extend((st, "pass") for st in states)
+        for st in self.run_hook("output" if local_src else "prerouting", [start], done):
+            done.extend((s, "pass") for s in self.after_routing(st, local_src, done))
         result = TraceResult(packet=packet, mode="nftables", source=source, notes=self.notes)
         for st, verdict in done:
             result.outcomes.append(_outcome(st, verdict))
         return result
+
+    def after_routing(self, st: _State, local_src: bool, done: list[tuple[_State, str]]) -> list[_State]:
+        """The hooks after the routing decision, in netfilter order: a node address is delivered
+        through input (a locally generated packet leaves through postrouting first, over lo); any
+        other destination goes forward (or out) and then postrouting."""
+        to_node = st.dst in self.local
+        if local_src:
+            states = self.run_hook("postrouting", [st], done)
+            return [s for s2 in states for s in self.run_hook("input", [s2], done)] if to_node else states
+        if to_node:
+            return self.run_hook("input", [st], done)
+        return self.run_hook("postrouting", self.run_hook("forward", [st], done), done)
 
     def run_hook(self, hook: str, states: list[_State], done: list[tuple[_State, str]]) -> list[_State]:
         for table, chain in self.base_chains(hook):

@@ -14,7 +14,9 @@ from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.fate import NodeFacts, node_facts, resolve_source, trace_fate
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult
+from kubectl_proxydoctor.render.trace_text import fate_text
 from kubectl_proxydoctor.tui.packet import parse_packet
 
 Tracer = Callable[[object, Packet], list[TraceResult]]
@@ -36,16 +38,24 @@ def outcome_label(outcome: TraceOutcome) -> Text:
     return text
 
 
-def fill_tree(root: TreeNode, results: list[TraceResult]) -> None:
-    """One branch per mode source, one per outcome, the rules it went through as leaves."""
+def fill_tree(root: TreeNode, results: list[TraceResult], facts: NodeFacts | None = None) -> None:
+    """One branch per mode source, its fate line first, one per outcome, the rules as leaves."""
     if not results:
         root.add_leaf(Text("no proxy rules in this snapshot to trace through", style="yellow"))
     for result in results:
-        branch = root.add(Text(f"{result.mode} · {result.source}", style="bold"), expand=True)
+        fate = trace_fate(result, facts if facts is not None else NodeFacts(), results)
+        title = Text(f"{result.mode} · {result.source}", style="bold")
+        if result.outcomes:
+            title.append("  ")
+            title.append_text(fate_text(fate))
+        branch = root.add(title, expand=True)
         if not result.outcomes and not result.notes:
             branch.add_leaf(Text("no rule matches: the packet is not proxied", style="yellow"))
-        for outcome in result.outcomes:
-            node = branch.add(outcome_label(outcome), expand=True)
+        for outcome, part in zip(result.outcomes, fate.outcomes, strict=True):
+            label = outcome_label(outcome)
+            for mark in part.marks:
+                label.append(f"  [{mark}]", style="bold red" if mark.startswith("stale") else "yellow")
+            node = branch.add(label, expand=True)
             for step in outcome.path:
                 label = Text(step.chain, style="bold cyan")
                 label.append(f"  {step.rule}")
@@ -72,7 +82,7 @@ class TraceScreen(Screen):
         self.initial = initial
 
     def compose(self) -> ComposeResult:
-        yield Static("Trace: IP:PORT[/tcp|udp|sctp] [from SRC-IP], enter to run", id="trace-help",
+        yield Static("Trace: IP:PORT[/tcp|udp|sctp] [from SRC-IP|node|POD], enter to run", id="trace-help",
                      markup=False)
         yield Input(value=self.initial, placeholder="10.96.0.10:53/udp", id="trace-input")
         yield Static("", id="trace-message")
@@ -94,7 +104,9 @@ class TraceScreen(Screen):
 
     def run_trace(self, text: str) -> None:
         try:
-            packet = parse_packet(text)
+            facts = self._facts()
+            packet = parse_packet(text, None if facts is None else
+                                  (lambda name, family: resolve_source(name, facts, family)))
         except ProxyDoctorError as e:
             self.show_message(str(e), "red")
             return
@@ -118,6 +130,11 @@ class TraceScreen(Screen):
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self.show_results, packet, results, error)
 
+    def _facts(self) -> NodeFacts | None:
+        from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+        return node_facts(self.snapshot) if isinstance(self.snapshot, NodeSnapshot) else None
+
     def show_results(self, packet: Packet, results: list[TraceResult], error: str | None) -> None:
         tree = self.query_one("#trace-tree", Tree)
         tree.clear()
@@ -127,5 +144,5 @@ class TraceScreen(Screen):
             return
         outcomes = sum(len(r.outcomes) for r in results)
         self.show_message(f"{len(results)} rule source(s), {outcomes} outcome(s)")
-        fill_tree(tree.root, results)
+        fill_tree(tree.root, results, self._facts())
         tree.root.expand_all()
