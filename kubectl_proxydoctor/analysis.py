@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 
+from kubectl_proxydoctor.causes import order_by_cause
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.gcpause import gc_paused
@@ -76,7 +77,7 @@ def _no_rules(snapshot: NodeSnapshot, mode: str) -> str:
         return "ok (no rules)"
     if rules.unreadable:
         return "unavailable: " + "; ".join(s.describe() for s in rules.unreadable)
-    return "unavailable: not captured"
+    return "not captured"
 
 
 def relabel_views(views: list[ProgrammedView], cluster: ClusterState) -> list[ProgrammedView]:
@@ -335,6 +336,9 @@ def _analyse(
     failed = {m: why for m, why in sources.items() if why.startswith("unreadable") and mode in (m, "unknown")}
     for name, why in failed.items():
         report.sources[name] = why
+    for rules in unknown:  # the rules the comparison needed: unknown, not merely not captured
+        if report.sources.get(rules.mode) == "not captured":
+            report.sources[rules.mode] = "unavailable: not captured"
     root_causes: list[Finding] = list(insane)
     if unknown or failed:
         report.unreadable.append("rules")
@@ -357,7 +361,8 @@ def _analyse(
         },
     )
     report.cluster = usable
-    report.findings = root_causes + _dedupe(run_checks(ctx), ctx.extra.get("drift_secondary", []))
+    found = _dedupe(run_checks(ctx), ctx.extra.get("drift_secondary", []))
+    report.findings = order_by_cause(root_causes + found)
     report.expected = expected
     if expected is not None:  # without the API there is nothing to give a port a status against
         report.services = _statuses(report, expected, primary)

@@ -139,6 +139,7 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
     fix: str = ""
     mode: str | None = None
+    caused_by: str | None = None  # the root-cause finding's code this one follows from
 
     @classmethod
     def for_port(cls, name: ServicePortName, **kw: object) -> Finding:
@@ -155,6 +156,7 @@ class Finding:
             "evidence": list(self.evidence),
             "fix": self.fix,
             "mode": self.mode,
+            "caused_by": self.caused_by,
         }
 
 

@@ -86,10 +86,24 @@ def finding_text(f: Finding, max_evidence: int = 8) -> Text:
 
 
 def findings_block(findings: Iterable[Finding]) -> Group:
+    """Every finding in the order given (root causes first); those a root cause explains are
+    indented under it, after a line that says so."""
+    from rich.padding import Padding
+
     items = list(findings)
     if not items:
         return Group(Text("no findings", style="green"))
-    return Group(Text(f"findings ({len(items)})", style="bold"), *[finding_text(f) for f in items])
+    parts: list = [Text(f"findings ({len(items)})", style="bold")]
+    for f in items:
+        if f.caused_by is None:
+            parts.append(finding_text(f))
+            explained = sum(1 for g in items if g.caused_by == f.code)
+            if explained:
+                plural = "s" if explained != 1 else ""
+                parts.append(Text(f"  caused by this: {explained} finding{plural} below", style="dim"))
+        else:
+            parts.append(Padding(finding_text(f), (0, 0, 0, 4)))
+    return Group(*parts)
 
 
 def counts_line(report: NodeReport) -> Text:
