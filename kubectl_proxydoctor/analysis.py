@@ -128,7 +128,8 @@ def unknown_rule_states(snapshot: NodeSnapshot, mode: str):
     return unknown_rules(snapshot, (mode,) if mode in MODES else tuple(MODES))
 
 
-def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | None) -> Finding:
+def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | None, *,
+                          live: bool = False) -> Finding:
     """One finding for rules that could not be read or were not captured: what, why, how to read them."""
     from kubectl_proxydoctor.sources import Why
 
@@ -142,6 +143,10 @@ def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | Non
         head = f"{modes} rules could not be read: reading them needs root (CAP_NET_ADMIN)"
         fix = (f"capture the node as root: on the node `sudo sh collect-node.sh > {target}.tar` "
                f"(or {collect}), then `kubectl proxydoctor check --from {target}.tar`")
+        if live:
+            fix = (f"run it as root on the node (`sudo kubectl-proxydoctor check`, or `kubectl debug "
+                   f"node/{target} -it --profile=sysadmin --image=IMAGE -- kubectl-proxydoctor check`), "
+                   f"or {collect} from anywhere")
     elif Why.TOOL_MISSING in whys:
         head = f"{modes} rules could not be read: the tool that lists them is missing"
         fix = (f"install the missing tool on the node (iptables, nft, ipvsadm), or use {collect}, whose "
@@ -345,7 +350,7 @@ def _analyse(
         skip = True  # unknown is not empty: nothing is compared with rules that were not read
         what = "; ".join([r.summary() for r in unknown] + [f"{k}: {v}" for k, v in failed.items()])
         report.notes.append(f"{what}: service ports not compared with the API (finding rules-unknown)")
-        root_causes.append(rules_unknown_finding(unknown, failed, node))
+        root_causes.append(rules_unknown_finding(unknown, failed, node, live=snapshot.origin == "live"))
     expected = expected_for_node(usable, node) if usable is not None and not skip else None
     ctx = CheckContext(
         snapshot=snapshot,
