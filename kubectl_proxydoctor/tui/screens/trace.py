@@ -96,9 +96,11 @@ class TraceScreen(Screen):
         try:
             packet = parse_packet(text)
         except ProxyDoctorError as e:
+            self.clear_tree()  # the previous packet's result must not stand for this input
             self.show_message(str(e), "red")
             return
         if self.snapshot is None:
+            self.clear_tree()
             self.show_message("no node snapshot to trace through", "red")
             return
         self.show_message(f"tracing {packet} ...", "dim")
@@ -117,6 +119,12 @@ class TraceScreen(Screen):
             results, error = [], f"internal error: {type(e).__name__}: {e}"
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self.show_results, packet, results, error)
+
+    def clear_tree(self) -> None:
+        self.workers.cancel_group(self, "trace")  # a trace still running is for an earlier input
+        tree = self.query_one("#trace-tree", Tree)
+        tree.clear()
+        tree.root.set_label("(no trace yet)")
 
     def show_results(self, packet: Packet, results: list[TraceResult], error: str | None) -> None:
         tree = self.query_one("#trace-tree", Tree)
