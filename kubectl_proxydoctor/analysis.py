@@ -258,10 +258,10 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
                 status=status,  # type: ignore[arg-type]
                 service_type=exp[0].service_type if exp else "",
                 frontends=list(dict.fromkeys(fronts)),
-                expected_endpoints=sorted({str(e) for p in exp for e in p.reachable_endpoints}),
-                programmed_endpoints=sorted(
-                    {str(t.endpoint) for p in prog for f in p.frontends for t in f.targets if t.weight != 0}
-                ),
+                expected_endpoints=[str(e) for e in sorted({e for p in exp for e in p.reachable_endpoints})],
+                programmed_endpoints=[str(e) for e in sorted(
+                    {t.endpoint for p in prog for f in p.frontends for t in f.targets if t.weight != 0}
+                )],
             )
         )
     return out

@@ -12,6 +12,7 @@ from rich.tree import Tree
 
 from kubectl_proxydoctor.model import SEVERITY_ORDER, Finding, Packet, TraceResult
 from kubectl_proxydoctor.report import NodeReport, ServiceStatus
+from kubectl_proxydoctor.words import plural
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 STATUS_STYLE = {"ok": "green", "not-programmed": "bold red", "not-expected": "bold red"}
@@ -111,7 +112,7 @@ def counts_line(report: NodeReport) -> Text:
     for s in report.services:
         by_status[s.status] = by_status.get(s.status, 0) + 1
     hidden = by_status.get("ok", 0) if len(report.services) > MAX_OK_ROWS else 0
-    text = Text(f"{len(report.services)} service ports: ")
+    text = Text(f"{plural(len(report.services), 'service port')}: ")
     text.append(", ".join(f"{n} {k}" for k, n in sorted(by_status.items())) or "none")
     if hidden:
         text.append(f" ({hidden} ok ports not listed; -o json lists every port)", style="dim")
