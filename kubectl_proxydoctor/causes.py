@@ -15,6 +15,8 @@ ROOT_CAUSES = (
     "rules-unknown", "api-no-services", "api-no-kubernetes-service", "node-not-in-api",
     "kube-proxy-not-running", "kube-proxy-not-answering", "sync-failing", "kube-proxy-unreadable",
 )
+# causes that stop the comparison itself (nothing about any service was compared)
+STOPS_COMPARISON = ("rules-unknown", "api-no-services", "api-no-kubernetes-service", "node-not-in-api")
 # causes that explain per-port drift: the rules are what kube-proxy last synced
 EXPLAINS_DRIFT = ("kube-proxy-not-running", "sync-failing")
 DRIFT_CODES = frozenset({

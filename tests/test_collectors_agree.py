@@ -142,5 +142,7 @@ def test_non_root_collect_node_sh_capture_is_unknown_not_empty(tmp_path):
     res = cli("trace", "--dst", "10.96.100.10:80")
     assert res.returncode == 3 and "unknown" in res.stdout and "no kube-proxy rules" not in res.stdout
     assert cli("status").returncode == 3
+    res = cli("svc", "web")
+    assert res.returncode == 3 and "rules-unknown" in res.stdout and "not-programmed" not in res.stdout
     res = cli("migrate-check", "nftables", "-o", "json")
     assert res.returncode == 3 and json.loads(res.stdout)["verdict"] == "could not tell"

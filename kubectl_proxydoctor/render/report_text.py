@@ -239,7 +239,11 @@ def render_service(
             console.print(Text(f"trace {frontend}: no rules in any mode match it", style="yellow"))
         for result in results:
             console.print(trace_tree(result))
-    mine = [f for f in report.findings if f.service == f"{namespace}/{name}"]
+    from kubectl_proxydoctor.causes import STOPS_COMPARISON
+
+    own = [f for f in report.findings if f.service == f"{namespace}/{name}"]
+    causes = {f.caused_by for f in own}  # a root cause shows when it explains this service's findings
+    mine = [f for f in report.findings if f in own or f.code in STOPS_COMPARISON or f.code in causes]
     console.print(findings_block(mine))
 
 
