@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 
+from kubectl_proxydoctor.causes import order_by_cause
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.gcpause import gc_paused
@@ -76,7 +77,7 @@ def _no_rules(snapshot: NodeSnapshot, mode: str) -> str:
         return "ok (no rules)"
     if rules.unreadable:
         return "unavailable: " + "; ".join(s.describe() for s in rules.unreadable)
-    return "unavailable: not captured"
+    return "not captured"
 
 
 def relabel_views(views: list[ProgrammedView], cluster: ClusterState) -> list[ProgrammedView]:
@@ -127,7 +128,8 @@ def unknown_rule_states(snapshot: NodeSnapshot, mode: str):
     return unknown_rules(snapshot, (mode,) if mode in MODES else tuple(MODES))
 
 
-def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | None) -> Finding:
+def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | None, *,
+                          live: bool = False) -> Finding:
     """One finding for rules that could not be read or were not captured: what, why, how to read them."""
     from kubectl_proxydoctor.sources import Why
 
@@ -141,6 +143,10 @@ def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | Non
         head = f"{modes} rules could not be read: reading them needs root (CAP_NET_ADMIN)"
         fix = (f"capture the node as root: on the node `sudo sh collect-node.sh > {target}.tar` "
                f"(or {collect}), then `kubectl proxydoctor check --from {target}.tar`")
+        if live:
+            fix = (f"run it as root on the node (`sudo kubectl-proxydoctor check`, or `kubectl debug "
+                   f"node/{target} -it --profile=sysadmin --image=IMAGE -- kubectl-proxydoctor check`), "
+                   f"or {collect} from anywhere")
     elif Why.TOOL_MISSING in whys:
         head = f"{modes} rules could not be read: the tool that lists them is missing"
         fix = (f"install the missing tool on the node (iptables, nft, ipvsadm), or use {collect}, whose "
@@ -252,10 +258,10 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
                 status=status,  # type: ignore[arg-type]
                 service_type=exp[0].service_type if exp else "",
                 frontends=list(dict.fromkeys(fronts)),
-                expected_endpoints=sorted({str(e) for p in exp for e in p.reachable_endpoints}),
-                programmed_endpoints=sorted(
-                    {str(t.endpoint) for p in prog for f in p.frontends for t in f.targets if t.weight != 0}
-                ),
+                expected_endpoints=[str(e) for e in sorted({e for p in exp for e in p.reachable_endpoints})],
+                programmed_endpoints=[str(e) for e in sorted(
+                    {t.endpoint for p in prog for f in p.frontends for t in f.targets if t.weight != 0}
+                )],
             )
         )
     return out
@@ -343,13 +349,16 @@ def _analyse(
     failed = {m: why for m, why in sources.items() if why.startswith("unreadable") and mode in (m, "unknown")}
     for name, why in failed.items():
         report.sources[name] = why
+    for rules in unknown:  # the rules the comparison needed: unknown, not merely not captured
+        if report.sources.get(rules.mode) == "not captured":
+            report.sources[rules.mode] = "unavailable: not captured"
     root_causes: list[Finding] = list(insane)
     if unknown or failed:
         report.unreadable.append("rules")
         skip = True  # unknown is not empty: nothing is compared with rules that were not read
         what = "; ".join([r.summary() for r in unknown] + [f"{k}: {v}" for k, v in failed.items()])
         report.notes.append(f"{what}: service ports not compared with the API (finding rules-unknown)")
-        root_causes.append(rules_unknown_finding(unknown, failed, node))
+        root_causes.append(rules_unknown_finding(unknown, failed, node, live=snapshot.origin == "live"))
     identity = _identity(snapshot, usable, views, mode)
     report.kube_proxy = identity
     report.notes.extend(identity.notes)
@@ -371,7 +380,8 @@ def _analyse(
         },
     )
     report.cluster = usable
-    report.findings = root_causes + _dedupe(run_checks(ctx), ctx.extra.get("drift_secondary", []))
+    found = _dedupe(run_checks(ctx), ctx.extra.get("drift_secondary", []))
+    report.findings = order_by_cause(root_causes + found)
     report.expected = expected
     if expected is not None:  # without the API there is nothing to give a port a status against
         report.services = _statuses(report, expected, primary)

@@ -6,7 +6,9 @@ check, renderer and the TUI works on them only.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache, total_ordering
 from typing import Literal
 
 from kubectl_proxydoctor.clip import MESSAGE_LIMIT, clip, clip_lines
@@ -53,15 +55,31 @@ class ServicePortName:
         return f"{self}/{self.protocol}"
 
 
-@dataclass(frozen=True, order=True)
+@lru_cache(maxsize=65536)
+def ip_sort_key(ip: str) -> tuple[int, int, str]:
+    """Addresses in numeric order (10.0.0.9 before 10.0.0.10), IPv4 before IPv6, anything else last."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return (9, 0, ip)
+    return (addr.version, int(addr), "")
+
+
+@total_ordering
+@dataclass(frozen=True)
 class Endpoint:
-    """One backend address as programmed (ip and target port)."""
+    """One backend address as programmed (ip and target port); ordered numerically by address."""
 
     ip: str
     port: int
 
     def __str__(self) -> str:
         return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        return (ip_sort_key(self.ip), self.port) < (ip_sort_key(other.ip), other.port)
 
 
 @dataclass
@@ -159,6 +177,7 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
     fix: str = ""
     mode: str | None = None
+    caused_by: str | None = None  # the root-cause finding's code this one follows from
 
     def __post_init__(self) -> None:
         # what the evidence shows, once and bounded: a megabyte rule comment is cut with a note
@@ -181,6 +200,7 @@ class Finding:
             "evidence": list(self.evidence),
             "fix": self.fix,
             "mode": self.mode,
+            "caused_by": self.caused_by,
         }
 
 

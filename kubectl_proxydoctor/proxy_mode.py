@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubectl_proxydoctor.snapshot import NodeSnapshot
+from kubectl_proxydoctor.words import plural
 
 KUBE_PROXY_MODES = ("iptables", "nftables", "ipvs")
 UNSUPPORTED = {
@@ -412,7 +413,7 @@ def rules_by_mode(snapshot: NodeSnapshot, views: list[Any] | None = None,
         ports = len(getattr(view, "ports", {}) or {})
         if mode in KUBE_PROXY_MODES and ports:
             rules = out.setdefault(mode, ModeRules(mode))
-            rules.evidence.append(f"{view.source} rules hold {ports} service ports")
+            rules.evidence.append(f"{view.source} rules hold {plural(ports, 'service port')}")
     return out
 
 

@@ -59,7 +59,8 @@ class NodeReport:
     @property
     def partial(self) -> bool:
         """True when a source that was asked for could not be read."""
-        return any(not str(v).startswith("ok") for v in self.sources.values() if v)
+        return bool(self.unreadable) or any(
+            not str(v).startswith(("ok", "not captured")) for v in self.sources.values() if v)
 
     @property
     def exit_code(self) -> int:

@@ -50,7 +50,8 @@ class SourceState:
         if self.state is Readability.NOT_CAPTURED:
             return f"{self.file}: not captured (no such file in the capture)"
         if self.state is Readability.UNREADABLE:
-            return f"{self.file}: could not be read ({self.why}: {self.reason})"
+            reason = self.reason if self.reason.startswith(str(self.why)) else f"{self.why}: {self.reason}"
+            return f"{self.file}: could not be read ({reason})"
         return f"{self.file}: {self.reason or self.state.value}"
 
 

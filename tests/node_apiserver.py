@@ -36,6 +36,7 @@ class NodeApiServer(FakeApiServer):
         self.execs: list[list[str]] = []
         self.exec_delay = 0.0  # seconds before the command runs (for Ctrl-C tests)
         self._request = threading.local()  # the body of the POST this handler thread serves
+        self.pod_logs: dict[str, str] = {}  # pod name -> its container log (pods/NAME/log)
 
     def add_node(self, name: str, netns: str | None = None, ready: bool = True,
                  labels: dict[str, str] | None = None) -> None:
@@ -155,8 +156,29 @@ class NodeApiServer(FakeApiServer):
             def do_GET(self) -> None:  # noqa: N802
                 if self.headers.get("Upgrade", "").lower() == "websocket" and "/exec" in self.path:
                     self._exec()
+                elif urlsplit(self.path).path.endswith("/log") and "/pods/" in self.path:
+                    self._log()
                 else:
                     self._answer()
+
+            def _log(self) -> None:
+                """pods/NAME/log as text (tailLines honoured), 404 for a pod without a log."""
+                parts = urlsplit(self.path)
+                name = parts.path.strip("/").split("/")[5]
+                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                server.requests.append(("GET", parts.path, query))
+                text = server.pod_logs.get(name)
+                if text is None:
+                    self._answer()
+                    return
+                if "tailLines" in query:
+                    text = "".join(text.splitlines(keepends=True)[-int(query["tailLines"]):])
+                data = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _exec(self) -> None:
                 parts = urlsplit(self.path)

@@ -5,6 +5,7 @@ credentials still runs the node-only checks."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -108,3 +109,17 @@ def test_live_check_without_credentials_runs_node_only_checks(tmp_path):
 
     doc = json.loads(res.stdout)
     assert doc["sources"]["api"].startswith("unavailable") and doc["services"] == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to drop CAP_NET_ADMIN with setpriv")
+@pytest.mark.parametrize("command", ["status", "check"])
+def test_live_run_without_net_admin_is_unknown_and_quiet(command, tmp_path):
+    """Item 10: nft's "Operation not permitted" does not leak to stderr; the rules are unknown."""
+    res = subprocess.run(["setpriv", "--bounding-set=-net_admin,-net_raw", sys.executable, "-m",
+                          "kubectl_proxydoctor", command], capture_output=True, text=True, timeout=120,
+                         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+                         cwd=Path(__file__).parents[1])
+    assert res.returncode == 3, res.stderr
+    assert "Operation not permitted" not in res.stderr and "Traceback" not in res.stderr
+    assert "could not be read" in res.stdout and "needs root" in res.stdout

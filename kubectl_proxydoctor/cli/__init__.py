@@ -41,8 +41,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _api_failure_line(e: Exception) -> str | None:
-    """The one line for an API/network error (when the kubernetes client is loaded), else None."""
+    """The one line for an API client error no command caught (the kubernetes client's, urllib3's
+    or the exec WebSocket's), else None: any other exception is a bug and keeps its traceback."""
     if "kubernetes" not in sys.modules:
+        return None
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if not (isinstance(e, ApiException | HTTPError) or type(e).__module__.startswith("websocket")):
         return None
     from kubectl_proxydoctor.collect.api import request_failure
 

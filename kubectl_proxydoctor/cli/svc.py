@@ -89,7 +89,10 @@ def svc_cmd(
     report.services = [s for s in report.services if s.name.service == key]
     report.findings = [f for f in report.findings if f.service in (key, None)]
     known = report.expected is not None and key in report.expected.services
-    if not known and not report.services and report.cluster is not None:
+    services = report.cluster.services if report.cluster is not None else []
+    in_api = any(f"{s['metadata'].get('namespace')}/{s['metadata'].get('name')}" == key for s in services)
+    # only when both sides were read can "neither in the API nor programmed" be said
+    if not (known or in_api) and not report.services and report.cluster is not None and not report.unreadable:
         raise UsageError(f"service {key} is neither in the API nor programmed on this node")
     if output == "table" and show_all:
         from rich.console import Console

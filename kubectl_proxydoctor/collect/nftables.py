@@ -291,9 +291,27 @@ def _checked(listing: Listing) -> str:
     return listing.out
 
 
+CAP_NET_ADMIN = 12
+
+
+def has_net_admin(status_path: str = "/proc/self/status") -> bool:
+    """Whether this process holds CAP_NET_ADMIN (True when it cannot tell)."""
+    try:
+        with open(status_path) as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
+
+
 def _runner(netns: str | None) -> Runner:
-    """libnftables in-process when possible, else the ``nft -j`` binary (always inside a netns)."""
-    if netns is None:
+    """libnftables in-process when possible, else the ``nft -j`` binary (always inside a netns).
+
+    Without CAP_NET_ADMIN, libnftables would print "Operation not permitted (you must be root)"
+    straight to this process's stderr: the binary runs instead, its stderr captured as the reason."""
+    if netns is None and has_net_admin():
         try:
             from kubectl_proxydoctor.collect.libnftables import LibNftables
 

@@ -13,6 +13,7 @@ import json
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.migrate.result import CheckResult, MigrateContext, NodeInput, result
 from kubectl_proxydoctor.migrate.versions import NFT_MIN_USERSPACE, NFTABLES_MIN_KERNEL, parse_version, show
+from kubectl_proxydoctor.words import plural
 
 # feature -> kernel modules that provide it (any one is enough)
 NFT_FEATURES: dict[str, tuple[str, ...]] = {
@@ -67,14 +68,16 @@ def cluster_kernel(ctx: MigrateContext) -> list[CheckResult]:
     need = show(NFTABLES_MIN_KERNEL)
     if old:
         return [result("kernel-version", title, "cluster", "fail",
-                       f"{len(old)} of {len(versions)} nodes run a kernel older than {need}",
+                       f"{len(old)} of {plural(len(versions), 'node')} "
+                       f"{'runs' if len(old) == 1 else 'run'} a kernel older than {need}",
                        evidence, f"upgrade those nodes' kernels to >= {need} first (kube-proxy refuses "
                        "to start in nftables mode on them), or keep them out of the rollout", True)]
     if unknown:
         covered = {n.name for n in ctx.nodes if nodeinfo.kernel_release(n.snapshot)}
         missing = [n for n in unknown if n not in covered]
         status = "unknown" if missing else "pass"
-        summary = (f"{len(missing)} nodes do not report their kernel in the Node object" if missing
+        summary = (f"{plural(len(missing), 'node')} {'does' if len(missing) == 1 else 'do'} not report "
+                   "their kernel in the Node object" if missing
                    else "kernels not in the Node objects were read from the node captures")
         return [result("kernel-version", title, "cluster", status, summary, evidence,
                        "check `uname -r` on those nodes (or give their captures with --from)" if missing

@@ -210,16 +210,72 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
             raise _api_error(e, f"create pods in {opts.namespace}", _host(core)) from e
         opts.log(f"started collector pod {opts.namespace}/{name} on {node}")
         wait_running(core, name, opts.namespace, opts.start_timeout, opts.poll_interval)
-        env = {"NODE_NAME": node}
+        # the pod has no host PID namespace and no /var/log: kube-proxy's process and log come from the API
+        env = {"NODE_NAME": node, "COLLECT_HOST_PROCESSES": "0", "COLLECT_HOST_LOGS": "0"}
         if opts.with_conntrack:
             env["COLLECT_CONNTRACK"] = "1"
         data = exec_script(api_client, name, opts.namespace, collector_script(), env, opts.exec_timeout)
         snapshot = snapshot_from_tar_bytes(data, origin=f"node/{node}")
         snapshot.meta.setdefault("node", node)
+        kube_proxy_from_api(core, node, snapshot)
         return snapshot
     finally:
         if created:
             _delete_pod(core, name, opts)
+
+
+KUBE_PROXY_SELECTOR = "k8s-app=kube-proxy"
+
+
+def kube_proxy_from_api(core: Any, node: str, snapshot: NodeSnapshot, namespace: str = "kube-system") -> None:
+    """kube-proxy-cmdline.txt and kube-proxy.log from the kube-proxy pod on ``node`` (its running
+    container's command and args; the tail of its log), as collect-node.sh writes them on a node.
+    What cannot be read is recorded in the snapshot's sources, never raised."""
+    from kubectl_proxydoctor.kube_proxy_process import FILENAME, LOG_FILENAME, MAX_LOG_BYTES, tail_bytes
+
+    what = f"list pods in {namespace} ({KUBE_PROXY_SELECTOR}) on {node}"
+    try:
+        listed = _raw(core.list_namespaced_pod, namespace, label_selector=KUBE_PROXY_SELECTOR,
+                      field_selector=f"spec.nodeName={node}")
+    except Exception as e:
+        why = f"unavailable: {_api_error(e, what, _host(core))}"
+        snapshot.sources[FILENAME] = snapshot.sources[LOG_FILENAME] = why
+        return
+    pods = [p for p in listed.get("items") or [] if (p.get("spec") or {}).get("nodeName") == node]
+    if not pods:
+        why = (f"unavailable: no pod labelled {KUBE_PROXY_SELECTOR} on node {node} in {namespace} "
+               "(kube-proxy may run outside a pod there)")
+        snapshot.sources[FILENAME] = snapshot.sources[LOG_FILENAME] = why
+        return
+    pod = pods[0]
+    name = pod["metadata"]["name"]
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    container = next((c for c in containers if c.get("name") == "kube-proxy"), containers[0])
+    cname = container.get("name") or "kube-proxy"
+    status = next((c for c in (pod.get("status") or {}).get("containerStatuses") or []
+                   if c.get("name") == cname), {})
+    state = status.get("state") or {}
+    where = f"from the API: pod {namespace}/{name}"
+    if "running" in state:
+        args = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+        snapshot.files[FILENAME] = " ".join(args or ["kube-proxy"]) + "\n"
+        snapshot.sources[FILENAME] = f"ok ({where}, container {cname} running)"
+    else:
+        detail = next(iter(state), "unknown")
+        reason = (state.get(detail) or {}).get("reason") if isinstance(state.get(detail), dict) else None
+        snapshot.files[FILENAME] = ""
+        because = f" ({reason})" if reason else ""
+        snapshot.sources[FILENAME] = f"ok ({where}: container {cname} {detail}{because})"
+    try:
+        response = core.read_namespaced_pod_log(name, namespace, container=cname, tail_lines=5000,
+                                                _preload_content=False)
+        data = tail_bytes(response.data or b"", MAX_LOG_BYTES)
+    except Exception as e:
+        failure = _api_error(e, f"get pods/{name}/log in {namespace}", _host(core))
+        snapshot.sources[LOG_FILENAME] = f"unavailable: {failure}"
+        return
+    snapshot.files[LOG_FILENAME] = data.decode("utf-8", "replace")
+    snapshot.sources[LOG_FILENAME] = f"ok ({where}, last {MAX_LOG_BYTES // 1024} KiB at most)"
 
 
 def _delete_pod(core: Any, name: str, opts: RemoteOptions) -> None:

@@ -12,6 +12,7 @@ from rich.tree import Tree
 
 from kubectl_proxydoctor.model import SEVERITY_ORDER, Finding, Packet, TraceResult, port_label
 from kubectl_proxydoctor.report import NodeReport, ServiceStatus
+from kubectl_proxydoctor.words import plural
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 STATUS_STYLE = {"ok": "green", "not-programmed": "bold red", "not-expected": "bold red"}
@@ -86,10 +87,24 @@ def finding_text(f: Finding, max_evidence: int = 8) -> Text:
 
 
 def findings_block(findings: Iterable[Finding]) -> Group:
+    """Every finding in the order given (root causes first); those a root cause explains are
+    indented under it, after a line that says so."""
+    from rich.padding import Padding
+
     items = list(findings)
     if not items:
         return Group(Text("no findings", style="green"))
-    return Group(Text(f"findings ({len(items)})", style="bold"), *[finding_text(f) for f in items])
+    parts: list = [Text(f"findings ({len(items)})", style="bold")]
+    for f in items:
+        if f.caused_by is None:
+            parts.append(finding_text(f))
+            explained = sum(1 for g in items if g.caused_by == f.code)
+            if explained:
+                plural = "s" if explained != 1 else ""
+                parts.append(Text(f"  caused by this: {explained} finding{plural} below", style="dim"))
+        else:
+            parts.append(Padding(finding_text(f), (0, 0, 0, 4)))
+    return Group(*parts)
 
 
 def counts_line(report: NodeReport) -> Text:
@@ -97,7 +112,7 @@ def counts_line(report: NodeReport) -> Text:
     for s in report.services:
         by_status[s.status] = by_status.get(s.status, 0) + 1
     hidden = by_status.get("ok", 0) if len(report.services) > MAX_OK_ROWS else 0
-    text = Text(f"{len(report.services)} service ports: ")
+    text = Text(f"{plural(len(report.services), 'service port')}: ")
     text.append(", ".join(f"{n} {k}" for k, n in sorted(by_status.items())) or "none")
     if hidden:
         text.append(f" ({hidden} ok ports not listed; -o json lists every port)", style="dim")
@@ -224,7 +239,11 @@ def render_service(
             console.print(Text(f"trace {frontend}: no rules in any mode match it", style="yellow"))
         for result in results:
             console.print(trace_tree(result))
-    mine = [f for f in report.findings if f.service == f"{namespace}/{name}"]
+    from kubectl_proxydoctor.causes import STOPS_COMPARISON
+
+    own = [f for f in report.findings if f.service == f"{namespace}/{name}"]
+    causes = {f.caused_by for f in own}  # a root cause shows when it explains this service's findings
+    mine = [f for f in report.findings if f in own or f.code in STOPS_COMPARISON or f.code in causes]
     console.print(findings_block(mine))
 
 

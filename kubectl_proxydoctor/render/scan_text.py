@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kubectl_proxydoctor.remote.scan import NodeSummary, ScanResult
+from kubectl_proxydoctor.words import plural
 
 
 def node_line(summary: NodeSummary) -> str:
@@ -45,5 +46,6 @@ def render_scan(result: ScanResult, console: Console) -> None:
         console.print(drift)
     bad = sum(1 for n in result.nodes if n.errors)
     failed = sum(1 for n in result.nodes if n.failure)
-    console.print(f"{len(result.nodes)} nodes: {bad} with drift, {failed} not collected, "
-                  f"{len(result.drift)} service ports differ across nodes")
+    differ = "differs" if len(result.drift) == 1 else "differ"
+    console.print(f"{plural(len(result.nodes), 'node')}: {bad} with drift, {failed} not collected, "
+                  f"{plural(len(result.drift), 'service port')} {differ} across nodes")

@@ -26,17 +26,21 @@ def _num(value: float | None) -> str:
     return "?" if value is None else f"{value:g}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _rule_line(entry: dict[str, Any]) -> str:
     if "virtual_servers" in entry:
-        return (f"{entry['source']}: {entry['virtual_servers']} virtual servers, "
-                f"{entry['real_servers']} real servers")
+        return (f"{entry['source']}: {_count(entry['virtual_servers'], 'virtual server')}, "
+                f"{_count(entry['real_servers'], 'real server')}")
     if not entry.get("service_ports"):
         return f"{entry['source']}: KUBE-* chains / tables but no service ports"
     parts = []
     if "services" in entry:
-        parts.append(f"{entry['services']} services")
-    parts.append(f"{entry['service_ports']} service ports")
-    parts.append(f"{entry['endpoints']} endpoints")
+        parts.append(_count(entry["services"], "service"))
+    parts.append(_count(entry["service_ports"], "service port"))
+    parts.append(_count(entry["endpoints"], "endpoint"))
     return f"{entry['source']}: " + ", ".join(parts)
 
 
@@ -94,7 +98,10 @@ def status_lines(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     for m in sorted(rules, key=lambda m: (m != mode, m)):
         tag = "" if m == mode else "  [leftover of another mode]"
         for entry in rules[m]:
-            rows.append(("Rules" if first else "", f"{m}: {_rule_line(entry)}{tag}", "warn" if tag else "ok"))
+            line = _rule_line(entry)
+            if entry.get("source") != m:  # "ipvs: ipvs: ..." says the mode once
+                line = f"{m}: {line}"
+            rows.append(("Rules" if first else "", f"{line}{tag}", "warn" if tag else "ok"))
             first = False
 
     for entry in data.get("ipvs_iptables_chains") or []:

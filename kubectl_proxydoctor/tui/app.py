@@ -10,6 +10,7 @@ from collections.abc import Callable
 from importlib.util import find_spec
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, Static
@@ -252,9 +253,15 @@ class ProxyDoctorApp(App[None]):
         where = finding.service or "the node"
         self.notify(f"{finding.code} is about {where}, not one service port", severity="information")
 
+    def on_key(self, event: events.Key) -> None:
+        """`r` on a capture is greyed out in the footer, yet says why when pressed (not silence)."""
+        if event.key == "r" and not self.live and not isinstance(self.focused, Input):
+            self.action_recollect()
+
     def action_recollect(self) -> None:
         if not self.live:
-            self.notify("re-collect works on a live node only; this is a capture", severity="warning")
+            self.notify(f"{self.origin or 'this'} is a capture: it cannot be re-collected (re-collect "
+                        "works on a live node: `tui` on the node, or `tui --node NAME`)", severity="warning")
             return
         if not self.loading:
             self.collect()

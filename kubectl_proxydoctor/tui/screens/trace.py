@@ -108,9 +108,11 @@ class TraceScreen(Screen):
             packet = parse_packet(text, None if facts is None else
                                   (lambda name, family: resolve_source(name, facts, family)))
         except ProxyDoctorError as e:
+            self.clear_tree()  # the previous packet's result must not stand for this input
             self.show_message(str(e), "red")
             return
         if self.snapshot is None:
+            self.clear_tree()
             self.show_message("no node snapshot to trace through", "red")
             return
         self.show_message(f"tracing {packet} ...", "dim")
@@ -134,6 +136,12 @@ class TraceScreen(Screen):
         from kubectl_proxydoctor.snapshot import NodeSnapshot
 
         return node_facts(self.snapshot) if isinstance(self.snapshot, NodeSnapshot) else None
+
+    def clear_tree(self) -> None:
+        self.workers.cancel_group(self, "trace")  # a trace still running is for an earlier input
+        tree = self.query_one("#trace-tree", Tree)
+        tree.clear()
+        tree.root.set_label("(no trace yet)")
 
     def show_results(self, packet: Packet, results: list[TraceResult], error: str | None) -> None:
         tree = self.query_one("#trace-tree", Tree)
