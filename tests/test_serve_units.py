@@ -86,7 +86,9 @@ def test_latency_resolves_when_rules_reflect_the_change() -> None:
     assert lt.observe(5, 101.0, before, after, lambda k: True) == []  # needs rules, still drifting
     assert lt.observe(5, 102.0, after, after, lambda k: True) == []
     [res] = lt.observe(5, 103.25, after, after, lambda k: False)
-    assert res.latency == pytest.approx(3.25) and res.key == "default/web" and lt.waiting == 0
+    # the rules changed between the read at 102 (still drifting) and the one at 103.25
+    assert (res.low, res.high) == (pytest.approx(2.0), pytest.approx(3.25))
+    assert res.latency == pytest.approx(2.625) and res.key == "default/web" and lt.waiting == 0
 
 
 def test_latency_skips_changes_needing_no_rules_and_times_out() -> None:
@@ -101,7 +103,7 @@ def test_latency_skips_changes_needing_no_rules_and_times_out() -> None:
     assert res.latency is None and res.waited == pytest.approx(10.0)
     lt.record(NODE_KEY, 20.0, 3, "MODIFIED Node n1 (labels)")
     [res] = lt.observe(3, 21.0, changed, changed, lambda k: False)
-    assert res.key == NODE_KEY and res.latency == pytest.approx(1.0)
+    assert res.key == NODE_KEY and res.latency == pytest.approx(0.5) and res.high == pytest.approx(1.0)
 
 
 def test_budget_backs_off_and_returns() -> None:

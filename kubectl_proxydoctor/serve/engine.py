@@ -96,9 +96,10 @@ class Engine:
                 except ProxyDoctorError:
                     self.metrics.source_errors.labels("api").inc()
                     raise
-            rules_at = self.clock()
+            read_start = self.clock()
             try:
                 snapshot = self.node.read()
+                rules_at = (read_start + self.clock()) / 2  # when the rules were read, within the read
                 if self.api is None and isinstance(self.node, CaptureDir):
                     cluster = self.node.cluster(snapshot)
             except ProxyDoctorError:
@@ -144,12 +145,7 @@ class Engine:
             self.metrics.unknown.set(0)
             self.metrics.last_success.set(self.wall())
             self.last_success = now
-            outcome.transitions = self.tracker.update(verdict.drifts, now, verdict.sync_in_progress)
-            self.metrics.set_drifts(self.tracker.reported, self.tracker.pending)
-            self._log_transitions(outcome.transitions, verdict)
-            if (outcome.transitions.started or outcome.transitions.ended) and self.on_transitions:
-                self.on_transitions(outcome.transitions, verdict)
-            with self._lock:
+            with self._lock:  # latencies first: a scrape never sees drift gone and its latency missing
                 previous, self._signatures = self._signatures, verdict.signatures
                 drifting = {d.service for d in verdict.drifts}
                 outcome.latencies = self.latency.observe(
@@ -158,6 +154,11 @@ class Engine:
                 self.metrics.latency_pending.set(self.latency.waiting)
             for result in outcome.latencies:
                 self._record_latency(result)
+            outcome.transitions = self.tracker.update(verdict.drifts, now, verdict.sync_in_progress)
+            self.metrics.set_drifts(self.tracker.reported, self.tracker.pending)
+            self._log_transitions(outcome.transitions, verdict)
+            if (outcome.transitions.started or outcome.transitions.ended) and self.on_transitions:
+                self.on_transitions(outcome.transitions, verdict)
         self.verdict = verdict
         if reread:
             next_interval, line = self.budget.after_check(duration)
@@ -175,7 +176,8 @@ class Engine:
             self.log(f"programming: {result.what}: not yet in the rules after {result.waited:.0f} s")
         else:
             self.metrics.latency.observe(result.latency)
-            self.log(f"programming: {result.what}: in the rules after {result.latency:.2f} s")
+            self.log(f"programming: {result.what}: in the rules after {result.latency:.2f} s "
+                     f"(between {result.low:.2f} and {result.high:.2f} s)")
 
     def _log_transitions(self, tr: Transitions[DriftKey], verdict: Verdict) -> None:
         for key in tr.started:

@@ -3,8 +3,10 @@
 For every API change that affects the node (a Service, its EndpointSlices, the Node), the time until
 the node's rules reflect it. A change is *recorded* when the API watch delivers it; the first analysis
 that includes it *decides* whether it needs new rules (the service's expected signature changed);
-each later analysis reads the rules and *resolves* it when the service has no drift any more. A change
-that is not reflected after ``timeout`` seconds is given up as "not yet after N s".
+each later analysis reads the rules and *resolves* it when the service has no drift any more. The
+rules changed between the last read that still showed the drift and the first that did not: the
+latency is the middle of that bracket (its half-width is the measurement's resolution, about half the
+re-read period). A change not reflected after ``timeout`` seconds is given up as "not yet after N s".
 """
 
 from __future__ import annotations
@@ -24,16 +26,20 @@ class Change:
     seq: int  # the watch cache's sequence number after applying it
     what: str  # e.g. "MODIFIED EndpointSlice default/web-abc12"
     decided: bool = False
+    drifting_at: float | None = None  # the last rules read that did not reflect it yet
 
 
 @dataclass(frozen=True)
 class Result:
-    """A change's outcome: ``latency`` seconds until the rules reflected it, or None (timed out)."""
+    """A change's outcome: ``latency`` seconds until the rules reflected it (between ``low`` and
+    ``high``), or None (timed out after ``waited`` s)."""
 
     key: str
     what: str
     latency: float | None
     waited: float
+    low: float = 0.0
+    high: float = 0.0
 
 
 class LatencyTracker:
@@ -71,10 +77,12 @@ class LatencyTracker:
                     continue  # nothing to program for this node
             waited = max(0.0, rules_read_at - change.at)
             if not drifting(change.key):
-                results.append(Result(change.key, change.what, waited, waited))
+                low = max(0.0, (change.drifting_at or change.at) - change.at)
+                results.append(Result(change.key, change.what, (low + waited) / 2, waited, low, waited))
             elif waited >= self.timeout:
                 results.append(Result(change.key, change.what, None, waited))
             else:
+                change.drifting_at = max(change.drifting_at or change.at, rules_read_at)
                 keep.append(change)
         self.pending = keep
         return results
