@@ -152,3 +152,69 @@ def serve_cmd(
         if watcher is not None:
             watcher.stop()
     log("stopped")
+
+
+@app.command("watch")
+def watch_cmd(
+    from_path: FromOpt = None,
+    interval: IntervalOpt = 5.0,
+    grace: GraceOpt = 0.0,
+    hold: HoldOpt = None,
+    sync_wait: SyncWaitOpt = 60.0,
+    latency_timeout: LatencyTimeoutOpt = 120.0,
+    latency_poll: LatencyPollOpt = 1.0,
+    node_name: NodeNameOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    no_watch: NoWatchOpt = False,
+    netns: NetnsOpt = None,
+) -> None:
+    """Follow the node's verdict at a terminal: the same engine as `serve` (re-reads every --interval,
+    at once on an API change or when a --from capture changes); prints the verdict whenever it
+    changes, and each measured programming latency. Ctrl-C stops."""
+    import signal
+    import sys
+    import threading
+    from datetime import datetime
+
+    from kubectl_proxydoctor.serve.engine import Options
+    from kubectl_proxydoctor.serve.view import render, state_key
+
+    for name, value, zero_ok in (("--interval", interval, False), ("--grace", grace, True),
+                                 ("--hold", hold, True), ("--sync-wait", sync_wait, True),
+                                 ("--latency-timeout", latency_timeout, False),
+                                 ("--latency-poll", latency_poll, False)):
+        _positive(name, value, zero_ok)
+    options = Options(interval=interval, grace=grace, hold=hold, sync_wait=sync_wait,
+                      latency_timeout=latency_timeout, latency_poll=latency_poll)
+    shown: list[tuple] = []
+
+    def log(line: str) -> None:
+        if line.startswith("programming:") or line.startswith("a full re-read") or "watch " in line:
+            print(f"{datetime.now():%H:%M:%S}  {line}", flush=True)
+
+    def on_check(outcome) -> None:
+        key = state_key(outcome.verdict, outcome.error, engine.tracker.reported, engine.tracker.pending)
+        if not shown or shown[-1] != key:
+            shown[:] = [key]
+            print(render(outcome.verdict, outcome.error, engine.tracker.reported, engine.tracker.pending,
+                         datetime.now(), options.node_name), flush=True)
+
+    engine, watcher = build_engine(from_path, kubeconfig, context, node_name, netns, no_watch, options,
+                                   log=log, on_check=on_check)
+    stop = threading.Event()
+
+    def _stop(*_: object) -> None:
+        stop.set()
+        engine.wake.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        if watcher is not None:
+            watcher.start(stop)
+        engine.run(stop)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+    sys.stdout.flush()
