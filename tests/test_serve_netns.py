@@ -130,3 +130,26 @@ def test_latency_and_drift_against_real_rules(netns, tmp_path: Path) -> None:
     assert ("Node", generate.NODE, "KubeProxyDatapathDrift") in reasons
     svc_event = next(e for e in events if e["involvedObject"]["name"] == svc.name)
     assert svc_event["involvedObject"]["uid"] and svc_event["source"]["host"] == generate.NODE
+
+
+def test_ruleset_generation_follows_real_commits(netns) -> None:
+    from kubectl_proxydoctor.serve.nftgen import NftGeneration
+    from kubectl_proxydoctor.serve.sources import LiveNode
+
+    ns = netns("pd-srvgen-")
+    gen = NftGeneration(ns)
+    first = gen.read()
+    assert first is not None and gen.read() == first
+    cluster = generate.generate_cluster(5, 2, seed=3)
+    _restore(ns, cluster)
+    assert gen.read() > first  # iptables-nft commits through nf_tables
+    node = LiveNode(netns=ns, node_name=generate.NODE)
+    assert node.changed()  # nothing read yet
+    node.read()
+    assert node.last_read_stable and not node.changed()
+    _restore(ns, cluster)  # the same rules, committed again: a new generation
+    assert node.changed()
+    node.read()
+    assert not node.changed()
+    ns_run(ns, "nft", "add", "table", "inet", "other")
+    assert node.changed()
