@@ -107,3 +107,29 @@ def test_serve_bad_input_is_one_line(args: list[str], message: str, tmp_path: Pa
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_watch_prints_the_verdict_when_it_changes(tmp_path: Path) -> None:
+    import threading
+
+    capture = tmp_path / "node"
+    shutil.copytree(FIXTURES / "iptables/healthy", capture)
+    proc = subprocess.Popen([sys.executable, "-m", "kubectl_proxydoctor", "watch", "--from", str(capture),
+                             "--interval", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("ok: 16 service port(s) match the API" in x for x in lines), 30, what="ok")
+        time.sleep(2.5)  # unchanged verdict: nothing more printed
+        verdicts = [x for x in lines if "pdnode1" in x]
+        assert len(verdicts) == 1
+        drop_endpoint(capture / "api.json", "default", "web", "10.244.0.12")
+        wait_for(lambda: any("drift     default/web:http/TCP  drift  IPv4" in x for x in lines), 15,
+                 what="the drift block")
+        assert any("error     stale-endpoint x1" in x for x in lines)
+        shutil.copy(FIXTURES / "iptables/healthy/api.json", capture / "api.json")
+        wait_for(lambda: len([x for x in lines if "ok: 16 service port(s)" in x]) == 2, 15, what="ok again")
+    finally:
+        err = _stop(proc)
+    assert "Traceback" not in err

@@ -86,7 +86,9 @@ def test_latency_resolves_when_rules_reflect_the_change() -> None:
     assert lt.observe(5, 101.0, before, after, lambda k: True) == []  # needs rules, still drifting
     assert lt.observe(5, 102.0, after, after, lambda k: True) == []
     [res] = lt.observe(5, 103.25, after, after, lambda k: False)
-    assert res.latency == pytest.approx(3.25) and res.key == "default/web" and lt.waiting == 0
+    # the rules changed between the read at 102 (still drifting) and the one at 103.25
+    assert (res.low, res.high) == (pytest.approx(2.0), pytest.approx(3.25))
+    assert res.latency == pytest.approx(2.625) and res.key == "default/web" and lt.waiting == 0
 
 
 def test_latency_skips_changes_needing_no_rules_and_times_out() -> None:
@@ -101,7 +103,7 @@ def test_latency_skips_changes_needing_no_rules_and_times_out() -> None:
     assert res.latency is None and res.waited == pytest.approx(10.0)
     lt.record(NODE_KEY, 20.0, 3, "MODIFIED Node n1 (labels)")
     [res] = lt.observe(3, 21.0, changed, changed, lambda k: False)
-    assert res.key == NODE_KEY and res.latency == pytest.approx(1.0)
+    assert res.key == NODE_KEY and res.latency == pytest.approx(0.5) and res.high == pytest.approx(1.0)
 
 
 def test_budget_backs_off_and_returns() -> None:
@@ -180,3 +182,29 @@ def test_engine_on_a_capture_with_an_injected_clock(tmp_path: Path) -> None:
     out = engine.check()
     assert out.transitions.ended == [A]
     assert engine.metrics.drift.labels("drift", "IPv4")._value.get() == 0
+
+
+def test_latency_bounds_from_reads_and_generation_polls() -> None:
+    lt = LatencyTracker(timeout=30)
+    sig0, sig1 = {"default/web": ("v1",)}, {"default/web": ("v2",)}
+    lt.record("default/web", at=10.0, seq=1, what="MODIFIED EndpointSlice default/web-x")
+    # a read over [10.5, 11.5] (generation stable) still without the change: lacking it until 11.5
+    assert lt.observe(1, (11.5, 10.5), sig0, sig1, lambda k: True) == []
+    assert lt.unchanged_rules(12.0) == []  # the ruleset generation did not move: still lacking at 12.0
+    assert lt.unchanged_rules(12.5) == []
+    # a read over [13.0, 14.0] (stable) finds it: it was there by 13.0
+    [res] = lt.observe(1, (14.0, 13.0), sig1, sig1, lambda k: False)
+    assert (res.low, res.high, res.latency) == (pytest.approx(2.5), pytest.approx(3.0), pytest.approx(2.75))
+    lt.record("default/web", at=20.0, seq=2, what="MODIFIED EndpointSlice default/web-x")
+    assert lt.observe(2, (21.0, 20.5), sig1, sig0, lambda k: True) == []
+    [res] = lt.unchanged_rules(50.0)
+    assert res.latency is None and res.waited == pytest.approx(30.0) and lt.waiting == 0
+
+
+def test_generation_covers_only_nf_tables_rules() -> None:
+    from kubectl_proxydoctor.serve.sources import generation_covers
+
+    assert generation_covers(NodeSnapshot.load(FIXTURES / "iptables/healthy"))
+    assert generation_covers(NodeSnapshot.load(FIXTURES / "nftables/healthy"))
+    assert not generation_covers(NodeSnapshot.load(FIXTURES / "iptables/legacy-leftovers"))
+    assert not generation_covers(NodeSnapshot.load(FIXTURES / "ipvs/healthy"))

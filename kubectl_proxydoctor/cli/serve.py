@@ -24,6 +24,9 @@ LatencyTimeoutOpt = Annotated[float, typer.Option(
     "--latency-timeout", help="An API change not in the rules after this many seconds counts as 'not yet'.")]
 LatencyPollOpt = Annotated[float, typer.Option(
     "--latency-poll", help="Re-read cadence (s) while an API change waits to be programmed.")]
+FullResyncOpt = Annotated[float, typer.Option(
+    "--full-resync", help="Re-read the node in full at least this often (s), even when its ruleset "
+    "generation and the API did not change.")]
 NoWatchOpt = Annotated[bool, typer.Option(
     "--no-watch", help="Read the API whole at every check instead of list+watch.")]
 EventsOpt = Annotated[bool, typer.Option(
@@ -91,6 +94,7 @@ def serve_cmd(
     sync_wait: SyncWaitOpt = 60.0,
     latency_timeout: LatencyTimeoutOpt = 120.0,
     latency_poll: LatencyPollOpt = 1.0,
+    full_resync: FullResyncOpt = 300.0,
     node_name: NodeNameOpt = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
@@ -112,7 +116,8 @@ def serve_cmd(
     for name, value, zero_ok in (("--interval", interval, False), ("--grace", grace, True),
                                  ("--hold", hold, True), ("--sync-wait", sync_wait, True),
                                  ("--latency-timeout", latency_timeout, False),
-                                 ("--latency-poll", latency_poll, False)):
+                                 ("--latency-poll", latency_poll, False),
+                                 ("--full-resync", full_resync, False)):
         _positive(name, value, zero_ok)
     parse_listen(listen)
 
@@ -122,7 +127,7 @@ def serve_cmd(
         print(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + " " + line, file=sys.stderr, flush=True)
 
     options = Options(interval=interval, grace=grace, hold=hold, sync_wait=sync_wait,
-                      latency_timeout=latency_timeout, latency_poll=latency_poll)
+                      latency_timeout=latency_timeout, latency_poll=latency_poll, full_resync=full_resync)
     metrics = ServeMetrics()
     engine, watcher = build_engine(from_path, kubeconfig, context, node_name, netns, no_watch, options,
                                    log=log, metrics=metrics)
@@ -152,3 +157,71 @@ def serve_cmd(
         if watcher is not None:
             watcher.stop()
     log("stopped")
+
+
+@app.command("watch")
+def watch_cmd(
+    from_path: FromOpt = None,
+    interval: IntervalOpt = 5.0,
+    grace: GraceOpt = 0.0,
+    hold: HoldOpt = None,
+    sync_wait: SyncWaitOpt = 60.0,
+    latency_timeout: LatencyTimeoutOpt = 120.0,
+    latency_poll: LatencyPollOpt = 1.0,
+    full_resync: FullResyncOpt = 300.0,
+    node_name: NodeNameOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    no_watch: NoWatchOpt = False,
+    netns: NetnsOpt = None,
+) -> None:
+    """Follow the node's verdict at a terminal: the same engine as `serve` (re-reads every --interval,
+    at once on an API change or when a --from capture changes); prints the verdict whenever it
+    changes, and each measured programming latency. Ctrl-C stops."""
+    import signal
+    import sys
+    import threading
+    from datetime import datetime
+
+    from kubectl_proxydoctor.serve.engine import Options
+    from kubectl_proxydoctor.serve.view import render, state_key
+
+    for name, value, zero_ok in (("--interval", interval, False), ("--grace", grace, True),
+                                 ("--hold", hold, True), ("--sync-wait", sync_wait, True),
+                                 ("--latency-timeout", latency_timeout, False),
+                                 ("--latency-poll", latency_poll, False),
+                                 ("--full-resync", full_resync, False)):
+        _positive(name, value, zero_ok)
+    options = Options(interval=interval, grace=grace, hold=hold, sync_wait=sync_wait,
+                      latency_timeout=latency_timeout, latency_poll=latency_poll, full_resync=full_resync)
+    shown: list[tuple] = []
+
+    def log(line: str) -> None:
+        if line.startswith("programming:") or line.startswith("a full re-read") or "watch " in line:
+            print(f"{datetime.now():%H:%M:%S}  {line}", flush=True)
+
+    def on_check(outcome) -> None:
+        key = state_key(outcome.verdict, outcome.error, engine.tracker.reported, engine.tracker.pending)
+        if not shown or shown[-1] != key:
+            shown[:] = [key]
+            print(render(outcome.verdict, outcome.error, engine.tracker.reported, engine.tracker.pending,
+                         datetime.now(), options.node_name), flush=True)
+
+    engine, watcher = build_engine(from_path, kubeconfig, context, node_name, netns, no_watch, options,
+                                   log=log, on_check=on_check)
+    stop = threading.Event()
+
+    def _stop(*_: object) -> None:
+        stop.set()
+        engine.wake.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        if watcher is not None:
+            watcher.start(stop)
+        engine.run(stop)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+    sys.stdout.flush()

@@ -346,10 +346,11 @@ class WatchedApi:
 
     def stop(self) -> None:
         for resp in list(self.sock_of.values()):
-            try:
-                resp.close()  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001
-                pass
+            for method in ("shutdown", "close"):  # shutdown() interrupts a read blocked in a thread
+                try:
+                    getattr(resp, method)()
+                except Exception:  # noqa: BLE001 - already closed, or an older urllib3
+                    pass
         for t in self._threads:
             t.join(timeout=2)
         self.client.close()

@@ -31,6 +31,7 @@ class Options:
     sync_wait: float = 60.0  # a queued kube-proxy change younger than this postpones drift
     latency_timeout: float = 120.0
     latency_poll: float = 1.0  # re-check cadence while an API change waits to be programmed
+    full_resync: float = 300.0  # re-read the node at least this often even when nothing changed
     node_name: str | None = None
 
 
@@ -70,6 +71,8 @@ class Engine:
         self.last_success: float | None = None  # monotonic
         self.wake = threading.Event()  # set by the API watch on a change
         self._signatures: dict[str, tuple] = {}
+        self._seq = 0  # the API change sequence the verdict includes
+        self.last_full = float("-inf")  # when the node was last read in full
         self._lock = threading.Lock()
         self.metrics.interval.set(options.interval)
 
@@ -96,9 +99,13 @@ class Engine:
                 except ProxyDoctorError:
                     self.metrics.source_errors.labels("api").inc()
                     raise
-            rules_at = self.clock()
+            read_start = self.clock()
             try:
                 snapshot = self.node.read()
+                read_end = self.clock()
+                # the rules were read somewhere in [start, end]; with a generation that did not move
+                # during the read, they were this way throughout it
+                rules_at = (read_end, read_start) if self.node.last_read_stable else (read_start, read_end)
                 if self.api is None and isinstance(self.node, CaptureDir):
                     cluster = self.node.cluster(snapshot)
             except ProxyDoctorError:
@@ -124,8 +131,8 @@ class Engine:
             self.on_check(outcome)
         return outcome
 
-    def _record(self, verdict: Verdict, started: float, rules_at: float, seq: int, *,
-                reread: bool = True) -> CheckOutcome:
+    def _record(self, verdict: Verdict, started: float, rules_at: float | tuple[float, float], seq: int,
+                *, reread: bool = True) -> CheckOutcome:
         now = self.clock()
         duration = now - started
         if reread:
@@ -144,12 +151,7 @@ class Engine:
             self.metrics.unknown.set(0)
             self.metrics.last_success.set(self.wall())
             self.last_success = now
-            outcome.transitions = self.tracker.update(verdict.drifts, now, verdict.sync_in_progress)
-            self.metrics.set_drifts(self.tracker.reported, self.tracker.pending)
-            self._log_transitions(outcome.transitions, verdict)
-            if (outcome.transitions.started or outcome.transitions.ended) and self.on_transitions:
-                self.on_transitions(outcome.transitions, verdict)
-            with self._lock:
+            with self._lock:  # latencies first: a scrape never sees drift gone and its latency missing
                 previous, self._signatures = self._signatures, verdict.signatures
                 drifting = {d.service for d in verdict.drifts}
                 outcome.latencies = self.latency.observe(
@@ -158,8 +160,15 @@ class Engine:
                 self.metrics.latency_pending.set(self.latency.waiting)
             for result in outcome.latencies:
                 self._record_latency(result)
+            outcome.transitions = self.tracker.update(verdict.drifts, now, verdict.sync_in_progress)
+            self.metrics.set_drifts(self.tracker.reported, self.tracker.pending)
+            self._log_transitions(outcome.transitions, verdict)
+            if (outcome.transitions.started or outcome.transitions.ended) and self.on_transitions:
+                self.on_transitions(outcome.transitions, verdict)
         self.verdict = verdict
+        self._seq = seq
         if reread:
+            self.last_full = now
             next_interval, line = self.budget.after_check(duration)
             self.metrics.interval.set(next_interval)
             self.metrics.backoff.set(1 if self.budget.backing_off else 0)
@@ -175,7 +184,8 @@ class Engine:
             self.log(f"programming: {result.what}: not yet in the rules after {result.waited:.0f} s")
         else:
             self.metrics.latency.observe(result.latency)
-            self.log(f"programming: {result.what}: in the rules after {result.latency:.2f} s")
+            self.log(f"programming: {result.what}: in the rules after {result.latency:.2f} s "
+                     f"(between {result.low:.2f} and {result.high:.2f} s)")
 
     def _log_transitions(self, tr: Transitions[DriftKey], verdict: Verdict) -> None:
         for key in tr.started:
@@ -209,40 +219,60 @@ class Engine:
         }
 
     def run(self, stop: threading.Event) -> None:
-        """Check every interval; sooner when the API changed (``wake``) or a capture file changed,
-        and every ``latency_poll`` s while an API change waits to be programmed, but never more often
-        than the budget allows; until ``stop`` is set (set ``wake`` too, to interrupt the wait)."""
+        """Verify every interval; at once when the API changed (``wake``) or the node did (capture
+        files, ruleset generation), and every ``latency_poll`` s while an API change waits to be
+        programmed; never more often than the budget allows. A tick that finds neither the node nor
+        the API changed re-uses the last read (a full re-read at least every ``full_resync`` s).
+        Runs until ``stop`` is set (set ``wake`` too, to interrupt the wait)."""
         capture = isinstance(self.node, CaptureDir)
+        poll = min(1.0, self.options.interval)  # how often a capture directory is looked at
         next_full = self.clock()
-        last_check = float("-inf")
-        pending = False
+        last_read = last_probe = float("-inf")
+        dirty = False  # a read is needed (API or node changed) but the budget says not yet
         while not stop.is_set():
             if self.wake.is_set():
                 self.wake.clear()
-                pending = True
+                dirty = True
             now = self.clock()
-            earliest = last_check + max(self.options.latency_poll, self.budget.min_gap)
-            changed = capture and self.node.changed()
-            extra = pending or changed or self.latency.waiting > 0
-            if now >= next_full or (extra and now >= earliest):
-                if capture and not changed and not pending and self.verdict is not None:
-                    self._retick()  # the capture did not change: only the grace clock moves
-                else:
-                    self.check()
-                pending = False
-                last_check = self.clock()
-                next_full = last_check + self.budget.effective
-                earliest = last_check + max(self.options.latency_poll, self.budget.min_gap)
+            tick = now >= next_full
+            waiting = self.latency.waiting > 0
+            if not dirty and (tick or (waiting and now >= last_probe + self.options.latency_poll)
+                              or (capture and now >= last_probe + poll)):
+                last_probe = now
+                dirty = self.node.changed()  # cheap: capture file stats, ruleset generation
+                if not dirty and waiting:
+                    self._unchanged_rules(now)
+            stale = self.verdict is None or now - self.last_full >= self.options.full_resync
+            gap = max(self.options.latency_poll, self.budget.min_gap)
+            if (dirty and (tick or now >= last_read + gap)) or (tick and stale):
+                self.check()
+                dirty = False
+                last_read = last_probe = self.clock()
+                next_full = last_read + self.budget.effective
+            elif tick:
+                self._retick()  # neither the node nor the API changed: only the clocks move
+                next_full = self.clock() + self.budget.effective
             targets = [next_full]
-            if pending or self.latency.waiting:
-                targets.append(earliest)
+            if dirty:
+                targets.append(last_read + gap)
+            if self.latency.waiting:
+                targets.append(last_probe + self.options.latency_poll)
             if capture:
-                targets.append(self.clock() + min(1.0, self.options.interval))
+                targets.append(last_probe + poll)
             if not stop.is_set():
                 self.wake.wait(max(0.01, min(targets) - self.clock()))
 
+    def _unchanged_rules(self, now: float) -> None:
+        """A cheap probe found the rules as the last read saw them: pending changes still wait."""
+        with self._lock:
+            results = self.latency.unchanged_rules(now)
+            self.metrics.latency_pending.set(self.latency.waiting)
+        for result in results:
+            self._record_latency(result)
+
     def _retick(self) -> None:
-        """The capture did not change: the last verdict is still current; advance the grace clock."""
+        """Neither the node (capture files, ruleset generation) nor the API changed: the last verdict
+        is still current; advance the grace clock and the latency timeouts."""
         assert self.verdict is not None
         now = self.clock()
-        self._record(self.verdict, now, now, 0, reread=False)
+        self._record(self.verdict, now, now, self._seq, reread=False)

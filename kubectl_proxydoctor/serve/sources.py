@@ -20,7 +20,7 @@ from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 class NodeSource(Protocol):
     name: str
-
+    last_read_stable: bool  # the rules could not change during the last read
     def changed(self) -> bool:
         """True when a re-read may show something new."""
         ...
@@ -59,6 +59,7 @@ class CaptureDir:
 
     path: Path
     name: str = "capture"
+    last_read_stable: bool = False
     _seen: Fingerprint | None = None
 
     def changed(self) -> bool:
@@ -70,7 +71,8 @@ class CaptureDir:
     def read(self) -> NodeSnapshot:
         before = fingerprint(self.path)
         snapshot = NodeSnapshot.load(self.path)
-        if fingerprint(self.path) == before:  # not rewritten while we read it
+        self.last_read_stable = fingerprint(self.path) == before  # not rewritten while we read it
+        if self.last_read_stable:
             self._seen = before
         return snapshot
 
@@ -82,21 +84,57 @@ class CaptureDir:
         return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
 
 
+def generation_covers(snapshot: NodeSnapshot) -> bool:
+    """True when every kube-proxy rule of the node lives in nf_tables (nftables mode, or iptables on
+    the nf_tables backend), so the ruleset generation ID changes whenever they do. IPVS virtual
+    servers and legacy-backend rules change nothing there."""
+    for name in ("iptables-legacy-save.txt", "ip6tables-legacy-save.txt"):
+        if ":KUBE-" in (snapshot.text(name) or ""):
+            return False
+    for name in ("ipvsadm.txt", "proc-net-ip_vs.txt"):
+        lines = (snapshot.text(name) or "").splitlines()
+        if any(line.startswith(("TCP ", "UDP ", "SCTP ")) for line in lines):
+            return False
+    return True
+
+
 @dataclass
 class LiveNode:
-    """This node (or network namespace ``netns``), read-only, like `collect`."""
+    """This node (or network namespace ``netns``), read-only, like `collect`. When the node's rules
+    all live in nf_tables, ``changed()`` compares the ruleset generation ID (one netlink request)
+    with the one the last read saw, so unchanged rules are not read again."""
 
     netns: str | None = None
     node_name: str | None = None
     name: str = "node"
+    last_read_stable: bool = False  # the generation did not move during the last read
+    _gen: object = None
+    _seen: int | None = None
+    _covers: bool = False
+
+    def _generation(self) -> int | None:
+        from kubectl_proxydoctor.serve.nftgen import NftGeneration
+
+        if self._gen is None:
+            self._gen = NftGeneration(self.netns)
+        return self._gen.read()  # type: ignore[attr-defined]
 
     def changed(self) -> bool:
-        return True
+        if not self._covers or self._seen is None:
+            return True
+        gen = self._generation()
+        return gen is None or gen != self._seen
 
     def read(self) -> NodeSnapshot:
         from kubectl_proxydoctor.collect.node import collect_node
 
-        return collect_node(netns=self.netns, node_name=self.node_name)
+        before = self._generation()
+        snapshot = collect_node(netns=self.netns, node_name=self.node_name)
+        after = self._generation()
+        self.last_read_stable = before is not None and before == after
+        self._seen = after if self.last_read_stable else None
+        self._covers = generation_covers(snapshot)
+        return snapshot
 
 
 @dataclass
