@@ -59,3 +59,18 @@ def test_rules_unknown_says_why(reason, words):
     [finding] = [f for f in report.findings if f.code == "rules-unknown"]
     assert words in finding.message and report.findings[0] is finding
     assert report.services == [] and report.exit_code == 3
+
+
+def test_scan_counts_a_node_with_unknown_rules_as_not_read():
+    from kubectl_proxydoctor.remote.scan import scan
+
+    healthy = FIXTURES / "iptables" / "healthy"
+    cluster = ClusterState.from_list(API)
+    captures = {"pdnode1": NodeSnapshot.load(healthy),
+                "blind": NodeSnapshot.from_files({"meta.json": json.dumps({"node": "pdnode1"})})}
+    result = scan(list(captures), captures.__getitem__,
+                  lambda snap, node: analyse(snap, cluster, node_name="pdnode1"), concurrency=2)
+    by_node = {n.node: n for n in result.nodes}
+    assert by_node["pdnode1"].failure is None
+    assert "rules were not captured" in (by_node["blind"].failure or "")
+    assert result.drift == [] and result.exit_code == 3
