@@ -27,6 +27,8 @@ API = json.loads((FIXTURES / "iptables" / "healthy" / "api.json").read_text())
     ("unavailable: conntrack timed out after 60 s", Readability.UNREADABLE, Why.FAILED),
     ("unavailable: kernel has no IP_VS (/proc/net/ip_vs missing)", Readability.ABSENT, None),
     ("unavailable: 127.0.0.1:10249/metrics: nothing listens on 127.0.0.1:10249", Readability.ABSENT, None),
+    ("unavailable: ip6tables-nft-save failed: ip6tables-nft-save v1.8.9 (nf_tables): can't initialize "
+     "ip6tables table `filter': Address family not supported by protocol", Readability.ABSENT, None),
 ])
 def test_classify(reason, state, why):
     assert classify(reason) == (state, why)
