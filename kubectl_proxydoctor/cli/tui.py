@@ -22,7 +22,7 @@ def build_report(from_path: Path | None, sample: bool, kubeconfig: Path | None =
     """Collect (or read) the node and the API and analyse them: exactly the NodeReport `check` shows."""
     from kubectl_proxydoctor.cli.check import run_analysis
 
-    return run_analysis(from_path, sample, kubeconfig, context, None, False, None, node, image)
+    return run_analysis(from_path, sample, kubeconfig, context, None, False, None, node, image, quiet=True)
 
 
 @app.command("tui", epilog=ON_A_NODE)
