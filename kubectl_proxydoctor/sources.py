@@ -93,7 +93,8 @@ RULE_FILES: dict[str, tuple[str, ...]] = {
 
 # reasons that mean "read, and nothing there" rather than "could not read"
 _ABSENT = re.compile(r"kernel has no|module not loaded|not loaded|does not exist|nothing listens"
-                     r"|connection refused|no such process|not running", re.I)
+                     r"|connection refused|no such process|not running"
+                     r"|address family not supported|protocol not supported", re.I)  # e.g. no IPv6
 _ROOT = re.compile(r"needs root|must be root|permission denied|not permitted|EACCES|EPERM"
                    r"|not readable", re.I)
 _TOOL = re.compile(r"\bnot found\b|command not found|no such file or directory", re.I)
@@ -186,7 +187,8 @@ class RulesState:
 
 
 def rules_state(snapshot: NodeSnapshot, mode: str) -> RulesState:
-    """Whether ``mode``'s rules are known (IPv6 files count only when IPv4 ones were read)."""
+    """Whether ``mode``'s rules are known. For iptables, one IPv4 dump read stands for the backends
+    not captured; IPv6 dumps count when captured or tried (a kernel without IPv6 is "absent")."""
     files = RULE_FILES[mode]
     states = tuple(source_state(snapshot, f) for f in files)
     if mode == "iptables":

@@ -123,3 +123,45 @@ def test_live_run_without_net_admin_is_unknown_and_quiet(command, tmp_path):
     assert res.returncode == 3, res.stderr
     assert "Operation not permitted" not in res.stderr and "Traceback" not in res.stderr
     assert "could not be read" in res.stdout and "needs root" in res.stdout
+
+
+def test_tui_node_with_unreachable_api_exits_3_with_one_line(unreachable):
+    """The TUI (on a terminal: Textual draws on stderr) shows the error; on quit, one line after
+    the screen is restored, and exit 3."""
+    import pty
+    import re
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "kubectl_proxydoctor", "tui", "--node", "n1",
+                             "--kubeconfig", str(unreachable)], stdin=slave, stdout=slave, stderr=slave,
+                            cwd=Path(__file__).parents[1], env={**os.environ, "TERM": "xterm"})
+    os.close(slave)
+    screen = b""
+
+    def read(until: float) -> None:
+        nonlocal screen
+        while time.monotonic() < until and select.select([master], [], [], 0.2)[0]:
+            try:
+                screen += os.read(master, 65536)
+            except OSError:
+                return
+
+    try:
+        deadline = time.monotonic() + 60
+        while b"Could not build the report" not in screen and time.monotonic() < deadline:
+            read(time.monotonic() + 1)
+        assert b"Could not build the report" in screen
+        os.write(master, b"q")
+        proc.wait(timeout=30)
+        read(time.monotonic() + 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert proc.returncode == 3
+    after = screen.rsplit(b"\x1b[?1049l", 1)[-1].decode(errors="replace")  # after leaving the TUI screen
+    lines = [line for line in re.sub(r"\x1b\[[0-9;?<>]*[A-Za-z]", "", after).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("kubectl-proxydoctor: unreachable:"), lines
+    assert "Traceback" not in screen.decode(errors="replace")

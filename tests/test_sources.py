@@ -27,6 +27,8 @@ API = json.loads((FIXTURES / "iptables" / "healthy" / "api.json").read_text())
     ("unavailable: conntrack timed out after 60 s", Readability.UNREADABLE, Why.FAILED),
     ("unavailable: kernel has no IP_VS (/proc/net/ip_vs missing)", Readability.ABSENT, None),
     ("unavailable: 127.0.0.1:10249/metrics: nothing listens on 127.0.0.1:10249", Readability.ABSENT, None),
+    ("unavailable: ip6tables-nft-save failed: ip6tables-nft-save v1.8.9 (nf_tables): can't initialize "
+     "ip6tables table `filter': Address family not supported by protocol", Readability.ABSENT, None),
 ])
 def test_classify(reason, state, why):
     assert classify(reason) == (state, why)
@@ -59,3 +61,18 @@ def test_rules_unknown_says_why(reason, words):
     [finding] = [f for f in report.findings if f.code == "rules-unknown"]
     assert words in finding.message and report.findings[0] is finding
     assert report.services == [] and report.exit_code == 3
+
+
+def test_scan_counts_a_node_with_unknown_rules_as_not_read():
+    from kubectl_proxydoctor.remote.scan import scan
+
+    healthy = FIXTURES / "iptables" / "healthy"
+    cluster = ClusterState.from_list(API)
+    captures = {"pdnode1": NodeSnapshot.load(healthy),
+                "blind": NodeSnapshot.from_files({"meta.json": json.dumps({"node": "pdnode1"})})}
+    result = scan(list(captures), captures.__getitem__,
+                  lambda snap, node: analyse(snap, cluster, node_name="pdnode1"), concurrency=2)
+    by_node = {n.node: n for n in result.nodes}
+    assert by_node["pdnode1"].failure is None
+    assert "rules were not captured" in (by_node["blind"].failure or "")
+    assert result.drift == [] and result.exit_code == 3

@@ -42,14 +42,16 @@ def load_sources(
     node_name: str | None,
     remote_node: str | None = None,
     image: str | None = None,
+    quiet: bool = False,
 ):
     """(snapshot, cluster or None, notes): the node (a capture, the sample, a remote node through a
-    collector pod, or this host), and the API from the capture or the live server."""
+    collector pod, or this host), and the API from the capture or the live server. ``quiet``: nothing
+    on stderr (the TUI draws there; the report's notes say the same)."""
     from kubectl_proxydoctor.cluster import ClusterState
     from kubectl_proxydoctor.errors import ProxyDoctorError, UsageError
 
     snapshot = load_node(from_path, sample, remote_node, kubeconfig=str(kubeconfig) if kubeconfig else None,
-                         context=context, image=image)
+                         context=context, image=image, quiet=quiet)
     notes: list[str] = []
     offline = from_path is not None or sample
     node = node_name or remote_node or snapshot.node
@@ -76,7 +78,7 @@ def load_sources(
     from kubectl_proxydoctor.analysis import api_problem
 
     problem = api_problem(cluster)
-    if problem:
+    if problem and not quiet:
         print(f"kubectl-proxydoctor: API not usable ({problem}): only node-only checks ran", file=sys.stderr)
     return snapshot, cluster, notes
 
@@ -91,6 +93,7 @@ def run_analysis(
     node_name: str | None,
     remote_node: str | None = None,
     image: str | None = None,
+    quiet: bool = False,
 ):
     """Load the node and the API, and analyse; the shared core of `check`, `svc` and `tui`."""
     from kubectl_proxydoctor.analysis import analyse, gc_paused
@@ -100,7 +103,7 @@ def run_analysis(
         raise UsageError("-n/--namespace and -A/--all-namespaces exclude each other")
     with gc_paused():
         snapshot, cluster, notes = load_sources(from_path, sample, kubeconfig, context, namespace, node_name,
-                                                remote_node, image)
+                                                remote_node, image, quiet)
         report = analyse(snapshot, cluster, node_name or remote_node, namespace=namespace)
     report.notes.extend(notes)
     return report

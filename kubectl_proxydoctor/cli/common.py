@@ -42,9 +42,11 @@ def check_output(output: str, allowed: tuple[str, ...] = ("table", "json")) -> s
 
 
 def load_node(from_path: Path | None, sample: bool = False, node: str | None = None, *,
-              kubeconfig: str | None = None, context: str | None = None, image: str | None = None):
+              kubeconfig: str | None = None, context: str | None = None, image: str | None = None,
+              quiet: bool = False):
     """The node snapshot to work on: a capture, the sample, a remote node through a collector
-    pod (``node``), or the live node this runs on (read-only)."""
+    pod (``node``), or the live node this runs on (read-only). ``quiet``: no progress on stderr
+    (the TUI draws there)."""
     from kubectl_proxydoctor.snapshot import NodeSnapshot
 
     if sum((from_path is not None, sample, node is not None)) > 1:
@@ -54,7 +56,7 @@ def load_node(from_path: Path | None, sample: bool = False, node: str | None = N
     if from_path is not None:
         return NodeSnapshot.load(from_path)
     if node is not None:
-        return collect_remote_node(node, kubeconfig=kubeconfig, context=context, image=image)
+        return collect_remote_node(node, kubeconfig=kubeconfig, context=context, image=image, quiet=quiet)
     from kubectl_proxydoctor.collect.node import collect_node
 
     return collect_node()

@@ -22,7 +22,7 @@ def build_report(from_path: Path | None, sample: bool, kubeconfig: Path | None =
     """Collect (or read) the node and the API and analyse them: exactly the NodeReport `check` shows."""
     from kubectl_proxydoctor.cli.check import run_analysis
 
-    return run_analysis(from_path, sample, kubeconfig, context, None, False, None, node, image)
+    return run_analysis(from_path, sample, kubeconfig, context, None, False, None, node, image, quiet=True)
 
 
 @app.command("tui", epilog=ON_A_NODE)
@@ -45,5 +45,9 @@ def tui(
 
     live = from_path is None and not sample
     origin = f"node/{node}" if node else ("live" if live else ("sample" if sample else str(from_path)))
-    ProxyDoctorApp(lambda: build_report(from_path, sample, kubeconfig, context, node, image), live=live,
-                   origin=origin).run()
+    app = ProxyDoctorApp(lambda: build_report(from_path, sample, kubeconfig, context, node, image), live=live,
+                         origin=origin)
+    app.run()
+    if app.report is None and app.error:  # the node or the API could not be read: as the other commands
+        print(f"kubectl-proxydoctor: {app.error}", file=sys.stderr)
+        raise SystemExit(3)

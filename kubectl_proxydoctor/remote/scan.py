@@ -136,7 +136,12 @@ def scan(nodes: Iterable[str], collect: Callable[[str], object], analyse: Callab
             report = analyse(collect(node), node)
         except ProxyDoctorError as e:
             return NodeSummary(node=node, failure=str(e)), None
-        return summarise(node, report), report
+        summary = summarise(node, report)
+        if "rules" in report.unreadable:  # unknown, not "no rules": kept out of the cross-node tally
+            unknown = next((f for f in report.findings if f.code == "rules-unknown"), None)
+            summary.failure = unknown.message if unknown else "kube-proxy's rules could not be read"
+            return summary, None
+        return summary, report
 
     pending: set[Future] = set()
     queue = iter(nodes)
