@@ -13,8 +13,8 @@ import ipaddress
 from dataclasses import dataclass
 
 from kubectl_proxydoctor.expected import ExpectedFrontend, ExpectedPort
-from kubectl_proxydoctor.fate import NodeFacts
 from kubectl_proxydoctor.model import Packet
+from kubectl_proxydoctor.node_facts import NodeFacts
 
 _OFF_NODE_FALLBACK = {4: ("192.0.2.10", "198.51.100.77", "203.0.113.77"),
                       6: ("2001:db8::10", "2001:db8:1::10")}

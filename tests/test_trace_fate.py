@@ -87,8 +87,9 @@ def test_tui_trace_tree_shows_the_same_fate_line() -> None:
     from textual.widgets import Tree
 
     from kubectl_proxydoctor import modes
-    from kubectl_proxydoctor.fate import node_facts, trace_fate
+    from kubectl_proxydoctor.fate import trace_fate
     from kubectl_proxydoctor.model import Packet
+    from kubectl_proxydoctor.node_facts import node_facts
     from kubectl_proxydoctor.snapshot import NodeSnapshot
     from kubectl_proxydoctor.tui.screens.trace import fill_tree
 
@@ -125,8 +126,9 @@ def test_one_backend_only_has_no_backend_note(capsys) -> None:
 
 
 def test_terminating_endpoint_is_marked() -> None:
-    from kubectl_proxydoctor.fate import node_facts, outcome_fate
+    from kubectl_proxydoctor.fate import outcome_fate
     from kubectl_proxydoctor.model import Endpoint, Packet, ServicePortName, TraceOutcome
+    from kubectl_proxydoctor.node_facts import node_facts
     from kubectl_proxydoctor.snapshot import NodeSnapshot
 
     facts = node_facts(NodeSnapshot.load(FIXTURES / "iptables/healthy"))
@@ -161,7 +163,7 @@ def test_src_unknown_name_is_a_usage_error(capsys) -> None:
 
 def test_tui_packet_source_by_name() -> None:
     from kubectl_proxydoctor.errors import ParseError
-    from kubectl_proxydoctor.fate import node_facts, resolve_source
+    from kubectl_proxydoctor.node_facts import node_facts, resolve_source
     from kubectl_proxydoctor.snapshot import NodeSnapshot
     from kubectl_proxydoctor.tui.packet import parse_packet
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from kubectl_proxydoctor import modes
-from kubectl_proxydoctor.fate import backend_order, node_facts, resolve_source, trace_fate
+from kubectl_proxydoctor.backend_order import backend_order
+from kubectl_proxydoctor.fate import trace_fate
 from kubectl_proxydoctor.model import Packet, TraceResult
+from kubectl_proxydoctor.node_facts import node_facts, resolve_source
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -105,7 +105,7 @@ def svc_cmd(
     elif output == "table":
         from rich.console import Console
 
-        from kubectl_proxydoctor.fate import node_facts
+        from kubectl_proxydoctor.node_facts import node_facts
         from kubectl_proxydoctor.render.svc_text import render_service_compact
 
         facts = node_facts(report.snapshot)

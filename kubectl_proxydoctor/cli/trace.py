@@ -73,8 +73,8 @@ def parse_source(text: str | None) -> str | None:
 
 def resolve_source(text: str, snapshot, family: int) -> str:
     """``--src`` as an IP: ``node`` and pod names looked up in the capture; UsageError otherwise."""
-    from kubectl_proxydoctor.fate import node_facts
-    from kubectl_proxydoctor.fate import resolve_source as resolve
+    from kubectl_proxydoctor.node_facts import node_facts
+    from kubectl_proxydoctor.node_facts import resolve_source as resolve
 
     try:
         return resolve(text, node_facts(snapshot), family)
@@ -101,8 +101,8 @@ def trace_cmd(
     from importlib.util import find_spec
 
     from kubectl_proxydoctor import modes
-    from kubectl_proxydoctor.fate import node_facts
     from kubectl_proxydoctor.model import Packet
+    from kubectl_proxydoctor.node_facts import node_facts
 
     check_output(output)
     packet = parse_destination(dst)

@@ -8,8 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from kubectl_proxydoctor.expected import ExpectedPort
-from kubectl_proxydoctor.fate import NodeFacts
 from kubectl_proxydoctor.model import TraceResult
+from kubectl_proxydoctor.node_facts import NodeFacts
 from kubectl_proxydoctor.render.report_text import findings_block, header
 from kubectl_proxydoctor.render.trace_text import trace_tree
 from kubectl_proxydoctor.report import NodeReport

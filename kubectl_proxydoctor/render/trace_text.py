@@ -6,8 +6,10 @@ from rich.console import Console, Group
 from rich.text import Text
 from rich.tree import Tree
 
-from kubectl_proxydoctor.fate import Fate, NodeFacts, backend_order, trace_fate
+from kubectl_proxydoctor.backend_order import backend_order
+from kubectl_proxydoctor.fate import Fate, trace_fate
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult, TraceStep
+from kubectl_proxydoctor.node_facts import NodeFacts
 
 _STYLE = {"dnat": "green", "accept": "yellow", "no-match": "yellow", "reject": "red", "drop": "red"}
 _MEANING = {

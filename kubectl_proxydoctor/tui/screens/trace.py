@@ -14,8 +14,9 @@ from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
 from kubectl_proxydoctor.errors import ProxyDoctorError
-from kubectl_proxydoctor.fate import NodeFacts, node_facts, resolve_source, trace_fate
+from kubectl_proxydoctor.fate import trace_fate
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult
+from kubectl_proxydoctor.node_facts import NodeFacts, node_facts, resolve_source
 from kubectl_proxydoctor.render.trace_text import fate_text
 from kubectl_proxydoctor.tui.packet import parse_packet
 

@@ -1,0 +1,171 @@
+"""What a capture says about the node around its rules, for explaining a packet's fate.
+
+Node addresses (ip-addr.json), the API's EndpointSlices and Services (api.json: endpoints with
+their pods, nodes and conditions; Service addresses and why kube-proxy skips a Service), the
+node's name and InternalIPs, and conntrack.txt. ``None`` always means "not captured".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kubectl_proxydoctor.model import Endpoint
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """What the API's EndpointSlices say about one endpoint address."""
+
+    ip: str
+    ports: frozenset[int]
+    pod: str | None
+    node: str | None
+    ready: bool
+    terminating: bool
+    service: str
+
+
+@dataclass
+class NodeFacts:
+    """What the capture says about the node around its rules; None means not captured."""
+
+    node: str | None = None
+    addresses: set[str] | None = None
+    listening: set[tuple[str, int]] | None = None  # (protocol, port); no capture file holds it yet
+    endpoints: dict[str, list[EndpointInfo]] | None = None  # by IP
+    pods: dict[str, str] = field(default_factory=dict)  # pod name -> IP
+    pod_nodes: dict[str, str] = field(default_factory=dict)  # pod IP -> node
+    pod_names: dict[str, str] = field(default_factory=dict)  # pod IP -> name
+    service_ips: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # IP -> (svc, skip why)
+    node_ips: list[str] = field(default_factory=list)  # the API Node's InternalIPs
+    conntrack_text: str | None = None
+
+    def is_node_address(self, ip: str) -> bool | None:
+        if ip.startswith("127.") or ip == "::1":
+            return True
+        return None if self.addresses is None else ip in self.addresses
+
+    def endpoint(self, ep: Endpoint, service: str | None = None) -> EndpointInfo | None:
+        """The API's entry for ``ep`` (in ``service``'s EndpointSlices when given)."""
+        for info in (self.endpoints or {}).get(ep.ip, []):
+            if (not info.ports or ep.port in info.ports) and service in (None, info.service):
+                return info
+        return None
+
+
+# -- building them -----------------------------------------------------------------------------------------
+
+
+def node_facts(snapshot: NodeSnapshot) -> NodeFacts:
+    """The node facts of a snapshot (computed once per snapshot)."""
+    return snapshot.derived("fate.node_facts", ("ip-addr.json", "api.json", "meta.json", "conntrack.txt"),
+                            lambda: _build_facts(snapshot))
+
+
+def _build_facts(snapshot: NodeSnapshot) -> NodeFacts:
+    from kubectl_proxydoctor.errors import ProxyDoctorError
+    from kubectl_proxydoctor.nodeinfo import local_addresses
+
+    facts = NodeFacts(node=snapshot.node)
+    if snapshot.has("ip-addr.json"):
+        try:
+            facts.addresses = local_addresses(snapshot)
+        except ProxyDoctorError:
+            facts.addresses = None
+    facts.conntrack_text = snapshot.text("conntrack.txt")
+    text = snapshot.text("api.json")
+    if text:
+        from kubectl_proxydoctor.cluster import ClusterState
+
+        try:
+            cluster = ClusterState.from_json_text(text)
+        except ProxyDoctorError:
+            return facts
+        add_cluster(facts, cluster)
+    return facts
+
+
+def add_cluster(facts: NodeFacts, cluster) -> None:
+    """Endpoints, pod names and service addresses from the API objects."""
+    from kubectl_proxydoctor.expected import skip_reason
+
+    node = cluster.node(facts.node) if facts.node else None
+    facts.node_ips = [a.get("address") for a in ((node or {}).get("status") or {}).get("addresses") or []
+                      if isinstance(a, dict) and a.get("type") == "InternalIP" and a.get("address")]
+    facts.endpoints = {}
+    for sl in cluster.endpointslices:
+        meta = sl.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get("kubernetes.io/service-name", "")
+        svc = f"{meta.get('namespace', '')}/{owner}"
+        ports = frozenset(p.get("port") for p in sl.get("ports") or [] if isinstance(p, dict)
+                          and isinstance(p.get("port"), int))
+        for ep in sl.get("endpoints") or []:
+            if not isinstance(ep, dict):
+                continue
+            cond = ep.get("conditions") or {}
+            ref = ep.get("targetRef") or {}
+            pod = ref.get("name") if ref.get("kind") == "Pod" else None
+            node = ep.get("nodeName") if isinstance(ep.get("nodeName"), str) else None
+            for ip in ep.get("addresses") or []:
+                if not isinstance(ip, str):
+                    continue
+                ready, terminating = cond.get("ready") is not False, cond.get("terminating") is True
+                facts.endpoints.setdefault(ip, []).append(
+                    EndpointInfo(ip, ports, pod, node, ready, terminating, svc))
+                if pod:
+                    facts.pods.setdefault(pod, ip)
+                    facts.pod_names.setdefault(ip, pod)
+                    if node:
+                        facts.pod_nodes.setdefault(ip, node)
+    for pod in getattr(cluster, "pods", None) or []:
+        name = (pod.get("metadata") or {}).get("name")
+        ip = (pod.get("status") or {}).get("podIP")
+        if name and ip:
+            facts.pods.setdefault(name, ip)
+            facts.pod_names.setdefault(ip, name)
+            if (pod.get("spec") or {}).get("nodeName"):
+                facts.pod_nodes.setdefault(ip, pod["spec"]["nodeName"])
+    for service in cluster.services:
+        meta = service.get("metadata") or {}
+        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        spec = service.get("spec") or {}
+        why = skip_reason(service)
+        ips = [*(spec.get("clusterIPs") or [spec.get("clusterIP")]), *(spec.get("externalIPs") or [])]
+        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        ips += [i.get("ip") for i in ingress if isinstance(i, dict)]
+        for ip in ips:
+            if isinstance(ip, str) and ip not in ("", "None"):
+                facts.service_ips.setdefault(ip, (key, why))
+
+
+# -- sources by name -------------------------------------------------------------------------------
+
+
+def resolve_source(text: str, facts: NodeFacts, family: int) -> str:
+    """An IP for ``--src``: an IP as given, ``node`` (this node's address of ``family``), or a pod
+    name (``NAME`` or ``NAMESPACE/NAME``) from the API's EndpointSlices / pods. ValueError says why not."""
+    import ipaddress
+
+    text = text.strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if text == "node":
+        candidates = [*facts.node_ips, *sorted(facts.addresses or ())]
+        for ip in candidates:
+            addr = ipaddress.ip_address(ip)
+            if addr.version == family and not addr.is_loopback and not addr.is_link_local:
+                return ip
+        raise ValueError("'node': this node's address is not in the capture (no ip-addr.json and no "
+                         "InternalIP in api.json)")
+    name = text.rsplit("/", 1)[-1]
+    ip = facts.pods.get(name)
+    if ip is None:
+        if facts.endpoints is None:
+            raise ValueError(f"{text!r} is not an IP address, and pod names need the API (api.json)")
+        raise ValueError(f"{text!r} is not an IP address, 'node', or a pod the API's EndpointSlices name")
+    if ipaddress.ip_address(ip).version != family:
+        raise ValueError(f"pod {name} has {ip}, not an IPv{family} address")
+    return ip
