@@ -78,6 +78,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "kube-proxy-metrics.txt": ("kube-proxy-metrics",),
     "kube-proxy-mode.txt": ("kube-proxy-mode",),
     "kube-proxy-healthz.json": ("kube-proxy-healthz",),
+    "kube-proxy-statusz.txt": ("kube-proxy-statusz",),
     "kube-proxy-cmdline.txt": ("kube-proxy-process",),
     "kube-proxy.log": ("kube-proxy-log",),
     "conntrack.txt": ("conntrack",),
@@ -92,7 +93,7 @@ RULE_FILES: dict[str, tuple[str, ...]] = {
 }
 
 # reasons that mean "read, and nothing there" rather than "could not read"
-_ABSENT = re.compile(r"kernel has no|module not loaded|not loaded|does not exist|nothing listens"
+_ABSENT = re.compile(r"kernel has no|module not loaded|not loaded|does not exist|nothing listens|not served"
                      r"|connection refused|no such process|not running"
                      r"|address family not supported|protocol not supported", re.I)  # e.g. no IPv6
 _ROOT = re.compile(r"needs root|must be root|permission denied|not permitted|EACCES|EPERM"

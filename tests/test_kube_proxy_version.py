@@ -228,3 +228,52 @@ def test_nftables_layout_generation_names_the_oldest_release_and_drives_semantic
     report = analyse(NodeSnapshot.load(upstream / "master"),
                      ClusterState.from_json_text((upstream / "master" / "api.json").read_text()))
     assert report.kube_proxy.layout.generation == seen["master"]
+
+
+OLD_KUBE_PROXY = r"""
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == '/metrics': code, body = 200, 'kubernetes_build_info{git_version="v1.30.3"} 1\n'
+        elif self.path == '/proxyMode': code, body = 200, 'iptables'
+        else: code, body = 404, '404 page not found'
+        self.send_response(code); self.end_headers(); self.wfile.write(body.encode())
+    def log_message(self, *a): pass
+server = http.server.HTTPServer(('127.0.0.1', 10249), H)
+print('ready', flush=True)
+server.serve_forever()
+"""
+
+
+def test_statusz_404_of_a_pre_1_33_kube_proxy_is_absent_for_both_collectors(netns, tmp_path: Path) -> None:
+    """kube-proxy < 1.33 answers /statusz with 404: not a read failure (status must not exit 3)."""
+    import tarfile
+
+    from kubectl_proxydoctor.cli.status import is_read_failure
+    from kubectl_proxydoctor.collect.node import collect_node
+    from kubectl_proxydoctor.sources import Readability, source_state
+
+    ns = netns("pd-kpv-")
+    script = Path(__file__).parents[1] / "kubectl_proxydoctor" / "scripts" / "collect-node.sh"
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", OLD_KUBE_PROXY],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        snap = collect_node(netns=ns)
+        tar = tmp_path / "node.tar"
+        with tar.open("wb") as out:
+            subprocess.run(["ip", "netns", "exec", ns, "sh", str(script)], stdout=out, check=True,
+                           stderr=subprocess.DEVNULL, timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    with tarfile.open(tar) as t:
+        t.extractall(tmp_path / "script", filter="data")
+    script_snap = NodeSnapshot.load(next((tmp_path / "script").iterdir()))
+    for captured in (snap, script_snap):
+        state = source_state(captured, "kube-proxy-statusz.txt")
+        assert state.state is Readability.ABSENT, state
+        assert "not served" in state.reason
+        assert not is_read_failure(captured.sources.get("kube-proxy-statusz.txt")
+                                   or captured.sources["kube-proxy-statusz"])
+        assert identify(captured).version == "v1.30.3"

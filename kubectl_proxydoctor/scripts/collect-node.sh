@@ -18,6 +18,9 @@ sources="$work/sources"
 # say SOURCE STATUS: remember what happened to one source, for meta.json
 say() {
   reason=$(printf '%s' "$2" | tr '\n\t"\\' '    ' | cut -c1-300)
+  if grep -q "^$1	" "$sources"; then  # a later word on the same source replaces the earlier one
+    awk -F '\t' -v k="$1" '$1 != k' "$sources" > "$sources.new" && mv "$sources.new" "$sources"
+  fi
   printf '%s\t%s\n' "$1" "$reason" >> "$sources"
 }
 
@@ -143,7 +146,7 @@ fetch kube-proxy-healthz.json kube-proxy-healthz 10256 /healthz
 # /statusz (kube-proxy >= 1.33, ComponentStatusz gate): its "Binary version:" line names the version;
 # not served there is not a read failure
 fetch kube-proxy-statusz.txt kube-proxy-statusz 10249 /statusz
-if [ -f "$out/kube-proxy-statusz.txt" ] && ! grep -qi version "$out/kube-proxy-statusz.txt"; then
+if ! grep -qi version "$out/kube-proxy-statusz.txt" 2>/dev/null; then
   rm -f "$out/kube-proxy-statusz.txt"
   say kube-proxy-statusz "unavailable: 127.0.0.1:10249/statusz not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
 fi
