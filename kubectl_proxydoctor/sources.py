@@ -187,9 +187,26 @@ class RulesState:
         return whys[0] if whys else Why.NOT_CAPTURED
 
 
+def _backend_empty(snapshot: NodeSnapshot, file: str) -> bool:
+    """Whether another source read shows that the iptables backend dumped by ``file`` holds no
+    tables: nft-ruleset.json without xtables tables (nft backend), an empty ip_tables_names.txt
+    (legacy backend)."""
+    family = "ip6" if file.startswith("ip6") else "ip"
+    if "-nft-" in file:
+        text = snapshot.text("nft-ruleset.json")
+        return text is not None and re.search(
+            rf'"table": {{"family": "{family}", "name": "(nat|filter|mangle|raw|security)"', text) is None
+    if "-legacy-" in file:
+        names = snapshot.text("ip_tables_names.txt" if family == "ip" else "ip6_tables_names.txt")
+        return names is not None and not names.strip()
+    return False
+
+
 def rules_state(snapshot: NodeSnapshot, mode: str) -> RulesState:
     """Whether ``mode``'s rules are known. For iptables, one IPv4 dump read stands for the backends
-    not captured; IPv6 dumps count when captured or tried (a kernel without IPv6 is "absent")."""
+    not captured, and for a backend whose save tool is missing when another source shows that
+    backend holds no tables; IPv6 dumps count when captured or tried (a kernel without IPv6 is
+    "absent"). For IPVS, either ipvsadm's listing or /proc/net/ip_vs read is enough."""
     files = RULE_FILES[mode]
     states = tuple(source_state(snapshot, f) for f in files)
     if mode == "iptables":
@@ -197,7 +214,10 @@ def rules_state(snapshot: NodeSnapshot, mode: str) -> RulesState:
         v6 = tuple(s for s in states[3:] if s.state is not Readability.NOT_CAPTURED)
         states = (*v4, *v6)
         if any(s.state is Readability.OK for s in v4):  # one backend's dump stands for "iptables"
-            states = tuple(s for s in states if s.state is not Readability.NOT_CAPTURED)
+            states = tuple(s for s in states if s.state is not Readability.NOT_CAPTURED and not (
+                s.why is Why.TOOL_MISSING and _backend_empty(snapshot, s.file)))
+    elif mode == "ipvs" and any(s.state is Readability.OK for s in states):
+        states = tuple(s for s in states if s.state is Readability.OK)  # the other is a fallback
     return RulesState(mode, states)
 
 

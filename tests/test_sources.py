@@ -76,3 +76,25 @@ def test_scan_counts_a_node_with_unknown_rules_as_not_read():
     assert by_node["pdnode1"].failure is None
     assert "rules were not captured" in (by_node["blind"].failure or "")
     assert result.drift == [] and result.exit_code == 3
+
+
+def test_a_fallback_read_makes_the_rules_known():
+    """ipvsadm missing but /proc/net/ip_vs read; iptables-nft-save missing while nft shows no xtables
+    table: the rules are known (check compares them). With xtables tables in nft they are not."""
+    healthy = FIXTURES / "iptables" / "healthy"
+    meta = json.dumps({"sources": {"ipvsadm.txt": "unavailable: ipvsadm not found"}})
+    ipvs = NodeSnapshot.from_files({"proc-net-ip_vs.txt": "IP Virtual Server version 1.2.1 (size=4096)\n",
+                                    "meta.json": meta})
+    assert rules_state(ipvs, "ipvs").known
+    assert not rules_state(NodeSnapshot.from_files({"meta.json": meta}), "ipvs").known
+    sources = {"iptables-nft-save.txt": "unavailable: iptables-nft-save not found"}
+    files = {"iptables-save.txt": (healthy / "iptables-save.txt").read_text(),
+             "meta.json": json.dumps({"node": "pdnode1", "sources": sources})}
+    no_xtables = NodeSnapshot.from_files({**files, "nft-ruleset.json": '{"nftables": [{"metainfo": {}}]}'})
+    assert rules_state(no_xtables, "iptables").known
+    report = analyse(no_xtables, ClusterState.from_list(API))
+    assert report.exit_code != 3 and report.services
+    nft = (healthy / "nft-ruleset.json").read_text()
+    with_xtables = NodeSnapshot.from_files({**files, "nft-ruleset.json": nft})
+    assert not rules_state(with_xtables, "iptables").known
+    assert not rules_state(NodeSnapshot.from_files(files), "iptables").known  # nft not read: unknown

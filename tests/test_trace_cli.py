@@ -101,3 +101,27 @@ def test_help_is_fast_and_lists_options() -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     heavy = [m for m in ("kubernetes", "textual", "pyroute2", "nftables") if f"| {m}\n" in proc.stderr]
     assert heavy == []
+
+
+def test_another_modes_unreadable_rules_do_not_make_a_complete_trace_unknown(capsys, tmp_path) -> None:
+    """An iptables node without the nft binary: check exits 0, and so does trace (not 3); with the
+    iptables rules themselves unreadable, trace exits 3."""
+    import shutil
+
+    capture = tmp_path / "node"
+    shutil.copytree(FIXTURES / "healthy", capture)
+    (capture / "nft-ruleset.json").unlink()
+    (capture / "nft-ruleset.txt").unlink()
+    meta = json.loads((capture / "meta.json").read_text())
+    meta.setdefault("sources", {})["nft-ruleset.json"] = "unavailable: nft not found"
+    (capture / "meta.json").write_text(json.dumps(meta))
+    packet = ("--dst", "10.96.100.10:80", "--src", "172.30.0.2")
+    code, out, _ = run(capsys, "trace", "--from", str(capture), *packet)
+    assert code == 0 and "fate: DNAT to 3 endpoints" in out
+    assert run(capsys, "check", "--from", str(capture))[0] == 0
+    for name in ("iptables-save.txt", "iptables-nft-save.txt", "iptables-legacy-save.txt"):
+        (capture / name).unlink()
+        meta["sources"][name] = "unavailable: needs root (CAP_NET_ADMIN): Permission denied"
+    (capture / "meta.json").write_text(json.dumps(meta))
+    code, out, _ = run(capsys, "trace", "--from", str(capture), *packet)
+    assert code == 3 and "could not be read" in out

@@ -137,7 +137,13 @@ def trace_cmd(
 
 
 def unknown_rules_for_trace(snapshot, modes: tuple[str, ...], found: bool) -> list[str]:
-    """Why the trace may be incomplete (sources.unknown_rule_lines)."""
+    """Why the trace may be incomplete (sources.unknown_rule_lines). With rules found, only the mode
+    that programs the node counts, as in `check`: another mode's unreadable rules do not make a
+    complete trace unknown."""
+    from kubectl_proxydoctor.proxy_mode import decide
     from kubectl_proxydoctor.sources import unknown_rule_lines
 
+    if found:
+        mode = decide(snapshot).mode
+        modes = (mode,) if mode in modes else modes
     return unknown_rule_lines(snapshot, modes, found)
