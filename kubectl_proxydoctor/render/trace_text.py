@@ -6,6 +6,7 @@ from rich.console import Console, Group
 from rich.text import Text
 from rich.tree import Tree
 
+from kubectl_proxydoctor.clip import clip
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult, TraceStep
 
 _STYLE = {"dnat": "green", "accept": "yellow", "no-match": "yellow", "reject": "red", "drop": "red"}
@@ -37,9 +38,9 @@ def _step(step: TraceStep) -> Text:
     text = Text()
     text.append(step.chain, style="bold blue")
     text.append("  ")
-    text.append(step.rule, style="")
+    text.append(clip(step.rule), style="")  # a rule can carry a megabyte comment
     if step.why:
-        text.append(f"\n  matched: {step.why}", style="dim")
+        text.append(f"\n  matched: {clip(step.why)}", style="dim")
     return text
 
 
