@@ -654,8 +654,9 @@ def _iptables_leftover(dump: IptablesDump, running: str, localnet: str | None = 
         items = [_describe(c) for c in chains]
     hooks = [f"{c.table} {c.name} <- {'/'.join(c.jumps_from)}" for c in chains
              if any(not j.startswith(("KUBE-", "CILIUM")) for j in c.jumps_from)]
-    # a fix never re-opens a protection: the localnet DROP stays while route_localnet may be 1
-    removable = [c for c in chains if not (guard and c.name == "KUBE-FIREWALL")]
+    # a fix never re-opens a protection: the localnet DROP stays while route_localnet may be 1 (an
+    # empty KUBE-FIREWALL, as in ip6tables, protects nothing and goes with the rest)
+    removable = [c for c in chains if not (guard and c.name == "KUBE-FIREWALL" and c.rules)]
     kept = [f"{dump.label}: {guard}"] if len(removable) < len(chains) else []
     return Leftover("iptables", dump.label, items, service_rules=bool(services),
                     evidence=[f"{dump.file}: {len(chains)} kube-proxy chains", *hooks],

@@ -45,9 +45,11 @@ def test_mode_leftover_keeps_kube_firewall_while_route_localnet_is_1():
     left = _iptables_leftover(snap)
     assert not [c for c in left.commands if "KUBE-FIREWALL" in c]
     assert left.commands  # the rest is still cleaned up
-    fixes = _mode_leftover_fixes(snap, cluster)
-    assert all("KUBE-FIREWALL is kept" in f and "CVE-2020-8558" in f and "route_localnet = 1" in f
-               for f in fixes)
+    ipv4, ipv6 = _mode_leftover_fixes(snap, cluster)
+    assert "KUBE-FIREWALL is kept" in ipv4 and "CVE-2020-8558" in ipv4 and "route_localnet = 1" in ipv4
+    assert "iptables -t filter -X KUBE-FIREWALL" not in ipv4
+    # ip6tables' KUBE-FIREWALL is empty: no protection to keep, it goes with the rest
+    assert "ip6tables -t filter -X KUBE-FIREWALL" in ipv6 and "is kept" not in ipv6
 
 
 def test_mode_leftover_keeps_kube_firewall_when_route_localnet_is_unknown():

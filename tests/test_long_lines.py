@@ -9,6 +9,7 @@ import io
 import time
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from kubectl_proxydoctor.analysis import analyse
@@ -113,3 +114,26 @@ def test_a_parse_error_names_a_huge_word_without_printing_it():
         assert len(str(e)) < 400 and "bytes cut" in str(e)
     else:
         raise AssertionError("a bare word is not an iptables-save rule")
+
+
+def test_trace_and_svc_through_a_rule_with_a_6_4_mb_comment_print_an_excerpt(tmp_path, capsys):
+    """The packet path shows kube-proxy's own rule (given a huge second comment) cut, with the note."""
+    from kubectl_proxydoctor.cli import main
+
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    for path in HEALTHY.iterdir():
+        (capture / path.name).write_bytes(path.read_bytes())
+    rule = ('-A KUBE-SVC-2262UYG6EQJDKK3I ! -s 10.244.0.0/16 -d 10.96.100.11/32 -p tcp -m comment --comment '
+            '"default/web-np:http cluster IP" -m tcp --dport 8080 -j KUBE-MARK-MASQ')
+    huge = rule.replace(" -j KUBE-MARK-MASQ", f' -m comment --comment "{"x" * COMMENT}" -j KUBE-MARK-MASQ')
+    for name in ("iptables-save.txt", "iptables-nft-save.txt"):
+        text = (HEALTHY / name).read_text()
+        assert rule in text
+        (capture / name).write_text(text.replace(rule, huge))
+    for argv in (["trace", "--dst", "10.96.100.11:8080"], ["svc", "web-np", "-n", "default"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--from", str(capture)])
+        out = capsys.readouterr().out
+        assert "bytescut)" in "".join(out.replace("│", "").split()), argv
+        assert len(out) < 60_000, argv

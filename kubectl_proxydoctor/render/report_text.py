@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from kubectl_proxydoctor.clip import clip
 from kubectl_proxydoctor.model import SEVERITY_ORDER, Finding, Packet, TraceResult, port_label
 from kubectl_proxydoctor.report import NodeReport, ServiceStatus
 from kubectl_proxydoctor.words import plural
@@ -220,7 +221,8 @@ def trace_tree(result: TraceResult) -> Tree:
         branch = tree.add(Text(label, style="green" if outcome.verdict == "dnat" else "yellow"))
         for step in outcome.path:
             branch.add(
-                Text(f"{step.chain}: {step.rule}" + (f"  # {step.why}" if step.why else ""), style="dim")
+                Text(f"{step.chain}: {clip(step.rule)}" + (f"  # {clip(step.why)}" if step.why else ""),
+                     style="dim")
             )
     for note in result.notes:
         tree.add(Text(note, style="dim"))

@@ -7,6 +7,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from kubectl_proxydoctor.backend_order import backend_order
+from kubectl_proxydoctor.clip import clip
 from kubectl_proxydoctor.fate import Fate, trace_fate
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult, TraceStep
 from kubectl_proxydoctor.node_facts import NodeFacts
@@ -55,9 +56,10 @@ def _step(step: TraceStep, one_line: bool = False) -> Text:
     text = Text(no_wrap=one_line, overflow="ellipsis")
     text.append(step.chain, style="bold blue")
     text.append("  ")
-    text.append(step.rule, style="")
+    text.append(clip(step.rule), style="")  # a rule can carry a megabyte comment
     if step.why:
-        text.append(f"  # {step.why}" if one_line else f"\n  matched: {step.why}", style="dim")
+        why = clip(step.why)
+        text.append(f"  # {why}" if one_line else f"\n  matched: {why}", style="dim")
     return text
 
 

@@ -7,6 +7,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from kubectl_proxydoctor.clip import clip_lines
 from kubectl_proxydoctor.model import Finding, ProgrammedPort
 from kubectl_proxydoctor.report import NodeReport, ServiceStatus
 from kubectl_proxydoctor.tui.highlight import highlight_rules
@@ -166,7 +167,7 @@ def raw_rule_lines(report: NodeReport, status: ServiceStatus) -> list[tuple[str,
             for t in fe.targets:
                 for line in t.evidence:
                     seen.setdefault(line, None)
-        out.append((source, list(seen)))
+        out.append((source, clip_lines(list(seen))))
     return out
 
 

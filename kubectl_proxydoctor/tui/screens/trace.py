@@ -13,6 +13,7 @@ from textual.widgets import Footer, Input, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
+from kubectl_proxydoctor.clip import clip
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.fate import trace_fate
 from kubectl_proxydoctor.model import Packet, TraceOutcome, TraceResult
@@ -59,9 +60,9 @@ def fill_tree(root: TreeNode, results: list[TraceResult], facts: NodeFacts | Non
             node = branch.add(label, expand=True)
             for step in outcome.path:
                 label = Text(step.chain, style="bold cyan")
-                label.append(f"  {step.rule}")
+                label.append(f"  {clip(step.rule)}")
                 if step.why:
-                    label.append(f"  ({step.why})", style="dim")
+                    label.append(f"  ({clip(step.why)})", style="dim")
                 node.add_leaf(label)
         for note in result.notes:
             branch.add_leaf(Text(f"note: {note}", style="dim"))
