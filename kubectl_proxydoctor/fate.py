@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from kubectl_proxydoctor.clip import clip
 from kubectl_proxydoctor.model import Endpoint, Packet, TraceOutcome, TraceResult
 from kubectl_proxydoctor.node_facts import NodeFacts
 
@@ -83,12 +84,12 @@ def _reason(outcome: TraceOutcome) -> str:
     step = outcome.path[-1]
     found = _comments(step.why) or _comments(step.rule)
     if found:
-        return found[-1]
+        return clip(found[-1])
     if step.chain == "ipvs" and outcome.verdict == "reject":
         return f"IPVS {step.why.split(': ', 1)[0]} has no real server with weight > 0"
     if step.chain.startswith("ipvs") and step.why:
-        return step.why
-    return f"{step.chain}: {step.rule}"
+        return clip(step.why)
+    return clip(f"{step.chain}: {step.rule}")  # a rule can carry a megabyte comment
 
 
 def _comments(text: str) -> list[str]:
@@ -103,7 +104,7 @@ def _accepted_by(outcome: TraceOutcome) -> str | None:
             continue
         if _ACCEPT.search(step.rule):
             found = _comments(step.rule)
-            return f"'{found[-1]}'" if found else f"{step.chain}: {step.rule}"
+            return clip(f"'{found[-1]}'" if found else f"{step.chain}: {step.rule}")
     return None
 
 
