@@ -32,6 +32,7 @@ def run(*cmd: str, env: dict[str, str]) -> None:
 
 
 def build_env() -> dict[str, str]:
+    """The environment of every build step: fixed timestamps and pinned build back-ends."""
     env = dict(os.environ)
     env.setdefault("SOURCE_DATE_EPOCH", str(DEFAULT_EPOCH))
     env["PIP_CONSTRAINT"] = str(HERE / "constraints-build.txt")

@@ -26,6 +26,7 @@ def archive_name(version: str) -> str:
 
 
 def sha256(path: Path) -> str:
+    """The file's sha256, as krew checks it."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -84,6 +85,7 @@ def verify(manifest: Path, dist: Path, version: str) -> list[str]:
 
 
 def project_version(pyproject: Path) -> str:
+    """The package version pyproject.toml declares."""
     import tomllib
 
     return tomllib.loads(pyproject.read_text())["project"]["version"]

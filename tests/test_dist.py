@@ -113,6 +113,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def clean_env(home: Path, *path: Path, **extra: str) -> dict[str, str]:
+    """A whole environment: ``home``, ``path`` before the system directories, nothing else inherited."""
     return {"HOME": str(home), "PATH": ":".join([*map(str, path), CLEAN_PATH]), "TERM": "xterm-256color",
             "LANG": "C.UTF-8", **extra}
 
