@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.model import Endpoint
+from kubectl_proxydoctor.netparse import canonical_ip
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 
@@ -34,7 +35,8 @@ class NodeFacts:
     addresses: set[str] | None = None
     listening: set[tuple[str, int]] | None = None  # (protocol, port); no capture file holds it yet
     endpoints: dict[str, list[EndpointInfo]] | None = None  # by IP
-    pods: dict[str, str] = field(default_factory=dict)  # pod name -> IP
+    pods: dict[str, str] = field(default_factory=dict)  # "ns/name" -> IP
+    pod_names_seen: dict[str, list[str]] = field(default_factory=dict)  # bare name -> ["ns/name", ...]
     pod_nodes: dict[str, str] = field(default_factory=dict)  # pod IP -> node
     pod_names: dict[str, str] = field(default_factory=dict)  # pod IP -> name
     service_ips: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # IP -> (svc, skip why)
@@ -91,10 +93,13 @@ def add_cluster(facts: NodeFacts, cluster) -> None:
     from kubectl_proxydoctor.expected import skip_reason
 
     node = cluster.node(facts.node) if facts.node else None
-    facts.node_ips = [a.get("address") for a in ((node or {}).get("status") or {}).get("addresses") or []
-                      if isinstance(a, dict) and a.get("type") == "InternalIP" and a.get("address")]
+    addresses = ((node or {}).get("status") or {}).get("addresses") or []
+    facts.node_ips = [ip for ip in (canonical_ip(a.get("address")) for a in addresses
+                                    if isinstance(a, dict) and a.get("type") == "InternalIP") if ip]
     facts.endpoints = {}
     for sl in cluster.endpointslices:
+        if sl.get("addressType", "IPv4") not in ("IPv4", "IPv6"):  # FQDN slices: kube-proxy ignores them
+            continue
         meta = sl.get("metadata") or {}
         owner = (meta.get("labels") or {}).get("kubernetes.io/service-name", "")
         svc = f"{meta.get('namespace', '')}/{owner}"
@@ -107,25 +112,21 @@ def add_cluster(facts: NodeFacts, cluster) -> None:
             ref = ep.get("targetRef") or {}
             pod = ref.get("name") if ref.get("kind") == "Pod" else None
             node = ep.get("nodeName") if isinstance(ep.get("nodeName"), str) else None
-            for ip in ep.get("addresses") or []:
-                if not isinstance(ip, str):
+            for raw in ep.get("addresses") or []:
+                ip = canonical_ip(raw)  # as kube-proxy parses it (ParseIPSloppy); None: not an IP
+                if ip is None:
                     continue
                 ready, terminating = cond.get("ready") is not False, cond.get("terminating") is True
                 facts.endpoints.setdefault(ip, []).append(
                     EndpointInfo(ip, ports, pod, node, ready, terminating, svc))
                 if pod:
-                    facts.pods.setdefault(pod, ip)
-                    facts.pod_names.setdefault(ip, pod)
-                    if node:
-                        facts.pod_nodes.setdefault(ip, node)
+                    _add_pod(facts, ref.get("namespace") or meta.get("namespace", ""), pod, ip, node)
     for pod in getattr(cluster, "pods", None) or []:
-        name = (pod.get("metadata") or {}).get("name")
-        ip = (pod.get("status") or {}).get("podIP")
-        if name and ip:
-            facts.pods.setdefault(name, ip)
-            facts.pod_names.setdefault(ip, name)
-            if (pod.get("spec") or {}).get("nodeName"):
-                facts.pod_nodes.setdefault(ip, pod["spec"]["nodeName"])
+        meta = pod.get("metadata") or {}
+        ip = canonical_ip((pod.get("status") or {}).get("podIP"))
+        if meta.get("name") and ip:
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            _add_pod(facts, meta.get("namespace", ""), meta["name"], ip, node_name)
     for service in cluster.services:
         meta = service.get("metadata") or {}
         key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
@@ -134,9 +135,20 @@ def add_cluster(facts: NodeFacts, cluster) -> None:
         ips = [*(spec.get("clusterIPs") or [spec.get("clusterIP")]), *(spec.get("externalIPs") or [])]
         ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         ips += [i.get("ip") for i in ingress if isinstance(i, dict)]
-        for ip in ips:
-            if isinstance(ip, str) and ip not in ("", "None"):
+        for raw in ips:
+            ip = canonical_ip(raw)
+            if ip is not None:
                 facts.service_ips.setdefault(ip, (key, why))
+
+
+def _add_pod(facts: NodeFacts, namespace: str, name: str, ip: str, node: object) -> None:
+    key = f"{namespace}/{name}"
+    if key not in facts.pods:
+        facts.pods[key] = ip
+        facts.pod_names_seen.setdefault(name, []).append(key)
+    facts.pod_names.setdefault(ip, name)
+    if isinstance(node, str) and node:
+        facts.pod_nodes.setdefault(ip, node)
 
 
 # -- sources by name -------------------------------------------------------------------------------
@@ -160,8 +172,13 @@ def resolve_source(text: str, facts: NodeFacts, family: int) -> str:
                 return ip
         raise ValueError("'node': this node's address is not in the capture (no ip-addr.json and no "
                          "InternalIP in api.json)")
-    name = text.rsplit("/", 1)[-1]
-    ip = facts.pods.get(name)
+    if "/" in text:
+        name, ip = text, facts.pods.get(text)
+    else:
+        keys = facts.pod_names_seen.get(text, [])
+        if len({facts.pods[k] for k in keys}) > 1:
+            raise ValueError(f"pod name {text!r} is ambiguous ({', '.join(keys)}): give NAMESPACE/NAME")
+        name, ip = text, facts.pods.get(keys[0]) if keys else None
     if ip is None:
         if facts.endpoints is None:
             raise ValueError(f"{text!r} is not an IP address, and pod names need the API (api.json)")

@@ -196,3 +196,40 @@ def test_hairpin_masquerade_is_named(capsys) -> None:
     (result,) = fates(capsys, "iptables/healthy", "--src", "pdpod1", "--dst", "10.96.100.17:80")
     assert result["fate"].endswith("forwarded to a pod, masqueraded to 10.244.0.11:8080 (hairpin: the "
                                    "client is that endpoint), source kept otherwise")
+
+
+def test_api_oddities_fqdn_slices_sloppy_ips_and_same_pod_name_in_two_namespaces(capsys, tmp_path) -> None:
+    """An FQDN EndpointSlice anywhere is ignored (as kube-proxy does), endpoint IPs written with
+    leading zeros match the rules, and a pod name used in two namespaces needs NAMESPACE/NAME."""
+    import copy
+    import shutil
+
+    capture = tmp_path / "node"
+    shutil.copytree(FIXTURES / "iptables" / "healthy", capture)
+    api = json.loads((capture / "api.json").read_text())
+    slices = [o for o in api["items"] if o.get("kind") == "EndpointSlice"]
+    web = next(s for s in slices if s["metadata"]["labels"].get("kubernetes.io/service-name") == "web")
+    for ep in web["endpoints"]:
+        ep["addresses"] = [".".join(f"{int(o):03d}" for o in a.split(".")) for a in ep["addresses"]]
+    fqdn = copy.deepcopy(web)
+    fqdn["metadata"]["name"] = "web-fqdn"
+    fqdn["addressType"] = "FQDN"
+    fqdn["endpoints"] = [{"addresses": ["db.example.com"], "conditions": {"ready": True}}]
+    twin = copy.deepcopy(web)
+    twin["metadata"].update(name="twin", namespace="other")
+    twin["metadata"]["labels"]["kubernetes.io/service-name"] = "twin"
+    twin["endpoints"] = [{"addresses": ["10.244.0.77"], "conditions": {"ready": True},
+                          "targetRef": {"kind": "Pod", "name": "pdpod1", "namespace": "other"}}]
+    api["items"] += [fqdn, twin]
+    (capture / "api.json").write_text(json.dumps(api))
+    with pytest.raises(SystemExit) as exc:
+        main(["svc", "web", "--from", str(capture)])
+    out = capsys.readouterr()[0]
+    assert exc.value.code == 0 and "stale" not in out
+    with pytest.raises(SystemExit) as exc:
+        main(["trace", "--from", str(capture), "--src", "pdpod1", "--dst", "10.96.100.10:80"])
+    assert exc.value.code == 2 and "ambiguous" in capsys.readouterr()[1]
+    with pytest.raises(SystemExit) as exc:
+        main(["trace", "--from", str(capture), "-o", "json", "--src", "other/pdpod1",
+              "--dst", "10.96.100.10:80"])
+    assert json.loads(capsys.readouterr()[0])["packet"]["src"] == "10.244.0.77"
