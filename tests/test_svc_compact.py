@@ -75,3 +75,22 @@ def test_shared_rules_printed_once(capsys) -> None:
     snat = 'KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT"'
     assert out.count(snat) <= 2
     assert "then, for every outcome" in out
+
+
+def test_svc_with_rules_unknown_says_so_and_shows_the_root_cause(tmp_path) -> None:
+    """Rules not captured: svc shows the API's settings, 'programmed: unknown' (never 'no rules') and
+    the rules-unknown finding, and exits 3."""
+    import shutil
+    import subprocess
+    import sys
+
+    capture = tmp_path / "node"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "iptables" / "healthy", capture)
+    for dump in [*capture.glob("ip*tables*-save.txt"), *capture.glob("nft-ruleset.*")]:
+        dump.unlink()
+    res = subprocess.run([sys.executable, "-m", "kubectl_proxydoctor", "svc", "web", "--from", str(capture)],
+                         capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+                         cwd=Path(__file__).parents[1])
+    assert res.returncode == 3, res.stderr
+    assert "programmed: unknown" in res.stdout and "no rules for this service" not in res.stdout
+    assert "rules-unknown" in res.stdout and "type ClusterIP" in res.stdout

@@ -241,12 +241,17 @@ def render_service(
             console.print(Text(f"trace {frontend}: no rules in any mode match it", style="yellow"))
         for result in results:
             console.print(trace_tree(result))
+    console.print(findings_block(service_findings(report, f"{namespace}/{name}")))
+
+
+def service_findings(report: NodeReport, key: str) -> list[Finding]:
+    """The findings `svc` shows for Service ``key``: its own, the causes that stopped every comparison
+    (rules unknown, an API answer that cannot be this node's), and the root causes of its own."""
     from kubectl_proxydoctor.causes import STOPS_COMPARISON
 
-    own = [f for f in report.findings if f.service == f"{namespace}/{name}"]
+    own = [f for f in report.findings if f.service == key]
     causes = {f.caused_by for f in own}  # a root cause shows when it explains this service's findings
-    mine = [f for f in report.findings if f in own or f.code in STOPS_COMPARISON or f.code in causes]
-    console.print(findings_block(mine))
+    return [f for f in report.findings if f in own or f.code in STOPS_COMPARISON or f.code in causes]
 
 
 def trace_packets(report: NodeReport, namespace: str, name: str) -> dict[str, Packet]:

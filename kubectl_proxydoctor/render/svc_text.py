@@ -10,7 +10,7 @@ from rich.text import Text
 from kubectl_proxydoctor.expected import ExpectedPort
 from kubectl_proxydoctor.model import TraceResult
 from kubectl_proxydoctor.node_facts import NodeFacts
-from kubectl_proxydoctor.render.report_text import findings_block, header
+from kubectl_proxydoctor.render.report_text import findings_block, header, service_findings
 from kubectl_proxydoctor.render.trace_text import trace_tree
 from kubectl_proxydoctor.report import NodeReport
 from kubectl_proxydoctor.svc_plan import PlannedTrace
@@ -23,6 +23,10 @@ def settings_text(report: NodeReport, namespace: str, name: str) -> Text:
     """Type, cluster IPs, traffic policies, affinity, source ranges, health-check port."""
     expected = report.expected
     service = expected.services.get(f"{namespace}/{name}") if expected is not None else None
+    if service is None and report.cluster is not None:  # nothing compared (rules unknown): the API's own
+        service = next((s for s in report.cluster.services
+                        if (s.get("metadata") or {}).get("namespace") == namespace
+                        and (s.get("metadata") or {}).get("name") == name), None)
     if service is None:
         return Text("API: no such Service (deleted, or the API was not read)", style="yellow")
     spec = service.get("spec") or {}
@@ -41,7 +45,7 @@ def settings_text(report: NodeReport, namespace: str, name: str) -> Text:
         text.append(f"\nloadBalancerSourceRanges {', '.join(ranges) if ranges else '(none: every source)'}")
     if spec.get("healthCheckNodePort"):
         text.append(f"  healthCheckNodePort {spec['healthCheckNodePort']}")
-    skip = expected.skipped.get(f"{namespace}/{name}")
+    skip = expected.skipped.get(f"{namespace}/{name}") if expected is not None else None
     if skip:
         text.append(f"\nkube-proxy ignores this Service: {skip}", style="yellow")
     return text
@@ -102,7 +106,10 @@ def programmed_tables(report: NodeReport, namespace: str, name: str) -> list:
                 share = f"{shares[0]:.2%} each" if len(shares) == 1 else f"{shares[0]:.2%}-{shares[-1]:.2%}"
                 table.add_row(f.address, f.policy, f"{len(f.targets)} endpoints", share)
             parts.append(table)
-    if not parts:
+    if not parts and "rules" in report.unreadable:
+        parts.append(Text("programmed: unknown (the rules could not be read or were not captured: see "
+                          "rules-unknown below)", style="yellow"))
+    elif not parts:
         parts.append(Text("programmed: no rules for this service in any mode", style="yellow"))
     return parts
 
@@ -132,5 +139,4 @@ def render_service_compact(report: NodeReport, namespace: str, name: str,
             console.print(trace_tree(result, facts, limit=OUTCOMES, one_line=True, title=title, seen=seen,
                                      label=f"{planned.frontend} from {planned.source.split(' (')[0]}",
                                      others=results))
-    mine = [f for f in report.findings if f.service == f"{namespace}/{name}"]
-    console.print(findings_block(mine))
+    console.print(findings_block(service_findings(report, f"{namespace}/{name}")))
