@@ -43,14 +43,16 @@ def _capture_both(ns: str, tmp: Path, *, with_kube_proxy: bool) -> tuple[Path, P
     fake = tmp / "bin" / "kube-proxy"
     fake.parent.mkdir()
     fake.symlink_to(shutil.which("sh") or "/bin/sh")  # comm is the name it was run by: kube-proxy
-    setup = ""
+    kubelet = tmp / "bin" / "kubelet"  # every node runs one: the host's processes are visible
+    kubelet.symlink_to(shutil.which("sh") or "/bin/sh")
+    setup = f"{{ {kubelet} -c 'sleep 120; :' & }} && "
     if with_kube_proxy:
         (tmp / "0.log").write_text(LOG)
         pods = "/var/log/pods/kube-system_kube-proxy-x7k2p_0123/kube-proxy"
-        setup = (f"mount -t tmpfs none /var/log && mkdir -p {pods} && cp {tmp}/0.log {pods}/0.log && "
+        setup += (f"mount -t tmpfs none /var/log && mkdir -p {pods} && cp {tmp}/0.log {pods}/0.log && "
                  f"{{ {fake} -c 'sleep 120; :' kube-proxy {FLAGS} & }} && sleep 0.5 && ")
     else:
-        setup = "mount -t tmpfs none /var/log && "
+        setup += "mount -t tmpfs none /var/log && "
     run = (f"{setup}ip netns exec {ns} env NODE_NAME=pdnode1 sh {SCRIPT} > {script_tar} && "
            f"{sys.executable} -m kubectl_proxydoctor collect -o {collect_dir} --netns {ns} "
            f"--node-name pdnode1; echo collect-rc=$?")
@@ -146,3 +148,29 @@ def test_non_root_collect_node_sh_capture_is_unknown_not_empty(tmp_path):
     assert res.returncode == 3 and "rules-unknown" in res.stdout and "not-programmed" not in res.stdout
     res = cli("migrate-check", "nftables", "-o", "json")
     assert res.returncode == 3 and json.loads(res.stdout)["verdict"] == "could not tell"
+
+
+def test_host_processes_not_visible_is_unknown_not_stopped(tmp_path):
+    """A collector without the host PID namespace (neither kube-proxy nor kubelet in /proc) does not
+    say kube-proxy is stopped: the process is unknown, and the finding hedges."""
+    from kubectl_proxydoctor.collect import CollectContext
+    from kubectl_proxydoctor.collect.kube_proxy import HOST_PROCESSES_HIDDEN, collect_process
+    from kubectl_proxydoctor.kube_proxy_process import kube_proxy_process
+
+    proc = tmp_path / "proc"
+    (proc / "1").mkdir(parents=True)
+    (proc / "1" / "comm").write_text("pause\n")
+    (proc / "1" / "cmdline").write_bytes(b"/pause\0")
+    ctx = CollectContext()
+    collect_process(ctx, str(proc))
+    assert HOST_PROCESSES_HIDDEN in ctx.sources["kube-proxy-cmdline.txt"]
+    (proc / "7").mkdir()
+    (proc / "7" / "comm").write_text("kubelet\n")
+    (proc / "7" / "cmdline").write_bytes(b"kubelet\0--config=/var/lib/kubelet/config.yaml\0")
+    ctx2 = CollectContext()
+    collect_process(ctx2, str(proc))
+    assert ctx2.sources["kube-proxy-cmdline.txt"] == "ok"
+    meta = {"sources": {"kube-proxy-cmdline.txt": ctx.sources["kube-proxy-cmdline.txt"]}}
+    snap = NodeSnapshot.from_files({"meta.json": json.dumps(meta)})
+    assert kube_proxy_process(snap).running is None
+    assert source_state(snap, "kube-proxy-cmdline.txt").state is Readability.UNREADABLE

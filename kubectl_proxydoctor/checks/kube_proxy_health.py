@@ -208,8 +208,10 @@ def kube_proxy_not_running(ctx: CheckContext) -> Iterator[Finding]:
     elif refused:
         yield Finding("kube-proxy-not-running", "warning",
                       "kube-proxy's rules are here but kube-proxy does not answer on 127.0.0.1:10249/10256"
-                      + (" and no kube-proxy process runs" if process.running is False else "")
-                      + ": it is not running, so nothing keeps these rules in sync with the API",
+                      + (" and no kube-proxy process runs: it is not running, so nothing keeps these rules "
+                         "in sync with the API" if process.running is False else
+                         ": it is not running (or listens elsewhere), so nothing may keep these rules in "
+                         "sync with the API"),
                       evidence=refused,
                       fix=_not_running_fix(kube_proxy))
     else:

@@ -32,6 +32,8 @@ ENDPOINTS = (
     ("kube-proxy-healthz.json", 10256, "/healthz", "kube-proxy-healthz.json"),
     ("kube-proxy-statusz.txt", 10249, "/statusz", "kube-proxy-statusz.txt"),
 )
+HOST_PROCESSES_HIDDEN = ("host processes not visible: neither kube-proxy nor kubelet in /proc (a container "
+                         "without the host PID namespace?)")
 STATUSZ_ABSENT = "not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
 
 def _get(port: int, path: str, timeout: float, limit: int) -> dict:
@@ -72,31 +74,38 @@ def fetch(specs: list[tuple[int, str]], netns: str | None = None, timeout: float
         {"error": "bad answer from the fetch inside the namespace"} for _ in specs]
 
 
-def kube_proxy_cmdlines(proc: str = "/proc") -> list[str]:
-    """The command line (arguments joined by spaces) of every process named kube-proxy."""
-    found = []
+def command_lines(names: tuple[str, ...], proc: str = "/proc") -> dict[str, list[str]]:
+    """The command line (arguments joined by spaces) of every process with one of ``names``."""
+    found: dict[str, list[str]] = {name: [] for name in names}
     for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
         try:
             with open(f"{proc}/{pid}/comm", "rb") as f:
-                if f.read().strip() != b"kube-proxy":
-                    continue
+                comm = f.read().strip().decode("utf-8", "replace")
+            if comm not in found:
+                continue
             with open(f"{proc}/{pid}/cmdline", "rb") as f:
                 args = f.read().rstrip(b"\0").split(b"\0")
         except OSError:  # the process ended while it was read
             continue
-        found.append(" ".join(a.decode("utf-8", "replace") for a in args))
+        found[comm].append(" ".join(a.decode("utf-8", "replace") for a in args))
     return found
 
 
-def collect_process(ctx: CollectContext) -> None:
-    """kube-proxy-cmdline.txt: one line per kube-proxy process; empty when none runs."""
+def collect_process(ctx: CollectContext, proc: str = "/proc") -> None:
+    """kube-proxy-cmdline.txt: one line per kube-proxy process; empty when none runs. With neither
+    kube-proxy nor kubelet in sight, the host's processes are not visible (a container without the
+    host PID namespace): unknown, never "not running"."""
     try:
-        lines = kube_proxy_cmdlines()
+        found = command_lines(("kube-proxy", "kubelet"), proc)
     except OSError as e:
-        ctx.unavailable(FILENAME, f"/proc: {e.strerror or e}")
+        ctx.unavailable(FILENAME, f"{proc}: {e.strerror or e}")
         return
+    lines = found["kube-proxy"]
     if not lines and os.geteuid() != 0:
         ctx.unavailable(FILENAME, f"{NEEDS_ROOT}: other users' processes may be hidden from non-root")
+        return
+    if not lines and not found["kubelet"]:
+        ctx.unavailable(FILENAME, HOST_PROCESSES_HIDDEN)
         return
     ctx.ok(FILENAME, FILENAME, "".join(line + "\n" for line in lines))
 

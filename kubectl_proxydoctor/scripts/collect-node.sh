@@ -156,14 +156,20 @@ fi
 # (COLLECT_HOST_PROCESSES=0 / COLLECT_HOST_LOGS=0): the remote run reads them through the API.
 if [ "${COLLECT_HOST_PROCESSES:-1}" = 1 ]; then
   : > "$out/kube-proxy-cmdline.txt"
+  kubelet=""
   for d in /proc/[0-9]*; do
-    [ "$(cat "$d/comm" 2>/dev/null)" = kube-proxy ] || continue
+    comm=$(cat "$d/comm" 2>/dev/null)
+    [ "$comm" = kubelet ] && kubelet=1
+    [ "$comm" = kube-proxy ] || continue
     args=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue
     printf '%s\n' "${args% }" >> "$out/kube-proxy-cmdline.txt"
   done
   if [ ! -s "$out/kube-proxy-cmdline.txt" ] && [ "$(id -u)" != 0 ]; then
     rm -f "$out/kube-proxy-cmdline.txt"
     say kube-proxy-cmdline.txt "unavailable: needs root (CAP_NET_ADMIN): other users' processes may be hidden from non-root"
+  elif [ ! -s "$out/kube-proxy-cmdline.txt" ] && [ -z "$kubelet" ]; then
+    rm -f "$out/kube-proxy-cmdline.txt"
+    say kube-proxy-cmdline.txt "unavailable: host processes not visible: neither kube-proxy nor kubelet in /proc (a container without the host PID namespace?)"
   else
     say kube-proxy-cmdline.txt "ok"
   fi
