@@ -50,7 +50,7 @@ class VersionEvidence:
 class Layout:
     """The iptables layout generation the rules show, with the rules that show it."""
 
-    generation: str  # e.g. ">= 1.31 (nfacct counters)" or "1.28-1.30 (no nfacct counters)"
+    generation: str  # e.g. "iptables >= 1.31 (nfacct counters ...)", "nftables v1.36+ (...)"
     min_version: tuple[int, int] | None = None
     large_cluster: bool = False
     evidence: list[str] = field(default_factory=list)
@@ -212,9 +212,9 @@ def iptables_layout(rulesets: list) -> Layout | None:
         evidence.append(f"{sep_rules} KUBE-SEP rules, none with a comment: large-cluster mode "
                         f"(more than {LARGE_CLUSTER_ENDPOINTS} endpoints)")
     if nfacct:
-        return Layout(">= 1.31 (nfacct counters in the rules)", (1, 31), large, evidence)
+        return Layout("iptables >= 1.31 (nfacct counters in the rules)", (1, 31), large, evidence)
     evidence.append("no nfacct counter rules (kube-proxy < 1.31, or the kernel lacks nfnetlink_acct)")
-    return Layout("without nfacct counters (the v1.30 layout)", None, large, evidence)
+    return Layout("iptables without nfacct counters (the v1.30 layout)", None, large, evidence)
 
 
 def nftables_layout(snapshot) -> Layout | None:

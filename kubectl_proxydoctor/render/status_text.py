@@ -59,7 +59,7 @@ def _version_rows(kp: dict[str, Any]) -> list[tuple[str, str, str]]:
     layout = kp.get("layout")
     if layout:
         large = ", large-cluster mode (no rule comments)" if layout.get("large_cluster_mode") else ""
-        rows.append(("Layout", f"iptables {layout['generation']}{large}", "ok"))
+        rows.append(("Layout", f"{layout['generation']}{large}", "ok"))
         for line in layout.get("evidence") or []:
             rows.append(("", line, ""))
     if kp.get("semantics"):
