@@ -240,3 +240,15 @@ def unknown_rule_lines(snapshot: NodeSnapshot, modes: tuple[str, ...], found_rul
     found, every mode not read or not captured; with rules found, the modes that failed to read."""
     return [f"{r.summary()}: {'; '.join(s.describe() for s in r.problems())}"
             for r in unknown_rules(snapshot, modes) if not found_rules or r.unreadable]
+
+
+def trace_unknown_lines(snapshot: NodeSnapshot, modes: tuple[str, ...], found: bool) -> list[str]:
+    """Why a trace may be incomplete (non-empty: `trace` exits 3). With rules found, only the mode
+    that programs the node counts, as in `check`: another mode's unreadable rules do not make a
+    complete trace unknown."""
+    if found:
+        from kubectl_proxydoctor.proxy_mode import decide
+
+        mode = decide(snapshot).mode
+        modes = (mode,) if mode in modes else modes
+    return unknown_rule_lines(snapshot, modes, found)

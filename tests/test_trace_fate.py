@@ -233,3 +233,27 @@ def test_api_oddities_fqdn_slices_sloppy_ips_and_same_pod_name_in_two_namespaces
         main(["trace", "--from", str(capture), "-o", "json", "--src", "other/pdpod1",
               "--dst", "10.96.100.10:80"])
     assert json.loads(capsys.readouterr()[0])["packet"]["src"] == "10.244.0.77"
+
+
+def test_tui_trace_says_rules_unknown_not_no_rules(tmp_path) -> None:
+    """The TUI trace view uses the same unknown-rules decision as `trace` (sources.trace_unknown_lines)."""
+    import shutil
+
+    from textual.widgets import Tree
+
+    from kubectl_proxydoctor.modes import MODES
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+    from kubectl_proxydoctor.sources import trace_unknown_lines
+    from kubectl_proxydoctor.tui.screens.trace import fill_tree
+
+    capture = tmp_path / "node"
+    shutil.copytree(FIXTURES / "iptables" / "healthy", capture)
+    for dump in [*capture.glob("ip*tables*-save.txt"), *capture.glob("nft-ruleset.*")]:
+        dump.unlink()
+    unknown = trace_unknown_lines(NodeSnapshot.load(capture), tuple(MODES), False)
+    assert unknown and "iptables rules were not captured" in unknown[0]
+    tree: Tree = Tree("packet")
+    fill_tree(tree.root, [], None, unknown)
+    labels = [str(c.label) for c in tree.root.children]
+    assert labels[0].startswith("unknown: iptables rules were not captured")
+    assert not any("no proxy rules" in label for label in labels)

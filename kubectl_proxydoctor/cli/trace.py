@@ -103,6 +103,7 @@ def trace_cmd(
     from kubectl_proxydoctor import modes
     from kubectl_proxydoctor.model import Packet
     from kubectl_proxydoctor.node_facts import node_facts
+    from kubectl_proxydoctor.sources import trace_unknown_lines
 
     check_output(output)
     packet = parse_destination(dst)
@@ -120,7 +121,7 @@ def trace_cmd(
             results.extend(modes.trace_all(snapshot, packet, (mode,)))
         except ImportError as e:  # a mode whose tracer is not in this build
             typer.echo(f"kubectl-proxydoctor: {mode} rules not traced ({e})", err=True)
-    unknown = unknown_rules_for_trace(snapshot, available, bool(results))
+    unknown = trace_unknown_lines(snapshot, available, bool(results))
     facts = node_facts(snapshot)
     if output == "json":
         from kubectl_proxydoctor.render.trace_text import trace_json
@@ -134,16 +135,3 @@ def trace_cmd(
         render_traces(packet, results, Console(highlight=False), facts, unknown)
     if unknown:
         raise typer.Exit(EXIT_UNREADABLE)
-
-
-def unknown_rules_for_trace(snapshot, modes: tuple[str, ...], found: bool) -> list[str]:
-    """Why the trace may be incomplete (sources.unknown_rule_lines). With rules found, only the mode
-    that programs the node counts, as in `check`: another mode's unreadable rules do not make a
-    complete trace unknown."""
-    from kubectl_proxydoctor.proxy_mode import decide
-    from kubectl_proxydoctor.sources import unknown_rule_lines
-
-    if found:
-        mode = decide(snapshot).mode
-        modes = (mode,) if mode in modes else modes
-    return unknown_rule_lines(snapshot, modes, found)

@@ -40,9 +40,13 @@ def outcome_label(outcome: TraceOutcome) -> Text:
     return text
 
 
-def fill_tree(root: TreeNode, results: list[TraceResult], facts: NodeFacts | None = None) -> None:
-    """One branch per mode source, its fate line first, one per outcome, the rules as leaves."""
-    if not results:
+def fill_tree(root: TreeNode, results: list[TraceResult], facts: NodeFacts | None = None,
+              unknown: list[str] | None = None) -> None:
+    """One branch per mode source, its fate line first, one per outcome, the rules as leaves;
+    ``unknown``: rules not read or not captured (never shown as "no rules")."""
+    for line in unknown or []:
+        root.add_leaf(Text(f"unknown: {line}", style="bold yellow"))
+    if not results and not unknown:
         root.add_leaf(Text("no proxy rules in this snapshot to trace through", style="yellow"))
     for result in results:
         fate = trace_fate(result, facts if facts is not None else NodeFacts(), results)
@@ -139,6 +143,15 @@ class TraceScreen(Screen):
 
         return node_facts(self.snapshot) if isinstance(self.snapshot, NodeSnapshot) else None
 
+    def _unknown(self, found: bool) -> list[str]:
+        from kubectl_proxydoctor.modes import MODES
+        from kubectl_proxydoctor.snapshot import NodeSnapshot
+        from kubectl_proxydoctor.sources import trace_unknown_lines
+
+        if not isinstance(self.snapshot, NodeSnapshot):
+            return []
+        return trace_unknown_lines(self.snapshot, tuple(MODES), found)
+
     def clear_tree(self) -> None:
         self.workers.cancel_group(self, "trace")  # a trace still running is for an earlier input
         tree = self.query_one("#trace-tree", Tree)
@@ -154,5 +167,5 @@ class TraceScreen(Screen):
             return
         outcomes = sum(len(r.outcomes) for r in results)
         self.show_message(f"{len(results)} rule source(s), {outcomes} outcome(s)")
-        fill_tree(tree.root, results, self._facts())
+        fill_tree(tree.root, results, self._facts(), self._unknown(bool(results)))
         tree.root.expand_all()
