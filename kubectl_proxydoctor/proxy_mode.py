@@ -613,6 +613,9 @@ def route_localnet(snapshot: NodeSnapshot) -> str | None:
         return None
 
 
+MANY_CHAINS = 24  # above this many chains a cleanup flushes and deletes through a loop per table
+
+
 def localnet_guard_reason(localnet: str | None) -> str | None:
     """Why KUBE-FIREWALL must stay, or None when removing it re-opens nothing (route_localnet 0).
 
@@ -660,7 +663,7 @@ def _iptables_leftover(dump: IptablesDump, running: str, localnet: str | None = 
     kept = [f"{dump.label}: {guard}"] if len(removable) < len(chains) else []
     return Leftover("iptables", dump.label, items, service_rules=bool(services),
                     evidence=[f"{dump.file}: {len(chains)} kube-proxy chains", *hooks],
-                    commands=_iptables_cleanup(dump.label, removable), kept=kept)
+                    commands=_iptables_cleanup(dump.label, removable, list(dump.kube())), kept=kept)
 
 
 def backend_cleanup(snapshot: NodeSnapshot, label: str) -> Leftover | None:
@@ -670,14 +673,26 @@ def backend_cleanup(snapshot: NodeSnapshot, label: str) -> Leftover | None:
     return _iptables_leftover(dump, "nftables", route_localnet(snapshot)) if dump is not None else None
 
 
-def _iptables_cleanup(binary: str, chains: list[ChainInfo]) -> list[str]:
-    """Unhook, flush, then delete each chain (jumps between leftover chains go with the flush)."""
+def _iptables_cleanup(binary: str, chains: list[ChainInfo], kube: list[ChainInfo] | None = None) -> list[str]:
+    """Unhook, flush, then delete each chain (jumps between leftover chains go with the flush). Above
+    MANY_CHAINS the flush and delete are one shell loop per table over the table's KUBE-* chains,
+    less those of ``kube`` (every KUBE-* chain of the dump) that are not removed, so the fix stays
+    a few lines that work as written at any number of services."""
     names = {(c.table, c.name) for c in chains}
     unhook = [f"{binary} -t {c.table} -D {rule[3:]}" for c in chains for rule in c.jump_rules
               if (c.table, rule.split()[1]) not in names]
-    flush = [f"{binary} -t {c.table} -F {c.name}" for c in chains]
-    delete = [f"{binary} -t {c.table} -X {c.name}" for c in chains]
-    return [*unhook, *flush, *delete]
+    if len(chains) <= MANY_CHAINS or kube is None:
+        flush = [f"{binary} -t {c.table} -F {c.name}" for c in chains]
+        delete = [f"{binary} -t {c.table} -X {c.name}" for c in chains]
+        return [*unhook, *flush, *delete]
+    loops: list[str] = []
+    for table in dict.fromkeys(c.table for c in chains):
+        keep = sorted({c.name for c in kube if c.table == table} - {n for t, n in names if t == table})
+        pick = (f"$({binary}-save -t {table} | sed -n 's/^:\\(KUBE-[^ ]*\\) .*/\\1/p'"
+                + (" | grep -vx" + "".join(f" -e {k}" for k in keep) if keep else "") + ")")
+        loops += [f'for c in {pick}; do {binary} -t {table} -{op} "$c"; done' for op in ("F", "X")]
+    flush_all = [c for c in loops if ' -F "$c"' in c]
+    return [*unhook, *flush_all, *(c for c in loops if c not in flush_all)]
 
 
 def _describe(c: ChainInfo) -> str:

@@ -193,3 +193,39 @@ def test_output_hook_firewall_is_told_about_the_output_hook():
     prerouting = [f for f in _report(_load("nftables/firewall-in-front")).findings
                   if f.code == "firewall-in-front"]
     assert prerouting and all("input and forward hooks" in f.fix for f in prerouting)
+
+
+def test_backend_cleanup_of_many_chains_is_a_loop_that_works_as_written(netns):
+    """60 leftover service chains: the fix is a few loop lines (not cut mid-command), run as written
+    it removes every kube-proxy chain and keeps KUBE-FIREWALL while route_localnet is 1."""
+    import subprocess
+
+    from kubectl_proxydoctor.proxy_mode import MANY_CHAINS, backend_cleanup
+
+    chains = [f"KUBE-SVC-{i:016d}" for i in range(60)]
+    nat = ["*nat", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]",
+           *(f":{c} - [0:0]" for c in chains),
+           '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+           *(f"-A KUBE-SERVICES -d 10.96.{i // 250}.{i % 250 + 1}/32 -p tcp -m tcp --dport 80 -j {c}"
+             for i, c in enumerate(chains)),
+           *(f"-A {c} -p tcp -j DNAT --to-destination 10.244.0.{i % 250 + 1}:8080"
+             for i, c in enumerate(chains)),
+           "COMMIT"]
+    flt = ["*filter", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":KUBE-FIREWALL - [0:0]",
+           "-A INPUT -j KUBE-FIREWALL", "-A OUTPUT -j KUBE-FIREWALL",
+           '-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming '
+           'localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP', "COMMIT"]
+    dump = "\n".join([*nat, *flt]) + "\n"
+    snap = NodeSnapshot.from_files({"iptables-legacy-save.txt": dump,
+                                    "sysctl.txt": "net.ipv4.conf.all.route_localnet = 1\n"})
+    left = backend_cleanup(snap, "iptables-legacy")
+    assert left is not None and len(chains) > MANY_CHAINS
+    assert len(left.commands) <= 6 and all(len(c) < 400 for c in left.commands)
+    assert any("KUBE-FIREWALL is kept" in k for k in left.kept)
+    ns = netns("pd-fixcmd-")
+    ns_run(ns, "iptables-legacy-restore", input=dump)
+    for command in left.commands:
+        subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", command], check=True, timeout=60)
+    assert "KUBE-" not in ns_run(ns, "iptables-legacy-save", "-t", "nat").stdout
+    after = ns_run(ns, "iptables-legacy-save", "-t", "filter").stdout
+    assert ":KUBE-FIREWALL" in after and "block incoming localnet connections" in after
