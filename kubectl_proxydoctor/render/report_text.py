@@ -101,8 +101,7 @@ def findings_block(findings: Iterable[Finding]) -> Group:
             parts.append(finding_text(f))
             explained = sum(1 for g in items if g.caused_by == f.code)
             if explained:
-                plural = "s" if explained != 1 else ""
-                parts.append(Text(f"  caused by this: {explained} finding{plural} below", style="dim"))
+                parts.append(Text(f"  caused by this: {plural(explained, 'finding')} below", style="dim"))
         else:
             parts.append(Padding(finding_text(f), (0, 0, 0, 4)))
     return Group(*parts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kubectl_proxydoctor.words import plural
+
 LABEL_WIDTH = 16
 
 
@@ -26,21 +28,17 @@ def _num(value: float | None) -> str:
     return "?" if value is None else f"{value:g}"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def _rule_line(entry: dict[str, Any]) -> str:
     if "virtual_servers" in entry:
-        return (f"{entry['source']}: {_count(entry['virtual_servers'], 'virtual server')}, "
-                f"{_count(entry['real_servers'], 'real server')}")
+        return (f"{entry['source']}: {plural(entry['virtual_servers'], 'virtual server')}, "
+                f"{plural(entry['real_servers'], 'real server')}")
     if not entry.get("service_ports"):
         return f"{entry['source']}: KUBE-* chains / tables but no service ports"
     parts = []
     if "services" in entry:
-        parts.append(_count(entry["services"], "service"))
-    parts.append(_count(entry["service_ports"], "service port"))
-    parts.append(_count(entry["endpoints"], "endpoint"))
+        parts.append(plural(entry["services"], "service"))
+    parts.append(plural(entry["service_ports"], "service port"))
+    parts.append(plural(entry["endpoints"], "endpoint"))
     return f"{entry['source']}: " + ", ".join(parts)
 
 
