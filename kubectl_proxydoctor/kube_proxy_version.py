@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.expected import Semantics
+from kubectl_proxydoctor.kubeproxy_config import image_version
 
 STATUSZ_FILE = "kube-proxy-statusz.txt"
 CMDLINE_FILES = ("kube-proxy-cmdline.txt", "kube-proxy-cmdline")
@@ -163,7 +164,7 @@ def from_daemonsets(daemonsets: list[dict]) -> VersionEvidence | None:
             image = c.get("image") if isinstance(c, dict) else None
             if not isinstance(image, str) or "kube-proxy" not in image:
                 continue
-            tag = image.rsplit("@", 1)[0].rpartition(":")[2] if ":" in image.rsplit("/", 1)[-1] else ""
+            tag = image_version(image)
             version = _clean(tag) if tag else None
             if version:
                 where = f"DaemonSet {meta.get('namespace', '')}/{meta.get('name', '')}"
@@ -237,17 +238,22 @@ def nftables_layout(snapshot) -> Layout | None:
 # -- putting it together ---------------------------------------------------------------------------
 
 
-def identify(snapshot, cluster=None, rulesets: list | None = None,
-             mode: str | None = None) -> KubeProxyIdentity:
-    """Every piece of version evidence in the snapshot (and API), the layout of the rules of ``mode``
-    (iptables first when the mode is not known), and their agreement."""
-    ident = KubeProxyIdentity()
+def version_evidence(snapshot, cluster=None) -> list[VersionEvidence]:
+    """Every source's word on kube-proxy's version, strongest first (the first one is used)."""
     found = [from_metrics(snapshot.text("kube-proxy-metrics.txt")), from_statusz(snapshot.text(STATUSZ_FILE))]
     found += [from_cmdline(name, snapshot.text(name)) for name in CMDLINE_FILES]
     daemonsets = list(getattr(cluster, "daemonsets", None) or []) or _api_daemonsets(snapshot)
     found.append(from_daemonsets(daemonsets))
     found.append(from_meta(snapshot.meta or {}))
-    ident.evidence = [e for e in found if e is not None]
+    return [e for e in found if e is not None]
+
+
+def identify(snapshot, cluster=None, rulesets: list | None = None,
+             mode: str | None = None) -> KubeProxyIdentity:
+    """Every piece of version evidence in the snapshot (and API), the layout of the rules of ``mode``
+    (iptables first when the mode is not known), and their agreement."""
+    ident = KubeProxyIdentity()
+    ident.evidence = version_evidence(snapshot, cluster)
     if ident.evidence:
         ident.version, ident.source = ident.evidence[0].version, ident.evidence[0].source
         minors = {e.minor for e in ident.evidence if e.minor}
