@@ -131,9 +131,13 @@ def test_trace_and_svc_through_a_rule_with_a_6_4_mb_comment_print_an_excerpt(tmp
         text = (HEALTHY / name).read_text()
         assert rule in text
         (capture / name).write_text(text.replace(rule, huge))
-    for argv in (["trace", "--dst", "10.96.100.11:8080"], ["svc", "web-np", "-n", "default"]):
+    for argv in (["trace", "--dst", "10.96.100.11:8080"], ["svc", "web-np", "-n", "default", "--all"]):
         with pytest.raises(SystemExit):
             main([*argv, "--from", str(capture)])
         out = capsys.readouterr().out
         assert "bytescut)" in "".join(out.replace("│", "").split()), argv
         assert len(out) < 60_000, argv
+    with pytest.raises(SystemExit):  # the compact svc prints each rule on one line, cut at the width
+        main(["svc", "web-np", "-n", "default", "--from", str(capture)])
+    out = capsys.readouterr().out
+    assert len(out) < 20_000 and "x" * 200 not in out
