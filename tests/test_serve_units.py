@@ -208,3 +208,18 @@ def test_generation_covers_only_nf_tables_rules() -> None:
     assert generation_covers(NodeSnapshot.load(FIXTURES / "nftables/healthy"))
     assert not generation_covers(NodeSnapshot.load(FIXTURES / "iptables/legacy-leftovers"))
     assert not generation_covers(NodeSnapshot.load(FIXTURES / "ipvs/healthy"))
+
+
+def test_kube_proxy_programming_histogram_next_to_ours() -> None:
+    from kubectl_proxydoctor.serve.verdict import programming_delta
+
+    healthy = _verdict("iptables/healthy")
+    assert healthy.kube_proxy_programming is not None
+    assert healthy.kube_proxy_programming[float("inf")] == 0  # no EndpointSlice trigger times here
+    before = {1.0: 2, 5.0: 3, float("inf"): 3}
+    after = {1.0: 2, 5.0: 4, float("inf"): 4}
+    assert programming_delta(before, after) == ("kube-proxy's network_programming_duration_seconds: "
+                                                "1 new observation(s), all <= 5 s")
+    assert programming_delta(before, before) == ("kube-proxy recorded no network programming "
+                                                 "observation meanwhile")
+    assert programming_delta(before, None) == "kube-proxy's network programming metric not readable"

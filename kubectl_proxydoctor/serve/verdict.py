@@ -40,6 +40,8 @@ class Verdict:
     sync_note: str = ""
     exit_code: int = 0
     summary: str = ""
+    # kube-proxy's own kubeproxy_network_programming_duration_seconds: {le: cumulative count}
+    kube_proxy_programming: dict[float, float] | None = None
 
     @property
     def known(self) -> bool:
@@ -102,6 +104,45 @@ def sync_in_progress(report: NodeReport, sync_wait: float) -> tuple[bool, str]:
     return False, f"kube-proxy queued a change {age:.0f} s ago and has not synced it (stuck)"
 
 
+KP_PROGRAMMING = "kubeproxy_network_programming_duration_seconds_bucket"
+
+
+def kube_proxy_programming(report: NodeReport) -> dict[float, float] | None:
+    """kube-proxy's network programming histogram (cumulative buckets), when its metrics were read."""
+    from kubectl_proxydoctor import nodeinfo
+    from kubectl_proxydoctor.errors import ProxyDoctorError
+
+    if report.snapshot is None:
+        return None
+    try:
+        metrics = nodeinfo.kube_proxy_metrics(report.snapshot)
+    except ProxyDoctorError:
+        return None
+    if metrics is None or KP_PROGRAMMING not in metrics.samples:
+        return None
+    out: dict[float, float] = {}
+    for labels, value in metrics.samples[KP_PROGRAMMING]:
+        try:
+            out[float(labels.get("le", "nan"))] = out.get(float(labels.get("le", "nan")), 0.0) + value
+        except ValueError:
+            continue
+    return out
+
+
+def programming_delta(before: dict[float, float] | None, after: dict[float, float] | None) -> str:
+    """What kube-proxy's own histogram recorded between two reads, in words."""
+    if after is None:
+        return "kube-proxy's network programming metric not readable"
+    if before is None:
+        return "kube-proxy's network programming metric not read before the change"
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    if total <= 0:
+        return "kube-proxy recorded no network programming observation meanwhile"
+    bound = min((le for le in after if after[le] - before.get(le, 0.0) >= total), default=float("inf"))
+    return (f"kube-proxy's network_programming_duration_seconds: {total:g} new observation(s), "
+            f"all <= {bound:g} s")
+
+
 def summarise(report: NodeReport, sync_wait: float = 60.0) -> Verdict:
     """The verdict of one analysis."""
     families = _families(report)
@@ -116,6 +157,7 @@ def summarise(report: NodeReport, sync_wait: float = 60.0) -> Verdict:
         key = (f.severity, f.code)
         verdict.findings[key] = verdict.findings.get(key, 0) + 1
     verdict.signatures = signatures(report)
+    verdict.kube_proxy_programming = kube_proxy_programming(report)
     verdict.sync_in_progress, verdict.sync_note = sync_in_progress(report, sync_wait)
     errors = verdict.findings and sum(n for (sev, _), n in verdict.findings.items() if sev == "error")
     if verdict.unreadable:
