@@ -9,6 +9,7 @@ Time comes from injected clocks so tests can drive it without sleeping.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ from kubectl_proxydoctor.serve.grace import DriftTracker, Transitions
 from kubectl_proxydoctor.serve.latency import NODE_KEY, LatencyTracker, Result
 from kubectl_proxydoctor.serve.metrics import ServeMetrics
 from kubectl_proxydoctor.serve.sources import ApiSource, CaptureDir, NodeSource
-from kubectl_proxydoctor.serve.verdict import DriftKey, Verdict, programming_delta, summarise
+from kubectl_proxydoctor.serve.verdict import DriftKey, Verdict, programming_delta, summarise, sync_state
 
 
 def release_memory() -> None:
@@ -88,6 +89,7 @@ class Engine:
         self._seq = 0  # the API change sequence the verdict includes
         self.recent: collections.deque[dict] = collections.deque(maxlen=20)  # latest latencies
         self.last_full = float("-inf")  # when the node was last read in full
+        self._read_sync_age: float | None = None  # kube-proxy's queued-change age at that read
         self._lock = threading.Lock()
         self.metrics.interval.set(options.interval)
 
@@ -129,6 +131,9 @@ class Engine:
             report = analyse(snapshot, cluster, self.options.node_name)
         except ProxyDoctorError as e:
             return self._failed(str(e), started)
+        except Exception as e:  # noqa: BLE001 - a daemon keeps verifying; the failure is reported
+            self.metrics.source_errors.labels("internal").inc()
+            return self._failed(f"internal error: {type(e).__name__}: {e}", started)
         verdict = summarise(report, self.options.sync_wait)
         del report, snapshot, cluster
         release_memory()
@@ -187,6 +192,7 @@ class Engine:
         self._seq = seq
         if reread:
             self.last_full = now
+            self._read_sync_age = verdict.sync_age
             next_interval, line = self.budget.after_check(duration)
             self.metrics.interval.set(next_interval)
             self.metrics.backoff.set(1 if self.budget.backing_off else 0)
@@ -298,4 +304,9 @@ class Engine:
         is still current; advance the grace clock and the latency timeouts."""
         assert self.verdict is not None
         now = self.clock()
-        self._record(self.verdict, now, now, self._seq, reread=False)
+        verdict = self.verdict
+        if self._read_sync_age is not None:  # kube-proxy's queued change has waited longer by now
+            verdict = dataclasses.replace(verdict)
+            verdict.sync_age = self._read_sync_age + (now - self.last_full)
+            verdict.sync_in_progress, verdict.sync_note = sync_state(verdict.sync_age, self.options.sync_wait)
+        self._record(verdict, now, now, self._seq, reread=False)

@@ -38,6 +38,7 @@ class Verdict:
     unreadable: list[str] = field(default_factory=list)  # sources asked for and not read
     sync_in_progress: bool = False
     sync_note: str = ""
+    sync_age: float | None = None  # how long kube-proxy's queued change had waited when read
     exit_code: int = 0
     summary: str = ""
     # kube-proxy's own kubeproxy_network_programming_duration_seconds: {le: cumulative count}
@@ -80,7 +81,7 @@ def signatures(report: NodeReport) -> dict[str, tuple]:
     return {svc: tuple(sorted(parts)) for svc, parts in sigs.items()}
 
 
-def sync_in_progress(report: NodeReport, sync_wait: float) -> tuple[bool, str]:
+def sync_in_progress(report: NodeReport, sync_wait: float) -> tuple[bool, str, float | None]:
     """kube-proxy queued a change it has not synced yet, less than ``sync_wait`` s before the node
     was read (older than that it is stuck, which explains nothing)."""
     from kubectl_proxydoctor import nodeinfo
@@ -89,16 +90,21 @@ def sync_in_progress(report: NodeReport, sync_wait: float) -> tuple[bool, str]:
 
     snapshot = report.snapshot
     if snapshot is None:
-        return False, ""
+        return False, "", None
     try:
         metrics = nodeinfo.kube_proxy_metrics(snapshot)
         if metrics is None:
-            return False, ""
+            return False, "", None
         age = pending_age(snapshot, nodeinfo.sync_figures(metrics), nodeinfo.kube_proxy_healthz(snapshot))
     except ProxyDoctorError:  # unreadable metrics: the checks report them; nothing is postponed
-        return False, ""
+        return False, "", None
     if age is None:
-        return False, ""
+        return False, "", None
+    return sync_state(age, sync_wait) + (age,)
+
+
+def sync_state(age: float, sync_wait: float) -> tuple[bool, str]:
+    """A change kube-proxy queued ``age`` s ago and has not synced: in progress, or stuck."""
     if age < sync_wait:
         return True, f"kube-proxy has a sync in progress (change queued {age:.0f} s ago)"
     return False, f"kube-proxy queued a change {age:.0f} s ago and has not synced it (stuck)"
@@ -158,7 +164,7 @@ def summarise(report: NodeReport, sync_wait: float = 60.0) -> Verdict:
         verdict.findings[key] = verdict.findings.get(key, 0) + 1
     verdict.signatures = signatures(report)
     verdict.kube_proxy_programming = kube_proxy_programming(report)
-    verdict.sync_in_progress, verdict.sync_note = sync_in_progress(report, sync_wait)
+    verdict.sync_in_progress, verdict.sync_note, verdict.sync_age = sync_in_progress(report, sync_wait)
     errors = verdict.findings and sum(n for (sev, _), n in verdict.findings.items() if sev == "error")
     if verdict.unreadable:
         verdict.summary = "unknown: could not read " + ", ".join(verdict.unreadable)
