@@ -5,7 +5,7 @@ the test API server (with watch) serves the matching API objects, and `serve --n
 both (a pessimistic set-up: every check also starts `ip netns exec` and a Python interpreter inside the
 namespace to read its /proc files and kube-proxy's port, which a DaemonSet on the host does not).
 
-    python bench/bench_serve.py [--services 1000] [--interval 30] [--duration 95]
+    python bench/bench_serve.py [--services 1000] [--interval 30] [--duration 95] [--full-resync 300]
 
 Needs root, iproute2 and iptables-nft; prints why and exits 0 without them.
 """
@@ -55,6 +55,8 @@ def main() -> int:
     ap.add_argument("--endpoints", type=int, default=10)
     ap.add_argument("--interval", type=float, default=30.0)
     ap.add_argument("--duration", type=float, default=95.0, help="seconds measured after the first check")
+    ap.add_argument("--full-resync", type=float, default=300.0,
+                    help="serve's --full-resync: 30 with --interval 30 re-reads every rule every interval")
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables-nft-restore"):
         print("bench_serve: needs root, iproute2 and iptables-nft; skipped")
@@ -76,7 +78,7 @@ def main() -> int:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kubectl_proxydoctor", "serve", "--netns", ns, "--node-name",
                  generate.NODE, "--kubeconfig", str(kubeconfig), "--listen", f"127.0.0.1:{port}",
-                 "--interval", str(args.interval), "--no-events"],
+                 "--interval", str(args.interval), "--full-resync", str(args.full_resync), "--no-events"],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             log: list[str] = []
             threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")), daemon=True).start()

@@ -208,3 +208,52 @@ def test_generation_covers_only_nf_tables_rules() -> None:
     assert generation_covers(NodeSnapshot.load(FIXTURES / "nftables/healthy"))
     assert not generation_covers(NodeSnapshot.load(FIXTURES / "iptables/legacy-leftovers"))
     assert not generation_covers(NodeSnapshot.load(FIXTURES / "ipvs/healthy"))
+
+
+def test_kube_proxy_programming_histogram_next_to_ours() -> None:
+    from kubectl_proxydoctor.serve.verdict import programming_delta
+
+    healthy = _verdict("iptables/healthy")
+    assert healthy.kube_proxy_programming is not None
+    assert healthy.kube_proxy_programming[float("inf")] == 0  # no EndpointSlice trigger times here
+    before = {1.0: 2, 5.0: 3, float("inf"): 3}
+    after = {1.0: 2, 5.0: 4, float("inf"): 4}
+    assert programming_delta(before, after) == ("kube-proxy's network_programming_duration_seconds: "
+                                                "1 new observation(s), all <= 5 s")
+    assert programming_delta(before, before) == ("kube-proxy recorded no network programming "
+                                                 "observation meanwhile")
+    assert programming_delta(before, None) == "kube-proxy's network programming metric not readable"
+
+
+def test_unchanged_node_still_ages_kube_proxys_queued_change(tmp_path: Path) -> None:
+    """A sync in progress at the last read becomes "stuck" while nothing changes: the drift the
+    sync postponed is reported once the queued change is older than --sync-wait."""
+    import json
+    from datetime import UTC, datetime
+
+    capture = tmp_path / "node"
+    shutil.copytree(FIXTURES / "iptables/healthy", capture)
+    drop_endpoint(capture / "api.json", "default", "web", "10.244.0.12")
+    metrics = (capture / "kube-proxy-metrics.txt").read_text()
+    meta = json.loads((capture / "meta.json").read_text())
+    now = datetime.now(UTC)
+    meta["captured_at"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    (capture / "meta.json").write_text(json.dumps(meta))
+    lines = [line for line in metrics.splitlines() if not line.startswith(
+        ("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds ",
+         "kubeproxy_sync_proxy_rules_last_timestamp_seconds "))]
+    lines += [f"kubeproxy_sync_proxy_rules_last_timestamp_seconds {now.timestamp() - 20:.3f}",
+              f"kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds {now.timestamp() - 10:.3f}"]
+    (capture / "kube-proxy-metrics.txt").write_text("\n".join(lines) + "\n")
+    clock = FakeClock()
+    engine = Engine(CaptureDir(capture), None, Options(interval=5, grace=0, sync_wait=30), clock=clock,
+                    log=lambda _line: None)
+    out = engine.check()
+    assert out.verdict.sync_in_progress and out.verdict.drifts == {A} and out.transitions.started == []
+    clock.now += 10
+    engine._retick()  # queued 20 s ago: still in progress
+    assert engine.tracker.reported == set()
+    clock.now += 15
+    engine._retick()  # 35 s > sync_wait: stuck, explains nothing
+    assert engine.tracker.reported == {A}
+    assert "stuck" in engine.verdict.sync_note

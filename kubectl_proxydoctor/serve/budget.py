@@ -40,6 +40,8 @@ class Budget:
         self.last_duration = duration
         wanted = min(max(self.interval, duration / self.share), self.interval * self.max_factor)
         before = self.effective
+        if before == self.interval and wanted < self.interval * 1.1:
+            wanted = self.interval  # hysteresis: a check just over the share does not flap the interval
         self.effective = wanted
         if wanted > self.interval and (before == self.interval or abs(wanted - before) > 0.25 * before):
             return wanted, (f"a full re-read took {duration:.1f} s, more than {self.share:.0%} of the "

@@ -38,8 +38,11 @@ class Verdict:
     unreadable: list[str] = field(default_factory=list)  # sources asked for and not read
     sync_in_progress: bool = False
     sync_note: str = ""
+    sync_age: float | None = None  # how long kube-proxy's queued change had waited when read
     exit_code: int = 0
     summary: str = ""
+    # kube-proxy's own kubeproxy_network_programming_duration_seconds: {le: cumulative count}
+    kube_proxy_programming: dict[float, float] | None = None
 
     @property
     def known(self) -> bool:
@@ -78,7 +81,7 @@ def signatures(report: NodeReport) -> dict[str, tuple]:
     return {svc: tuple(sorted(parts)) for svc, parts in sigs.items()}
 
 
-def sync_in_progress(report: NodeReport, sync_wait: float) -> tuple[bool, str]:
+def sync_in_progress(report: NodeReport, sync_wait: float) -> tuple[bool, str, float | None]:
     """kube-proxy queued a change it has not synced yet, less than ``sync_wait`` s before the node
     was read (older than that it is stuck, which explains nothing)."""
     from kubectl_proxydoctor import nodeinfo
@@ -87,19 +90,63 @@ def sync_in_progress(report: NodeReport, sync_wait: float) -> tuple[bool, str]:
 
     snapshot = report.snapshot
     if snapshot is None:
-        return False, ""
+        return False, "", None
     try:
         metrics = nodeinfo.kube_proxy_metrics(snapshot)
         if metrics is None:
-            return False, ""
+            return False, "", None
         age = pending_age(snapshot, nodeinfo.sync_figures(metrics), nodeinfo.kube_proxy_healthz(snapshot))
     except ProxyDoctorError:  # unreadable metrics: the checks report them; nothing is postponed
-        return False, ""
+        return False, "", None
     if age is None:
-        return False, ""
+        return False, "", None
+    return sync_state(age, sync_wait) + (age,)
+
+
+def sync_state(age: float, sync_wait: float) -> tuple[bool, str]:
+    """A change kube-proxy queued ``age`` s ago and has not synced: in progress, or stuck."""
     if age < sync_wait:
         return True, f"kube-proxy has a sync in progress (change queued {age:.0f} s ago)"
     return False, f"kube-proxy queued a change {age:.0f} s ago and has not synced it (stuck)"
+
+
+KP_PROGRAMMING = "kubeproxy_network_programming_duration_seconds_bucket"
+
+
+def kube_proxy_programming(report: NodeReport) -> dict[float, float] | None:
+    """kube-proxy's network programming histogram (cumulative buckets), when its metrics were read."""
+    from kubectl_proxydoctor import nodeinfo
+    from kubectl_proxydoctor.errors import ProxyDoctorError
+
+    if report.snapshot is None:
+        return None
+    try:
+        metrics = nodeinfo.kube_proxy_metrics(report.snapshot)
+    except ProxyDoctorError:
+        return None
+    if metrics is None or KP_PROGRAMMING not in metrics.samples:
+        return None
+    out: dict[float, float] = {}
+    for labels, value in metrics.samples[KP_PROGRAMMING]:
+        try:
+            out[float(labels.get("le", "nan"))] = out.get(float(labels.get("le", "nan")), 0.0) + value
+        except ValueError:
+            continue
+    return out
+
+
+def programming_delta(before: dict[float, float] | None, after: dict[float, float] | None) -> str:
+    """What kube-proxy's own histogram recorded between two reads, in words."""
+    if after is None:
+        return "kube-proxy's network programming metric not readable"
+    if before is None:
+        return "kube-proxy's network programming metric not read before the change"
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    if total <= 0:
+        return "kube-proxy recorded no network programming observation meanwhile"
+    bound = min((le for le in after if after[le] - before.get(le, 0.0) >= total), default=float("inf"))
+    return (f"kube-proxy's network_programming_duration_seconds: {total:g} new observation(s), "
+            f"all <= {bound:g} s")
 
 
 def summarise(report: NodeReport, sync_wait: float = 60.0) -> Verdict:
@@ -116,7 +163,8 @@ def summarise(report: NodeReport, sync_wait: float = 60.0) -> Verdict:
         key = (f.severity, f.code)
         verdict.findings[key] = verdict.findings.get(key, 0) + 1
     verdict.signatures = signatures(report)
-    verdict.sync_in_progress, verdict.sync_note = sync_in_progress(report, sync_wait)
+    verdict.kube_proxy_programming = kube_proxy_programming(report)
+    verdict.sync_in_progress, verdict.sync_note, verdict.sync_age = sync_in_progress(report, sync_wait)
     errors = verdict.findings and sum(n for (sev, _), n in verdict.findings.items() if sev == "error")
     if verdict.unreadable:
         verdict.summary = "unknown: could not read " + ", ".join(verdict.unreadable)
