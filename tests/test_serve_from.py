@@ -96,16 +96,16 @@ def test_serve_from_dir_with_grace_reports_later_and_unreadable_is_unknown(tmp_p
     assert "check failed:" in err and "api.json" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--interval", "0"], "--interval must be > 0"),
-    (["--listen", "nowhere"], "expected HOST:PORT"),
-    (["--from", "/nonexistent/capture"], "no such file"),
+@pytest.mark.parametrize("args, message, code", [
+    (["--interval", "0"], "--interval must be > 0", 2),
+    (["--listen", "nowhere"], "expected HOST:PORT", 2),
+    (["--from", "/nonexistent/capture"], "no such file", 3),  # as check and tui: could not read
 ])
-def test_serve_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+def test_serve_bad_input_is_one_line(args: list[str], message: str, code: int, tmp_path: Path) -> None:
     full = ["--from", str(FIXTURES / "iptables/healthy"), *args] if "--from" not in args else args
     done = subprocess.run([sys.executable, "-m", "kubectl_proxydoctor", "serve", *full],
                           capture_output=True, text=True, timeout=30)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == code, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
 
 

@@ -257,3 +257,17 @@ def test_unchanged_node_still_ages_kube_proxys_queued_change(tmp_path: Path) -> 
     engine._retick()  # 35 s > sync_wait: stuck, explains nothing
     assert engine.tracker.reported == {A}
     assert "stuck" in engine.verdict.sync_note
+
+
+def test_events_for_a_frontend_no_service_claims_go_to_the_node_only() -> None:
+    """An IPVS leftover virtual server drifts as '10.96.100.10:80/TCP' (no namespace): no Service
+    Event (there is no Service), the Node's Event names it; nothing raises."""
+    from kubectl_proxydoctor.serve.events import messages
+    from kubectl_proxydoctor.serve.grace import Transitions
+
+    leftover = DriftKey("10.96.100.10:80/TCP", "not-expected", "IPv4")
+    tr = Transitions(started=[leftover, A])
+    out = messages(tr, "pdnode1")
+    objects = [obj for obj, *_ in out]
+    assert ("Service", "default", "web") in objects and ("Node", "", "pdnode1") in objects
+    assert len(objects) == 2 and "10.96.100.10:80" in out[-1][3]

@@ -46,7 +46,7 @@ def _positive(name: str, value: float | None, zero_ok: bool = False) -> None:
 def build_engine(from_path: Path | None, kubeconfig: Path | None, context: str | None, node_name: str | None,
                  netns: str | None, no_watch: bool, options, *, log=None, metrics=None, on_check=None):
     """The engine for the chosen sources (and the watcher to start, or None)."""
-    from kubectl_proxydoctor.errors import UsageError
+    from kubectl_proxydoctor.errors import BundleError, UsageError
     from kubectl_proxydoctor.serve.engine import Engine
     from kubectl_proxydoctor.serve.sources import CaptureDir, LiveNode, PolledApi, node_name_default
 
@@ -54,8 +54,8 @@ def build_engine(from_path: Path | None, kubeconfig: Path | None, context: str |
         raise UsageError("--from and --netns exclude each other")
     use_api = from_path is None or kubeconfig is not None or context is not None
     if from_path is not None:
-        if not from_path.exists():
-            raise UsageError(f"--from {from_path}: no such file or directory")
+        if not from_path.exists():  # as check and tui: a capture that cannot be read is exit 3
+            raise BundleError(f"--from {from_path}: no such file or directory")
         node_source = CaptureDir(from_path)
     else:
         import socket

@@ -187,7 +187,10 @@ class Engine:
             self.metrics.set_drifts(self.tracker.reported, self.tracker.pending)
             self._log_transitions(outcome.transitions, verdict)
             if (outcome.transitions.started or outcome.transitions.ended) and self.on_transitions:
-                self.on_transitions(outcome.transitions, verdict)
+                try:
+                    self.on_transitions(outcome.transitions, verdict)
+                except Exception as e:  # posting Events must never stop the verification loop
+                    self.log(f"drift transitions not posted: {type(e).__name__}: {e}")
         self.verdict = verdict
         self._seq = seq
         if reread:

@@ -91,6 +91,8 @@ def messages(tr: Transitions[DriftKey], node: str) -> list[tuple[tuple, str, str
         for k in keys:
             by_service.setdefault(k.service, []).append(k)
         for service, ports in sorted(by_service.items()):
+            if "/" not in service:  # a frontend no Service claims (an IPVS leftover): the Node's Event
+                continue
             ns, name = service.split("/", 1)
             out.append((("Service", ns, name), reason, etype,
                         f"kube-proxy's rules on node {node} {verb} for {_ports(ports, False)}"))
