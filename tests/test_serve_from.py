@@ -135,3 +135,35 @@ def test_watch_prints_the_verdict_when_it_changes(tmp_path: Path) -> None:
     finally:
         err = _stop(proc)
     assert "Traceback" not in err
+
+
+def test_watch_keeps_a_failed_check_unknown_until_a_check_succeeds(tmp_path: Path) -> None:
+    """An unreadable capture is 'unknown' and stays so at the next ticks (the last good verdict must
+    not come back while the files are still broken); a fixed capture is ok again."""
+    import threading
+
+    capture = tmp_path / "node"
+    shutil.copytree(FIXTURES / "iptables/healthy", capture)
+    proc = subprocess.Popen([sys.executable, "-m", "kubectl_proxydoctor", "watch", "--from", str(capture),
+                             "--interval", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("ok: 16 service port(s)" in x for x in lines), 30, what="ok")
+        good = {n: (capture / n).read_text() for n in ("iptables-save.txt", "iptables-nft-save.txt")}
+        for name, text in good.items():  # a rule for an undeclared chain in the first table
+            lines_of = text.splitlines(keepends=True)
+            first = next(i for i, line in enumerate(lines_of) if line.startswith("*"))
+            lines_of.insert(first + 1, "-A FOO -j ACCEPT\n")
+            (capture / name).write_text("".join(lines_of))
+        wait_for(lambda: any("unknown" in x for x in lines), 15, what="unknown")
+        time.sleep(3.5)  # several ticks with the files unchanged and still broken
+        after = lines[next(i for i, x in enumerate(lines) if "unknown" in x):]
+        assert not any("ok: 16 service port(s)" in x for x in after), after
+        for name, text in good.items():
+            (capture / name).write_text(text)
+        wait_for(lambda: len([x for x in lines if "ok: 16 service port(s)" in x]) == 2, 15, what="ok again")
+    finally:
+        err = _stop(proc)
+    assert "Traceback" not in err

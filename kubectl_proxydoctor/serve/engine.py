@@ -21,7 +21,7 @@ from kubectl_proxydoctor.serve.budget import Budget
 from kubectl_proxydoctor.serve.grace import DriftTracker, Transitions
 from kubectl_proxydoctor.serve.latency import NODE_KEY, LatencyTracker, Result
 from kubectl_proxydoctor.serve.metrics import ServeMetrics
-from kubectl_proxydoctor.serve.sources import ApiSource, CaptureDir, NodeSource
+from kubectl_proxydoctor.serve.sources import ApiSource, CaptureDir, NodeSource, PolledApi
 from kubectl_proxydoctor.serve.verdict import DriftKey, Verdict, programming_delta, summarise, sync_state
 
 
@@ -83,6 +83,7 @@ class Engine:
         self.budget = Budget(options.interval)
         self.verdict: Verdict | None = None
         self.last_error: str | None = None
+        self.polled_api = isinstance(api, PolledApi)  # no watch: the API is re-read at every tick
         self.last_success: float | None = None  # monotonic
         self.wake = threading.Event()  # set by the API watch on a change
         self._signatures: dict[str, tuple] = {}
@@ -274,7 +275,10 @@ class Engine:
                 dirty = self.node.changed()  # cheap: capture file stats, ruleset generation
                 if not dirty and waiting:
                     self._unchanged_rules(now)
-            stale = self.verdict is None or now - self.last_full >= self.options.full_resync
+            # a failed last check, or an API that is only polled (no watch tells of its changes), is
+            # read again at every tick: an old verdict must not stand for them
+            stale = (self.verdict is None or self.last_error is not None or self.polled_api
+                     or now - self.last_full >= self.options.full_resync)
             gap = max(self.options.latency_poll, self.budget.min_gap)
             if (dirty and (tick or now >= last_read + gap)) or (tick and stale):
                 self.check()
