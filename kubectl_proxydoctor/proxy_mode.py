@@ -663,7 +663,13 @@ def _iptables_leftover(dump: IptablesDump, running: str, localnet: str | None = 
     kept = [f"{dump.label}: {guard}"] if len(removable) < len(chains) else []
     return Leftover("iptables", dump.label, items, service_rules=bool(services),
                     evidence=[f"{dump.file}: {len(chains)} kube-proxy chains", *hooks],
-                    commands=_iptables_cleanup(dump.label, removable, list(dump.kube())), kept=kept)
+                    commands=_cleanup_commands(dump, removable), kept=kept)
+
+
+def cleanup_binary(snapshot: NodeSnapshot, label: str) -> str:
+    """The command that acts on the backend of the dump labelled ``label`` (``iptables-nft``, ...)."""
+    dump = next((d for d in iptables_dumps(snapshot) if d.label == label), None)
+    return CLEANUP_BINARY.get(dump.file, label) if dump is not None else label
 
 
 def backend_cleanup(snapshot: NodeSnapshot, label: str) -> Leftover | None:
@@ -671,6 +677,23 @@ def backend_cleanup(snapshot: NodeSnapshot, label: str) -> Leftover | None:
     commands that unhook, flush and delete them (KUBE-FIREWALL kept while route_localnet may be 1)."""
     dump = next((d for d in iptables_dumps(snapshot) if d.label == label), None)
     return _iptables_leftover(dump, "nftables", route_localnet(snapshot)) if dump is not None else None
+
+
+# the binary that acts on the backend a dump was read from (the default dump's backend is whatever
+# `iptables` is on that host: its commands name chains one by one, never a loop over the table)
+CLEANUP_BINARY = {
+    "iptables-nft-save.txt": "iptables-nft", "ip6tables-nft-save.txt": "ip6tables-nft",
+    "iptables-legacy-save.txt": "iptables-legacy", "ip6tables-legacy-save.txt": "ip6tables-legacy",
+}
+
+
+def _cleanup_commands(dump: IptablesDump, chains: list[ChainInfo]) -> list[str]:
+    """The cleanup of ``chains`` with the binary of the dump's own backend: a bare `iptables` may be
+    the other backend on the host, where kube-proxy's live chains carry the same names."""
+    binary = CLEANUP_BINARY.get(dump.file)
+    if binary is None:
+        return _iptables_cleanup(dump.label, chains)
+    return _iptables_cleanup(binary, chains, list(dump.kube()))
 
 
 def _iptables_cleanup(binary: str, chains: list[ChainInfo], kube: list[ChainInfo] | None = None) -> list[str]:

@@ -47,9 +47,9 @@ def test_mode_leftover_keeps_kube_firewall_while_route_localnet_is_1():
     assert left.commands  # the rest is still cleaned up
     ipv4, ipv6 = _mode_leftover_fixes(snap, cluster)
     assert "KUBE-FIREWALL is kept" in ipv4 and "CVE-2020-8558" in ipv4 and "route_localnet = 1" in ipv4
-    assert "iptables -t filter -X KUBE-FIREWALL" not in ipv4
+    assert "iptables-nft -t filter -X KUBE-FIREWALL" not in ipv4  # the nf_tables dump's own binary
     # ip6tables' KUBE-FIREWALL is empty: no protection to keep, it goes with the rest
-    assert "ip6tables -t filter -X KUBE-FIREWALL" in ipv6 and "is kept" not in ipv6
+    assert "ip6tables-nft -t filter -X KUBE-FIREWALL" in ipv6 and "is kept" not in ipv6
 
 
 def test_mode_leftover_keeps_kube_firewall_when_route_localnet_is_unknown():
@@ -64,9 +64,9 @@ def test_mode_leftover_removes_kube_firewall_when_route_localnet_is_0():
     snap, _ = _load(SWITCHED)
     snap.files["sysctl.txt"] = _sysctl_with_localnet(SWITCHED, "0")
     left = _iptables_leftover(snap)
-    assert "iptables -t filter -D INPUT -j KUBE-FIREWALL" in left.commands
-    assert left.commands.index("iptables -t filter -F KUBE-FIREWALL") < left.commands.index(
-        "iptables -t filter -X KUBE-FIREWALL")
+    assert "iptables-nft -t filter -D INPUT -j KUBE-FIREWALL" in left.commands
+    assert left.commands.index("iptables-nft -t filter -F KUBE-FIREWALL") < left.commands.index(
+        "iptables-nft -t filter -X KUBE-FIREWALL")
     assert not left.kept
 
 
@@ -80,8 +80,8 @@ def test_mode_leftover_cleanup_run_for_real_leaves_the_localnet_drop(netns):
     left = _iptables_leftover(snap)
     for command in left.commands:
         binary, *args = command.split()
-        assert binary == "iptables"
-        ns_run(ns, "iptables-nft", *args)
+        assert binary == "iptables-nft"  # the backend the dump came from, never a bare iptables
+        ns_run(ns, binary, *args)
     after = ns_run(ns, "iptables-nft-save").stdout
     assert "-A INPUT -j KUBE-FIREWALL" in after and "-A OUTPUT -j KUBE-FIREWALL" in after
     assert LOCALNET_RULE in after

@@ -63,7 +63,7 @@ def test_node_already_in_nftables_mode_says_so_without_a_plan(capsys):
     assert not any("set mode back to nftables" in line for line in doc["plan"]["rollback"])
     (left,) = [c for c in doc["checks"] if c["check"] == "old-mode-leftovers"]
     assert left["status"] == "warn" and "KUBE-MARK-MASQ" in left["summary"]
-    assert "iptables -t filter -X KUBE-FIREWALL" not in left["action"].replace("ip6tables", "-")
+    assert "iptables-nft -t filter -X KUBE-FIREWALL" not in left["action"].replace("ip6tables", "-")
     assert "iptables: KUBE-FIREWALL is kept" in left["action"]
 
 

@@ -115,9 +115,10 @@ def test_after_switch_to_nftables_leftovers_and_their_cleanup():
     # issue 16: KUBE-FIREWALL holds the localnet DROP and route_localnet = 1 here: it is kept, and said why
     assert "KUBE-FIREWALL" not in fix.split(". iptables: ")[0].split("behind): ", 1)[1]
     assert "KUBE-FIREWALL is kept" in fix and "route_localnet = 1" in fix
-    assert "iptables -t nat -X KUBE-MARK-MASQ" in fix
+    assert "iptables-nft -t nat -X KUBE-MARK-MASQ" in fix
     assert fix.index("-F KUBE-MARK-MASQ") < fix.index("-X KUBE-MARK-MASQ")
-    assert found[1].fix.startswith("Remove") and "ip6tables -t mangle -X KUBE-PROXY-CANARY" in found[1].fix
+    assert found[1].fix.startswith("Remove")
+    assert "ip6tables-nft -t mangle -X KUBE-PROXY-CANARY" in found[1].fix
 
 
 # -- hand-made cases --------------------------------------------------------------------------
@@ -345,13 +346,13 @@ def test_large_leftovers_are_summarised():
                           "80 KUBE-SVC/SEP/EXT/FW service chains"]
     assert left.service_rules
     # unhook from PREROUTING only (rules inside leftover chains go with their flush), flush, delete
-    assert left.commands[0] == ("iptables -t nat -D PREROUTING -m comment --comment "
+    assert left.commands[0] == ("iptables-nft -t nat -D PREROUTING -m comment --comment "
                                 '"kubernetes service portals" -j KUBE-SERVICES')
     # 82 chains: flush and delete are one loop each over the table's KUBE-* chains (a fix cut after
     # 24 commands, "... 141 more commands of the same kind", did not work as written)
     assert left.commands[1:] == [
-        f"for c in $(iptables-save -t nat | sed -n 's/^:\\(KUBE-[^ ]*\\) .*/\\1/p'); "
-        f'do iptables -t nat -{op} "$c"; done' for op in ("F", "X")]
+        f"for c in $(iptables-nft-save -t nat | sed -n 's/^:\\(KUBE-[^ ]*\\) .*/\\1/p'); "
+        f'do iptables-nft -t nat -{op} "$c"; done' for op in ("F", "X")]
     (finding,) = [f for f in findings(snap, None) if f.code == "mode-leftover"]
     assert finding.severity == "error"
     assert "more commands" not in finding.fix and finding.fix.endswith('-X "$c"; done')

@@ -146,10 +146,11 @@ def backend_leftover(ctx: CheckContext) -> Iterable[Finding]:
 
 def _backend_leftover_fix(ctx: CheckContext, binary: str, active_backend: str) -> str:
     """Keep a copy, then the exact unhook / flush / delete commands for the stale backend's chains."""
-    from kubectl_proxydoctor.proxy_mode import backend_cleanup
+    from kubectl_proxydoctor.proxy_mode import backend_cleanup, cleanup_binary
 
     left = backend_cleanup(ctx.snapshot, binary)
-    steps = [f"{binary}-save > /tmp/{binary}.rules", *(left.commands if left else [])]
+    command = cleanup_binary(ctx.snapshot, binary)  # that backend's own binary, never a bare iptables
+    steps = [f"{command}-save > /tmp/{command}.rules", *(left.commands if left else [])]
     kept = "".join(f" {reason}." for reason in (left.kept if left else []))
     return (f"Remove the stale {binary} rules (a copy first, then unhook, flush and delete each chain): "
             f"{'; '.join(steps)}.{kept} Then make every tool on the node (kubelet, CNI, kube-proxy image) "
