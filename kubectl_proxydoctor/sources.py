@@ -190,16 +190,18 @@ class RulesState:
         return whys[0] if whys else Why.NOT_CAPTURED
 
 
-def _backend_empty(snapshot: NodeSnapshot, file: str) -> bool:
-    """Whether another source read shows that the iptables backend dumped by ``file`` holds no
-    tables: nft-ruleset.json without xtables tables (nft backend), an empty ip_tables_names.txt
-    (legacy backend)."""
+def _backend_covered(snapshot: NodeSnapshot, file: str) -> bool:
+    """Whether another source read covers the iptables backend dumped by ``file``: the default dump
+    (``iptables-save``) when its header names that backend ("(nf_tables)" / "(legacy)"), or, for the
+    legacy backend, an empty ip_tables_names.txt (no legacy table exists)."""
     family = "ip6" if file.startswith("ip6") else "ip"
-    if "-nft-" in file:
-        text = snapshot.text("nft-ruleset.json")
-        return text is not None and re.search(
-            rf'"table": {{"family": "{family}", "name": "(nat|filter|mangle|raw|security)"', text) is None
-    if "-legacy-" in file:
+    backend = "nf_tables" if "-nft-" in file else "legacy" if "-legacy-" in file else None
+    if backend is None:
+        return False
+    default = snapshot.text(f"{family}tables-save.txt") or ""
+    if default.startswith("#") and f"({backend})" in default.split("\n", 1)[0]:
+        return True
+    if backend == "legacy":
         names = snapshot.text("ip_tables_names.txt" if family == "ip" else "ip6_tables_names.txt")
         return names is not None and not names.strip()
     return False
@@ -207,9 +209,10 @@ def _backend_empty(snapshot: NodeSnapshot, file: str) -> bool:
 
 def rules_state(snapshot: NodeSnapshot, mode: str) -> RulesState:
     """Whether ``mode``'s rules are known. For iptables, one IPv4 dump read stands for the backends
-    not captured, and for a backend whose save tool is missing when another source shows that
-    backend holds no tables; IPv6 dumps count when captured or tried (a kernel without IPv6 is
-    "absent"). For IPVS, either ipvsadm's listing or /proc/net/ip_vs read is enough."""
+    not captured, and for a backend whose save tool is missing when another source covers it (the
+    default dump of that backend, or no legacy table at all); IPv6 dumps count when captured or
+    tried (a kernel without IPv6 is "absent"). For IPVS, either ipvsadm's listing or /proc/net/ip_vs
+    read is enough."""
     files = RULE_FILES[mode]
     states = tuple(source_state(snapshot, f) for f in files)
     if mode == "iptables":
@@ -218,7 +221,7 @@ def rules_state(snapshot: NodeSnapshot, mode: str) -> RulesState:
         states = (*v4, *v6)
         if any(s.state is Readability.OK for s in v4):  # one backend's dump stands for "iptables"
             states = tuple(s for s in states if s.state is not Readability.NOT_CAPTURED and not (
-                s.why is Why.TOOL_MISSING and _backend_empty(snapshot, s.file)))
+                s.why is Why.TOOL_MISSING and _backend_covered(snapshot, s.file)))
     elif mode == "ipvs" and any(s.state is Readability.OK for s in states):
         states = tuple(s for s in states if s.state is Readability.OK)  # the other is a fallback
     return RulesState(mode, states)

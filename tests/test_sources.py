@@ -79,8 +79,9 @@ def test_scan_counts_a_node_with_unknown_rules_as_not_read():
 
 
 def test_a_fallback_read_makes_the_rules_known():
-    """ipvsadm missing but /proc/net/ip_vs read; iptables-nft-save missing while nft shows no xtables
-    table: the rules are known (check compares them). With xtables tables in nft they are not."""
+    """ipvsadm missing but /proc/net/ip_vs read; iptables-nft-save missing while the default
+    iptables-save dump is of the nf_tables backend: the rules are known (check compares them).
+    nft-ruleset.json proves nothing (the collector leaves iptables-nft's own tables out of it)."""
     healthy = FIXTURES / "iptables" / "healthy"
     meta = json.dumps({"sources": {"ipvsadm.txt": "unavailable: ipvsadm not found"}})
     ipvs = NodeSnapshot.from_files({"proc-net-ip_vs.txt": "IP Virtual Server version 1.2.1 (size=4096)\n",
@@ -88,13 +89,14 @@ def test_a_fallback_read_makes_the_rules_known():
     assert rules_state(ipvs, "ipvs").known
     assert not rules_state(NodeSnapshot.from_files({"meta.json": meta}), "ipvs").known
     sources = {"iptables-nft-save.txt": "unavailable: iptables-nft-save not found"}
-    files = {"iptables-save.txt": (healthy / "iptables-save.txt").read_text(),
-             "meta.json": json.dumps({"node": "pdnode1", "sources": sources})}
-    no_xtables = NodeSnapshot.from_files({**files, "nft-ruleset.json": '{"nftables": [{"metainfo": {}}]}'})
-    assert rules_state(no_xtables, "iptables").known
-    report = analyse(no_xtables, ClusterState.from_list(API))
+    default = (healthy / "iptables-save.txt").read_text()
+    assert "(nf_tables)" in default.splitlines()[0]
+    files = {"iptables-save.txt": default, "meta.json": json.dumps({"node": "pdnode1", "sources": sources}),
+             "nft-ruleset.json": '{"nftables": [{"metainfo": {}}]}'}
+    covered = NodeSnapshot.from_files(files)
+    assert rules_state(covered, "iptables").known
+    report = analyse(covered, ClusterState.from_list(API))
     assert report.exit_code != 3 and report.services
-    nft = (healthy / "nft-ruleset.json").read_text()
-    with_xtables = NodeSnapshot.from_files({**files, "nft-ruleset.json": nft})
-    assert not rules_state(with_xtables, "iptables").known
-    assert not rules_state(NodeSnapshot.from_files(files), "iptables").known  # nft not read: unknown
+    legacy_default = default.replace("(nf_tables)", "(legacy)", 1)
+    assert not rules_state(NodeSnapshot.from_files({**files, "iptables-save.txt": legacy_default}),
+                           "iptables").known
