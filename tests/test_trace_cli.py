@@ -125,3 +125,19 @@ def test_another_modes_unreadable_rules_do_not_make_a_complete_trace_unknown(cap
     (capture / "meta.json").write_text(json.dumps(meta))
     code, out, _ = run(capsys, "trace", "--from", str(capture), *packet)
     assert code == 3 and "could not be read" in out
+
+
+def test_a_trace_through_leftovers_only_is_unknown_when_the_running_modes_rules_were_not_read(
+        capsys, tmp_path) -> None:
+    """kube-proxy says iptables, its dumps were not captured, an nftables table is left over: the
+    leftover's trace does not stand for the running mode's rules (exit 3, as check)."""
+    import shutil
+
+    capture = tmp_path / "node"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "nftables" / "healthy", capture)
+    (capture / "kube-proxy-mode.txt").write_text("iptables")
+    for dump in capture.glob("ip*tables*-save.txt"):
+        dump.unlink()
+    code, out, _ = run(capsys, "trace", "--from", str(capture), "--dst", "10.96.100.16:53/udp")
+    assert code == 3 and "iptables rules were not captured" in out
+    assert run(capsys, "check", "--from", str(capture))[0] == 3

@@ -250,7 +250,7 @@ def test_tui_trace_says_rules_unknown_not_no_rules(tmp_path) -> None:
     shutil.copytree(FIXTURES / "iptables" / "healthy", capture)
     for dump in [*capture.glob("ip*tables*-save.txt"), *capture.glob("nft-ruleset.*")]:
         dump.unlink()
-    unknown = trace_unknown_lines(NodeSnapshot.load(capture), tuple(MODES), False)
+    unknown = trace_unknown_lines(NodeSnapshot.load(capture), tuple(MODES), set())
     assert unknown and "iptables rules were not captured" in unknown[0]
     tree: Tree = Tree("packet")
     fill_tree(tree.root, [], None, unknown)

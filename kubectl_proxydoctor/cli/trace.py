@@ -121,7 +121,7 @@ def trace_cmd(
             results.extend(modes.trace_all(snapshot, packet, (mode,)))
         except ImportError as e:  # a mode whose tracer is not in this build
             typer.echo(f"kubectl-proxydoctor: {mode} rules not traced ({e})", err=True)
-    unknown = trace_unknown_lines(snapshot, available, bool(results))
+    unknown = trace_unknown_lines(snapshot, available, {r.mode for r in results})
     facts = node_facts(snapshot)
     if output == "json":
         from kubectl_proxydoctor.render.trace_text import trace_json

@@ -143,14 +143,14 @@ class TraceScreen(Screen):
 
         return node_facts(self.snapshot) if isinstance(self.snapshot, NodeSnapshot) else None
 
-    def _unknown(self, found: bool) -> list[str]:
+    def _unknown(self, traced: set[str]) -> list[str]:
         from kubectl_proxydoctor.modes import MODES
         from kubectl_proxydoctor.snapshot import NodeSnapshot
         from kubectl_proxydoctor.sources import trace_unknown_lines
 
         if not isinstance(self.snapshot, NodeSnapshot):
             return []
-        return trace_unknown_lines(self.snapshot, tuple(MODES), found)
+        return trace_unknown_lines(self.snapshot, tuple(MODES), traced)
 
     def clear_tree(self) -> None:
         self.workers.cancel_group(self, "trace")  # a trace still running is for an earlier input
@@ -167,5 +167,5 @@ class TraceScreen(Screen):
             return
         outcomes = sum(len(r.outcomes) for r in results)
         self.show_message(f"{len(results)} rule source(s), {outcomes} outcome(s)")
-        fill_tree(tree.root, results, self._facts(), self._unknown(bool(results)))
+        fill_tree(tree.root, results, self._facts(), self._unknown({r.mode for r in results}))
         tree.root.expand_all()
