@@ -96,7 +96,7 @@ RULE_FILES: dict[str, tuple[str, ...]] = {
 # ("not visible": a collector without the host PID namespace cannot see kube-proxy's process; that
 # leaves the process unknown, which is not a failure to read the rules or kube-proxy's endpoints)
 _ABSENT = re.compile(r"kernel has no|module not loaded|not loaded|does not exist|nothing listens|not served"
-                     r"|processes not visible"
+                     r"|processes not visible|is embedded in"
                      r"|connection refused|no such process|not running"
                      r"|address family not supported|protocol not supported", re.I)  # e.g. no IPv6
 _ROOT = re.compile(r"needs root|must be root|permission denied|not permitted|EACCES|EPERM"

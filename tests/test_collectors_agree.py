@@ -170,6 +170,11 @@ def test_host_processes_not_visible_is_unknown_not_stopped(tmp_path):
     ctx2 = CollectContext()
     collect_process(ctx2, str(proc))
     assert ctx2.sources["kube-proxy-cmdline.txt"] == "ok"
+    (proc / "7" / "comm").write_text("k3s-agent\n")  # k3s: kubelet and kube-proxy inside one process
+    ctx3 = CollectContext()
+    collect_process(ctx3, str(proc))
+    assert "kube-proxy is embedded in k3s-agent" in ctx3.sources["kube-proxy-cmdline.txt"]
+    assert "kube-proxy-cmdline.txt" not in ctx3.files
     meta = {"sources": {"kube-proxy-cmdline.txt": ctx.sources["kube-proxy-cmdline.txt"]}}
     snap = NodeSnapshot.from_files({"meta.json": json.dumps(meta)})
     assert kube_proxy_process(snap).running is None

@@ -32,6 +32,7 @@ ENDPOINTS = (
     ("kube-proxy-healthz.json", 10256, "/healthz", "kube-proxy-healthz.json"),
     ("kube-proxy-statusz.txt", 10249, "/statusz", "kube-proxy-statusz.txt"),
 )
+EMBEDDING = ("k3s-server", "k3s-agent", "kubelite")  # run kubelet and kube-proxy inside (k3s, microk8s)
 HOST_PROCESSES_HIDDEN = ("host processes not visible: neither kube-proxy nor kubelet in /proc (a container "
                          "without the host PID namespace?)")
 STATUSZ_ABSENT = "not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
@@ -96,13 +97,17 @@ def collect_process(ctx: CollectContext, proc: str = "/proc") -> None:
     kube-proxy nor kubelet in sight, the host's processes are not visible (a container without the
     host PID namespace): unknown, never "not running"."""
     try:
-        found = command_lines(("kube-proxy", "kubelet"), proc)
+        found = command_lines(("kube-proxy", "kubelet", *EMBEDDING), proc)
     except OSError as e:
         ctx.unavailable(FILENAME, f"{proc}: {e.strerror or e}")
         return
     lines = found["kube-proxy"]
     if not lines and os.geteuid() != 0:
         ctx.unavailable(FILENAME, f"{NEEDS_ROOT}: other users' processes may be hidden from non-root")
+        return
+    embedding = next((name for name in EMBEDDING if found[name]), None)
+    if not lines and embedding:  # k3s, microk8s: kube-proxy is a part of another process
+        ctx.unavailable(FILENAME, f"kube-proxy is embedded in {embedding} (no process of its own)")
         return
     if not lines and not found["kubelet"]:
         ctx.unavailable(FILENAME, HOST_PROCESSES_HIDDEN)

@@ -145,8 +145,10 @@ fetch kube-proxy-mode.txt kube-proxy-mode 10249 /proxyMode
 fetch kube-proxy-healthz.json kube-proxy-healthz 10256 /healthz
 # /statusz (kube-proxy >= 1.33, ComponentStatusz gate): its "Binary version:" line names the version;
 # not served there is not a read failure
+code=""
 fetch kube-proxy-statusz.txt kube-proxy-statusz 10249 /statusz
-if ! grep -qi version "$out/kube-proxy-statusz.txt" 2>/dev/null; then
+# not served: a 404, or a page without a version; any other failure keeps its own reason
+if [ "$code" = 404 ] || { [ -f "$out/kube-proxy-statusz.txt" ] && ! grep -qi version "$out/kube-proxy-statusz.txt"; }; then
   rm -f "$out/kube-proxy-statusz.txt"
   say kube-proxy-statusz "unavailable: 127.0.0.1:10249/statusz not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
 fi
@@ -156,10 +158,11 @@ fi
 # (COLLECT_HOST_PROCESSES=0 / COLLECT_HOST_LOGS=0): the remote run reads them through the API.
 if [ "${COLLECT_HOST_PROCESSES:-1}" = 1 ]; then
   : > "$out/kube-proxy-cmdline.txt"
-  kubelet=""
+  kubelet=""; embedding=""
   for d in /proc/[0-9]*; do
     comm=$(cat "$d/comm" 2>/dev/null)
     [ "$comm" = kubelet ] && kubelet=1
+    case "$comm" in k3s-server|k3s-agent|kubelite) embedding=$comm ;; esac
     [ "$comm" = kube-proxy ] || continue
     args=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue
     printf '%s\n' "${args% }" >> "$out/kube-proxy-cmdline.txt"
@@ -167,6 +170,9 @@ if [ "${COLLECT_HOST_PROCESSES:-1}" = 1 ]; then
   if [ ! -s "$out/kube-proxy-cmdline.txt" ] && [ "$(id -u)" != 0 ]; then
     rm -f "$out/kube-proxy-cmdline.txt"
     say kube-proxy-cmdline.txt "unavailable: needs root (CAP_NET_ADMIN): other users' processes may be hidden from non-root"
+  elif [ ! -s "$out/kube-proxy-cmdline.txt" ] && [ -n "$embedding" ]; then
+    rm -f "$out/kube-proxy-cmdline.txt"
+    say kube-proxy-cmdline.txt "unavailable: kube-proxy is embedded in $embedding (no process of its own)"
   elif [ ! -s "$out/kube-proxy-cmdline.txt" ] && [ -z "$kubelet" ]; then
     rm -f "$out/kube-proxy-cmdline.txt"
     say kube-proxy-cmdline.txt "unavailable: host processes not visible: neither kube-proxy nor kubelet in /proc (a container without the host PID namespace?)"
