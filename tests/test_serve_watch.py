@@ -197,3 +197,13 @@ def test_events_posted_aggregated_and_failures_counted(tmp_path: Path) -> None:
         sink.transitions(Transitions(started=[C]), Verdict())
         assert errors == ["events", "events"] and any("HTTP 403" in line for line in lines)
         client.close()
+
+
+def test_cached_objects_drop_field_managers_and_the_last_applied_copy() -> None:
+    from kubectl_proxydoctor.serve.apiwatch import LAST_APPLIED, _slim
+
+    hint = {"service.kubernetes.io/topology-mode": "Auto"}
+    obj = {"metadata": {"name": "web", "managedFields": [{"manager": "kubectl"}],
+                        "annotations": {LAST_APPLIED: "{...}", **hint}}}
+    _slim(obj)
+    assert obj == {"metadata": {"name": "web", "annotations": hint}}

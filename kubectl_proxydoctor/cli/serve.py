@@ -131,6 +131,8 @@ def serve_cmd(
     metrics = ServeMetrics()
     engine, watcher = build_engine(from_path, kubeconfig, context, node_name, netns, no_watch, options,
                                    log=log, metrics=metrics)
+    if watcher is None and events and no_watch:
+        log("--no-watch: Events are posted only while the API is watched; none will be posted")
     if watcher is not None and events:
         from kubectl_proxydoctor.serve.events import EventSink
 

@@ -80,6 +80,7 @@ class ResourceWatch:
                 break
         fresh = {}
         for item in items:
+            _slim(item)
             item.setdefault("kind", self.spec.kind)
             item.setdefault("apiVersion", self.spec.api_version)
             fresh[_key(item)] = item
@@ -127,6 +128,7 @@ class ResourceWatch:
         if kind == "BOOKMARK":
             self.resource_version = rv or self.resource_version
             return None
+        _slim(obj)
         obj.setdefault("kind", self.spec.kind)
         obj.setdefault("apiVersion", self.spec.api_version)
         self.owner.apply(self, kind or "", obj)
@@ -354,3 +356,17 @@ class WatchedApi:
         for t in self._threads:
             t.join(timeout=2)
         self.client.close()
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _slim(obj: dict) -> None:
+    """Drop what no check reads and what makes a cached object several times its size: the field
+    managers and kubectl's copy of the last applied object (other annotations stay: topology hints)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
