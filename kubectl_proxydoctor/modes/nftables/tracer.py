@@ -266,27 +266,12 @@ class _Tracer:
         if isinstance(key, dict) and "numgen" in key:
             mod = int(key["numgen"].get("mod") or 0)
             entries = _anon_entries(data)
-            if mod != len(entries):
-                self.note(f"{label}: numgen mod {mod} but {len(entries)} map entries")
             out = []
-            for n, value in entries:
-                self.branches += 1
-                if self.branches > MAX_BRANCHES:
-                    self.note(f"more than {MAX_BRANCHES} branches: trace cut short")
-                    break
-                st2 = st.fork()
-                st2.prob *= (1.0 / mod) if mod else 0.0
+            for st2, value, picked in self._numgen_branches(label, "map", mod, entries, st):
                 ip, port = _concat_value(value, st.dport)
-                picked = f"numgen picked {n} of {mod} (p={1 / mod if mod else 0:.3g})"
                 out.append(_dnat_to(st2, Endpoint(ip, port), label, rule, why, picked + ": DNAT to @EP@"))
-            missing = mod - len({n for n, _ in entries if 0 <= n < mod})
-            if mod and missing > 0:
-                st2 = st.fork()
-                st2.prob *= missing / mod
-                st2.path.append(TraceStep(label, rule.text, f"numgen values with no map entry ({missing} "
-                                                            f"of {mod}): the map lookup fails and the "
-                                                            "rule does not match"))
-                out.append((st2, "next"))
+            out.extend(self._numgen_missing(label, rule, mod, entries, st, "map entry",
+                                            "the map lookup fails and the rule does not match"))
             return out
         value = self.value(key, st)
         for entry_key, entry in _anon_entries_any(data):
@@ -295,6 +280,33 @@ class _Tracer:
                 return [_dnat_to(st, Endpoint(ip, port), label, rule, why,
                                  f"{render_expr(key)} matched {render_expr(entry_key)}: DNAT to @EP@")]
         raise _Unknown(f"DNAT map {render_expr(data)} has no entry for {value}")
+
+    def _numgen_branches(self, label: str, what: str, mod: int, entries: list, st: _State):
+        """One (state, entry value, "numgen picked n of mod (p=...)") per entry of a numgen map or
+        vmap, each with its 1/mod share; a modulus that does not match the entries is noted."""
+        if mod != len(entries):
+            self.note(f"{label}: numgen mod {mod} but {len(entries)} {what} entries")
+        for n, value in entries:
+            self.branches += 1
+            if self.branches > MAX_BRANCHES:
+                self.note(f"more than {MAX_BRANCHES} branches: trace cut short")
+                return
+            st2 = st.fork()
+            st2.prob *= (1.0 / mod) if mod else 0.0
+            yield st2, value, f"numgen picked {n} of {mod} (p={1 / mod if mod else 0:.3g})"
+
+    @staticmethod
+    def _numgen_missing(label: str, rule: NftRule, mod: int, entries: list, st: _State, what: str,
+                        then: str, sep: str = "): ") -> list[tuple[_State, str]]:
+        """The share of numgen values no entry covers: they go on to the next rule."""
+        missing = mod - len({n for n, _ in entries if 0 <= n < mod})
+        if not mod or missing <= 0:
+            return []
+        st2 = st.fork()
+        st2.prob *= missing / mod
+        text = f"numgen values with no {what} ({missing} of {mod}{sep}{then}"
+        st2.path.append(TraceStep(label, rule.text, text))
+        return [(st2, "next")]
 
     def vmap(self, table: NftTable, chain: NftChain, rule: NftRule, body: dict, st: _State, depth: int,
              why: list[str]) -> list[tuple[_State, str]]:
@@ -305,26 +317,12 @@ class _Tracer:
             entries = _anon_entries(data)
             mod = int(key["numgen"].get("mod") or 0)
             out = []
-            if mod != len(entries):
-                self.note(f"{label}: numgen mod {mod} but {len(entries)} vmap entries")
-            for n, verdict in entries:
-                self.branches += 1
-                if self.branches > MAX_BRANCHES:
-                    self.note(f"more than {MAX_BRANCHES} branches: trace cut short")
-                    break
-                st2 = st.fork()
-                st2.prob *= (1.0 / mod) if mod else 0.0
+            for st2, verdict, picked in self._numgen_branches(label, "vmap", mod, entries, st):
                 st2.path.append(TraceStep(label, rule.text, _why(
-                    why, f"numgen picked {n} of {mod} (p={1 / mod if mod else 0:.3g}): "
-                         f"{render_verdict_or_value(verdict)}")))
+                    why, f"{picked}: {render_verdict_or_value(verdict)}")))
                 out.extend(self.verdict(table, verdict, st2, depth))
-            missing = mod - len({n for n, _ in entries if 0 <= n < mod})
-            if mod and missing > 0:
-                st2 = st.fork()
-                st2.prob *= missing / mod
-                st2.path.append(TraceStep(label, rule.text, f"numgen values with no vmap entry ({missing} "
-                                                            f"of {mod}) fall through"))
-                out.append((st2, "next"))
+            out.extend(self._numgen_missing(label, rule, mod, entries, st, "vmap entry", "fall through",
+                                            sep=") "))
             return out
         value = self.value(key, st)
         if isinstance(data, str) and data.startswith("@"):
