@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from kubectl_proxydoctor.clip import MESSAGE_LIMIT, clip
+from kubectl_proxydoctor.exit_status import ExitStatus
 
 DETAIL_LIMIT = 300  # characters of a parse error's detail
 
-EXIT_OK = 0
-EXIT_DRIFT = 1
-EXIT_USAGE = 2
-EXIT_UNREADABLE = 3
+# the documented codes (exit_status.ExitStatus), under the names the commands have used
+EXIT_OK = ExitStatus.OK
+EXIT_DRIFT = ExitStatus.PROBLEM
+EXIT_USAGE = ExitStatus.USAGE
+EXIT_UNREADABLE = ExitStatus.UNKNOWN
 
 
 class ProxyDoctorError(Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kubectl_proxydoctor.errors import EXIT_DRIFT, EXIT_OK, EXIT_UNREADABLE
+from kubectl_proxydoctor.exit_status import ExitStatus, status_of
 from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
 
 PortStatus = Literal["ok", "drift", "not-programmed", "not-expected"]
@@ -63,13 +63,11 @@ class NodeReport:
             not str(v).startswith(("ok", "not captured")) for v in self.sources.values() if v)
 
     @property
-    def exit_code(self) -> int:
-        """3 when an asked-for source (the API) could not be read, else 1 on error findings, else 0."""
-        if self.unreadable:
-            return EXIT_UNREADABLE
-        if any(f.severity == "error" for f in self.findings):
-            return EXIT_DRIFT
-        return EXIT_OK
+    def exit_code(self) -> ExitStatus:
+        """UNKNOWN (3) when an asked-for source (the API, the rules) could not be read, else PROBLEM
+        (1) on error findings, else OK (0): exit_status's node precedence."""
+        return status_of(problem=any(f.severity == "error" for f in self.findings),
+                         unknown=bool(self.unreadable))
 
     def to_json(self) -> dict:
         return {

@@ -8,7 +8,7 @@ from pathlib import Path
 from kubectl_proxydoctor.cli.app import app
 from kubectl_proxydoctor.cli.check import ContextOpt, KubeconfigOpt
 from kubectl_proxydoctor.cli.common import FromOpt, ImageOpt, NodeOpt, SampleOpt
-from kubectl_proxydoctor.errors import BundleError, UsageError
+from kubectl_proxydoctor.errors import EXIT_UNREADABLE, BundleError, UsageError
 
 ON_A_NODE = (
     "On a node (a TTY in a debug container, root in the host's network namespace): "
@@ -50,4 +50,4 @@ def tui(
     app.run()
     if app.report is None and app.error:  # the node or the API could not be read: as the other commands
         print(f"kubectl-proxydoctor: {app.error}", file=sys.stderr)
-        raise SystemExit(3)
+        raise SystemExit(EXIT_UNREADABLE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubectl_proxydoctor.errors import ParseError, ProxyDoctorError
+from kubectl_proxydoctor.errors import EXIT_USAGE, ParseError, ProxyDoctorError
 from kubectl_proxydoctor.migrate import (
     clusterip,
     config,
@@ -130,7 +130,7 @@ def run(ctx: MigrateContext) -> Readiness:
     """Every cluster check, then every node check on each node given; sorted worst first."""
     if ctx.target not in TARGETS:
         raise ProxyDoctorError(f"unknown target mode {ctx.target!r}; use one of: {', '.join(TARGETS)}",
-                               exit_code=2)
+                               exit_code=EXIT_USAGE)
     if ctx.config is None:
         ctx.config = facts.from_cluster(ctx.cluster)
     for node in ctx.nodes:

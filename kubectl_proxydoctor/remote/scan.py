@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.errors import EXIT_USAGE, ProxyDoctorError
+from kubectl_proxydoctor.exit_status import ExitStatus, Scope, status_of
 from kubectl_proxydoctor.report import NodeReport
 
 MAX_NODE_EXAMPLES = 5  # node names kept per distinct answer, for messages
@@ -57,10 +58,11 @@ class ScanResult:
     drift: list[CrossNodeDrift] = field(default_factory=list)
 
     @property
-    def exit_code(self) -> int:
-        if any(n.errors for n in self.nodes) or self.drift:
-            return 1
-        return 3 if any(n.failure for n in self.nodes) else 0
+    def exit_code(self) -> ExitStatus:
+        """exit_status's fleet precedence: a node's drift (or drift across nodes) wins over a node
+        that could not be read."""
+        return status_of(problem=any(n.errors for n in self.nodes) or bool(self.drift),
+                         unknown=any(n.failure for n in self.nodes), scope=Scope.FLEET)
 
     def to_json(self) -> dict:
         return {"nodes": [n.to_json() for n in self.nodes],
@@ -127,7 +129,7 @@ def scan(nodes: Iterable[str], collect: Callable[[str], object], analyse: Callab
     """Collect and analyse every node with at most ``concurrency`` in flight; ``on_done`` streams
     each node's summary as it finishes. A node that fails is a summary with ``failure`` set."""
     if concurrency < 1:
-        raise ProxyDoctorError("--concurrency must be at least 1", exit_code=2)
+        raise ProxyDoctorError("--concurrency must be at least 1", exit_code=EXIT_USAGE)
     tally = _Tally()
     result = ScanResult()
 

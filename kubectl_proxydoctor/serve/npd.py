@@ -6,9 +6,10 @@ of stdout as the condition's message; the exit status decides the condition (Kub
 
 from __future__ import annotations
 
+from kubectl_proxydoctor.exit_status import NPD_CODES, ExitStatus
 from kubectl_proxydoctor.report import NodeReport
 
-NPD_OK, NPD_PROBLEM, NPD_UNKNOWN = 0, 1, 2
+NPD_OK, NPD_PROBLEM, NPD_UNKNOWN = (NPD_CODES[s] for s in (ExitStatus.OK, ExitStatus.PROBLEM, ExitStatus.UNKNOWN))
 MAX_LINE = 80
 
 
@@ -18,11 +19,12 @@ def _short(text: str) -> str:
 
 
 def npd_answer(report: NodeReport) -> tuple[int, str]:
-    """(exit status, line) for an analysed node."""
-    if report.unreadable:
+    """(exit status, line) for an analysed node: the report's own exit status in NPD's codes."""
+    status = report.exit_code
+    if status is ExitStatus.UNKNOWN:
         return NPD_UNKNOWN, _short(f"unknown: could not read {', '.join(report.unreadable)}")
     errors = [f for f in report.findings if f.severity == "error"]
-    if errors:
+    if status is ExitStatus.PROBLEM:
         first = errors[0]
         where = f"{first.service}:{first.port}" if first.service else (report.node or "node")
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
