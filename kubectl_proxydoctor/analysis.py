@@ -7,15 +7,21 @@ status: ok | drift | not-programmed | not-expected.
 
 from __future__ import annotations
 
-import importlib
-import re
-
 from kubectl_proxydoctor.causes import order_by_cause
 from kubectl_proxydoctor.cluster import ClusterState
-from kubectl_proxydoctor.errors import ProxyDoctorError
-from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
-from kubectl_proxydoctor.modes import MODES
+from kubectl_proxydoctor.node_state import (  # noqa: F401 - re-exported: where callers found them
+    API_LISTS,
+    SKIP_MODES,
+    NodeState,
+    api_problem,
+    build_node_state,
+    interpret_views,
+    mode_module,
+    proxied_families,
+    relabel_views,
+    split_views,
+)
 from kubectl_proxydoctor.report import NodeReport, ServiceStatus
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
@@ -23,94 +29,6 @@ from kubectl_proxydoctor.snapshot import NodeSnapshot
 ADVISORY_CODES = frozenset({"local-blackhole", "firewall-in-front"})
 # node-level checks that already explain a second backend's copy of a port
 LEFTOVER_CODES = frozenset({"backend-leftover", "mode-leftover"})
-API_LISTS = ("list services", "list endpointslices")
-# proxies whose service handling kube-proxy's rules do not describe -> why the comparison is skipped
-SKIP_MODES = {
-    "cilium": "Cilium's kube-proxy replacement owns services on this node: kube-proxy checks skipped",
-    "userspace": "userspace mode (removed in Kubernetes 1.26) is not supported: kube-proxy checks skipped",
-    "kernelspace": "Windows kernelspace mode is not supported: kube-proxy checks skipped",
-}
-
-
-def mode_module(mode: str):
-    """The mode's interpreter package, or None when it is not (yet) installed."""
-    try:
-        module = importlib.import_module(f"kubectl_proxydoctor.modes.{mode}")
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("kubectl_proxydoctor.modes"):
-            return None
-        raise
-    return module if hasattr(module, "interpret") else None
-
-
-def interpret_views(snapshot: NodeSnapshot) -> tuple[list[ProgrammedView], dict[str, str]]:
-    """Every mode's programmed views, and per mode "ok", "ok (no rules)" or why it was not read."""
-    views: list[ProgrammedView] = []
-    sources: dict[str, str] = {}
-    for mode in MODES:
-        module = mode_module(mode)
-        if module is None:
-            sources[mode] = "unavailable: no interpreter for this mode in this build"
-            continue
-        try:
-            found = module.interpret(snapshot)
-        except ProxyDoctorError as e:
-            sources[mode] = f"unreadable: {e}"
-            continue
-        views.extend(found)
-        if any(v.ports for v in found):
-            sources[mode] = "ok"
-        else:
-            sources[mode] = _no_rules(snapshot, mode)
-    return views, sources
-
-
-def _no_rules(snapshot: NodeSnapshot, mode: str) -> str:
-    """A mode without service rules: "ok (no rules)" only when its rules were really read."""
-    from kubectl_proxydoctor.sources import Readability, rules_state
-
-    rules = rules_state(snapshot, mode)
-    if rules.known:
-        absent = [s for s in rules.files if s.state is Readability.ABSENT]
-        if absent and not any(s.state is Readability.OK for s in rules.files):
-            return f"ok (none: {absent[0].reason})"
-        return "ok (no rules)"
-    if rules.unreadable:
-        return "unavailable: " + "; ".join(s.describe() for s in rules.unreadable)
-    return "not captured"
-
-
-def relabel_views(views: list[ProgrammedView], cluster: ClusterState) -> list[ProgrammedView]:
-    """IPVS keeps no names: give its frontends the API's service port names."""
-    if not any(v.mode == "ipvs" for v in views):
-        return views
-    from kubectl_proxydoctor.modes.ipvs.labels import relabel
-
-    return [relabel(v, cluster) if v.mode == "ipvs" else v for v in views]
-
-
-def _backend(view: ProgrammedView) -> str:
-    """A view's backend, one name for both families (ip6tables-legacy -> iptables-legacy)."""
-    return view.source.replace("ip6tables", "iptables")
-
-
-def split_views(
-    views: list[ProgrammedView], mode: str | None
-) -> tuple[list[ProgrammedView], dict[str, list[ProgrammedView]]]:
-    """The views kube-proxy itself writes (the active mode's main backend) and the other backends
-    of the same mode (e.g. a stale iptables-legacy copy), by backend name."""
-    mine = [v for v in views if mode is None or v.mode == mode]
-    if not mine:
-        return [], {}
-    counts: dict[str, int] = {}
-    for v in mine:
-        counts[_backend(v)] = counts.get(_backend(v), 0) + len(v.ports)
-    primary = max(sorted(counts), key=lambda b: (counts[b], "legacy" not in b))
-    secondary: dict[str, list[ProgrammedView]] = {}
-    for v in mine:
-        if _backend(v) != primary and v.ports:
-            secondary.setdefault(_backend(v), []).append(v)
-    return [v for v in mine if _backend(v) == primary], secondary
 
 
 def decide_mode(snapshot: NodeSnapshot, cluster: ClusterState | None, views: list[ProgrammedView]):
@@ -118,14 +36,6 @@ def decide_mode(snapshot: NodeSnapshot, cluster: ClusterState | None, views: lis
     from kubectl_proxydoctor.proxy_mode import decide
 
     return decide(snapshot, cluster, views)
-
-
-def unknown_rule_states(snapshot: NodeSnapshot, mode: str):
-    """The rule sources of ``mode`` (every mode when it is not one) that are not known: could not
-    be read, or were not captured (sources.rules_state decides)."""
-    from kubectl_proxydoctor.sources import unknown_rules
-
-    return unknown_rules(snapshot, (mode,) if mode in MODES else tuple(MODES))
 
 
 def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | None, *,
@@ -164,20 +74,6 @@ def rules_unknown_finding(unknown: list, failed: dict[str, str], node: str | Non
                    "was compared with the API", evidence=evidence, fix=fix)
 
 
-def _node_origin(snapshot: NodeSnapshot, node_name: str | None) -> str:
-    if node_name:
-        return "--node-name / --node"
-    return "this host's name" if snapshot.origin == "live" else "meta.json"
-
-
-def api_problem(cluster: ClusterState | None) -> str | None:
-    """Why the API view cannot be trusted for expectations, or None when it can."""
-    if cluster is None:
-        return "the API was not read"
-    bad = [f"{k}: {v}" for k, v in cluster.sources.items() if k in API_LISTS and not str(v).startswith("ok")]
-    return "; ".join(bad) or None
-
-
 def _dedupe(findings: list[Finding], secondary: list[Finding]) -> list[Finding]:
     """Drop a second backend's finding (``secondary``) that repeats the main backend's, or that a
     leftover check (backend-leftover / mode-leftover) already explains for the same port."""
@@ -190,34 +86,6 @@ def _dedupe(findings: list[Finding], secondary: list[Finding]) -> list[Finding]:
         if id(f) not in second
         or ((f.code, f.service, f.port, f.protocol) not in primary and (f.service, f.port) not in leftovers)
     ]
-
-
-def proxied_families(
-    snapshot: NodeSnapshot,
-    views: list[ProgrammedView],
-    mode: str,
-    cluster: ClusterState | None,
-    node: str | None,
-) -> set[int]:
-    """The IP families kube-proxy runs on this node: those it programmed services or its base
-    chains/tables for (kube-proxy runs dual-stack whenever the node supports both), else the
-    family of the Node's InternalIP, else IPv4."""
-    families = {fam for v in views if v.mode == mode for (_, fam) in v.ports}
-    if mode == "iptables":
-        for fam, prefix in ((4, "iptables"), (6, "ip6tables")):
-            for suffix in ("-save.txt", "-nft-save.txt", "-legacy-save.txt"):
-                if ":KUBE-SERVICES " in (snapshot.text(prefix + suffix) or ""):
-                    families.add(fam)
-    elif mode == "nftables":
-        text = snapshot.text("nft-ruleset.json") or ""
-        for fam, family in ((4, "ip"), (6, "ip6")):
-            if re.search(rf'"family":\s*"{family}",\s*"name":\s*"kube-proxy"', text):
-                families.add(fam)
-    if not families and cluster is not None:
-        for addr in ((cluster.node(node) or {}).get("status") or {}).get("addresses") or []:
-            if addr.get("type") == "InternalIP" and isinstance(addr.get("address"), str):
-                families.add(6 if ":" in addr["address"] else 4)
-    return families or {4}
 
 
 def _name_key(name: ServicePortName) -> tuple[str, str, str, str]:
@@ -268,13 +136,6 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
 
 
 
-def _identity(snapshot: NodeSnapshot, cluster: ClusterState | None, views: list[ProgrammedView], mode: str):
-    """kube-proxy's version and the layout generation of ``mode``'s rules (from what is already parsed)."""
-    from kubectl_proxydoctor.kube_proxy_version import identify
-
-    rulesets = [v.raw for v in views if v.mode == "iptables" and v.raw is not None]
-    return identify(snapshot, cluster, rulesets, mode)
-
 
 def analyse(
     snapshot: NodeSnapshot,
@@ -286,48 +147,28 @@ def analyse(
     """Analyse one node: programmed views vs the API (node-only checks when ``cluster`` is None).
 
     With ``namespace``, only that namespace's service ports are reported (node-level findings stay)."""
-    with gc_paused():
-        return _analyse(snapshot, cluster, node_name, namespace)
+    return report_for(build_node_state(snapshot, cluster, node_name, namespace=namespace), namespace)
 
 
-def _analyse(
-    snapshot: NodeSnapshot, cluster: ClusterState | None, node_name: str | None, namespace: str | None
-) -> NodeReport:
+def report_for(state: NodeState, namespace: str | None = None) -> NodeReport:
+    """The NodeReport of a built state: run the checks on it and give every service port a status."""
     from kubectl_proxydoctor.checks import CheckContext, run_checks
-    from kubectl_proxydoctor.expected import expected_for_node
 
-    node = node_name or snapshot.node
-    if node is None and cluster is not None and len(cluster.nodes) == 1:
-        node = cluster.nodes[0]["metadata"].get("name")
-    views, sources = interpret_views(snapshot)
-    decision = decide_mode(snapshot, cluster, views)
-    mode, evidence = str(decision.mode), [str(e) for e in decision.evidence]
-    report = NodeReport(node=node, mode=mode, snapshot=snapshot, views=views)
-    report.modes_found = sorted({v.mode for v in views if v.ports})
-    report.sources = dict(sources)
+    snapshot, mode, node = state.snapshot, state.mode, state.node
+    report = NodeReport(node=node, mode=mode, snapshot=snapshot, views=state.views)
+    report.modes_found = state.modes_found
+    report.sources = state.sources
     for name, why in snapshot.unavailable().items():
         if name not in report.sources:  # the modes' own entries already say why
             report.sources[name] = why
-    report.notes.append(f"mode {mode}: " + "; ".join(evidence))
-    problem = api_problem(cluster)
-    usable = cluster if problem is None else None
-    insane: list[Finding] = []
-    if usable is not None:
-        from kubectl_proxydoctor.api_sanity import api_sanity
-
-        programmed = frozenset(name.service for v in views for (name, _fam) in v.ports)
-        insane = api_sanity(usable, node, namespace, _node_origin(snapshot, node_name), programmed)
-        if insane:
-            expected_for_node(usable, node)  # a malformed object is still named (ParseError), not hidden
-            usable = None
-            problem = "the answer does not look like this node's cluster (" + ", ".join(
-                f.code for f in insane) + ")"
-    if cluster is None:
+    report.notes.append(f"mode {mode}: " + "; ".join(str(e) for e in state.decision.evidence))
+    problem = state.api_problem
+    if state.cluster is None:
         report.sources["api"] = "unavailable: not read"
     elif problem:
         report.sources["api"] = f"unavailable: {problem}"
     else:
-        report.sources["api"] = "ok" if cluster.origin == "live" else f"ok ({cluster.origin})"
+        report.sources["api"] = "ok" if state.cluster.origin == "live" else f"ok ({state.cluster.origin})"
     if problem:
         report.unreadable.append("api")
         report.notes.append(
@@ -338,53 +179,28 @@ def _analyse(
         report.notes.append(
             "node name unknown (no meta.json node, no --node-name): Local-policy endpoints not compared"
         )
-    skip = mode in SKIP_MODES
-    if skip:
+    if mode in SKIP_MODES:
         report.notes.append(SKIP_MODES[mode])
-    if usable is not None:
-        views = relabel_views(views, usable)
-        report.views = views
-    primary, _secondary = split_views(views, mode if mode in MODES else None)
-    unknown = [] if mode in SKIP_MODES else unknown_rule_states(snapshot, mode)
-    failed = {m: why for m, why in sources.items() if why.startswith("unreadable") and mode in (m, "unknown")}
-    for name, why in failed.items():
-        report.sources[name] = why
+    unknown, failed = state.unknown_rules, state.failed_rules
+    report.sources.update(failed)
     for rules in unknown:  # the rules the comparison needed: unknown, not merely not captured
         if report.sources.get(rules.mode) == "not captured":
             report.sources[rules.mode] = "unavailable: not captured"
-    root_causes: list[Finding] = list(insane)
+    root_causes: list[Finding] = list(state.insane)
     if unknown or failed:
         report.unreadable.append("rules")
-        skip = True  # unknown is not empty: nothing is compared with rules that were not read
         what = "; ".join([r.summary() for r in unknown] + [f"{k}: {v}" for k, v in failed.items()])
         report.notes.append(f"{what}: service ports not compared with the API (finding rules-unknown)")
         root_causes.append(rules_unknown_finding(unknown, failed, node, live=snapshot.origin == "live"))
-    identity = _identity(snapshot, usable, views, mode)
-    report.kube_proxy = identity
-    report.notes.extend(identity.notes)
-    expected = (
-        expected_for_node(usable, node, semantics=identity.semantics)
-        if usable is not None and not skip else None
-    )
-    ctx = CheckContext(
-        snapshot=snapshot,
-        views=views,
-        cluster=usable,
-        expected=expected,
-        extra={
-            "mode": mode if mode in MODES else None,
-            "skip_kube_proxy": skip,
-            "node": node,
-            "proxy_mode": decision,
-            "families": proxied_families(snapshot, views, mode, usable, node),
-        },
-    )
-    report.cluster = usable
-    found = _dedupe(run_checks(ctx), ctx.extra.get("drift_secondary", []))
+    report.kube_proxy = state.identity
+    report.notes.extend(state.identity.notes)
+    ctx = CheckContext.of(state)
+    found = _dedupe(run_checks(ctx), ctx.drift_secondary())
     report.findings = order_by_cause(root_causes + found)
-    report.expected = expected
-    if expected is not None:  # without the API there is nothing to give a port a status against
-        report.services = _statuses(report, expected, primary)
+    report.cluster = state.usable
+    report.expected = state.expected
+    if state.expected is not None:  # without the API there is nothing to give a port a status against
+        report.services = _statuses(report, state.expected, state.primary)
     if namespace:
         report.findings = [
             f for f in report.findings if f.service is None or f.service.startswith(namespace + "/")

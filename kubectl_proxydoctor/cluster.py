@@ -63,6 +63,15 @@ class ClusterState:
                  *self.pods]
         return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}
 
+    def load_balancer_ips(self) -> set[str]:
+        """Every Service's LoadBalancer ingress IP (status.loadBalancer.ingress[].ip)."""
+        ips: set[str] = set()
+        for svc in self.services:
+            for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+                if isinstance(ing, dict) and ing.get("ip"):
+                    ips.add(str(ing["ip"]))
+        return ips
+
     def node(self, name: str | None) -> dict | None:
         for n in self.nodes:
             if n["metadata"].get("name") == name:

@@ -69,5 +69,5 @@ class KubeProxyPod:
 
 def for_context(ctx: Any) -> KubeProxyPod:
     """The kube-proxy pod of the node a CheckContext is about."""
-    node = ctx.extra.get("node") or ctx.snapshot.node
+    node = ctx.node or ctx.snapshot.node
     return KubeProxyPod.of(ctx.cluster, node)

@@ -90,7 +90,7 @@ BASE = (
 
 def run(state: ClusterState, view: ProgrammedView | list[ProgrammedView], mode: str = "iptables"):
     views = view if isinstance(view, list) else [view]
-    ctx = CheckContext(NodeSnapshot(), views, state, expected_for_node(state, NODE), extra={"mode": mode})
+    ctx = CheckContext(NodeSnapshot(), views, state, expected_for_node(state, NODE), mode=mode)
     return run_checks(ctx, only=[n for n in load_checks() if n.startswith("drift-")])
 
 
@@ -235,7 +235,7 @@ def test_second_backend_is_compared_and_labelled() -> None:
 
 def test_no_api_means_no_drift_checks() -> None:
     state, view = base()
-    ctx = CheckContext(NodeSnapshot(), [view], None, None, extra={"mode": "iptables"})
+    ctx = CheckContext(NodeSnapshot(), [view], None, None, mode="iptables")
     assert [f for f in run_checks(ctx) if f.code.startswith(("stale", "missing", "not-"))] == []
 
 

@@ -17,7 +17,7 @@ MINE = ["iptables-backend-leftover", "iptables-foreign-rule", "iptables-chain-st
 
 def findings(snapshot: NodeSnapshot, mode: str | None = None):
     load_checks()
-    return run_checks(CheckContext(snapshot=snapshot, extra={"mode": mode} if mode else {}), only=MINE)
+    return run_checks(CheckContext(snapshot=snapshot, mode=mode or None), only=MINE)
 
 
 def doctored(capture: str, edit) -> NodeSnapshot:

@@ -10,23 +10,62 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubectl_proxydoctor.model import SEVERITY_ORDER, Finding, ProgrammedView
 from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.node_state import NodeState
+    from kubectl_proxydoctor.proxy_mode import ProxyModeDecision
 
 CheckFn = Callable[["CheckContext"], Iterable[Finding]]
 
 
 @dataclass
+class DriftResult:
+    """drift_compare's findings, computed once per context: all of them, and those from a second
+    backend of the running mode (analysis drops the ones that repeat the main backend's)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    secondary: list[Finding] = field(default_factory=list)
+
+
+@dataclass
+class CheckCache:
+    """What several checks share, computed once per context by the first that needs it."""
+
+    drift: DriftResult | None = None
+    ipvs_state: Any = None  # modes.ipvs.state.IpvsState, or the ProxyDoctorError reading it gave
+    ipvs_names: dict | None = None  # frontend -> (ServicePortName, kind) from the API
+
+
+@dataclass
 class CheckContext:
-    """What checks look at: the node snapshot, its programmed views, and the API's view."""
+    """What checks look at: the node snapshot, its programmed views, the API's view, and what
+    NodeState decided (``of(state)``); a test may give only some of it."""
 
     snapshot: NodeSnapshot
     views: list[ProgrammedView] = field(default_factory=list)
-    cluster: Any | None = None  # kubectl_proxydoctor.cluster.ClusterState when the API was read
+    cluster: Any | None = None  # kubectl_proxydoctor.cluster.ClusterState when the API is usable
     expected: Any | None = None  # what this node should have, from the API
-    extra: dict[str, Any] = field(default_factory=dict)
+    mode: str | None = None  # the decided mode when it is kube-proxy's (None: not decided)
+    skip_kube_proxy: bool = False  # no service port is compared (another proxy, or rules unknown)
+    node: str | None = None  # the node's name in the API
+    decision: ProxyModeDecision | None = None  # proxy_mode.decide's answer
+    families: set[int] | None = None  # the IP families kube-proxy runs on the node
+    cache: CheckCache = field(default_factory=CheckCache)
+
+    @classmethod
+    def of(cls, state: NodeState) -> CheckContext:
+        """The context of a built NodeState (the checks read only this)."""
+        return cls(snapshot=state.snapshot, views=state.views, cluster=state.usable, expected=state.expected,
+                   mode=state.kube_proxy_mode, skip_kube_proxy=state.skip_kube_proxy, node=state.node,
+                   decision=state.decision, families=state.families)
+
+    def drift_secondary(self) -> list[Finding]:
+        """The drift findings from a second backend (empty when drift was not compared)."""
+        return self.cache.drift.secondary if self.cache.drift is not None else []
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The reconciliation itself: each service port's programmed view against what the API expects.
 
-``compare(ctx)`` runs once per CheckContext (cached in ``ctx.extra``) and yields every drift
+``compare(ctx)`` runs once per CheckContext (cached in ``ctx.cache.drift``) and yields every drift
 Finding; the registered checks in ``drift.py`` each hand out their own codes. Codes:
 not-programmed, stale-service, wrong-protocol, missing-endpoint, stale-endpoint, chain-missing,
 missing-frontend, stale-frontend, wrong-port, source-ranges-mismatch, traffic-policy-mismatch,
@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from functools import lru_cache
 
-from kubectl_proxydoctor.checks import CheckContext
+from kubectl_proxydoctor.checks import CheckContext, DriftResult
 from kubectl_proxydoctor.clip import clip_lines
 from kubectl_proxydoctor.expected import ExpectedFrontend, ExpectedNode, ExpectedPort
 from kubectl_proxydoctor.kube_proxy_pod import KubeProxyPod, for_context
@@ -466,28 +466,27 @@ class Comparison:
 
 
 def compare(ctx: CheckContext) -> list[Finding]:
-    """Every drift finding for the context, computed once and cached in ``ctx.extra``."""
-    if "drift_findings" in ctx.extra:
-        return ctx.extra["drift_findings"]
-    findings: list[Finding] = []
+    """Every drift finding for the context, computed once (``ctx.cache.drift``)."""
+    if ctx.cache.drift is not None:
+        return ctx.cache.drift.findings
+    result = ctx.cache.drift = DriftResult()
     expected = ctx.expected
-    if expected is not None and not ctx.extra.get("skip_kube_proxy"):
-        from kubectl_proxydoctor.analysis import split_views
+    if expected is not None and not ctx.skip_kube_proxy:
+        from kubectl_proxydoctor.node_state import split_views
 
-        mode = ctx.extra.get("mode")
+        mode = ctx.mode
         primary, secondary = split_views(ctx.views, mode)
         if mode is None:
             mode = primary[0].mode if primary else "unknown"
-        families = ctx.extra.get("families")
         kube_proxy = for_context(ctx)
-        findings.extend(Comparison(expected, mode, primary, families=families, kube_proxy=kube_proxy).run())
+        result.findings.extend(Comparison(expected, mode, primary, families=ctx.families,
+                                          kube_proxy=kube_proxy).run())
         for label, views in secondary.items():
             extra = Comparison(expected, mode, views, label=label, kube_proxy=kube_proxy).run(
                 report_missing=False)
-            ctx.extra.setdefault("drift_secondary", []).extend(extra)
-            findings.extend(extra)
-    ctx.extra["drift_findings"] = findings
-    return findings
+            result.secondary.extend(extra)
+            result.findings.extend(extra)
+    return result.findings
 
 
 def by_codes(ctx: CheckContext, codes: Iterable[str]) -> list[Finding]:

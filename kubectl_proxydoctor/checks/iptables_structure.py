@@ -43,7 +43,7 @@ def _views(ctx: CheckContext) -> list[ProgrammedView]:
 
 
 def _current_mode(ctx: CheckContext) -> str | None:
-    mode = ctx.extra.get("mode")
+    mode = ctx.mode  # NodeState's decision (None for a bare context)
     if mode:
         return str(mode)
     text = (ctx.snapshot.text("kube-proxy-mode.txt") or "").strip()

@@ -33,13 +33,12 @@ GRACEFUL_PROTOCOLS = {"TCP"}  # utilipvs.IsRsGracefulTerminationNeeded: not UDP,
 
 
 def _state(ctx: CheckContext) -> IpvsState | None:
-    key = "ipvs-state"
-    if key not in ctx.extra:
+    if ctx.cache.ipvs_state is None:
         try:
-            ctx.extra[key] = read_state(ctx.snapshot)
+            ctx.cache.ipvs_state = read_state(ctx.snapshot)
         except ProxyDoctorError as e:
-            ctx.extra[key] = e
-    value = ctx.extra[key]
+            ctx.cache.ipvs_state = e
+    value = ctx.cache.ipvs_state
     return value if isinstance(value, IpvsState) else None
 
 
@@ -47,11 +46,11 @@ def _names(ctx: CheckContext) -> dict:
     """Frontend -> (ServicePortName, kind) from the API, when it was read."""
     if ctx.cluster is None:
         return {}
-    if "ipvs-names" not in ctx.extra:
+    if ctx.cache.ipvs_names is None:
         from kubectl_proxydoctor.modes.ipvs.labels import frontend_index
 
-        ctx.extra["ipvs-names"] = frontend_index(ctx.cluster)
-    return ctx.extra["ipvs-names"]
+        ctx.cache.ipvs_names = frontend_index(ctx.cluster)
+    return ctx.cache.ipvs_names
 
 
 def _finding(ctx: CheckContext, code: str, severity: str, message: str, vs: VirtualServer | None = None,

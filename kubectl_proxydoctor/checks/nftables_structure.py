@@ -266,7 +266,10 @@ def unrecognised(ctx: CheckContext) -> Iterable[Finding]:
 
 
 def current_mode(ctx: CheckContext) -> str | None:
-    """The mode kube-proxy reports (/proxyMode capture), else meta.json's ``mode``."""
+    """NodeState's decided mode; for a bare context, the mode kube-proxy reports (/proxyMode
+    capture), else meta.json's ``mode``."""
+    if ctx.mode:
+        return ctx.mode
     text = ctx.snapshot.text("kube-proxy-mode.txt")
     if text and text.strip():
         return text.strip().lower()

@@ -19,12 +19,10 @@ CLEANUP_HINT = {
 
 
 def decision_for(ctx: CheckContext) -> ProxyModeDecision:
-    """The proxy-mode decision for this context (computed once, kept in ``ctx.extra``)."""
-    found = ctx.extra.get("proxy_mode")
-    if not isinstance(found, ProxyModeDecision):
-        found = decide(ctx.snapshot, ctx.cluster, ctx.views)
-        ctx.extra["proxy_mode"] = found
-    return found
+    """The proxy-mode decision for this context (NodeState's; decided here only for a bare context)."""
+    if ctx.decision is None:
+        ctx.decision = decide(ctx.snapshot, ctx.cluster, ctx.views)
+    return ctx.decision
 
 
 @check("proxy-mode-unsupported")

@@ -96,8 +96,9 @@ def run_analysis(
     quiet: bool = False,
 ):
     """Load the node and the API, and analyse; the shared core of `check`, `svc` and `tui`."""
-    from kubectl_proxydoctor.analysis import analyse, gc_paused
+    from kubectl_proxydoctor.analysis import analyse
     from kubectl_proxydoctor.errors import UsageError
+    from kubectl_proxydoctor.gcpause import gc_paused
 
     if namespace and all_namespaces:
         raise UsageError("-n/--namespace and -A/--all-namespaces exclude each other")

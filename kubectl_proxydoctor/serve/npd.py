@@ -9,7 +9,8 @@ from __future__ import annotations
 from kubectl_proxydoctor.exit_status import NPD_CODES, ExitStatus
 from kubectl_proxydoctor.report import NodeReport
 
-NPD_OK, NPD_PROBLEM, NPD_UNKNOWN = (NPD_CODES[s] for s in (ExitStatus.OK, ExitStatus.PROBLEM, ExitStatus.UNKNOWN))
+NPD_OK, NPD_PROBLEM, NPD_UNKNOWN = (NPD_CODES[ExitStatus.OK], NPD_CODES[ExitStatus.PROBLEM],
+                                    NPD_CODES[ExitStatus.UNKNOWN])
 MAX_LINE = 80
 
 

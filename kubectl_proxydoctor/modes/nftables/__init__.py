@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from kubectl_proxydoctor.model import Packet, ProgrammedView, TraceResult
@@ -11,11 +12,12 @@ if TYPE_CHECKING:
     from kubectl_proxydoctor.modes.nftables.layout import Generation
 
 
-def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
-    """One programmed view per kube-proxy nftables table (ip, ip6) in the snapshot."""
+def interpret(snapshot: NodeSnapshot, lb_ips: Iterable[str] = ()) -> list[ProgrammedView]:
+    """One programmed view per kube-proxy nftables table (ip, ip6) in the snapshot; ``lb_ips``
+    (the API's LoadBalancer ingress IPs) label LoadBalancer frontends."""
     from kubectl_proxydoctor.modes.nftables.interpreter import interpret as _interpret
 
-    return _interpret(snapshot)
+    return _interpret(snapshot, lb_ips)
 
 
 def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:

@@ -87,14 +87,17 @@ def load_ruleset(snapshot: NodeSnapshot) -> NftRuleset | None:
     return snapshot.derived(RULESET_KEY, (FILENAME,), lambda: parse_ruleset_text(text, FILENAME))
 
 
-def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
+def interpret(snapshot: NodeSnapshot, lb_ips: Iterable[str] = ()) -> list[ProgrammedView]:
     """One view per kube-proxy table (``ip`` then ``ip6``) in the snapshot's nft-ruleset.json
-    (interpreted once per snapshot, as the iptables views are)."""
+    (interpreted once per snapshot and ``lb_ips``, as the iptables views are). ``lb_ips``: the
+    LoadBalancer ingress IPs from the API (ClusterState.load_balancer_ips), which label frontends
+    that have no firewall chain; the interpreter does not read the API itself."""
     ruleset = load_ruleset(snapshot)
     if ruleset is None:
         return []
-    return list(snapshot.derived("nftables.views", (FILENAME, "api.json"),
-                                 lambda: interpret_ruleset(ruleset, lb_ips=_api_lb_ips(snapshot))))
+    lbs = frozenset(lb_ips)
+    key = "nftables.views:" + ",".join(sorted(lbs)) if lbs else "nftables.views"
+    return list(snapshot.derived(key, (FILENAME,), lambda: interpret_ruleset(ruleset, lb_ips=set(lbs))))
 
 
 def interpret_ruleset(ruleset: NftRuleset, lb_ips: set[str] | None = None) -> list[ProgrammedView]:
@@ -634,21 +637,3 @@ def _allowed_sources(rule: NftRule) -> list[str] | None:
 
 def _name_endpoint(ep: Endpoint) -> str:
     return f"{ep.ip.replace(':', '.')}/{ep.port}"
-
-
-def _api_lb_ips(snapshot: NodeSnapshot) -> set[str]:
-    """LoadBalancer ingress IPs from a captured api.json (labels frontends only; optional)."""
-    text = snapshot.text("api.json")
-    if not text:
-        return set()
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        return set()
-    ips: set[str] = set()
-    for item in doc.get("items", []) if isinstance(doc, dict) else []:
-        if isinstance(item, dict) and item.get("kind") == "Service":
-            for ing in ((item.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
-                if isinstance(ing, dict) and ing.get("ip"):
-                    ips.add(ing["ip"])
-    return ips
