@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,7 +20,12 @@ from kubectl_proxydoctor.cli.common import (
     check_output,
     load_node,
 )
-from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, ProxyDoctorError
+from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.exit_status import status_of
+
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.node_state import NodeState
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 _MODES = ("iptables", "nftables", "ipvs")
 
@@ -104,44 +109,28 @@ def _fallback_counts(snapshot) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def _interpreted_counts(snapshot, notes: list[str]) -> dict[str, list[dict[str, Any]]] | None:
-    """Rules per mode from the mode interpreters; None for a mode whose interpreter is missing."""
-    import importlib
+def _interpreted_counts(state: NodeState, notes: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Rules per mode from the state's interpretation; counted from the files for a mode whose
+    interpreter is missing or whose rules it could not understand (a note says why)."""
+    from kubectl_proxydoctor.node_state import Outcome
 
     found: dict[str, list[dict[str, Any]]] = {}
-    fallback = _fallback_counts(snapshot)
-    for mode in _MODES:
-        try:
-            module = importlib.import_module(f"kubectl_proxydoctor.modes.{mode}")
-            if not hasattr(module, "interpret"):  # mode package not written yet
-                raise ModuleNotFoundError(name=f"kubectl_proxydoctor.modes.{mode}")
-            views = module.interpret(snapshot)
-        except ModuleNotFoundError as e:
-            if e.name is None or not e.name.startswith(f"kubectl_proxydoctor.modes.{mode}"):
-                notes.append(f"{mode} rules could not be interpreted: {e}; counted from the files")
-            if mode in fallback:
-                found[mode] = fallback[mode]
-            continue
-        except ProxyDoctorError as e:
-            notes.append(f"{mode} rules could not be read: {e}")
-            if mode in fallback:
-                found[mode] = fallback[mode]
-            continue
-        except Exception as e:  # an interpreter bug must not hide the rest of the node
-            notes.append(f"{mode} rules could not be interpreted ({type(e).__name__}: {e}); "
-                         "counted from the files")
-            if mode in fallback:
-                found[mode] = fallback[mode]
-            continue
-        for view in views:
+    fallback: dict[str, list[dict[str, Any]]] | None = None
+    for mode, rules in state.rules.items():
+        if rules.failed:
+            notes.append(f"{mode} rules could not be read: {rules.label.removeprefix('unreadable: ')}"
+                         + ("; counted from the files" if rules.outcome is Outcome.FAILED else ""))
+        for view in rules.views:
             found.setdefault(mode, []).append({
                 "source": view.source,
                 "services": len({name.service for name, _ in view.ports}),
                 "service_ports": len(view.ports),
                 "endpoints": view.endpoint_count,
             })
-        if mode not in found and mode in fallback:  # KUBE-* chains but no service port
-            found[mode] = fallback[mode]
+        if mode not in found:  # no interpreter, rules not understood, or KUBE-* chains but no service port
+            fallback = _fallback_counts(state.snapshot) if fallback is None else fallback
+            if mode in fallback:
+                found[mode] = fallback[mode]
     return found
 
 
@@ -190,11 +179,12 @@ def _kernel(snapshot) -> dict[str, Any]:
     }
 
 
-def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
+def _kube_proxy(state: NodeState, notes: list[str]) -> dict[str, Any]:
     from kubectl_proxydoctor import nodeinfo
 
+    snapshot = state.snapshot
     info: dict[str, Any] = {"mode": nodeinfo.kube_proxy_mode(snapshot)}
-    info.update(_identity(snapshot, info["mode"]))
+    info.update(_identity(state))
     try:
         metrics = nodeinfo.kube_proxy_metrics(snapshot)
         health = nodeinfo.kube_proxy_healthz(snapshot)
@@ -217,11 +207,9 @@ def _kube_proxy(snapshot, notes: list[str]) -> dict[str, Any]:
     return info
 
 
-def _identity(snapshot, mode: str | None) -> dict[str, Any]:
+def _identity(state: NodeState) -> dict[str, Any]:
     """version, version_source, version_evidence, layout, semantics and version_notes."""
-    from kubectl_proxydoctor.kube_proxy_version import identify
-
-    data = identify(snapshot, mode=mode).to_json()
+    data = state.identity.to_json()
     data["version_notes"] = data.pop("notes")
     return data
 
@@ -238,16 +226,17 @@ def _conntrack(snapshot) -> dict[str, Any] | None:
     return {"count": count, "max": limit, "percent": round(100.0 * count / limit, 1) if limit else None}
 
 
-def build_status(snapshot) -> dict[str, Any]:
-    """Everything `status` shows, as the JSON `-o json` prints."""
+def build_status(snapshot: NodeSnapshot, state: NodeState | None = None) -> dict[str, Any]:
+    """Everything `status` shows, as the JSON `-o json` prints: from the node's NodeState (built
+    here, without the API, when not given), so `status` and `check` name the same mode."""
+    from kubectl_proxydoctor.node_state import build_node_state
+
+    if state is None:
+        state = build_node_state(snapshot)
     notes: list[str] = []
-    modes = _interpreted_counts(snapshot, notes) or {}
-    kube_proxy = _kube_proxy(snapshot, notes)
-    active = kube_proxy.get("mode")
-    if active not in _MODES:
-        with_services = {m: sum(v.get("service_ports", v.get("virtual_servers", 0)) for v in views)
-                         for m, views in modes.items()}
-        active = max(with_services, key=lambda m: with_services[m]) if any(with_services.values()) else None
+    modes = _interpreted_counts(state, notes)
+    kube_proxy = _kube_proxy(state, notes)
+    active = state.kube_proxy_mode
     helpers: list[dict[str, Any]] = []
     if active == "ipvs" and not any(v.get("service_ports") for v in modes.get("iptables", [])):
         # IPVS mode writes KUBE-* iptables chains itself (masquerade, firewall, ipset matches)
@@ -258,7 +247,7 @@ def build_status(snapshot) -> dict[str, Any]:
         "node": snapshot.node,
         "origin": snapshot.origin,
         "captured_at": snapshot.meta.get("captured_at"),
-        "mode": active or "unknown",
+        "mode": state.mode,
         "modes_found": sorted(modes),
         "leftover_modes": leftovers,
         "rules": modes,
@@ -269,7 +258,8 @@ def build_status(snapshot) -> dict[str, Any]:
         "conntrack": _conntrack(snapshot),
         "sources": sources,
         "unavailable": {k: v for k, v in sources.items() if not v.startswith("ok")},
-        "rules_unknown": rules_unknown(snapshot, bool(modes)),
+        "rules_unknown": rules_unknown(snapshot, bool(modes)) + [
+            f"{m} rules could not be read: {why}" for m, why in state.failed_rules.items()],
         "notes": notes,
     }
 
@@ -286,8 +276,11 @@ def status(
 ) -> None:
     """One screen about the node: proxy modes with rules, backends, kernel, kube-proxy health."""
     check_output(output)
+    from kubectl_proxydoctor.node_state import build_node_state
+
     snapshot = load_node(from_path, sample, node, kubeconfig=kubeconfig, context=context, image=image)
-    data = build_status(snapshot)
+    state = build_node_state(snapshot)
+    data = build_status(snapshot, state)
     if output == "json":
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
@@ -295,6 +288,6 @@ def status(
 
         render_status(data)
     live = snapshot.origin == "live" or snapshot.origin.startswith("node/")
-    failed = (live and any(is_read_failure(v) for v in data["unavailable"].values())) or (
-        not data["rules"] and bool(data["rules_unknown"]))
-    raise typer.Exit(EXIT_UNREADABLE if failed else EXIT_OK)
+    unknown = (live and any(is_read_failure(v) for v in data["unavailable"].values())) or (
+        not data["rules"] and bool(data["rules_unknown"])) or bool(state.failed_rules)
+    raise typer.Exit(status_of(unknown=unknown))
