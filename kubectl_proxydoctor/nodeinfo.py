@@ -27,10 +27,30 @@ class Address:
 
 def parse_ip_addr_json(text: str, source: str = "ip-addr.json") -> list[Address]:
     """Addresses from `ip -j addr show` output."""
+    return addresses_of(_decode(text), source)
+
+
+def _decode(text: str) -> object:
+    """The decoded JSON, or the JSONDecodeError (kept, so a lenient reader can ignore it)."""
     try:
-        doc = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ParseError(source, f"not valid JSON: {e.msg}", e.lineno) from e
+        return e
+
+
+def ip_addr_doc(snapshot: NodeSnapshot) -> object:
+    """ip-addr.json decoded once per snapshot (None when not captured, a JSONDecodeError when it
+    is not JSON): every reader of the node's interfaces starts here."""
+    text = snapshot.text("ip-addr.json")
+    if not text:
+        return None
+    return snapshot.derived("nodeinfo.ip-addr", ("ip-addr.json",), lambda: _decode(text))
+
+
+def addresses_of(doc: object, source: str = "ip-addr.json") -> list[Address]:
+    """Addresses from the decoded `ip -j addr show` document."""
+    if isinstance(doc, json.JSONDecodeError):
+        raise ParseError(source, f"not valid JSON: {doc.msg}", doc.lineno) from doc
     if not isinstance(doc, list):
         raise ParseError(source, "expected the JSON list `ip -j addr show` prints")
     out: list[Address] = []
@@ -52,8 +72,8 @@ def parse_ip_addr_json(text: str, source: str = "ip-addr.json") -> list[Address]
 
 def addresses(snapshot: NodeSnapshot) -> list[Address]:
     """Every address on the node (empty when ip-addr.json was not captured)."""
-    text = snapshot.text("ip-addr.json")
-    return parse_ip_addr_json(text) if text else []
+    doc = ip_addr_doc(snapshot)
+    return addresses_of(doc) if doc is not None else []
 
 
 def local_addresses(snapshot: NodeSnapshot) -> set[str]:

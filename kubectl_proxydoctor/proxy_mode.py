@@ -332,12 +332,10 @@ def ipvs_state(snapshot: NodeSnapshot) -> IpvsState:
             state.virtual_servers = sum(1 for line in text.splitlines() if IPVS_LINE.match(line))
             state.source = name
             break
-    text = snapshot.text("ip-addr.json")
-    if text:
-        try:
-            links = json.loads(text)
-        except json.JSONDecodeError:
-            links = []
+    from kubectl_proxydoctor.nodeinfo import ip_addr_doc
+
+    links = ip_addr_doc(snapshot)  # decoded once per snapshot; not JSON: no kube-ipvs0 seen
+    if links is not None:
         for link in links if isinstance(links, list) else []:
             if isinstance(link, dict) and link.get("ifname") == "kube-ipvs0":
                 state.ipvs0_addresses = len(link.get("addr_info") or [])

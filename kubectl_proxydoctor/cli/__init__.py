@@ -21,7 +21,7 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the tool's own errors become one line on stderr and their exit code."""
     from kubectl_proxydoctor.cli.app import app
-    from kubectl_proxydoctor.errors import ProxyDoctorError
+    from kubectl_proxydoctor.errors import EXIT_UNREADABLE, ProxyDoctorError
 
     _register()
     try:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         if line is None:
             raise
         print(f"kubectl-proxydoctor: {line}", file=sys.stderr)
-        sys.exit(3)
+        sys.exit(EXIT_UNREADABLE)
     except KeyboardInterrupt:
         print("kubectl-proxydoctor: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -56,11 +56,12 @@ def load_sources(
     offline = from_path is not None or sample
     node = node_name or remote_node or snapshot.node
     if offline and kubeconfig is None and context is None:
-        text = snapshot.text("api.json")
-        if text is None:
+        from kubectl_proxydoctor.cli.common import capture_cluster
+
+        cluster = capture_cluster(snapshot)
+        if cluster is None:
             notes.append("the capture has no api.json (and no --kubeconfig was given): API not read")
             return snapshot, None, notes
-        cluster = ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
         if namespace:
             cluster.services = [s for s in cluster.services if s["metadata"].get("namespace") == namespace]
             cluster.endpointslices = [

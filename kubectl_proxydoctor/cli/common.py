@@ -62,6 +62,16 @@ def load_node(from_path: Path | None, sample: bool = False, node: str | None = N
     return collect_node()
 
 
+def capture_cluster(snapshot):
+    """The API objects of a capture (its api.json, decoded once), or None when it has none."""
+    from kubectl_proxydoctor.cluster import ClusterState
+
+    text = snapshot.text("api.json")
+    if text is None:
+        return None
+    return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
+
+
 def collect_remote_node(node: str, *, kubeconfig: str | None = None, context: str | None = None,
                         image: str | None = None, quiet: bool = False, with_conntrack: bool = False):
     """Capture ``node`` through a collector pod, telling the user on stderr what happens."""

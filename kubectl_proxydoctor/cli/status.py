@@ -84,8 +84,22 @@ def _count_ipvs(text: str) -> dict[str, int] | None:
     return {"virtual_servers": vs, "real_servers": rs} if vs else None
 
 
-def _fallback_counts(snapshot) -> dict[str, list[dict[str, Any]]]:
-    """Rules per mode counted from the files (when a mode interpreter is not available)."""
+def _fallback_counts(snapshot, modes: tuple[str, ...] = _MODES) -> dict[str, list[dict[str, Any]]]:
+    """Rules per mode (of ``modes``) counted from the files (when a mode interpreter is not available)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    if "iptables" in modes:
+        found.update(_fallback_iptables(snapshot))
+    text = snapshot.text("nft-ruleset.json") if "nftables" in modes else None
+    for source, counts in (_count_nftables(text) if text else {}).items():
+        found.setdefault("nftables", []).append({"source": source, **counts})
+    text = snapshot.text("ipvsadm.txt") if "ipvs" in modes else None
+    counts = _count_ipvs(text) if text else None
+    if counts is not None:
+        found.setdefault("ipvs", []).append({"source": "ipvs", **counts})
+    return found
+
+
+def _fallback_iptables(snapshot) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for name in ("iptables-nft-save.txt", "iptables-legacy-save.txt", "ip6tables-nft-save.txt",
                  "ip6tables-legacy-save.txt"):
@@ -99,13 +113,6 @@ def _fallback_counts(snapshot) -> dict[str, list[dict[str, Any]]]:
             counts = _count_iptables(text) if text else None
             if counts is not None:
                 found.setdefault("iptables", []).append({"source": name.removesuffix("-save.txt"), **counts})
-    text = snapshot.text("nft-ruleset.json")
-    for source, counts in (_count_nftables(text) if text else {}).items():
-        found.setdefault("nftables", []).append({"source": source, **counts})
-    text = snapshot.text("ipvsadm.txt")
-    counts = _count_ipvs(text) if text else None
-    if counts is not None:
-        found.setdefault("ipvs", []).append({"source": "ipvs", **counts})
     return found
 
 
@@ -115,7 +122,6 @@ def _interpreted_counts(state: NodeState, notes: list[str]) -> dict[str, list[di
     from kubectl_proxydoctor.node_state import Outcome
 
     found: dict[str, list[dict[str, Any]]] = {}
-    fallback: dict[str, list[dict[str, Any]]] | None = None
     for mode, rules in state.rules.items():
         if rules.failed:
             notes.append(f"{mode} rules could not be read: {rules.label.removeprefix('unreadable: ')}"
@@ -128,7 +134,7 @@ def _interpreted_counts(state: NodeState, notes: list[str]) -> dict[str, list[di
                 "endpoints": view.endpoint_count,
             })
         if mode not in found:  # no interpreter, rules not understood, or KUBE-* chains but no service port
-            fallback = _fallback_counts(state.snapshot) if fallback is None else fallback
+            fallback = _fallback_counts(state.snapshot, (mode,))
             if mode in fallback:
                 found[mode] = fallback[mode]
     return found
@@ -226,14 +232,13 @@ def _conntrack(snapshot) -> dict[str, Any] | None:
     return {"count": count, "max": limit, "percent": round(100.0 * count / limit, 1) if limit else None}
 
 
-def build_status(snapshot: NodeSnapshot, state: NodeState | None = None) -> dict[str, Any]:
+def build_status(snapshot: NodeSnapshot, state: NodeState | None = None,
+                 notes: list[str] | None = None) -> dict[str, Any]:
     """Everything `status` shows, as the JSON `-o json` prints: from the node's NodeState (built
     here, without the API, when not given), so `status` and `check` name the same mode."""
-    from kubectl_proxydoctor.node_state import build_node_state
-
+    notes = [] if notes is None else notes
     if state is None:
-        state = build_node_state(snapshot)
-    notes: list[str] = []
+        state = status_state(snapshot, notes)
     modes = _interpreted_counts(state, notes)
     kube_proxy = _kube_proxy(state, notes)
     active = state.kube_proxy_mode
@@ -264,6 +269,20 @@ def build_status(snapshot: NodeSnapshot, state: NodeState | None = None) -> dict
     }
 
 
+def status_state(snapshot: NodeSnapshot, notes: list[str]) -> NodeState:
+    """The node's state as `status` sees it: the capture's api.json, when it has one, is the
+    cluster (as for `check --from`); `status` reads no live API."""
+    from kubectl_proxydoctor.cli.common import capture_cluster
+    from kubectl_proxydoctor.node_state import build_node_state
+
+    try:
+        cluster = capture_cluster(snapshot)
+    except ProxyDoctorError as e:
+        notes.append(f"api.json not used: {e}")
+        cluster = None
+    return build_node_state(snapshot, cluster)
+
+
 @app.command()
 def status(
     from_path: FromOpt = None,
@@ -276,11 +295,10 @@ def status(
 ) -> None:
     """One screen about the node: proxy modes with rules, backends, kernel, kube-proxy health."""
     check_output(output)
-    from kubectl_proxydoctor.node_state import build_node_state
-
     snapshot = load_node(from_path, sample, node, kubeconfig=kubeconfig, context=context, image=image)
-    state = build_node_state(snapshot)
-    data = build_status(snapshot, state)
+    notes: list[str] = []
+    state = status_state(snapshot, notes)
+    data = build_status(snapshot, state, notes)
     if output == "json":
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
