@@ -133,7 +133,7 @@ def _interpreted_counts(state: NodeState, notes: list[str]) -> dict[str, list[di
                 "service_ports": len(view.ports),
                 "endpoints": view.endpoint_count,
             })
-        if mode not in found:  # no interpreter, rules not understood, or KUBE-* chains but no service port
+        if mode not in found and (rules.failed or rules.outcome is Outcome.NOT_BUILT):
             fallback = _fallback_counts(state.snapshot, (mode,))
             if mode in fallback:
                 found[mode] = fallback[mode]

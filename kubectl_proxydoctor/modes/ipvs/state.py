@@ -3,7 +3,6 @@ addresses, kube-proxy's ipsets, and the node's own addresses."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor import nodeinfo
@@ -63,7 +62,7 @@ def _read_state(snapshot: NodeSnapshot) -> IpvsState | None:
     if snapshot.has("ip-addr.json"):
         addresses = nodeinfo.addresses(snapshot)
         state.ipvs0 = {a.ip for a in addresses if a.ifname == DUMMY_INTERFACE}
-        state.ipvs0_exists = _has_link(snapshot.text("ip-addr.json") or "", DUMMY_INTERFACE)
+        state.ipvs0_exists = _has_link(nodeinfo.ip_addr_doc(snapshot), DUMMY_INTERFACE)
         state.node_ips = {a.ip for a in addresses
                           if a.ifname != DUMMY_INTERFACE and a.scope != "link"
                           and not a.ip.startswith("fe80:")}
@@ -72,11 +71,8 @@ def _read_state(snapshot: NodeSnapshot) -> IpvsState | None:
     return state
 
 
-def _has_link(ip_addr_json: str, ifname: str) -> bool:
-    """Whether `ip -j addr` lists the interface (with or without addresses)."""
-    try:
-        doc = json.loads(ip_addr_json)
-    except json.JSONDecodeError:
-        return False
+def _has_link(doc: object, ifname: str) -> bool:
+    """Whether `ip -j addr` (decoded: nodeinfo.ip_addr_doc) lists the interface (with or without
+    addresses)."""
     links = doc if isinstance(doc, list) else []
     return any(isinstance(link, dict) and link.get("ifname") == ifname for link in links)
