@@ -155,7 +155,7 @@ def report_for(state: NodeState, namespace: str | None = None) -> NodeReport:
     from kubectl_proxydoctor.checks import CheckContext, run_checks
 
     snapshot, mode, node = state.snapshot, state.mode, state.node
-    report = NodeReport(node=node, mode=mode, snapshot=snapshot, views=state.views)
+    report = NodeReport(node=node, mode=mode, snapshot=snapshot, views=state.views, state=state)
     report.modes_found = state.modes_found
     report.sources = state.sources
     for name, why in snapshot.unavailable().items():

@@ -67,23 +67,33 @@ def node_facts(snapshot: NodeSnapshot) -> NodeFacts:
 
 def _build_facts(snapshot: NodeSnapshot) -> NodeFacts:
     from kubectl_proxydoctor.errors import ProxyDoctorError
-    from kubectl_proxydoctor.nodeinfo import local_addresses
 
-    facts = NodeFacts(node=snapshot.node)
-    if snapshot.has("ip-addr.json"):
-        try:
-            facts.addresses = local_addresses(snapshot)
-        except ProxyDoctorError:
-            facts.addresses = None
-    facts.conntrack_text = snapshot.text("conntrack.txt")
     text = snapshot.text("api.json")
+    cluster = None
     if text:
         from kubectl_proxydoctor.cluster import ClusterState
 
         try:
             cluster = ClusterState.from_json_text(text)
         except ProxyDoctorError:
-            return facts
+            cluster = None
+    return facts_with(snapshot, cluster)
+
+
+def facts_with(snapshot: NodeSnapshot, cluster, node: str | None = None) -> NodeFacts:
+    """The node facts from the snapshot and an already decoded ClusterState (or None): what
+    NodeState.facts builds, so api.json is not decoded again."""
+    from kubectl_proxydoctor.errors import ProxyDoctorError
+    from kubectl_proxydoctor.nodeinfo import local_addresses
+
+    facts = NodeFacts(node=node or snapshot.node)
+    if snapshot.has("ip-addr.json"):
+        try:
+            facts.addresses = local_addresses(snapshot)
+        except ProxyDoctorError:
+            facts.addresses = None
+    facts.conntrack_text = snapshot.text("conntrack.txt")
+    if cluster is not None:
         add_cluster(facts, cluster)
     return facts
 

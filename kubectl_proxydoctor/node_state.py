@@ -14,6 +14,7 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from kubectl_proxydoctor.snapshot import NodeSnapshot
 if TYPE_CHECKING:
     from kubectl_proxydoctor.expected import ExpectedNode
     from kubectl_proxydoctor.kube_proxy_version import KubeProxyIdentity
+    from kubectl_proxydoctor.node_facts import NodeFacts
     from kubectl_proxydoctor.proxy_mode import ProxyModeDecision
     from kubectl_proxydoctor.sources import RulesState
 
@@ -235,6 +237,13 @@ class NodeState:
     def failed_rules(self) -> dict[str, str]:
         """Modes whose rules could not be understood and that matter for the running mode."""
         return {m: r.label for m, r in self.rules.items() if r.failed and self.mode in (m, "unknown")}
+
+    @cached_property
+    def facts(self) -> NodeFacts:
+        """Addresses, endpoints and pods for `trace`'s fates (from the cluster as read)."""
+        from kubectl_proxydoctor.node_facts import facts_with
+
+        return facts_with(self.snapshot, self.cluster, self.node)
 
     @property
     def skip_kube_proxy(self) -> bool:

@@ -55,6 +55,7 @@ class NodeReport:
     expected: Any = None  # kubectl_proxydoctor.expected.ExpectedNode | None
     unreadable: list[str] = field(default_factory=list)  # asked-for sources that could not be read
     kube_proxy: Any = None  # kubectl_proxydoctor.kube_proxy_version.KubeProxyIdentity | None
+    state: Any = None  # kubectl_proxydoctor.node_state.NodeState the report was made from
 
     @property
     def partial(self) -> bool:

@@ -72,6 +72,21 @@ def capture_cluster(snapshot):
     return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
 
 
+def offline_state(snapshot, notes: list[str]):
+    """The node's NodeState for the commands that read no live API (`status`, `trace`): the
+    capture's api.json, when it has one, is the cluster, as for `check --from`; one that cannot be
+    read is a note, not a failure (those commands do not need it)."""
+    from kubectl_proxydoctor.errors import ProxyDoctorError
+    from kubectl_proxydoctor.node_state import build_node_state
+
+    try:
+        cluster = capture_cluster(snapshot)
+    except ProxyDoctorError as e:
+        notes.append(f"api.json not used: {e}")
+        cluster = None
+    return build_node_state(snapshot, cluster)
+
+
 def collect_remote_node(node: str, *, kubeconfig: str | None = None, context: str | None = None,
                         image: str | None = None, quiet: bool = False, with_conntrack: bool = False):
     """Capture ``node`` through a collector pod, telling the user on stderr what happens."""

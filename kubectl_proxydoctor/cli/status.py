@@ -19,6 +19,7 @@ from kubectl_proxydoctor.cli.common import (
     SampleOpt,
     check_output,
     load_node,
+    offline_state,
 )
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.exit_status import status_of
@@ -238,7 +239,7 @@ def build_status(snapshot: NodeSnapshot, state: NodeState | None = None,
     here, without the API, when not given), so `status` and `check` name the same mode."""
     notes = [] if notes is None else notes
     if state is None:
-        state = status_state(snapshot, notes)
+        state = offline_state(snapshot, notes)
     modes = _interpreted_counts(state, notes)
     kube_proxy = _kube_proxy(state, notes)
     active = state.kube_proxy_mode
@@ -269,20 +270,6 @@ def build_status(snapshot: NodeSnapshot, state: NodeState | None = None,
     }
 
 
-def status_state(snapshot: NodeSnapshot, notes: list[str]) -> NodeState:
-    """The node's state as `status` sees it: the capture's api.json, when it has one, is the
-    cluster (as for `check --from`); `status` reads no live API."""
-    from kubectl_proxydoctor.cli.common import capture_cluster
-    from kubectl_proxydoctor.node_state import build_node_state
-
-    try:
-        cluster = capture_cluster(snapshot)
-    except ProxyDoctorError as e:
-        notes.append(f"api.json not used: {e}")
-        cluster = None
-    return build_node_state(snapshot, cluster)
-
-
 @app.command()
 def status(
     from_path: FromOpt = None,
@@ -297,7 +284,7 @@ def status(
     check_output(output)
     snapshot = load_node(from_path, sample, node, kubeconfig=kubeconfig, context=context, image=image)
     notes: list[str] = []
-    state = status_state(snapshot, notes)
+    state = offline_state(snapshot, notes)
     data = build_status(snapshot, state, notes)
     if output == "json":
         typer.echo(json.dumps(data, indent=2, sort_keys=True))

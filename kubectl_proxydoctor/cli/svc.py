@@ -103,18 +103,11 @@ def svc_cmd(
             report, namespace, name, service_traces(report, namespace, name), Console(highlight=False)
         )
     elif output == "table":
-        from dataclasses import replace
-
         from rich.console import Console
 
-        from kubectl_proxydoctor.node_facts import add_cluster, node_facts
         from kubectl_proxydoctor.render.svc_text import render_service_compact
 
-        facts = node_facts(report.snapshot)
-        if facts.endpoints is None and report.cluster is not None:  # live: the API was read, no api.json
-            facts = replace(facts, node=report.node or facts.node, pods={}, pod_names_seen={}, pod_nodes={},
-                            pod_names={}, service_ips={})
-            add_cluster(facts, report.cluster)
+        facts = report.state.facts  # from the cluster as read (api.json or the live API), decoded once
         render_service_compact(report, namespace, name, planned_traces(report, namespace, name, facts), facts,
                                Console(highlight=False))
     else:

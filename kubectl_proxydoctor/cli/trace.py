@@ -20,7 +20,8 @@ from kubectl_proxydoctor.cli.common import (
     check_output,
     load_node,
 )
-from kubectl_proxydoctor.errors import EXIT_UNREADABLE, UsageError
+from kubectl_proxydoctor.errors import UsageError
+from kubectl_proxydoctor.exit_status import status_of
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -71,13 +72,12 @@ def parse_source(text: str | None) -> str | None:
         return None
 
 
-def resolve_source(text: str, snapshot, family: int) -> str:
-    """``--src`` as an IP: ``node`` and pod names looked up in the capture; UsageError otherwise."""
-    from kubectl_proxydoctor.node_facts import node_facts
+def resolve_source(text: str, facts, family: int) -> str:
+    """``--src`` as an IP: ``node`` and pod names looked up in the node facts; UsageError otherwise."""
     from kubectl_proxydoctor.node_facts import resolve_source as resolve
 
     try:
-        return resolve(text, node_facts(snapshot), family)
+        return resolve(text, facts, family)
     except ValueError as e:
         raise UsageError(f"--src {e}") from None
 
@@ -101,8 +101,8 @@ def trace_cmd(
     from importlib.util import find_spec
 
     from kubectl_proxydoctor import modes
+    from kubectl_proxydoctor.cli.common import offline_state
     from kubectl_proxydoctor.model import Packet
-    from kubectl_proxydoctor.node_facts import node_facts
     from kubectl_proxydoctor.sources import trace_unknown_lines
 
     check_output(output)
@@ -111,8 +111,10 @@ def trace_cmd(
     if source is not None and (":" in source) != (":" in packet.dst):
         raise UsageError("--src and --dst must be the same IP family")
     snapshot = load_node(from_path, sample, node, kubeconfig=kubeconfig, context=context, image=image)
+    state = offline_state(snapshot, [])
+    facts = state.facts
     if src is not None and source is None:
-        source = resolve_source(src, snapshot, 6 if ":" in packet.dst else 4)
+        source = resolve_source(src, facts, 6 if ":" in packet.dst else 4)
     packet = Packet(packet.dst, packet.port, packet.protocol, source)
     available = tuple(m for m in modes.MODES if find_spec(f"{modes.__name__}.{m}") is not None)
     results = []
@@ -121,8 +123,7 @@ def trace_cmd(
             results.extend(modes.trace_all(snapshot, packet, (mode,)))
         except ImportError as e:  # a mode whose tracer is not in this build
             typer.echo(f"kubectl-proxydoctor: {mode} rules not traced ({e})", err=True)
-    unknown = trace_unknown_lines(snapshot, available, {r.mode for r in results})
-    facts = node_facts(snapshot)
+    unknown = trace_unknown_lines(snapshot, available, {r.mode for r in results}, state.mode)
     if output == "json":
         from kubectl_proxydoctor.render.trace_text import trace_json
 
@@ -133,5 +134,4 @@ def trace_cmd(
         from kubectl_proxydoctor.render.trace_text import render_traces
 
         render_traces(packet, results, Console(highlight=False), facts, unknown)
-    if unknown:
-        raise typer.Exit(EXIT_UNREADABLE)
+    raise typer.Exit(status_of(unknown=bool(unknown)))

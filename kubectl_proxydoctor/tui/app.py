@@ -226,7 +226,7 @@ class ProxyDoctorApp(App[None]):
         from kubectl_proxydoctor.tui.screens.trace import TraceScreen
 
         initial = packet_text_for(row.status.frontends, row.status.name.protocol) if row else ""
-        self.push_screen(TraceScreen(self.report.snapshot, self.tracer, initial))
+        self.push_screen(TraceScreen(self.report.snapshot, self.tracer, initial, self.report.state))
 
     def action_trace(self) -> None:
         self.open_trace(self.table.current_row)

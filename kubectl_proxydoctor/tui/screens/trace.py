@@ -81,9 +81,10 @@ class TraceScreen(Screen):
         Binding("question_mark", "app.help", "Help", show=False),
     ]
 
-    def __init__(self, snapshot: object, tracer: Tracer, initial: str = "") -> None:
+    def __init__(self, snapshot: object, tracer: Tracer, initial: str = "", state: object = None) -> None:
         super().__init__()
         self.snapshot = snapshot
+        self.state = state  # the report's NodeState: its mode decision and node facts
         self.tracer = tracer
         self.initial = initial
 
@@ -141,6 +142,9 @@ class TraceScreen(Screen):
     def _facts(self) -> NodeFacts | None:
         from kubectl_proxydoctor.snapshot import NodeSnapshot
 
+        facts = getattr(self.state, "facts", None)
+        if facts is not None:
+            return facts
         return node_facts(self.snapshot) if isinstance(self.snapshot, NodeSnapshot) else None
 
     def _unknown(self, traced: set[str]) -> list[str]:
@@ -150,7 +154,7 @@ class TraceScreen(Screen):
 
         if not isinstance(self.snapshot, NodeSnapshot):
             return []
-        return trace_unknown_lines(self.snapshot, tuple(MODES), traced)
+        return trace_unknown_lines(self.snapshot, tuple(MODES), traced, getattr(self.state, "mode", None))
 
     def clear_tree(self) -> None:
         self.workers.cancel_group(self, "trace")  # a trace still running is for an earlier input
