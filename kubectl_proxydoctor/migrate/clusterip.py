@@ -17,7 +17,7 @@ MAX_EVIDENCE = 8
 def undefined_cluster_ip_ports(ctx: MigrateContext, node: NodeInput) -> list[CheckResult]:
     """Connections to ClusterIP:port pairs no Service defines."""
     check, title = "clusterip-undefined-ports", "Traffic to undefined ClusterIP ports"
-    mode, how = current_mode(node.snapshot, ctx.config)
+    mode, how = current_mode(node.snapshot, ctx.config, node.state)
     if mode == ctx.target:
         return []
     if ctx.cluster is None:

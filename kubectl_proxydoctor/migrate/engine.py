@@ -99,7 +99,7 @@ def _guard(fn, scope: str, *args) -> list[CheckResult]:
 
 
 def _already(ctx: MigrateContext, node: NodeInput) -> CheckResult | None:
-    mode, how = facts.current_mode(node.snapshot, ctx.config)
+    mode, how = facts.current_mode(node.snapshot, ctx.config, node.state)
     if mode == ctx.target:
         return result("current-mode", "Current mode", node.scope, "pass",
                       f"kube-proxy already runs in {ctx.target} mode here", [how])
@@ -111,7 +111,7 @@ def _old_mode_leftovers(ctx: MigrateContext, node: NodeInput) -> list[CheckResul
     from kubectl_proxydoctor.proxy_mode import ProxyModeDecision, decide, leftovers
 
     check, title = "old-mode-leftovers", "Rules left by the previous mode"
-    decision = decide(node.snapshot, ctx.cluster)
+    decision = node.state.decision if node.state is not None else decide(node.snapshot, ctx.cluster)
     if decision.mode != ctx.target:
         decision = ProxyModeDecision(mode=ctx.target)
     found = leftovers(node.snapshot, decision)
@@ -126,6 +126,17 @@ def _old_mode_leftovers(ctx: MigrateContext, node: NodeInput) -> list[CheckResul
                    "on the node: " + "; ".join(commands) + "".join(f". {k}" for k in kept))]
 
 
+def _node_state(ctx: MigrateContext, node: NodeInput):
+    """The node's NodeState (its one mode decision); None when its inputs cannot be read (the
+    checks then say so themselves)."""
+    from kubectl_proxydoctor.node_state import build_node_state
+
+    try:
+        return build_node_state(node.snapshot, ctx.cluster)
+    except ProxyDoctorError:
+        return None
+
+
 def run(ctx: MigrateContext) -> Readiness:
     """Every cluster check, then every node check on each node given; sorted worst first."""
     if ctx.target not in TARGETS:
@@ -135,6 +146,8 @@ def run(ctx: MigrateContext) -> Readiness:
         ctx.config = facts.from_cluster(ctx.cluster)
     for node in ctx.nodes:
         facts.add_node_facts(ctx.config, node.snapshot)
+        if node.state is None:
+            node.state = _node_state(ctx, node)
     results: list[CheckResult] = []
     for check in CLUSTER_CHECKS:
         results += _guard(check, "cluster", ctx)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.errors import ParseError
@@ -123,8 +124,15 @@ def _metrics(snapshot: NodeSnapshot):
         return None
 
 
-def current_mode(snapshot: NodeSnapshot, facts: ProxyFacts | None) -> tuple[str | None, str]:
-    """The mode kube-proxy runs in on this node, and how that is known."""
+def current_mode(snapshot: NodeSnapshot, facts: ProxyFacts | None,
+                 state: Any = None) -> tuple[str | None, str]:
+    """The mode kube-proxy runs in on this node, and how that is known: the node's NodeState
+    decision (proxy_mode.decide, as `check` and `status` say) when it names one of kube-proxy's
+    modes; the capture's weaker hints below only for a node without one."""
+    mode = getattr(state, "kube_proxy_mode", None)
+    if mode is not None:
+        evidence = [str(e) for e in state.decision.evidence]
+        return mode, next((e for e in evidence if mode in e), "; ".join(evidence[:1]) or "proxy_mode.decide")
     answered = nodeinfo.kube_proxy_mode(snapshot)
     if answered:
         return answered, f"kube-proxy /proxyMode answered {answered!r}"

@@ -31,7 +31,7 @@ def virtual_servers(text: str) -> list[tuple[str, str, int | None, int]]:
 
 def ipvs_checks(ctx: MigrateContext, node: NodeInput) -> list[CheckResult]:
     """Schedulers and session affinity of the node's IPVS virtual servers."""
-    mode, how = current_mode(node.snapshot, ctx.config)
+    mode, how = current_mode(node.snapshot, ctx.config, node.state)
     text = node.snapshot.text("ipvsadm.txt")
     if mode != "ipvs" or not text:
         return []

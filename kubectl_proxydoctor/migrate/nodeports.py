@@ -104,7 +104,7 @@ def localhost_node_ports(ctx: MigrateContext, node: NodeInput) -> list[CheckResu
     if ctx.target != "nftables":
         return []
     facts: ProxyFacts = ctx.config or ProxyFacts()
-    mode, how = current_mode(node.snapshot, facts)
+    mode, how = current_mode(node.snapshot, facts, node.state)
     if mode and mode != "iptables":
         return [result(check, title, node.scope, "pass",
                        f"kube-proxy runs in {mode} mode here, which does not serve NodePorts on 127.0.0.1",

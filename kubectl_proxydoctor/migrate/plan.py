@@ -43,7 +43,7 @@ def build_plan(ctx: MigrateContext, results: list[CheckResult]) -> Plan:
         a.startswith("--config") for a in facts.flags)
     where = ("the kube-proxy DaemonSet's flags" if uses_flags
              else "ConfigMap kube-system/kube-proxy (config.conf)")
-    node_modes = sorted({m for m in (current_mode(n.snapshot, facts)[0] for n in ctx.nodes)
+    node_modes = sorted({m for m in (current_mode(n.snapshot, facts, n.state)[0] for n in ctx.nodes)
                          if m and m != ctx.target})
     configured = facts.mode if facts.mode != ctx.target else None  # never "back to" the target itself
     previous = "/".join(node_modes) or configured or (

@@ -47,6 +47,7 @@ class NodeInput:
     """One node the checks can look at: its capture (or live read) and its name."""
 
     snapshot: NodeSnapshot
+    state: Any = None  # its kubectl_proxydoctor.node_state.NodeState (migrate.engine.run builds it)
 
     @property
     def name(self) -> str:
