@@ -35,7 +35,7 @@ _MODE = "iptables"
 
 def _views(ctx: CheckContext) -> list[ProgrammedView]:
     views = [v for v in ctx.views if v.mode == "iptables"]
-    if views or ctx.views:
+    if views or ctx.views or ctx.decision is not None:  # a NodeState's views are all there is
         return views
     from kubectl_proxydoctor.modes.iptables import interpret
 
