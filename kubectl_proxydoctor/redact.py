@@ -307,4 +307,5 @@ def redact_snapshot(snapshot: NodeSnapshot, key: bytes | None = None) -> NodeSna
     out = {name: redactor.text(text, name) for name, text in files.items()}
     meta = json.loads(redactor.text(json.dumps(snapshot.meta)))
     meta["redacted"] = True
-    return NodeSnapshot(files=out, sources=dict(snapshot.sources), meta=meta, origin=snapshot.origin)
+    return NodeSnapshot(files=out, sources=dict(snapshot.sources), states=dict(snapshot.states), meta=meta,
+                        origin=snapshot.origin)

@@ -60,6 +60,9 @@ class NodeSnapshot:
 
     files: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # source -> "ok" | "unavailable: why"
+    # source -> typed readability the collector recorded ("unreadable/needs root", "absent", ...:
+    # sources.Readability and sources.Why values); empty for a hand-made or older capture
+    states: dict[str, str] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     origin: str = "live"  # "live" or the path it was loaded from
     # what was computed from the files (parsed rules, interpreted views): key -> (inputs, value)
@@ -102,6 +105,8 @@ class NodeSnapshot:
     def _meta_for_save(self) -> dict:
         meta = dict(self.meta)
         meta["sources"] = dict(self.sources)
+        if self.states:
+            meta["source_states"] = dict(self.states)
         return meta
 
     def save(self, path: str | Path) -> Path:
@@ -152,10 +157,13 @@ class NodeSnapshot:
         sources = meta.pop("sources", None) or {}
         if not isinstance(sources, dict):
             raise BundleError(f"{origin}/meta.json: 'sources' must be an object")
+        states = meta.pop("source_states", None) or {}
+        if not isinstance(states, dict):
+            raise BundleError(f"{origin}/meta.json: 'source_states' must be an object")
         for name in files:
             sources.setdefault(name, "ok")
-        return cls(files=files, sources={str(k): str(v) for k, v in sources.items()}, meta=meta,
-                   origin=origin)
+        return cls(files=files, sources={str(k): str(v) for k, v in sources.items()},
+                   states={str(k): str(v) for k, v in states.items()}, meta=meta, origin=origin)
 
 
 def _looks_like_tar(path: Path) -> bool:

@@ -118,10 +118,29 @@ def classify(reason: str) -> tuple[Readability, Why | None]:
     return Readability.UNREADABLE, Why.FAILED
 
 
-def _reason(snapshot: NodeSnapshot, file: str) -> str | None:
+def encode_state(state: Readability, why: Why | None = None) -> str:
+    """How a typed readability is recorded in meta.json ``source_states``: "absent",
+    "unreadable/needs root", ..."""
+    return f"{state.value}/{why.value}" if why is not None else state.value
+
+
+def decode_state(text: str) -> tuple[Readability, Why | None] | None:
+    """``encode_state``'s text back; None when it is not one (then the reason text is classified)."""
+    state, _, why = text.partition("/")
+    try:
+        return Readability(state), Why(why) if why else None
+    except ValueError:
+        return None
+
+
+def _reason(snapshot: NodeSnapshot, file: str) -> tuple[str, tuple[Readability, Why | None]] | None:
+    """The reason recorded for ``file`` and its typed state: the one the collector recorded, else
+    (a hand-made or older capture) ``classify`` of the text, the one fallback."""
     for key in (file, *ALIASES.get(file, ())):
         if key in snapshot.sources:
-            return snapshot.sources[key]
+            reason, recorded = snapshot.sources[key], snapshot.states.get(key)
+            typed = decode_state(recorded) if recorded and not reason.startswith("ok") else None
+            return reason, typed or classify(reason)
     return None
 
 
@@ -134,10 +153,10 @@ def source_state(snapshot: NodeSnapshot, file: str) -> SourceState:
     if snapshot.has(file):
         reason = snapshot.sources.get(file, "ok")
         return SourceState(file, Readability.OK, reason if reason.startswith("ok") else "ok")
-    reason = _reason(snapshot, file)
-    if reason is None:
+    found = _reason(snapshot, file)
+    if found is None:
         return SourceState(file, Readability.NOT_CAPTURED, why=Why.NOT_CAPTURED)
-    state, why = classify(reason)
+    reason, (state, why) = found
     if state is Readability.OK:  # said ok, but no file: nothing to compare with
         return SourceState(file, Readability.NOT_CAPTURED, reason, Why.NOT_CAPTURED)
     return SourceState(file, state, _strip(reason), why)

@@ -197,3 +197,36 @@ def test_node_report_scan_and_npd_use_the_mapping(errors, unreadable, expected):
     scan = ScanResult([NodeSummary("n1", errors=int(errors)),
                        NodeSummary("n2", failure="x" if unreadable else None)])
     assert scan.exit_code is status_of(problem=errors, unknown=unreadable, scope=Scope.FLEET)
+
+
+# -- "could not read" is a typed state ---------------------------------------------------------
+
+
+def test_collectors_record_a_typed_state_that_survives_a_capture(tmp_path):
+    from kubectl_proxydoctor.collect import CollectContext
+    from kubectl_proxydoctor.sources import Readability, Why, source_state
+
+    ctx = CollectContext()
+    ctx.unavailable("iptables-legacy-save.txt", "iptables-legacy-save: exit status 4", Why.NEEDS_ROOT)
+    ctx.unavailable("ipvsadm.txt", "kernel has no IP_VS (CONFIG_IP_VS not set)")  # classified once, here
+    ctx.unavailable("conntrack.txt", "conntrack timed out")
+    ctx.ok("conntrack.txt", "conntrack.txt", "")  # read after all: no stale state stays behind
+    assert ctx.states == {"iptables-legacy-save.txt": "unreadable/needs root", "ipvsadm.txt": "absent"}
+    saved = NodeSnapshot(files=dict(ctx.files), sources=dict(ctx.sources), states=dict(ctx.states)).save(
+        tmp_path / "capture")
+    loaded = NodeSnapshot.load(saved)
+    assert loaded.states == ctx.states
+    # the recorded state is what counts, not the words: this text alone would read as a plain failure
+    legacy = source_state(loaded, "iptables-legacy-save.txt")
+    assert (legacy.state, legacy.why) == (Readability.UNREADABLE, Why.NEEDS_ROOT)
+    assert source_state(loaded, "ipvsadm.txt").state is Readability.ABSENT
+
+
+def test_a_capture_without_typed_states_is_classified_from_its_text():
+    from kubectl_proxydoctor.sources import Readability, Why, source_state
+
+    old = NodeSnapshot.from_files({"meta.json": json.dumps({"node": "n1", "sources": {
+        "iptables-legacy-save.txt": "unavailable: iptables-legacy-save: Permission denied"}})})
+    assert old.states == {}
+    state = source_state(old, "iptables-legacy-save.txt")
+    assert (state.state, state.why) == (Readability.UNREADABLE, Why.NEEDS_ROOT)

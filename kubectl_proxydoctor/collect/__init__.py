@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kubectl_proxydoctor.sources import Readability, Why, classify, encode_state
+
 
 @dataclass
 class CollectContext:
@@ -25,6 +27,14 @@ class CollectContext:
         if filename is not None and text is not None:
             self.files[filename] = text
         self.sources[source] = "ok"
+        self.states.pop(source, None)
 
-    def unavailable(self, source: str, reason: str) -> None:
+    # source -> typed readability ("unreadable/needs root", "absent"), decided where it is read
+    states: dict[str, str] = field(default_factory=dict)
+
+    def unavailable(self, source: str, reason: str, why: Why | None = None) -> None:
+        """``source`` could not be read (``why`` given: the collector knows why; else the one
+        classifier, sources.classify, reads ``reason`` now, so the capture records a typed state)."""
         self.sources[source] = f"unavailable: {reason}"
+        self.states[source] = encode_state(Readability.UNREADABLE, why) if why else encode_state(
+            *classify(reason))

@@ -12,7 +12,7 @@ def collect(ctx: CollectContext) -> None:
     """Store the JSON `ip -j addr show` prints (validated as a JSON list)."""
     res = run_tool(["ip", "-j", "addr", "show"], ctx.netns, timeout=10)
     if not res.ok:
-        ctx.unavailable("ip-addr.json", res.error or "failed")
+        ctx.unavailable("ip-addr.json", res.error or "failed", res.why)
         return
     try:
         doc = json.loads(res.stdout)

@@ -15,7 +15,7 @@ def collect(ctx: CollectContext, max_bytes: int = MAX_BYTES) -> None:
     """Store the conntrack table (read-only listing)."""
     res = run_tool(["conntrack", "-L", "-o", "extended"], ctx.netns, timeout=60, max_bytes=max_bytes)
     if not res.ok:
-        ctx.unavailable("conntrack.txt", res.error or "failed")
+        ctx.unavailable("conntrack.txt", res.error or "failed", res.why)
         return
     ctx.ok("conntrack.txt", "conntrack.txt", res.stdout)
     if res.truncated:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect.node import NEEDS_ROOT, read_files, run_tool
+from kubectl_proxydoctor.sources import Why
 
 NOT_LOADED = "not loaded"
 IPTABLES_TABLES = {"filter", "nat", "mangle", "raw", "security"}
@@ -65,7 +66,7 @@ def collect(ctx: CollectContext) -> None:
             reason = f"{path}: {got.error or 'unreadable'}"
             if denied:
                 reason = f"{NEEDS_ROOT}: {reason}"
-            ctx.unavailable(filename, reason)
+            ctx.unavailable(filename, reason, Why.NEEDS_ROOT if denied else None)
             legacy[family] = f"not run: {reason}"
 
     nft_tables: dict[int, set[str]] | None = None
@@ -92,7 +93,7 @@ def collect(ctx: CollectContext) -> None:
                 continue
             res = run_tool([tool], ctx.netns)
             if not res.ok:
-                ctx.unavailable(filename, res.error or "failed")
+                ctx.unavailable(filename, res.error or "failed", res.why)
                 continue
             ctx.ok(filename, filename, res.stdout)
             if backend == default:

@@ -73,4 +73,4 @@ def _collect_ipset(ctx: CollectContext) -> None:
     if res.ok:
         ctx.ok("ipset", "ipset-save.txt", res.stdout)
     else:
-        ctx.unavailable("ipset", res.error or "ipset save failed")
+        ctx.unavailable("ipset", res.error or "ipset save failed", res.why)

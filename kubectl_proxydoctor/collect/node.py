@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.errors import SourceUnavailable
 from kubectl_proxydoctor.snapshot import NodeSnapshot
+from kubectl_proxydoctor.sources import Why
 
 # collectors in the order they run; modules that do not exist (yet) are skipped
 COLLECTOR_MODULES = ("kernel", "sysctl", "addresses", "iptables", "nftables", "ipvs", "kube_proxy",
@@ -37,6 +38,7 @@ class ToolResult:
     rc: int = 0
     error: str | None = None
     truncated: bool = False
+    why: Why | None = None  # known at the source: the tool is missing, or reading needs root
 
     @property
     def ok(self) -> bool:
@@ -56,9 +58,10 @@ def run_tool(argv: list[str], netns: str | None = None, *, timeout: float = DEFA
              max_bytes: int | None = None) -> ToolResult:
     """Run a read-only tool (in ``netns`` when given); never raises for expected failures."""
     if shutil.which(argv[0]) is None:
-        return ToolResult(rc=127, error=f"{argv[0]} not found")
+        return ToolResult(rc=127, error=f"{argv[0]} not found", why=Why.TOOL_MISSING)
     if netns and shutil.which("ip") is None:
-        return ToolResult(rc=127, error="ip not found (needed to enter the network namespace)")
+        return ToolResult(rc=127, error="ip not found (needed to enter the network namespace)",
+                          why=Why.TOOL_MISSING)
     full = netns_prefix(netns) + argv
     try:
         if max_bytes is None:
@@ -76,7 +79,7 @@ def run_tool(argv: list[str], netns: str | None = None, *, timeout: float = DEFA
     if rc != 0 and not truncated:
         first = stderr.splitlines()[0] if stderr else f"exit status {rc}"
         if _permission_problem(stderr) or (os.geteuid() != 0 and rc != 0 and not stdout):
-            result.error = f"{NEEDS_ROOT}: {argv[0]}: {first}"
+            result.error, result.why = f"{NEEDS_ROOT}: {argv[0]}: {first}", Why.NEEDS_ROOT
         else:
             result.error = f"{argv[0]} failed: {first}"
     return result
@@ -213,7 +216,8 @@ def collect_node(netns: str | None = None, with_conntrack: bool = False,
     meta.update(ctx.meta)
     for name in ctx.files:  # as NodeSnapshot.load does: a captured file is an "ok" source
         ctx.sources.setdefault(name, "ok")
-    snapshot = NodeSnapshot(files=dict(ctx.files), sources=dict(ctx.sources), meta=meta, origin="live")
+    snapshot = NodeSnapshot(files=dict(ctx.files), sources=dict(ctx.sources), states=dict(ctx.states),
+                            meta=meta, origin="live")
     for key, (inputs, value) in ctx.seeds.items():
         snapshot.seed(key, inputs, value)
     return snapshot
