@@ -17,7 +17,7 @@ EXIT_UNREADABLE = ExitStatus.UNKNOWN
 class ProxyDoctorError(Exception):
     """An expected failure with a clear one-line message and an exit code."""
 
-    exit_code = EXIT_UNREADABLE
+    exit_code: int = EXIT_UNREADABLE
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(clip(message, MESSAGE_LIMIT))

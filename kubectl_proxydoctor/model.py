@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from functools import lru_cache, total_ordering
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from kubectl_proxydoctor.clip import MESSAGE_LIMIT, clip, clip_lines
 
@@ -144,14 +144,21 @@ class ProgrammedPort:
         return sorted({t.endpoint for f in self.frontends for t in f.targets})
 
 
+RawT = TypeVar("RawT")
+
+
 @dataclass
-class ProgrammedView:
-    """One proxy mode's rules (one backend, one family or both) read into service ports."""
+class ProgrammedView(Generic[RawT]):
+    """One proxy mode's rules (one backend, one family or both) read into service ports.
+
+    ``raw`` is what the view was built from, typed per mode: ``ProgrammedView[Ruleset]`` (iptables,
+    modes/iptables/parse), ``ProgrammedView[NftRuleset]`` (nftables), ``ProgrammedView[IpvsState]``
+    (IPVS, modes/ipvs/state)."""
 
     mode: Literal["iptables", "nftables", "ipvs"]
     source: str  # e.g. "iptables-nft", "iptables-legacy", "nftables", "ipvs"
     ports: dict[tuple[ServicePortName, int], ProgrammedPort] = field(default_factory=dict)
-    raw: object | None = None  # the parsed ruleset the view was built from (mode-specific)
+    raw: RawT | None = None
 
     def port(self, name: ServicePortName, family: int = 4) -> ProgrammedPort | None:
         return self.ports.get((name, family))

@@ -42,7 +42,7 @@ def _count_decodes(monkeypatch) -> Counter[str]:
     """Count json.loads calls per capture file (matched by the very text the snapshot holds)."""
     names: dict[int, str] = {}
     counts: Counter[str] = Counter()
-    real_loads, real_from_files = json.loads, NodeSnapshot.from_files.__func__
+    real_loads, real_from_files = json.loads, NodeSnapshot.from_files.__func__  # type: ignore[attr-defined]
 
     def loads(text, *args, **kwargs):
         if id(text) in names:

@@ -91,12 +91,12 @@ def _fallback_counts(snapshot, modes: tuple[str, ...] = _MODES) -> dict[str, lis
     if "iptables" in modes:
         found.update(_fallback_iptables(snapshot))
     text = snapshot.text("nft-ruleset.json") if "nftables" in modes else None
-    for source, counts in (_count_nftables(text) if text else {}).items():
-        found.setdefault("nftables", []).append({"source": source, **counts})
+    for source, nft_counts in (_count_nftables(text) if text else {}).items():
+        found.setdefault("nftables", []).append({"source": source, **nft_counts})
     text = snapshot.text("ipvsadm.txt") if "ipvs" in modes else None
-    counts = _count_ipvs(text) if text else None
-    if counts is not None:
-        found.setdefault("ipvs", []).append({"source": "ipvs", **counts})
+    ipvs_counts = _count_ipvs(text) if text else None
+    if ipvs_counts is not None:
+        found.setdefault("ipvs", []).append({"source": "ipvs", **ipvs_counts})
     return found
 
 

@@ -135,7 +135,8 @@ def nat_ruleset(snapshot: NodeSnapshot, family: int) -> Ruleset | None:
     return None
 
 
-def build_view(state: IpvsState, rulesets: dict[int, Ruleset | None] | None = None) -> ProgrammedView:
+def build_view(state: IpvsState,
+               rulesets: dict[int, Ruleset | None] | None = None) -> ProgrammedView[IpvsState]:
     """The programmed view of an IPVS state (rulesets: iptables dump per family, for masquerade)."""
     view = ProgrammedView(mode="ipvs", source="ipvs", raw=state)
     for vs in state.table.services:
@@ -148,7 +149,7 @@ def build_view(state: IpvsState, rulesets: dict[int, Ruleset | None] | None = No
     return view
 
 
-def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
+def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView[IpvsState]]:
     """The IPVS view of the snapshot; empty when no IPVS table (or an empty one) was captured."""
     state = read_state(snapshot)
     if state is None or not state.table.services:

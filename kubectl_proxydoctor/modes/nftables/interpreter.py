@@ -87,7 +87,7 @@ def load_ruleset(snapshot: NodeSnapshot) -> NftRuleset | None:
     return snapshot.derived(RULESET_KEY, (FILENAME,), lambda: parse_ruleset_text(text, FILENAME))
 
 
-def interpret(snapshot: NodeSnapshot, lb_ips: Iterable[str] = ()) -> list[ProgrammedView]:
+def interpret(snapshot: NodeSnapshot, lb_ips: Iterable[str] = ()) -> list[ProgrammedView[NftRuleset]]:
     """One view per kube-proxy table (``ip`` then ``ip6``) in the snapshot's nft-ruleset.json
     (interpreted once per snapshot and ``lb_ips``, as the iptables views are). ``lb_ips``: the
     LoadBalancer ingress IPs from the API (ClusterState.load_balancer_ips), which label frontends
@@ -100,7 +100,8 @@ def interpret(snapshot: NodeSnapshot, lb_ips: Iterable[str] = ()) -> list[Progra
     return list(snapshot.derived(key, (FILENAME,), lambda: interpret_ruleset(ruleset, lb_ips=set(lbs))))
 
 
-def interpret_ruleset(ruleset: NftRuleset, lb_ips: set[str] | None = None) -> list[ProgrammedView]:
+def interpret_ruleset(ruleset: NftRuleset,
+                      lb_ips: set[str] | None = None) -> list[ProgrammedView[NftRuleset]]:
     """Views of kube-proxy's tables; structure the interpreter cannot read is a ParseError."""
     views = []
     for table in ruleset.kube_proxy_tables():
@@ -127,7 +128,7 @@ def check_is_kube_proxy(table: NftTable, source: str) -> None:
                                  f"{', '.join(KUBE_PROXY_MARKERS)}")
 
 
-def interpret_table(table: NftTable, ruleset: NftRuleset, lb_ips: set[str]) -> ProgrammedView:
+def interpret_table(table: NftTable, ruleset: NftRuleset, lb_ips: set[str]) -> ProgrammedView[NftRuleset]:
     """Build the programmed view of one kube-proxy table."""
     view = ProgrammedView(mode="nftables", source=view_source(table), raw=ruleset)
     state = _TableInterpreter(table, view, lb_ips)
