@@ -59,10 +59,11 @@ def _count_decodes(monkeypatch) -> Counter[str]:
 
 
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
-@pytest.mark.parametrize("command", ["check", "status"])
+@pytest.mark.parametrize("command", ["check", "status", "migrate-check", "trace"])
 def test_each_capture_file_is_decoded_once_per_run(capture, command, monkeypatch, capsys):
     counts = _count_decodes(monkeypatch)
-    code, out = _run(capsys, command, "--from", str(capture), "-o", "json")
+    argv = {"migrate-check": ["migrate-check", "nftables"], "trace": ["trace", "--dst", "10.96.0.10:53/udp"]}
+    code, out = _run(capsys, *argv.get(command, [command]), "--from", str(capture), "-o", "json")
     assert code in (0, 1, 3) and json.loads(out)
     present = [name for name in JSON_FILES if (capture / name).exists()]
     assert "meta.json" in present and counts["meta.json"] == 1

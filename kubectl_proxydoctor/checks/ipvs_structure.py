@@ -77,6 +77,8 @@ def _claimed(ctx: CheckContext, vs: VirtualServer) -> bool:
 def _is_ipvs_node(ctx: CheckContext, state: IpvsState | None) -> bool:
     if state is not None and state.table.services:
         return True
+    if ctx.decision is not None:  # NodeState's one decision
+        return ctx.mode == "ipvs"
     return (nodeinfo.kube_proxy_mode(ctx.snapshot) or "").lower() == "ipvs"
 
 

@@ -39,14 +39,15 @@ def read_live_cluster(kubeconfig: str | None, context: str | None):
     return cluster
 
 
-def _merge_nodes(cluster, snapshots) -> None:
-    """Add Node objects other captures' api.json hold (one capture per node)."""
+def _merge_nodes(cluster, snapshots, decoded) -> None:
+    """Add Node objects other captures' api.json hold (one capture per node); ``decoded``: the
+    capture whose api.json is ``cluster`` (not decoded again)."""
     from kubectl_proxydoctor.cluster import ClusterState
 
     have = {n["metadata"].get("name") for n in cluster.nodes}
     for snap in snapshots:
         text = snap.text("api.json")
-        if not text:
+        if not text or snap is decoded:
             continue
         for node in ClusterState.from_json_text(text, origin=f"{snap.origin}/api.json").nodes:
             if node["metadata"].get("name") not in have:
@@ -80,7 +81,7 @@ def load_inputs(from_paths: list[Path], sample: bool, kubeconfig: str | None, co
         else:
             cluster = ClusterState.from_json_text(first.text("api.json") or "",
                                                   origin=f"{first.origin}/api.json")
-            _merge_nodes(cluster, snapshots)
+            _merge_nodes(cluster, snapshots, first)
     return snapshots, cluster, notes
 
 

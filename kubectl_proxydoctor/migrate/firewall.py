@@ -132,10 +132,10 @@ def host_firewall(ctx: MigrateContext, node: NodeInput) -> list[CheckResult]:
     seen: list[str] = []
     text = node.snapshot.text("nft-ruleset.json")
     if text and text.strip():
-        from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text
+        from kubectl_proxydoctor.modes.nftables.interpreter import load_ruleset
 
         try:
-            ruleset = parse_ruleset_text(text)
+            ruleset = load_ruleset(node.snapshot)  # parsed once per snapshot
         except ParseError as e:
             return [result(check, title, node.scope, "unknown", f"nft-ruleset.json cannot be read: {e}")]
         f, w, n = _nft_findings(ruleset, [p for p in ports if not p.health_check], health)

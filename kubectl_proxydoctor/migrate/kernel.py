@@ -119,6 +119,15 @@ def _kube_proxy_nft_tables(snapshot) -> list[str]:
     text = snapshot.text("nft-ruleset.json")
     if not text:
         return []
+    from kubectl_proxydoctor.errors import ParseError
+    from kubectl_proxydoctor.modes.nftables.interpreter import load_ruleset
+
+    try:  # the ruleset parsed once per snapshot; decoded here only when it does not parse
+        ruleset = load_ruleset(snapshot)
+        tables = ruleset.tables.values() if ruleset is not None else ()
+        return sorted({t.family for t in tables if t.name == "kube-proxy"})
+    except ParseError:
+        pass
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
