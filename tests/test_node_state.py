@@ -231,3 +231,19 @@ def test_a_capture_without_typed_states_is_classified_from_its_text():
     assert old.states == {}
     state = source_state(old, "iptables-legacy-save.txt")
     assert (state.state, state.why) == (Readability.UNREADABLE, Why.NEEDS_ROOT)
+
+
+def test_a_tracer_bug_is_one_line_and_unknown_in_trace(monkeypatch, capsys):
+    import kubectl_proxydoctor.modes.nftables as nftables_mode
+
+    def broken(snapshot, packet):
+        raise RuntimeError("tracer boom")
+
+    monkeypatch.setattr(nftables_mode, "trace", broken)
+    capture = str(FIXTURES / "iptables" / "stale-endpoint")
+    with pytest.raises(SystemExit) as exc:
+        main(["trace", "--dst", "10.96.0.10:53/udp", "--from", capture, "-o", "json"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 3
+    assert err.strip() == "kubectl-proxydoctor: nftables tracer failed (RuntimeError: tracer boom)"
+    assert "Traceback" not in err and json.loads(out)  # the other modes' traces are still shown

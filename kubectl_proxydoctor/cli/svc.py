@@ -19,23 +19,14 @@ from kubectl_proxydoctor.cli.common import FromOpt, ImageOpt, NodeOpt, SampleOpt
 
 
 def trace_modes(report, packet, label: str) -> list:
-    """The packet through every mode with a tracer (modes without one are skipped)."""
-    from kubectl_proxydoctor.analysis import mode_module
-    from kubectl_proxydoctor.errors import ProxyDoctorError
-    from kubectl_proxydoctor.modes import MODES
+    """The packet through every mode with a tracer (tracing.trace_modes; a failure is a note)."""
+    from kubectl_proxydoctor.tracing import trace_modes as trace_all_modes
 
     results = []
-    for mode in MODES:
-        module = mode_module(mode)
-        if module is None or not hasattr(module, "trace"):
-            continue
-        try:
-            results.extend(r for r in module.trace(report.snapshot, packet) if r.outcomes)
-        except ModuleNotFoundError as e:  # a tracer not installed in this build
-            if not (e.name or "").startswith("kubectl_proxydoctor.modes"):
-                raise
-        except ProxyDoctorError as e:
-            report.notes.append(f"{mode} trace of {label} failed: {e}")
+    for traced in trace_all_modes(report.snapshot, packet):
+        if traced.error is not None:
+            report.notes.append(f"{traced.mode} trace of {label} failed: {traced.error}")
+        results.extend(r for r in traced.results if r.outcomes)
     return results
 
 

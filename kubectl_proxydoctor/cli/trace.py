@@ -98,12 +98,10 @@ def trace_cmd(
 
     Each rule on the path and why it matched; DNAT destinations with probabilities, or REJECT/DROP.
     """
-    from importlib.util import find_spec
-
-    from kubectl_proxydoctor import modes
     from kubectl_proxydoctor.cli.common import offline_state
     from kubectl_proxydoctor.model import Packet
     from kubectl_proxydoctor.sources import trace_unknown_lines
+    from kubectl_proxydoctor.tracing import trace_modes
 
     check_output(output)
     packet = parse_destination(dst)
@@ -116,14 +114,14 @@ def trace_cmd(
     if src is not None and source is None:
         source = resolve_source(src, facts, 6 if ":" in packet.dst else 4)
     packet = Packet(packet.dst, packet.port, packet.protocol, source)
-    available = tuple(m for m in modes.MODES if find_spec(f"{modes.__name__}.{m}") is not None)
-    results = []
-    for mode in available:
-        try:
-            results.extend(modes.trace_all(snapshot, packet, (mode,)))
-        except ImportError as e:  # a mode whose tracer is not in this build
-            typer.echo(f"kubectl-proxydoctor: {mode} rules not traced ({e})", err=True)
+    traced = trace_modes(snapshot, packet)
+    results = [r for t in traced for r in t.results]
+    failed = [t for t in traced if t.error is not None]
+    for t in failed:
+        typer.echo(f"kubectl-proxydoctor: {t.error}", err=True)
+    available = tuple(t.mode for t in traced)
     unknown = trace_unknown_lines(snapshot, available, {r.mode for r in results}, state.mode)
+    unknown += [f"{t.mode} rules could not be traced: {t.error}" for t in failed]
     if output == "json":
         from kubectl_proxydoctor.render.trace_text import trace_json
 

@@ -7,7 +7,6 @@ Textual thread worker so the screen stays live), and a ``tracer`` traces packets
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.util import find_spec
 
 from rich.text import Text
 from textual import events
@@ -29,18 +28,16 @@ Tracer = Callable[[object, Packet], list[TraceResult]]
 
 
 def default_tracer(snapshot: object, packet: Packet) -> list[TraceResult]:
-    """Every mode's trace of the packet (kubectl_proxydoctor.modes.trace_all, one mode at a time so
-    a mode that cannot trace becomes a note instead of hiding the others)."""
-    from kubectl_proxydoctor import modes
+    """Every mode's trace of the packet (tracing.trace_modes: a mode that cannot trace becomes a
+    note instead of hiding the others)."""
+    from kubectl_proxydoctor.tracing import trace_modes
 
     results: list[TraceResult] = []
-    for mode in modes.MODES:
-        if find_spec(f"{modes.__name__}.{mode}") is None:
-            continue
-        try:
-            results.extend(modes.trace_all(snapshot, packet, (mode,)))
-        except (ProxyDoctorError, ModuleNotFoundError) as e:
-            results.append(TraceResult(packet, mode, "not traced", notes=[f"{mode} cannot trace: {e}"]))
+    for traced in trace_modes(snapshot, packet):  # type: ignore[arg-type]
+        results.extend(traced.results)
+        if traced.error is not None:
+            results.append(TraceResult(packet, traced.mode, "not traced",
+                                       notes=[f"{traced.mode} cannot trace: {traced.error}"]))
     return results
 
 

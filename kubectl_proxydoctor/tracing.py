@@ -1,0 +1,48 @@
+"""A packet through every mode's tracer, under the same error policy as interpretation.
+
+`trace`, `svc` and the TUI all trace through ``trace_modes``: a mode without a tracer in this build
+is skipped; a tracer that cannot read its rules (ProxyDoctorError) or fails (any other exception, a
+bug) gives a ``ModeTrace`` with ``error`` set, so each command shows the failure and the other
+modes' results instead of a traceback or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.model import Packet, TraceResult
+from kubectl_proxydoctor.modes import MODES
+from kubectl_proxydoctor.node_state import mode_module
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+
+@dataclass
+class ModeTrace:
+    """One mode's trace of a packet: its results, or why there are none."""
+
+    mode: str
+    results: list[TraceResult] = field(default_factory=list)
+    error: str | None = None  # the rules could not be read, or the tracer failed
+
+
+def trace_mode(snapshot: NodeSnapshot, packet: Packet, mode: str) -> ModeTrace | None:
+    """``mode``'s trace of ``packet``; None when this build has no tracer for it."""
+    module = mode_module(mode)
+    if module is None or not hasattr(module, "trace"):
+        return None
+    try:
+        return ModeTrace(mode, list(module.trace(snapshot, packet)))
+    except ModuleNotFoundError as e:  # a tracer not installed in this build
+        if (e.name or "").startswith("kubectl_proxydoctor.modes"):
+            return None
+        return ModeTrace(mode, error=f"{mode} tracer failed ({type(e).__name__}: {e})")
+    except ProxyDoctorError as e:
+        return ModeTrace(mode, error=str(e))
+    except Exception as e:  # noqa: BLE001 - a tracer bug: that mode is not traced, never a traceback
+        return ModeTrace(mode, error=f"{mode} tracer failed ({type(e).__name__}: {e})")
+
+
+def trace_modes(snapshot: NodeSnapshot, packet: Packet, modes: tuple[str, ...] = MODES) -> list[ModeTrace]:
+    """Every mode's trace of ``packet`` (modes without a tracer in this build are left out)."""
+    return [t for t in (trace_mode(snapshot, packet, m) for m in modes) if t is not None]
