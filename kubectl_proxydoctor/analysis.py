@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kubectl_proxydoctor.causes import order_by_cause
 from kubectl_proxydoctor.cluster import ClusterState
+from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
 from kubectl_proxydoctor.node_state import (  # noqa: F401 - re-exported: where callers found them
     API_LISTS,
@@ -147,7 +148,8 @@ def analyse(
     """Analyse one node: programmed views vs the API (node-only checks when ``cluster`` is None).
 
     With ``namespace``, only that namespace's service ports are reported (node-level findings stay)."""
-    return report_for(build_node_state(snapshot, cluster, node_name, namespace=namespace), namespace)
+    with gc_paused():  # the state, the expected view and the checks: millions of acyclic objects
+        return report_for(build_node_state(snapshot, cluster, node_name, namespace=namespace), namespace)
 
 
 def report_for(state: NodeState, namespace: str | None = None) -> NodeReport:

@@ -212,7 +212,6 @@ class NodeState:
     unknown_rules: list[RulesState]  # the running mode's rule sources that are unknown
     identity: KubeProxyIdentity
     families: set[int]
-    expected: ExpectedNode | None
     primary: list[ProgrammedView] = field(default_factory=list)
     secondary: dict[str, list[ProgrammedView]] = field(default_factory=dict)
 
@@ -237,6 +236,16 @@ class NodeState:
     def failed_rules(self) -> dict[str, str]:
         """Modes whose rules could not be understood and that matter for the running mode."""
         return {m: r.label for m, r in self.rules.items() if r.failed and self.mode in (m, "unknown")}
+
+    @cached_property
+    def expected(self) -> ExpectedNode | None:
+        """What the API says this node should have (None when the API is not usable or no service
+        port is compared); computed once, when first asked (`status` and `trace` never ask)."""
+        from kubectl_proxydoctor.expected import expected_for_node
+
+        if self.usable is None or self.skip_kube_proxy:
+            return None
+        return expected_for_node(self.usable, self.node, semantics=self.identity.semantics)
 
     @cached_property
     def facts(self) -> NodeFacts:
@@ -307,8 +316,6 @@ def _build(snapshot: NodeSnapshot, cluster: ClusterState | None, node_name: str 
     state = NodeState(
         snapshot=snapshot, cluster=cluster, node=node, node_origin=origin, rules=rules, views=views,
         decision=decision, api_problem=problem, insane=insane, usable=usable, unknown_rules=unknown,
-        identity=identity, families=proxied_families(snapshot, views, mode, usable, node), expected=None,
+        identity=identity, families=proxied_families(snapshot, views, mode, usable, node),
         primary=primary, secondary=secondary)
-    if usable is not None and not state.skip_kube_proxy:
-        state.expected = expected_for_node(usable, node, semantics=identity.semantics)
     return state
