@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kubectl_proxydoctor import modes as mode_packages
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.model import Packet, TraceResult
 from kubectl_proxydoctor.modes import MODES
@@ -32,7 +33,7 @@ def trace_mode(snapshot: NodeSnapshot, packet: Packet, mode: str) -> ModeTrace |
     if module is None or not hasattr(module, "trace"):
         return None
     try:
-        return ModeTrace(mode, list(module.trace(snapshot, packet)))
+        return ModeTrace(mode, list(mode_packages.trace_all(snapshot, packet, (mode,))))
     except ModuleNotFoundError as e:  # a tracer not installed in this build
         if (e.name or "").startswith("kubectl_proxydoctor.modes"):
             return None
