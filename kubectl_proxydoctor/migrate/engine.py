@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.errors import EXIT_USAGE, ParseError, ProxyDoctorError
+from kubectl_proxydoctor.exit_status import ExitStatus, Scope, status_of
 from kubectl_proxydoctor.migrate import (
     clusterip,
     config,
@@ -83,11 +84,13 @@ class Readiness:
 
 
 def verdict_of(results: list[CheckResult]) -> Verdict:
-    if any(r.status == "fail" for r in results):
-        return "not ready"
-    if any(r.status == "unknown" and r.essential for r in results):
-        return "could not tell"
-    return "ready"
+    """exit_status's fleet precedence: a check that fails (not ready) wins over an essential one
+    that could not tell."""
+    status = status_of(problem=any(r.status == "fail" for r in results),
+                       unknown=any(r.status == "unknown" and r.essential for r in results), scope=Scope.FLEET)
+    verdicts: dict[ExitStatus, Verdict] = {
+        ExitStatus.PROBLEM: "not ready", ExitStatus.UNKNOWN: "could not tell", ExitStatus.OK: "ready"}
+    return verdicts[status]
 
 
 def _guard(fn, scope: str, *args) -> list[CheckResult]:
