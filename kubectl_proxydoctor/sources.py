@@ -148,6 +148,20 @@ def _strip(reason: str) -> str:
     return reason.split(":", 1)[1].strip() if reason.startswith("unavailable:") else reason
 
 
+def read_failures(snapshot: NodeSnapshot) -> dict[str, str]:
+    """The sources the collector tried and could not read (privilege, tool, error), by the typed
+    state it recorded, else by ``classify``; "nothing there" is not a failure."""
+    out: dict[str, str] = {}
+    for key, reason in snapshot.sources.items():
+        if reason.startswith("ok"):
+            continue
+        recorded = snapshot.states.get(key)
+        typed = decode_state(recorded) if recorded else None
+        if (typed or classify(reason))[0] is Readability.UNREADABLE:
+            out[key] = reason
+    return out
+
+
 def source_state(snapshot: NodeSnapshot, file: str) -> SourceState:
     """Whether ``file`` was read, from the capture and meta.json's ``sources``."""
     if snapshot.has(file):

@@ -9,7 +9,8 @@ import typer
 
 from kubectl_proxydoctor.cli.app import app
 from kubectl_proxydoctor.cli.common import ContextOpt, ImageOpt, KubeconfigOpt, NodeOpt, collect_remote_node
-from kubectl_proxydoctor.errors import EXIT_OK, EXIT_UNREADABLE, ProxyDoctorError, UsageError
+from kubectl_proxydoctor.errors import ProxyDoctorError, UsageError
+from kubectl_proxydoctor.exit_status import status_of
 
 
 def _check_target(path: Path) -> None:
@@ -45,8 +46,8 @@ def collect(
         _check_target(output)
     except OSError as e:
         raise ProxyDoctorError(f"{output}: cannot use as output ({e.strerror or e})") from e
-    from kubectl_proxydoctor.cli.status import is_read_failure
     from kubectl_proxydoctor.collect.node import collect_node
+    from kubectl_proxydoctor.sources import read_failures
 
     if node is not None:
         if netns is not None:
@@ -63,8 +64,8 @@ def collect(
         written = snapshot.save(output)
     except OSError as e:
         raise ProxyDoctorError(f"{output}: cannot write the capture ({e.strerror or e})") from e
-    unreadable = {k: v for k, v in snapshot.sources.items() if is_read_failure(v)}
+    unreadable = read_failures(snapshot)
     typer.echo(f"wrote {written} ({len(snapshot.files) + 1} files{', redacted' if redact else ''})")
     for source, reason in sorted(snapshot.unavailable().items()):
         typer.echo(f"  {source}: {reason}", err=True)
-    raise typer.Exit(EXIT_UNREADABLE if unreadable else EXIT_OK)
+    raise typer.Exit(status_of(unknown=bool(unreadable)))

@@ -23,6 +23,7 @@ from kubectl_proxydoctor.cli.common import (
 )
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.exit_status import status_of
+from kubectl_proxydoctor.sources import read_failures
 
 if TYPE_CHECKING:
     from kubectl_proxydoctor.node_state import NodeState
@@ -293,6 +294,6 @@ def status(
 
         render_status(data)
     live = snapshot.origin == "live" or snapshot.origin.startswith("node/")
-    unknown = (live and any(is_read_failure(v) for v in data["unavailable"].values())) or (
+    unknown = (live and bool(read_failures(snapshot))) or (
         not data["rules"] and bool(data["rules_unknown"])) or bool(state.failed_rules)
     raise typer.Exit(status_of(unknown=unknown))
