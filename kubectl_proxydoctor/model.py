@@ -152,6 +152,8 @@ class ProgrammedView:
     source: str  # e.g. "iptables-nft", "iptables-legacy", "nftables", "ipvs"
     ports: dict[tuple[ServicePortName, int], ProgrammedPort] = field(default_factory=dict)
     raw: object | None = None  # the parsed ruleset the view was built from (mode-specific)
+    # rules of kube-proxy's chains in no layout the interpreter knows (iptables: modes.iptables.layout)
+    unknown_layout: list = field(default_factory=list)
 
     def port(self, name: ServicePortName, family: int = 4) -> ProgrammedPort | None:
         return self.ports.get((name, family))
