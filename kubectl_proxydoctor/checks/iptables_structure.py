@@ -284,8 +284,9 @@ def foreign_rules(ctx: CheckContext) -> Iterable[Finding]:
 
 
 def _foreign_in_kube_chain(view: ProgrammedView, chain, prefix: str) -> Iterable[Finding]:
+    unknown = {u.text for u in view.unknown_layout}  # kube-proxy's shape, unknown layout: not foreign
     for rule in chain.rules:
-        if _kube_proxy_wrote(rule):
+        if _kube_proxy_wrote(rule) or rule.text in unknown:
             continue
         name, shadowed = _shadowed(view, rule)
         address = f"{rule.dst.split('/')[0] if rule.dst else '*'}:{rule.dport or '*'}"
