@@ -30,6 +30,7 @@ and the frontends it reaches are not compared as drift.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.model import Frontend, ProgrammedPort, ProgrammedView, ServicePortName
@@ -204,9 +205,17 @@ def unknown_rule(rule) -> str | None:
 
 
 def _endpoint(value: str | None) -> bool:
+    """Is a DNAT --to-destination one ip:port (not a range, not an address alone)?"""
     from kubectl_proxydoctor.modes.iptables.view import split_endpoint
 
-    return bool(value) and split_endpoint(value) is not None  # type: ignore[arg-type]
+    ep = split_endpoint(value) if value else None
+    if ep is None:
+        return False
+    try:
+        ipaddress.ip_address(ep.ip)
+    except ValueError:
+        return False
+    return True
 
 
 def unknown_rules(ruleset) -> list[UnknownRule]:
