@@ -31,6 +31,7 @@ and the frontends it reaches are not compared as drift.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.model import Frontend, ProgrammedPort, ProgrammedView, ServicePortName
@@ -284,14 +285,14 @@ def mark_unknown(view: ProgrammedView, ruleset) -> list[UnknownRule]:
             if fe.unknown_layout:
                 continue
             for text in _walked(fe):
-                u = by_chain.get(_chain_of(text))
-                if u is not None:
-                    fe.unknown_layout = f"{u.message}: {u.text}"
+                hit = by_chain.get(_chain_of(text))
+                if hit is not None:
+                    fe.unknown_layout = f"{hit.message}: {hit.text}"
                     break
     return unknown
 
 
-def _walked(fe: Frontend):
+def _walked(fe: Frontend) -> Iterator[str]:
     yield from fe.evidence
     for t in fe.targets:
         yield from t.evidence
