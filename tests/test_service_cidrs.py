@@ -40,7 +40,9 @@ def _mismatches(report) -> list:
 @pytest.mark.parametrize("fixture", GENERATIONS, ids=lambda p: p.name)
 def test_rules_read_the_drop_of_unallocated_cluster_ips(fixture: Path) -> None:
     ruleset = load_ruleset(NodeSnapshot.load(fixture))
-    dropped = dropped_cidrs(ruleset.table("ip", "kube-proxy"))
+    table = ruleset.table("ip", "kube-proxy") if ruleset is not None else None
+    assert table is not None
+    dropped = dropped_cidrs(table)
     assert dropped is not None and dropped.cidrs == ["172.30.0.0/16"]
     assert dropped.rules == ['ip daddr 172.30.0.0/16 drop comment "Drop traffic to unallocated ClusterIPs"']
 
@@ -95,12 +97,13 @@ def test_live_read_of_service_cidrs(tmp_path: Path) -> None:
     with FakeApiServer([]) as server:  # not served: unknown, and no failure in the sources
         state = read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "a", {"x": server.url})))
     assert state.service_cidrs() is None and "list servicecidrs" not in state.sources
-    with _ServiceCidrServer([]) as server:
-        state = read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "b", {"x": server.url})))
+    served = _ServiceCidrServer([])
+    with served:
+        state = read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "b", {"x": served.url})))
         assert state.service_cidrs() == ["10.96.0.0/12"] and state.sources["list servicecidrs"] == "ok"
         assert state.servicecidrs[0]["kind"] == "ServiceCIDR"
-        server.answer = (403, status(403, "Forbidden", 'servicecidrs.networking.k8s.io is forbidden: User '
+        served.answer = (403, status(403, "Forbidden", 'servicecidrs.networking.k8s.io is forbidden: User '
                                                        '"x" cannot list resource "servicecidrs"'))
-        state = read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "c", {"x": server.url})))
+        state = read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "c", {"x": served.url})))
     assert state.service_cidrs() is None
     assert state.sources["list servicecidrs"].startswith("forbidden")
