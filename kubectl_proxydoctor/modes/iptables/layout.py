@@ -59,7 +59,7 @@ _MODULES = {
     "KUBE-FW-": frozenset({"comment"}),
     "KUBE-SEP-": _PROTOS | {"comment", "recent"},
     "KUBE-SERVICES": _PROTOS | {"comment", "addrtype"},
-    "KUBE-NODEPORTS": _PROTOS | {"comment", "nfacct"},
+    "KUBE-NODEPORTS": _PROTOS | {"comment", "nfacct", "addrtype"},  # addrtype: no release read, harmless
 }
 _TARGETS = {
     "KUBE-SVC-": ("KUBE-MARK-MASQ", "KUBE-SEP-"),
