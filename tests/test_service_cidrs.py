@@ -107,3 +107,29 @@ def test_live_read_of_service_cidrs(tmp_path: Path) -> None:
         state = read_cluster(kubeconfig=str(write_kubeconfig(tmp_path / "c", {"x": served.url})))
     assert state.service_cidrs() is None
     assert state.sources["list servicecidrs"].startswith("forbidden")
+
+
+def _without_drop_rule(tmp_path: Path, version: str | None) -> Path:
+    import shutil
+
+    capture = tmp_path / "cap"
+    shutil.copytree(UPSTREAM / "master", capture)
+    doc = json.loads((capture / "nft-ruleset.json").read_text())
+    doc["nftables"] = [o for o in doc["nftables"]
+                       if (o.get("rule") or {}).get("comment") != "Drop traffic to unallocated ClusterIPs"]
+    (capture / "nft-ruleset.json").write_text(json.dumps(doc))
+    (capture / "nft-ruleset.txt").unlink(missing_ok=True)
+    if version:
+        metric = f'kubernetes_build_info{{git_version="{version}"}} 1\n'
+        (capture / "kube-proxy-metrics.txt").write_text(metric)
+    return capture
+
+
+def test_no_drop_rule_is_a_warning_only_for_a_kube_proxy_that_watches_service_cidrs(tmp_path: Path) -> None:
+    cidr = _service_cidr("kubernetes", "172.30.0.0/16")
+    [finding] = _mismatches(_report(_without_drop_rule(tmp_path / "a", "v1.34.1"), cidr))
+    assert "has no drop of unallocated ClusterIPs" in finding.message and "v1.34.1" in finding.message
+    assert finding.evidence[0] == "chain cluster-ips-check has no drop rule"
+    # before 1.33 kube-proxy watches ServiceCIDRs only behind a feature gate; unknown version: no claim
+    assert _mismatches(_report(_without_drop_rule(tmp_path / "b", "v1.32.4"), cidr)) == []
+    assert _mismatches(_report(_without_drop_rule(tmp_path / "c", None), cidr)) == []

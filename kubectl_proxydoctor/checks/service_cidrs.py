@@ -13,7 +13,7 @@ from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding
 from kubectl_proxydoctor.modes.nftables.model import NftRuleset
-from kubectl_proxydoctor.modes.nftables.service_cidrs import dropped_cidrs, family_of, normalise
+from kubectl_proxydoctor.modes.nftables.service_cidrs import CHAIN, dropped_cidrs, family_of, normalise
 
 
 def _mode(ctx: CheckContext) -> str | None:
@@ -34,9 +34,12 @@ def service_cidr_mismatch(ctx: CheckContext) -> Iterable[Finding]:
     for ruleset in rulesets[:1]:  # both families' views share one ruleset
         for table in ruleset.kube_proxy_tables():
             dropped = dropped_cidrs(table)
-            if dropped is None or not dropped.cidrs:
+            if dropped is None:
                 continue
             want = [normalise(c) for c in cidrs if family_of(c) == table.family]
+            if not dropped.cidrs:
+                yield from _no_drop_rule(ctx, table.family, want, cidrs)
+                continue
             missing = [c for c in want if c not in dropped.cidrs]
             extra = [c for c in dropped.cidrs if c not in want]
             if not missing and not extra:
@@ -59,3 +62,30 @@ def service_cidr_mismatch(ctx: CheckContext) -> Iterable[Finding]:
                      f"(`{for_context(ctx).logs} | grep -i servicecidr`; it needs list and watch on "
                      "servicecidrs.networking.k8s.io), then "
                      f"restart it (`{for_context(ctx).restart}`) so it rewrites the rule."))
+
+
+SERVICE_CIDR_INFORMER = (1, 33)  # kube-proxy watches ServiceCIDRs by default (MultiCIDRServiceAllocator GA)
+
+
+def _no_drop_rule(ctx: CheckContext, family: str, want: list[str], cidrs: list[str]) -> Iterable[Finding]:
+    """No drop rule although the API has ServiceCIDRs: only a 1.33+ kube-proxy should have one (older
+    ones watch ServiceCIDRs only with the MultiCIDRServiceAllocator feature gate on)."""
+    from kubectl_proxydoctor.kube_proxy_version import version_evidence
+
+    evidence = version_evidence(ctx.snapshot, ctx.cluster)
+    minor = evidence[0].minor if evidence else None
+    if not want or minor is None or minor < SERVICE_CIDR_INFORMER:
+        return
+    pod = for_context(ctx)
+    yield Finding(
+        code="service-cidr-mismatch", severity="warning", mode="nftables",
+        message=(f"table {family} kube-proxy has no drop of unallocated ClusterIPs although the API's "
+                 f"ServiceCIDRs ({family}) are {', '.join(want)} and kube-proxy {evidence[0].version} "
+                 f"({evidence[0].source}) watches them (unless its MultiCIDRServiceAllocator feature gate "
+                 "is off): traffic to unallocated ClusterIPs is not dropped on this node (it follows the "
+                 "routing table)"),
+        evidence=[f"chain {CHAIN} has no drop rule", f"API ServiceCIDRs: {', '.join(cidrs)}",
+                  f"{evidence[0].source}: {evidence[0].detail}"],
+        fix=(f"Check kube-proxy's log for errors on ServiceCIDRs (`{pod.logs} | grep -i servicecidr`; it "
+             "needs list and watch on servicecidrs.networking.k8s.io) and its feature gates, then restart "
+             f"it (`{pod.restart}`)."))
