@@ -2,7 +2,7 @@
 
 Steps: interpret every mode's rules, decide which proxy runs the node, compute what the API says
 the node should have (expected.py), run the registered checks, and give every service port a
-status: ok | drift | not-programmed | not-expected.
+status: ok | drift | not-programmed | not-expected | unknown (rules in a layout not understood: not compared).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from kubectl_proxydoctor.snapshot import NodeSnapshot
 # finding codes that do not make a service port "drift" (the API's own choices, or things in front)
 ADVISORY_CODES = frozenset({"local-blackhole", "firewall-in-front"})
 # node-level checks that already explain a second backend's copy of a port
+# rules kube-proxy may write that the interpreter does not understand: a warning, never drift
+UNKNOWN_LAYOUT = "unknown-layout"
 LEFTOVER_CODES = frozenset({"backend-leftover", "mode-leftover"})
 
 
@@ -106,7 +108,10 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
         (f.service, f.port, f.protocol)
         for f in report.findings
         if f.severity in ("error", "warning") and f.code not in ADVISORY_CODES and f.service
+        and f.code != UNKNOWN_LAYOUT
     }
+    # rules not understood: the port is not compared (unknown)
+    not_understood = {(f.service, f.port, f.protocol) for f in report.findings if f.code == UNKNOWN_LAYOUT}
     out = []
     for name in sorted(set(programmed) | set(wanted), key=_name_key):
         exp, prog = wanted.get(name, []), programmed.get(name, [])
@@ -114,6 +119,8 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
             status = "not-programmed"
         elif prog and not exp:
             status = "not-expected"
+        elif (name.service, name.port, name.protocol) in not_understood:
+            status = "unknown"  # its rules were not compared: what else is said of them is unsure too
         elif (name.service, name.port, name.protocol) in drifting:
             status = "drift"
         else:

@@ -22,6 +22,10 @@ class ClusterState:
     configmaps: list[dict] = field(default_factory=list)  # kube-proxy / cilium-config
     daemonsets: list[dict] = field(default_factory=list)  # kube-proxy / cilium
     pods: list[dict] = field(default_factory=list)  # kube-proxy pods, when the capture holds them
+    # networking.k8s.io ServiceCIDRs (1.33 GA); read only when the API served them or api.json holds
+    # them (every 1.33+ cluster has the default "kubernetes" one): otherwise unknown, not empty
+    servicecidrs: list[dict] = field(default_factory=list)
+    servicecidrs_read: bool = False
     sources: dict[str, str] = field(default_factory=dict)  # "list services" -> "ok" | "forbidden: ..."
     origin: str = "live"
 
@@ -46,6 +50,9 @@ class ClusterState:
             attr = cls._KINDS.get(str(item.get("kind")))
             if attr:
                 getattr(state, attr).append(item)
+            elif item.get("kind") == "ServiceCIDR":
+                state.servicecidrs.append(item)
+                state.servicecidrs_read = True
         for attr in cls._KINDS.values():
             state.sources[f"list {attr}"] = "ok"
         return state
@@ -60,7 +67,7 @@ class ClusterState:
 
     def to_list(self) -> dict:
         items = [*self.services, *self.endpointslices, *self.nodes, *self.configmaps, *self.daemonsets,
-                 *self.pods]
+                 *self.pods, *self.servicecidrs]
         return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}
 
     def load_balancer_ips(self) -> set[str]:
@@ -71,6 +78,17 @@ class ClusterState:
                 if isinstance(ing, dict) and ing.get("ip"):
                     ips.add(str(ing["ip"]))
         return ips
+
+    def service_cidrs(self) -> list[str] | None:
+        """Every ServiceCIDR's spec.cidrs (what kube-proxy's informer joins), None when not read."""
+        if not self.servicecidrs_read:
+            return None
+        cidrs = []
+        for obj in self.servicecidrs:
+            for cidr in (obj.get("spec") or {}).get("cidrs") or []:
+                if isinstance(cidr, str) and cidr not in cidrs:
+                    cidrs.append(cidr)
+        return cidrs
 
     def node(self, name: str | None) -> dict | None:
         for n in self.nodes:

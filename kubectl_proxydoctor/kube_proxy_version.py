@@ -3,8 +3,9 @@
 Version evidence, strongest first: the running process's ``kubernetes_build_info{git_version}``
 metric, its ``/statusz`` page (``Binary version:``, 1.33+), a version in its captured command line,
 the kube-proxy DaemonSet's image tag from the API, and a ``kube_proxy_version`` the capture's
-meta.json records. The layout generation is read from the rules themselves: in iptables, nfacct
-counters appear with 1.31 and rules without comments mean large-cluster mode; in nftables, the
+meta.json records. The layout generation is read from the rules themselves: in iptables, the
+generation ``modes.iptables.layout`` names (nfacct counters from 1.31, rules without comments in
+large-cluster mode); in nftables, the
 generation ``modes.nftables.layout`` names (filter chains reworked in 1.34 and backported to 1.33.x,
 endpoint-less DNAT maps from 1.36). Where they disagree
 the report says so; the version (or, without one, the layout) decides which API semantics apply.
@@ -21,12 +22,10 @@ from kubectl_proxydoctor.kubeproxy_config import image_version
 
 STATUSZ_FILE = "kube-proxy-statusz.txt"
 CMDLINE_FILES = ("kube-proxy-cmdline.txt", "kube-proxy-cmdline")
-NFACCT_LOCALHOST = "localhost_nps_accepted_pkts"
-NFACCT_INVALID = "ct_state_invalid_dropped_pkts"
-LARGE_CLUSTER_ENDPOINTS = 1000  # kube-proxy's largeClusterEndpointsThreshold
 # the oldest release writing each nftables layout generation (modes.nftables.layout.GENERATIONS)
 NFT_MIN_VERSION = {"v1.29-v1.33": (1, 29), "v1.34-v1.35": (1, 33), "v1.36+": (1, 36)}
 
+NFACCT_SINCE = (1, 31)  # kube-proxy's iptables rules count with nfacct from this release
 _VERSION = re.compile(r"\bv?(\d+)\.(\d+)(?:\.(\d+))?([-+][0-9A-Za-z.+-]*)?")
 _BUILD_INFO = "kubernetes_build_info"
 
@@ -55,6 +54,8 @@ class Layout:
     min_version: tuple[int, int] | None = None
     large_cluster: bool = False
     evidence: list[str] = field(default_factory=list)
+    # iptables: kube-proxy's KUBE-FORWARD INVALID drop written without its nfacct counter
+    invalid_drop_uncounted: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -182,40 +183,16 @@ def from_meta(meta: dict) -> VersionEvidence | None:
 
 
 def iptables_layout(rulesets: list) -> Layout | None:
-    """The layout generation an iptables dump shows (None when it holds no kube-proxy service rules)."""
-    nfacct: list[str] = []
-    service_chains = 0
-    sep_rules = uncommented = 0
-    for rs in rulesets:
-        nat = rs.tables.get("nat")
-        flt = rs.tables.get("filter")
-        if nat is not None:
-            service_chains += sum(1 for c in nat.chains if c.startswith("KUBE-SVC-"))
-            for rule in nat.chains["KUBE-NODEPORTS"].rules if "KUBE-NODEPORTS" in nat.chains else []:
-                if rule.nfacct == NFACCT_LOCALHOST:
-                    nfacct.append(rule.text)
-                    break
-            for name, chain in nat.chains.items():
-                if name.startswith("KUBE-SEP-"):
-                    for rule in chain.rules:
-                        sep_rules += 1
-                        uncommented += rule.comment is None
-        if flt is not None and "KUBE-FORWARD" in flt.chains:
-            for rule in flt.chains["KUBE-FORWARD"].rules:
-                if rule.nfacct == NFACCT_INVALID:
-                    nfacct.append(rule.text)
-                    break
-    if not service_chains:
+    """The layout generation an iptables dump shows (None when it holds no kube-proxy service rules);
+    the knowledge per release is ``modes.iptables.layout``'s."""
+    from kubectl_proxydoctor.modes.iptables.layout import generation
+
+    gen = generation(rulesets)
+    if gen is None:
         return None
-    large = sep_rules > 0 and uncommented == sep_rules
-    evidence = list(nfacct)
-    if large:
-        evidence.append(f"{sep_rules} KUBE-SEP rules, none with a comment: large-cluster mode "
-                        f"(more than {LARGE_CLUSTER_ENDPOINTS} endpoints)")
-    if nfacct:
-        return Layout("iptables >= 1.31 (nfacct counters in the rules)", (1, 31), large, evidence)
-    evidence.append("no nfacct counter rules (kube-proxy < 1.31, or the kernel lacks nfnetlink_acct)")
-    return Layout("iptables without nfacct counters (the v1.30 layout)", None, large, evidence)
+    layout = Layout(gen.name, gen.min_version, gen.large_cluster, list(gen.evidence))
+    layout.invalid_drop_uncounted = gen.invalid_drop_uncounted
+    return layout
 
 
 def nftables_layout(snapshot) -> Layout | None:
@@ -271,6 +248,13 @@ def identify(snapshot, cluster=None, rulesets: list | None = None,
             f"version {ident.version} ({ident.source}) disagrees with the rules: they show the "
             f"{layout.generation} layout; the rules may be from another kube-proxy (a leftover, or a "
             "newer binary than the version source says)")
+    if (layout is not None and layout.invalid_drop_uncounted and ident.minor
+            and ident.minor >= NFACCT_SINCE):
+        ident.notes.append(
+            f"kube-proxy {ident.version} ({ident.source}) counts dropped INVALID packets with nfacct since "
+            f"1.31, but its rule has no counter ('{layout.invalid_drop_uncounted}'): the kernel lacks "
+            "nfnetlink_acct (or kube-proxy could not create the counter), so "
+            "kubeproxy_iptables_ct_state_invalid_dropped_packets_total does not count these drops")
     if ident.version is None:
         basis = (f"the oldest release with the {layout.generation} layout is assumed"
                  if layout is not None and layout.min_version else "v1.30 is assumed")

@@ -159,6 +159,8 @@ class ProgrammedView(Generic[RawT]):
     source: str  # e.g. "iptables-nft", "iptables-legacy", "nftables", "ipvs"
     ports: dict[tuple[ServicePortName, int], ProgrammedPort] = field(default_factory=dict)
     raw: RawT | None = None
+    # rules of kube-proxy's chains in no layout the interpreter knows (iptables: modes.iptables.layout)
+    unknown_layout: list = field(default_factory=list)
 
     def port(self, name: ServicePortName, family: int = 4) -> ProgrammedPort | None:
         return self.ports.get((name, family))

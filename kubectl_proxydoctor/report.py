@@ -11,7 +11,8 @@ from typing import Any, Literal
 from kubectl_proxydoctor.exit_status import ExitStatus, status_of
 from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
 
-PortStatus = Literal["ok", "drift", "not-programmed", "not-expected"]
+# "unknown": the port's rules are in a layout the interpreter does not understand (not compared)
+PortStatus = Literal["ok", "drift", "not-programmed", "not-expected", "unknown"]
 
 
 @dataclass
@@ -65,10 +66,11 @@ class NodeReport:
 
     @property
     def exit_code(self) -> ExitStatus:
-        """UNKNOWN (3) when an asked-for source (the API, the rules) could not be read, else PROBLEM
-        (1) on error findings, else OK (0): exit_status's node precedence."""
+        """UNKNOWN (3) when an asked-for source (the API, the rules) could not be read or rules are in
+        a layout not understood, else PROBLEM (1) on error findings, else OK (0): exit_status's node
+        precedence."""
         return status_of(problem=any(f.severity == "error" for f in self.findings),
-                         unknown=bool(self.unreadable))
+                         unknown=bool(self.unreadable) or any(f.code == "unknown-layout" for f in self.findings))
 
     def to_json(self) -> dict:
         return {

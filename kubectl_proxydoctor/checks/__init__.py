@@ -63,6 +63,17 @@ class CheckContext:
                    mode=state.kube_proxy_mode, skip_kube_proxy=state.skip_kube_proxy, node=state.node,
                    decision=state.decision, families=state.families)
 
+    def running_mode(self) -> str | None:
+        """NodeState's decided mode; for a bare context (tests, one check run alone), the mode
+        kube-proxy reports (/proxyMode capture), else meta.json's ``mode``."""
+        if self.mode:
+            return self.mode
+        text = self.snapshot.text("kube-proxy-mode.txt")
+        if text and text.strip():
+            return text.strip().lower()
+        mode = self.snapshot.meta.get("mode")
+        return str(mode).lower() if mode else None
+
     def drift_secondary(self) -> list[Finding]:
         """The drift findings from a second backend (empty when drift was not compared)."""
         return self.cache.drift.secondary if self.cache.drift is not None else []

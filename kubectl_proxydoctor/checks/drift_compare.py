@@ -303,11 +303,11 @@ class Comparison:
         for ef, frontends in self._match_frontends(exp, prog):
             want = set(exp.endpoints_for(ef.policy))
             for f in frontends:
+                if f.unknown_layout:
+                    continue  # rules not understood: reported as unknown layout, not as drift
                 self._frontend_attributes(exp, ef, f)
                 if ef.policy == "local" and self.expected.node is None:
                     continue  # which endpoints are local is unknown without the node's name
-                if f.unknown_layout:
-                    continue  # rules not understood: reported as unknown layout, not as drift
                 have = _active_targets(f)
                 if want and not f.targets and f.no_endpoints is None:
                     flushed.append((ef, f))

@@ -42,14 +42,6 @@ def _views(ctx: CheckContext) -> list[ProgrammedView]:
     return interpret(ctx.snapshot)
 
 
-def _current_mode(ctx: CheckContext) -> str | None:
-    mode = ctx.mode  # NodeState's decision (None for a bare context)
-    if mode:
-        return str(mode)
-    text = (ctx.snapshot.text("kube-proxy-mode.txt") or "").strip()
-    return text or ctx.snapshot.meta.get("mode")
-
-
 def _iptables_layout(view: ProgrammedView) -> bool:
     """True when this dump looks like kube-proxy's iptables mode (not IPVS's helper chains)."""
     tables = view.raw.tables.values()  # type: ignore[union-attr]
@@ -59,7 +51,7 @@ def _iptables_layout(view: ProgrammedView) -> bool:
 
 
 def _applies(ctx: CheckContext, view: ProgrammedView) -> bool:
-    mode = _current_mode(ctx)
+    mode = ctx.running_mode()
     if mode and mode not in ("iptables", "unknown"):
         return False  # another mode's leftovers are reported as mode-leftover elsewhere
     return _iptables_layout(view)
@@ -284,8 +276,9 @@ def foreign_rules(ctx: CheckContext) -> Iterable[Finding]:
 
 
 def _foreign_in_kube_chain(view: ProgrammedView, chain, prefix: str) -> Iterable[Finding]:
+    unknown = {u.text for u in view.unknown_layout}  # kube-proxy's shape, unknown layout: not foreign
     for rule in chain.rules:
-        if _kube_proxy_wrote(rule):
+        if _kube_proxy_wrote(rule) or rule.text in unknown:
             continue
         name, shadowed = _shadowed(view, rule)
         address = f"{rule.dst.split('/')[0] if rule.dst else '*'}:{rule.dport or '*'}"

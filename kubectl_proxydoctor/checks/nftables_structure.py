@@ -265,18 +265,6 @@ def unrecognised(ctx: CheckContext) -> Iterable[Finding]:
 # -- mode leftovers ----------------------------------------------------------------------------
 
 
-def current_mode(ctx: CheckContext) -> str | None:
-    """NodeState's decided mode; for a bare context, the mode kube-proxy reports (/proxyMode
-    capture), else meta.json's ``mode``."""
-    if ctx.mode:
-        return ctx.mode
-    text = ctx.snapshot.text("kube-proxy-mode.txt")
-    if text and text.strip():
-        return text.strip().lower()
-    mode = ctx.snapshot.meta.get("mode")
-    return str(mode).lower() if mode else None
-
-
 @check("nftables-mode-leftover")
 def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
     """kube-proxy's nftables tables loaded while kube-proxy runs in iptables or IPVS mode.
@@ -293,7 +281,7 @@ def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
 
 def mode_leftover_findings(ctx: CheckContext) -> list[Finding]:
     """The nftables leftover findings, from kube-proxy-mode.txt or meta.json's mode."""
-    mode = current_mode(ctx)
+    mode = ctx.running_mode()
     if mode is None or mode == MODE:
         return []
     ruleset = _ruleset(ctx)

@@ -31,6 +31,7 @@ _SLICES = ("endpointslices.discovery.k8s.io", "endpointslices", "EndpointSlice",
 _NODES = ("nodes", "nodes", "Node", "v1")
 _CONFIGMAPS = ("configmaps", "configmaps", "ConfigMap", "v1")
 _DAEMONSETS = ("daemonsets.apps", "daemonsets", "DaemonSet", "apps/v1")
+_SERVICECIDRS = ("servicecidrs.networking.k8s.io", "servicecidrs", "ServiceCIDR", "networking.k8s.io/v1")
 
 # optional objects in kube-system: (resource, name)
 OPTIONAL_OBJECTS = (
@@ -234,7 +235,31 @@ class ApiReader:
             self._get_into(state, resource, fn, {"name": name, "namespace": KUBE_SYSTEM},
                            f"{resource[1]}/{KUBE_SYSTEM}/{name}")
         self._get_referenced_config(state)
+        self._service_cidrs(state)
         return state
+
+    def _service_cidrs(self, state: ClusterState) -> None:
+        """ServiceCIDRs (networking.k8s.io/v1, GA in 1.33): not served (older API) leaves them unknown
+        without a failure; other failures are said in ``sources``."""
+        if self.unreachable:
+            return
+        from kubernetes import client
+
+        fn = client.NetworkingV1Api(self.target.client).list_service_cidr
+        try:
+            body = self._call(fn, {})
+        except Exception as e:
+            if getattr(e, "status", None) == 404:
+                return  # the API server does not serve networking.k8s.io/v1 servicecidrs
+            state.sources["list servicecidrs"] = self._failure(e, f"list {_SERVICECIDRS[0]}")
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            state.sources["list servicecidrs"] = (
+                f"error: list {_SERVICECIDRS[0]}: the API server sent something that is not a list")
+            return
+        state.servicecidrs = [_typed(i, _SERVICECIDRS) for i in body["items"] if isinstance(i, dict)]
+        state.servicecidrs_read = True
+        state.sources["list servicecidrs"] = "ok"
 
     def list_nodes(self, selector: str | None = None) -> tuple[list[dict], str]:
         """Every Node (matching the label ``selector``), paged, and "ok" or why it failed."""

@@ -85,7 +85,7 @@ class _Tally:
 
     def add(self, node: str, report: NodeReport) -> None:
         for status in report.services:
-            if status.status == "not-expected":
+            if status.status in ("not-expected", "unknown"):
                 continue
             key = (status.name.key, self._digest(status.expected_endpoints))
             programmed = self._digest(status.programmed_endpoints)

@@ -16,7 +16,7 @@ from kubectl_proxydoctor.report import NodeReport, ServiceStatus
 from kubectl_proxydoctor.words import plural
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-STATUS_STYLE = {"ok": "green", "not-programmed": "bold red", "not-expected": "bold red"}
+STATUS_STYLE = {"ok": "green", "not-programmed": "bold red", "not-expected": "bold red", "unknown": "yellow"}
 MAX_OK_ROWS = 200  # above this many service ports, the table lists only the ones that are not ok
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.report import NodeReport
 
-DRIFT_KINDS = ("drift", "not-programmed", "not-expected")  # ServiceStatus values other than "ok"
+DRIFT_KINDS = ("drift", "not-programmed", "not-expected")  # ServiceStatus values that are drift ("unknown" is not)
 FAMILIES = {4: "IPv4", 6: "IPv6"}  # kube-proxy's ip_family label values
 
 
@@ -154,7 +154,7 @@ def summarise(report: NodeReport, sync_wait: float = 60.0) -> Verdict:
     families = _families(report)
     verdict = Verdict(node=report.node, unreadable=list(report.unreadable), exit_code=report.exit_code)
     for status in report.services:
-        if status.status == "ok":
+        if status.status not in DRIFT_KINDS:  # ok, or unknown (rules not understood: not drift)
             continue
         verdict.unhealthy_services.add(status.name.service)
         for fam in sorted(families.get(status.name.key) or {4}):

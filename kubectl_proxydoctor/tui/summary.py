@@ -69,9 +69,9 @@ def header_text(report: NodeReport, origin: str = "") -> Text:
     text.append("\n")
     statuses = status_counts(report)
     text.append(f"{len(report.services)} ports", style="bold")
-    for status in ("ok", "drift", "not-programmed", "not-expected"):
+    for status in ("ok", "drift", "not-programmed", "not-expected", "unknown"):
         if statuses.get(status):
-            style = "green" if status == "ok" else ("yellow" if status == "not-expected" else "red")
+            style = "green" if status == "ok" else ("yellow" if status in ("not-expected", "unknown") else "red")
             text.append(f"  {statuses[status]} {status}", style=style)
     counts = severity_counts(report)
     text.append("  findings", style="dim")

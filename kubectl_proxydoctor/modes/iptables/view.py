@@ -20,7 +20,7 @@ from kubectl_proxydoctor.model import (
     ServicePortName,
     Target,
 )
-from kubectl_proxydoctor.modes.iptables import hashes
+from kubectl_proxydoctor.modes.iptables import hashes, layout
 from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
 
 MARK_MASQ = "KUBE-MARK-MASQ"
@@ -261,6 +261,7 @@ class Interpreter:
             for chain in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES"):
                 for rule in self.filter.chains[chain].rules if chain in self.filter.chains else []:
                     self._filter_rule(rule)
+        self.view.unknown_layout = layout.mark_unknown(self.view, self.rs)
         for pp in self.view.ports.values():
             pp.frontends.sort(key=_frontend_order)
         return self.view
