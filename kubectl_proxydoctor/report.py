@@ -69,8 +69,9 @@ class NodeReport:
         """UNKNOWN (3) when an asked-for source (the API, the rules) could not be read or rules are in
         a layout not understood, else PROBLEM (1) on error findings, else OK (0): exit_status's node
         precedence."""
+        not_understood = any(f.code == "unknown-layout" for f in self.findings)
         return status_of(problem=any(f.severity == "error" for f in self.findings),
-                         unknown=bool(self.unreadable) or any(f.code == "unknown-layout" for f in self.findings))
+                         unknown=bool(self.unreadable) or not_understood)
 
     def to_json(self) -> dict:
         return {

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.report import NodeReport
 
-DRIFT_KINDS = ("drift", "not-programmed", "not-expected")  # ServiceStatus values that are drift ("unknown" is not)
+# ServiceStatus values that are drift ("ok" and "unknown", rules not understood, are not)
+DRIFT_KINDS = ("drift", "not-programmed", "not-expected")
 FAMILIES = {4: "IPv4", 6: "IPv6"}  # kube-proxy's ip_family label values
 
 

@@ -14,7 +14,8 @@ from kubectl_proxydoctor.model import SEVERITY_ORDER, Finding
 from kubectl_proxydoctor.report import NodeReport, ServiceStatus
 
 # status -> severity it implies when no finding names the port
-STATUS_SEVERITY = {"ok": None, "drift": "error", "not-programmed": "error", "not-expected": "warning", "unknown": "warning"}
+STATUS_SEVERITY = {"ok": None, "drift": "error", "not-programmed": "error", "not-expected": "warning",
+                   "unknown": "warning"}
 SHORT_TYPES = {"LoadBalancer": "LB", "ExternalName": "ExtName"}
 
 

@@ -71,7 +71,7 @@ def header_text(report: NodeReport, origin: str = "") -> Text:
     text.append(f"{len(report.services)} ports", style="bold")
     for status in ("ok", "drift", "not-programmed", "not-expected", "unknown"):
         if statuses.get(status):
-            style = "green" if status == "ok" else ("yellow" if status in ("not-expected", "unknown") else "red")
+            style = {"ok": "green", "not-expected": "yellow", "unknown": "yellow"}.get(status, "red")
             text.append(f"  {statuses[status]} {status}", style=style)
     counts = severity_counts(report)
     text.append("  findings", style="dim")
