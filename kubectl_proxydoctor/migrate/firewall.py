@@ -132,7 +132,7 @@ def host_firewall(ctx: MigrateContext, node: NodeInput) -> list[CheckResult]:
     seen: list[str] = []
     text = node.snapshot.text("nft-ruleset.json")
     if text and text.strip():
-        from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text
+        from kubectl_proxydoctor.formats.nft_parse import parse_ruleset_text
 
         try:
             ruleset = parse_ruleset_text(text)
