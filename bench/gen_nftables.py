@@ -273,9 +273,9 @@ def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: l
         vmap = ", ".join(f"{i} : goto {ep_chains[e.ip]}" for i, e in enumerate(members))
         rules.append(f"add rule {TABLE} {chain} numgen random mod {len(members)} vmap {{ {vmap} }}")
     for e in eps:
-        chain = ep_chains.get(e.ip)
-        if chain is None:
+        if e.ip not in ep_chains:
             continue
+        chain = ep_chains[e.ip]
         if not newest:
             rules.append(f"add rule {TABLE} {chain} ip saddr {e.ip} jump mark-for-masquerade")
         if svc.affinity_seconds:

@@ -383,8 +383,13 @@ def cli_runner(netns: str | None = None) -> Runner:
                 raise _Unavailable(f"cannot run {e.filename}") from e
             assert proc.stdout is not None
             expired = threading.Event()
+
+            def stop() -> None:
+                expired.set()
+                proc.kill()
+
             if watch is not None:
-                watch.on_expiry(lambda: (expired.set(), proc.kill()))
+                watch.on_expiry(stop)
             try:
                 failure = pump(proc.stdout.fileno(), sink)
             finally:

@@ -207,8 +207,8 @@ def part_matches(pattern: KeyPart, value: KeyPart) -> bool:
         try:
             if isinstance(lo, int):
                 return lo <= int(value) <= hi
-            addr = ipaddress.ip_address(str(value))
-            return ipaddress.ip_address(lo) <= addr <= ipaddress.ip_address(hi)
+            addr, first, last = (ipaddress.ip_address(str(v)) for v in (value, lo, hi))
+            return addr.version == first.version == last.version and int(first) <= int(addr) <= int(last)
         except (ValueError, TypeError):
             return False
     return pattern == value
