@@ -13,8 +13,9 @@ by side in one run, ``--repeat`` rounds of:
 
 Each figure is the best of the rounds: wall time, and the peak RSS of the process (os.wait4:
 the largest of the process and the children it waited for; nft's own RSS for the listing). The
-ratio is (collect + check) / listing. The services reported not ok must be exactly the drifted ones
-plus those whose generated external IP:port clashes with an earlier service's (``conflicts``).
+ratio is (collect + check) / listing. The services reported not ok must be the drifted ones, and
+beyond them only services whose generated external IP:port clashes with an earlier service's
+(``conflicts``).
 Needs root. Loading takes most of the time: 1k and 5k in both layouts (the default) take about
 6 min here; 10k x 10 in the v1.30 layout loads in ~6.5 min alone (the kernel's commit), and each
 listing then takes 25-55 s.
@@ -74,18 +75,17 @@ def drift(cluster: GenCluster, count: int) -> set[str]:
 
 
 def conflicts(cluster: GenCluster) -> set[str]:
-    """Services that lose an external IP:port to an earlier service claiming the same one (the
-    generator can draw the same external IP twice; only the first is programmed, as nft refuses a
-    duplicate map key): check rightly reports those too."""
-    seen: set[tuple[str, str, int]] = set()
+    """Services that may lose an external IP:port to an earlier service claiming the same one (the
+    generator can draw the same external IP twice; nft refuses a duplicate key in one map, so only
+    the first is programmed there): check rightly reports those that lost one, and may."""
+    owner: dict[tuple[str, str, int], str] = {}
     losers: set[str] = set()
     for svc in cluster.services:
+        name = f"{svc.namespace}/{svc.name}"
         for ip in [*svc.external_ips, *svc.lb_ips]:
             for port in svc.ports:
-                key = (ip, port.protocol, port.port)
-                if key in seen:
-                    losers.add(f"{svc.namespace}/{svc.name}")
-                seen.add(key)
+                if owner.setdefault((ip, port.protocol, port.port), name) != name:
+                    losers.add(name)
     return losers
 
 
@@ -173,7 +173,7 @@ def main() -> int:
     for n in args.services:
         for layout in args.layouts:
             r = bench_one(n, args.endpoints, layout, args.repeat, args.drift)
-            good = r["found"] == r["drifted"] and r["clashes found"] == r["clashing"] and not r["extra"]
+            good = r["found"] == r["drifted"] and not r["extra"]
             ok &= (good and r["ratio"] <= TARGET_RATIO and r["collect rss ratio"] <= TARGET_RSS
                    and r["check rss ratio"] <= TARGET_RSS)
             cells = " | ".join(f"{r[k + ' s']:>6.2f}s {r[k + ' MB']:>6.0f}MB"
