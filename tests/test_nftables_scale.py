@@ -133,3 +133,22 @@ def test_generated_layouts_read_back_with_every_endpoint(netns, layout):
     got = {name.key: sorted(str(e) for e in port.endpoints) for (name, _family), port in view.ports.items()}
     expected = {k: sorted(v) for k, v in expected_ports(cluster).items()}
     assert got == expected
+
+
+def test_without_net_admin_the_table_list_is_unavailable_needing_root():
+    """Root with CAP_NET_ADMIN dropped (setpriv): the kernel refuses the netlink dump, and the
+    iptables collector says the table list needs root, not "no tables"."""
+    import shutil
+    import sys
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux)")
+    code = ("from kubectl_proxydoctor.collect import CollectContext\n"
+            "from kubectl_proxydoctor.collect.iptables import _nft_tables\n"
+            "ctx = CollectContext()\n"
+            "print(_nft_tables(ctx), ctx.sources['nft list tables'])\n")
+    done = subprocess.run(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", sys.executable,
+                           "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ("None unavailable: needs root (CAP_NET_ADMIN): nftables netlink dump: "
+                                   "Operation not permitted")
