@@ -152,3 +152,22 @@ def test_without_net_admin_the_table_list_is_unavailable_needing_root():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == ("None unavailable: needs root (CAP_NET_ADMIN): nftables netlink dump: "
                                    "Operation not permitted")
+
+
+def test_a_finished_discovery_sizes_the_listing_running_beside_it():
+    """With libnftables, discovery runs in an nft process alongside the big listing: its chain
+    counts reach the listing's limit and progress as soon as it is done, a failed one gives none."""
+    from concurrent.futures import Future
+
+    done: Future = Future()
+    listing = nftcollect.Listing("list chains")
+    listing.feed("table ip kube-proxy {\n\tchain a {\n\t}\n\tchain b {\n\t}\n}\n")
+    done.set_result(listing)
+    sizes = nftcollect.Sizes()
+    nftcollect._count_chains(done, sizes)
+    assert sizes.chains_of("list table ip kube-proxy")() == 2
+    failed: Future = Future()
+    failed.set_result(nftcollect.Listing("list chains", rc=1, err="Error: boom"))
+    other = nftcollect.Sizes()
+    nftcollect._count_chains(failed, other)
+    assert other.chains is None

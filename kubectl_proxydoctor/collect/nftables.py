@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.collect import CollectContext
@@ -206,6 +206,8 @@ def _kube_proxy_tables(runner: Runner, alongside: Runner | None, on_chain_done: 
     if alongside is not None:
         with ThreadPoolExecutor(max_workers=1) as pool:
             discovery = pool.submit(list_with, alongside, chains_cmd, False, False)
+            # the big listing's progress and limit know its size as soon as discovery is done
+            discovery.add_done_callback(lambda done: _count_chains(done, sizes))
             first, cmd = kube_proxy.pop(0)
             listings.append((first, table_listing(cmd)))
             try:
@@ -217,6 +219,14 @@ def _kube_proxy_tables(runner: Runner, alongside: Runner | None, on_chain_done: 
     present, hooked = _tables(_checked(chains), sizes)
     listings += [(t, table_listing(cmd)) for t, cmd in kube_proxy if t in present]
     return listings, hooked
+
+
+def _count_chains(done: Future[Listing], sizes: Sizes) -> None:
+    """Fill ``sizes`` from a finished discovery (nothing when it failed: the caller says why)."""
+    try:
+        _tables(_checked(done.result()), sizes)
+    except (_Unavailable, OSError):
+        pass
 
 
 def _document(listings: Listings) -> tuple[str, NftRuleset | None]:
