@@ -16,9 +16,10 @@ the largest of the process and the children it waited for; nft's own RSS for the
 ratio is (collect + check) / listing. The services reported not ok must be the drifted ones, and
 beyond them only services whose generated external IP:port clashes with an earlier service's
 (``conflicts``).
-Needs root. Loading takes most of the time: 1k and 5k in both layouts (the default) take about
-6 min here; 10k x 10 in the v1.30 layout loads in ~6.5 min alone (the kernel's commit), and each
-listing then takes 25-55 s.
+Needs root. The default (1k and 5k, both layouts) takes about 6 min here, most of it loading the
+rules (the kernel's commit). ``--services 10000`` takes about 30 min with ``--repeat 3`` on this
+2-core machine under load: the v1.30 layout alone loads in 6.5 min, and each round is a listing
+(25-80 s), a collect (40-90 s) and a check (12-25 s); v1.36 loads in 3 min.
 
     python bench/bench_nftables.py [--services 1000 5000] [--layouts v1.30 v1.36] [--repeat 3]
 """
