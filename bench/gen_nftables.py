@@ -1,13 +1,19 @@
-"""Generate the nftables ruleset kube-proxy v1.30 writes (pkg/proxy/nftables/proxier.go) for a
-generated cluster (bench/generate.py's service model), as an ``nft -f`` script of ``add`` commands
-in the order kube-proxy's transaction uses (chains, then sets/maps and elements, then rules).
+"""Generate the nftables ruleset kube-proxy writes (pkg/proxy/nftables/proxier.go) for a generated
+cluster (bench/generate.py's service model), as an ``nft -f`` script of ``add`` commands in the
+order kube-proxy's transaction uses (chains, then sets/maps and elements, then rules).
+
+Two layouts (modes/nftables/layout.py): ``v1.30`` (every service port has endpoint chains, jumps
+to ``mark-for-masquerade``) and ``v1.36`` (the newest: services without session affinity DNAT
+straight from ``numgen random mod N map { i : ip . port }`` with no endpoint chains; marks inline;
+``hairpin-connections`` set; pre-DNAT filter chains), as tests/fixtures/upstream/nftables/master.
 
     from bench.generate import generate_cluster
     from bench.gen_nftables import nft_script, expected_ports
     cluster = generate_cluster(services=1000, endpoints=10, seed=1)
     text = nft_script(cluster)          # load with: nft -f FILE (inside a network namespace)
+    newest = nft_script(cluster, layout="v1.36")
 
-Command line: ``python bench/gen_nftables.py --services 1000 --endpoints 10 --out FILE``.
+Command line: ``python bench/gen_nftables.py --services 1000 --endpoints 10 [--layout v1.36] --out FILE``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from bench.generate import NODE, GenCluster, GenPort, GenService, generate_clust
 
 TABLE = "ip kube-proxy"
 MARK = "0x00004000"
+SERVICE_CIDR = "10.96.0.0/12"  # bench/generate.py's cluster IPs start at 10.96.0.10
+LAYOUTS = ("v1.30", "v1.36")
 
 SKELETON = "\n".join([
     'add table ip kube-proxy { comment "rules for kube-proxy" ; }',
@@ -86,6 +94,38 @@ SKELETON = "\n".join([
 ])
 
 
+_V130_ONLY = ("kube-proxy filter-", "mark-for-masquerade", "kube-proxy masquerading ",
+              "kube-proxy cluster-ips-check ", "kube-proxy services ip")
+SKELETON_V136 = "\n".join([
+    *(line for line in SKELETON.splitlines() if line and not any(k in line for k in _V130_ONLY)),
+    'add chain ip kube-proxy filter-prerouting-pre-dnat { type filter hook prerouting '
+    'priority dstnat - 10 ; }',
+    'add chain ip kube-proxy filter-output-pre-dnat { type filter hook output priority -110 ; }',
+    'add chain ip kube-proxy filter-forward { type filter hook forward priority filter ; }',
+    'add chain ip kube-proxy filter-input { type filter hook input priority filter ; }',
+    'add chain ip kube-proxy filter-output { type filter hook output priority filter ; }',
+    'add set ip kube-proxy hairpin-connections { type ipv4_addr . ipv4_addr . inet_proto . inet_service ; '
+    'comment "service hairpin connections" ; }',
+    'add rule ip kube-proxy filter-prerouting-pre-dnat ct state new jump firewall-check',
+    'add rule ip kube-proxy filter-output-pre-dnat ct state new jump firewall-check',
+    'add rule ip kube-proxy filter-forward ct state new jump service-endpoints-check',
+    'add rule ip kube-proxy filter-forward ct state new jump cluster-ips-check',
+    'add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check',
+    'add rule ip kube-proxy filter-input ct state new jump service-endpoints-check',
+    'add rule ip kube-proxy filter-output ct state new jump service-endpoints-check',
+    'add rule ip kube-proxy filter-output ct state new jump cluster-ips-check',
+    f'add rule ip kube-proxy masquerading meta mark & {MARK} != 0 meta mark set meta mark ^ {MARK} '
+    'masquerade fully-random',
+    'add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr . meta l4proto . th dport '
+    '@hairpin-connections masquerade fully-random',
+    'add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic '
+    'to invalid ports of ClusterIPs"',
+    f'add rule ip kube-proxy cluster-ips-check ip daddr {SERVICE_CIDR} drop comment "Drop traffic to '
+    'unallocated ClusterIPs"',
+    "", "",
+])
+
+
 def chain_base(svc: GenService, port: GenPort, endpoint: str | None = None) -> str:
     """kube-proxy's hashAndTruncate name: HASH-ns/svc/proto/port[__ip/port]."""
     name = f"{svc.namespace}/{svc.name}/{port.protocol.lower()}/{port.name}"
@@ -95,8 +135,12 @@ def chain_base(svc: GenService, port: GenPort, endpoint: str | None = None) -> s
     return f"{digest}-{name}"
 
 
-def nft_script(cluster: GenCluster) -> str:
-    """The ``nft -f`` script for ``table ip kube-proxy`` after kube-proxy synced ``cluster``."""
+def nft_script(cluster: GenCluster, layout: str = "v1.30") -> str:
+    """The ``nft -f`` script for ``table ip kube-proxy`` after kube-proxy (``layout``: one of
+    LAYOUTS) synced ``cluster``."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r} (one of {', '.join(LAYOUTS)})")
+    newest = layout == "v1.36"
     chains: list[str] = []
     sets: list[str] = []
     elements: list[str] = []
@@ -104,8 +148,16 @@ def nft_script(cluster: GenCluster) -> str:
     elements.append(f"add element {TABLE} nodeport-ips {{ {cluster.node_ip} }}")
     for svc in cluster.services:
         for port in svc.ports:
-            _service_port(cluster, svc, port, chains, sets, elements, rules)
-    return SKELETON + "\n".join([*chains, *sets, *_unique_keys(elements), *rules]) + "\n"
+            _service_port(cluster, svc, port, chains, sets, elements, rules, newest)
+    if newest:
+        rules.insert(0, f"add rule {TABLE} services ip daddr @cluster-ips ip saddr != {cluster.pod_cidr} "
+                        f'meta mark set meta mark | {MARK} comment "masquerade clusterIP traffic from '
+                        'outside cluster"')
+        rules[1:1] = [f"add rule {TABLE} services ip daddr . meta l4proto . th dport vmap @service-ips",
+                      f"add rule {TABLE} services ip daddr @nodeport-ips meta l4proto . th dport vmap "
+                      "@service-nodeports"]
+    skeleton = SKELETON_V136 if newest else SKELETON
+    return skeleton + "\n".join([*chains, *sets, *_unique_keys(elements), *rules]) + "\n"
 
 
 def _unique_keys(elements: list[str]) -> list[str]:
@@ -124,7 +176,8 @@ def _unique_keys(elements: list[str]) -> list[str]:
 
 
 def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: list[str], sets: list[str],
-                  elements: list[str], rules: list[str]) -> None:
+                  elements: list[str], rules: list[str], newest: bool = False) -> None:
+    """One service port's chains, sets, elements and rules (``newest``: the v1.36 layout)."""
     proto = port.protocol.lower()
     name = svc.port_name(port)
     eps = ready(svc)
@@ -141,7 +194,10 @@ def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: l
     has_external = bool(local) if etp_local else has_endpoints
     uses_ext = has_endpoints and external
     ext_verdict = "goto reject-chain" if not has_endpoints else "drop"
-    ep_chains = {e.ip: f"endpoint-{chain_base(svc, port, f'{e.ip}/{port.target_port}')}" for e in eps}
+    # v1.36: endpoint chains only for session affinity (the others DNAT from a numgen map)
+    ep_chains = {e.ip: f"endpoint-{chain_base(svc, port, f'{e.ip}/{port.target_port}')}" for e in eps
+                 if svc.affinity_seconds or not newest}
+    masq = f'meta mark set meta mark | {MARK} comment "masquerade"' if newest else "jump mark-for-masquerade"
     aff_sets = {ip: c.replace("endpoint-", "affinity-", 1) for ip, c in ep_chains.items()}
 
     # kube-proxy's order (ensureChain in syncProxyRules): the endpoint chains, then the service,
@@ -178,16 +234,20 @@ def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: l
             elements.append(f'add element {TABLE} no-endpoint-nodeports {{ {k} comment "{name}" '
                             f': {ext_verdict} }}')
 
-    if has_endpoints:
+    if newest:  # hairpin: a local endpoint reaching itself through the service is masqueraded
+        elements.extend(f"add element {TABLE} hairpin-connections {{ {e.ip} . {e.ip} . {proto} . "
+                        f"{port.target_port} }}" for e in local)
+    if has_endpoints and not newest:  # v1.36: one rule in the services chain for every cluster IP
         rules.append(f"add rule {TABLE} {svc_chain} ip daddr {svc.cluster_ip} {proto} dport {port.port} "
                      f"ip saddr != {cluster.pod_cidr} jump mark-for-masquerade")
     if uses_ext:
         if not etp_local:
-            rules.append(f"add rule {TABLE} {ext_chain} jump mark-for-masquerade")
+            rules.append(f"add rule {TABLE} {ext_chain} {masq}")
         else:
             rules.append(f'add rule {TABLE} {ext_chain} ip saddr {cluster.pod_cidr} goto {svc_chain} '
                          f'comment "short-circuit pod traffic"')
-            rules.append(f'add rule {TABLE} {ext_chain} fib saddr type local jump mark-for-masquerade '
+            local_masq = f"meta mark set meta mark | {MARK}" if newest else "jump mark-for-masquerade"
+            rules.append(f'add rule {TABLE} {ext_chain} fib saddr type local {local_masq} '
                          f'comment "masquerade local traffic"')
             rules.append(f'add rule {TABLE} {ext_chain} fib saddr type local goto {svc_chain} '
                          f'comment "short-circuit local traffic"')
@@ -202,14 +262,22 @@ def _service_port(cluster: GenCluster, svc: GenService, port: GenPort, chains: l
     for chain, members in policy_chains:
         if not members:
             continue
+        if newest and not svc.affinity_seconds:
+            targets = ", ".join(f"{i} : {e.ip} . {port.target_port}" for i, e in enumerate(members))
+            rules.append(f"add rule {TABLE} {chain} meta l4proto {proto} dnat ip to numgen random mod "
+                         f"{len(members)} map {{ {targets} }}")
+            continue
         if svc.affinity_seconds:
             rules.extend(f"add rule {TABLE} {chain} ip saddr @{aff_sets[e.ip]} goto {ep_chains[e.ip]}"
                          for e in members)
         vmap = ", ".join(f"{i} : goto {ep_chains[e.ip]}" for i, e in enumerate(members))
         rules.append(f"add rule {TABLE} {chain} numgen random mod {len(members)} vmap {{ {vmap} }}")
     for e in eps:
+        if e.ip not in ep_chains:
+            continue
         chain = ep_chains[e.ip]
-        rules.append(f"add rule {TABLE} {chain} ip saddr {e.ip} jump mark-for-masquerade")
+        if not newest:
+            rules.append(f"add rule {TABLE} {chain} ip saddr {e.ip} jump mark-for-masquerade")
         if svc.affinity_seconds:
             rules.append(f"add rule {TABLE} {chain} update @{aff_sets[e.ip]} {{ ip saddr }}")
         rules.append(f"add rule {TABLE} {chain} meta l4proto {proto} dnat to {e.ip}:{port.target_port}")
@@ -226,10 +294,11 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--endpoints", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--layout", choices=LAYOUTS, default="v1.30")
     ap.add_argument("--out", required=True, help="nft script file to write")
     args = ap.parse_args()
     cluster = generate_cluster(args.services, args.endpoints, seed=args.seed)
-    Path(args.out).write_text(nft_script(cluster))
+    Path(args.out).write_text(nft_script(cluster, args.layout))
     print(f"{args.out}: {len(cluster.services)} services, {cluster.endpoint_count} endpoints")
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect import nftables as nftcollect
+from kubectl_proxydoctor.formats.nft_parse import parse_ruleset, parse_ruleset_text
 from kubectl_proxydoctor.modes.nftables import interpret
-from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset, parse_ruleset_text
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.test_nftables_expect import FIXTURES
 
@@ -196,7 +196,7 @@ import json
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect import nftables as n
 from kubectl_proxydoctor.collect.libnftables import LibNftables
-from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text
+from kubectl_proxydoctor.formats.nft_parse import parse_ruleset_text
 
 runner = n._runner(None)
 ctx = CollectContext()

@@ -138,8 +138,8 @@ def _walked_and_plain(items: list) -> tuple:
     """(views, problems) of ``items`` parsed with chains walked while read, then without."""
     import copy
 
+    from kubectl_proxydoctor.formats.nft_parse import RulesetBuilder
     from kubectl_proxydoctor.modes.nftables.interpreter import interpret_ruleset, note_chain_done
-    from kubectl_proxydoctor.modes.nftables.parse import RulesetBuilder
     from tests.test_nftables_collect import _summary
 
     out = []

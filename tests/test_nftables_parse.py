@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from kubectl_proxydoctor.checks import CheckContext, load_checks, run_checks
 from kubectl_proxydoctor.errors import ParseError, ProxyDoctorError
+from kubectl_proxydoctor.formats.nft_model import priority_text
+from kubectl_proxydoctor.formats.nft_parse import parse_ruleset, parse_ruleset_text
 from kubectl_proxydoctor.model import Packet
 from kubectl_proxydoctor.modes.nftables import interpret, trace
-from kubectl_proxydoctor.modes.nftables.model import priority_text
-from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset, parse_ruleset_text
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.test_nftables_expect import FIXTURES
 

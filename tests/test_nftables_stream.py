@@ -9,8 +9,8 @@ import random
 import pytest
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text
-from kubectl_proxydoctor.modes.nftables.stream import ItemStream, parse_stream
+from kubectl_proxydoctor.formats.nft_parse import parse_ruleset_text
+from kubectl_proxydoctor.formats.nft_stream import ItemStream, parse_stream
 from tests.test_nftables_expect import FIXTURES
 
 CAPTURES = sorted(p.name for p in FIXTURES.iterdir() if (p / "nft-ruleset.json").exists())

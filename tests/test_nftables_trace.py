@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from kubectl_proxydoctor.formats.nft_parse import parse_ruleset
 from kubectl_proxydoctor.model import Endpoint, Packet
 from kubectl_proxydoctor.modes import trace_all
 from kubectl_proxydoctor.modes.nftables import trace
-from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset
 from kubectl_proxydoctor.modes.nftables.tracer import trace_ruleset
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.test_nftables_expect import FIXTURES, fixture_dirs, traffic

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from kubectl_proxydoctor import proxy_mode
+from kubectl_proxydoctor.formats.nft_parse import FILENAME, RULESET_KEY, parse_ruleset_text
 from kubectl_proxydoctor.modes.nftables.interpreter import load_ruleset
-from kubectl_proxydoctor.modes.nftables.parse import FILENAME, RULESET_KEY, parse_ruleset_text
 from kubectl_proxydoctor.proxy_mode import (
     IPTABLES_SERVICE_CHAIN,
     decide,

@@ -18,6 +18,14 @@ from dataclasses import dataclass
 
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.formats.nft_model import (
+    NftChain,
+    NftRule,
+    NftRuleset,
+    NftTable,
+    is_ip_text,
+    priority_text,
+)
 from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding, Frontend, ProgrammedView, ServicePortName
 from kubectl_proxydoctor.modes.nftables.layout import (
@@ -31,14 +39,6 @@ from kubectl_proxydoctor.modes.nftables.layout import (
     dnat_statement,
     generation,
     unknown_rule,
-)
-from kubectl_proxydoctor.modes.nftables.model import (
-    NftChain,
-    NftRule,
-    NftRuleset,
-    NftTable,
-    is_ip_text,
-    priority_text,
 )
 
 MODE = "nftables"
@@ -445,7 +445,7 @@ def _rule_verdict(rule: NftRule) -> tuple[str | None, str | None]:
 
 def _rule_scope(rule: NftRule, fe: Frontend, local: set[str]) -> tuple[str, list[str]]:
     """Whether the rule's matches select all, some ("depends on ...") or none of fe's new connections."""
-    from kubectl_proxydoctor.modes.nftables.render import render_stmt
+    from kubectl_proxydoctor.formats.nft_render import render_stmt
 
     unknown: list[str] = []
     for stmt in rule.expr:
@@ -505,8 +505,8 @@ def _frontend_values(left: object, fe: Frontend, local: set[str]) -> list | None
 
 
 def _contains(right: object, value: object) -> bool | None:
-    from kubectl_proxydoctor.modes.nftables.model import part_matches
-    from kubectl_proxydoctor.modes.nftables.parse import key_part
+    from kubectl_proxydoctor.formats.nft_model import part_matches
+    from kubectl_proxydoctor.formats.nft_parse import key_part
 
     if value == "<other protocol>":
         return False

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kubectl_proxydoctor.checks import CheckContext, check
+from kubectl_proxydoctor.formats.nft_model import NftRuleset
 from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding
-from kubectl_proxydoctor.modes.nftables.model import NftRuleset
 from kubectl_proxydoctor.modes.nftables.service_cidrs import CHAIN, dropped_cidrs, family_of, normalise
 
 

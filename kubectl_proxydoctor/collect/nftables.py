@@ -10,8 +10,12 @@ iptables-mode node. The listings are merged as text (no JSON round trip) into on
 ``{"nftables": [...]}`` document in the shape of ``nft -j list ruleset``, stored as
 ``nft-ruleset.json``. Only single ``list`` commands are run (the runners refuse anything else).
 
-Each listing is parsed while nft prints it (modes/nftables/stream.py); the parsed ruleset is handed
+Each listing is parsed while nft prints it (formats/nft_stream.py); the parsed ruleset is handed
 to the snapshot with the text, so interpreting does not decode the 10 MB again.
+
+No fixed time limit: a listing of the ``nft`` binary may take as long as its table's size needs
+(``time_limit``: the kernel's rule dump grows with the square of the table), and a read over a few
+seconds says on stderr what it is waiting for (``Watch``).
 """
 
 from __future__ import annotations
@@ -23,28 +27,34 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect.libnftables import read_only
+from kubectl_proxydoctor.collect.nft_watch import Watch
 from kubectl_proxydoctor.collect.pipes import pump
 from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.formats.nft_model import NftRuleset
+from kubectl_proxydoctor.formats.nft_parse import (
+    FILENAME,
+    RULESET_KEY,
+    ChainHook,
+    RulesetBuilder,
+    live_chain_hook,
+)
+from kubectl_proxydoctor.formats.nft_stream import ItemStream
 from kubectl_proxydoctor.gcpause import gc_paused
-from kubectl_proxydoctor.modes.nftables.interpreter import note_chain_done
-from kubectl_proxydoctor.modes.nftables.model import NftRuleset
-from kubectl_proxydoctor.modes.nftables.parse import FILENAME, RULESET_KEY, RulesetBuilder
-from kubectl_proxydoctor.modes.nftables.stream import ItemStream
 
 SOURCE = "nftables"
 KUBE_PROXY_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 IPTABLES_COMPAT_TABLES = {"filter", "nat", "mangle", "raw", "security"}
 KUBE_PROXY_HOOKS = {"prerouting", "input", "forward", "output", "postrouting"}
 FIREWALL_FAMILIES = ("ip", "ip6", "inet")
-TIMEOUT = 120
 
 Sink = Callable[[str], None]
-# (command, output sink, JSON output?) -> (exit status, error text)
+# (command, output sink, JSON output?) -> (exit status, error text); runners with ``watched`` also
+# take ``watch=`` (a Watch to stop the listing at its time limit)
 Runner = Callable[..., tuple[int, str]]
 
 
@@ -81,20 +91,23 @@ class Listing:
 
     cmd: str
     parse: bool = False
+    on_chain_done: ChainHook | None = None
     rc: int = 0
     err: str = ""
     chunks: list[str] = field(default_factory=list)
+    size: int = 0  # characters read so far (for progress)
     _builder: RulesetBuilder | None = None
     _stream: ItemStream | None = None
 
     def __post_init__(self) -> None:
         if self.parse:
-            # chains are also walked as they complete, while nft is still printing
-            self._builder = RulesetBuilder(FILENAME, on_chain_done=note_chain_done)
+            # chains may also be walked as they complete, while nft is still printing
+            self._builder = RulesetBuilder(FILENAME, on_chain_done=self.on_chain_done)
             self._stream = ItemStream(self._builder.add, FILENAME)
 
     def feed(self, chunk: str) -> None:
         self.chunks.append(chunk)
+        self.size += len(chunk)
         if self._stream is not None:
             try:
                 self._stream.feed(chunk)
@@ -118,29 +131,52 @@ class Listing:
             return None
 
 
-def list_with(runner: Runner, cmd: str, parse: bool = False, json: bool = True) -> Listing:
-    """Run one listing, parsing it while it is printed when ``parse``."""
-    listing = Listing(cmd, parse)
-    listing.rc, listing.err = runner(cmd, listing.feed, json=json)
+def list_with(runner: Runner, cmd: str, parse: bool = False, json: bool = True,
+              on_chain_done: ChainHook | None = None, sizes: Sizes | None = None) -> Listing:
+    """Run one listing, parsing it while it is printed when ``parse``. ``sizes`` (chains per
+    table, once discovery has counted them) sets the time limit and progress of a table listing."""
+    listing = Listing(cmd, parse, on_chain_done)
+    with Watch(cmd, lambda: listing.size, sizes.chains_of(cmd) if sizes else lambda: None) as watch:
+        # a runner that can stop its listing says so (``watched``); progress is shown for any
+        extra = {"watch": watch} if getattr(runner, "watched", False) else {}
+        listing.rc, listing.err = runner(cmd, listing.feed, json=json, **extra)
     return listing
 
 
-def read_tables(runner: Runner, alongside: Runner | None = None) -> tuple[str, NftRuleset | None]:
+class Sizes:
+    """Chains per table as discovery (``list chains``) counted them; unknown until it has."""
+
+    def __init__(self) -> None:
+        self.chains: dict[tuple[str, str], int] | None = None
+
+    def chains_of(self, cmd: str) -> Callable[[], int | None]:
+        parts = cmd.split()
+        table = (parts[2], parts[3]) if len(parts) == 4 and parts[:2] == ["list", "table"] else None
+        return lambda: (self.chains or {}).get(table) if table else None  # type: ignore[arg-type]
+
+
+def read_tables(runner: Runner, alongside: Runner | None = None,
+                on_chain_done: ChainHook | None = None) -> tuple[str, NftRuleset | None]:
     """kube-proxy's two tables and ``list chains`` (to find the other tables), then the other
     wanted tables, merged into one document in the shape of ``nft -j list ruleset``; with it, the
     ruleset parsed while the listings were read (None if some part could not be parsed that way).
-    ``alongside``: see ``_kube_proxy_tables``."""
+    ``alongside``: see ``_kube_proxy_tables``; ``on_chain_done``: called with each chain once its
+    rules are read (default: the registered ``live_chain_hook``, the interpreter's early walk)."""
+    on_chain_done = on_chain_done or live_chain_hook()
     with gc_paused():
-        listings, hooked = _kube_proxy_tables(runner, alongside)
+        sizes = Sizes()
+        listings, hooked = _kube_proxy_tables(runner, alongside, on_chain_done, sizes)
         others = [t for t in hooked if t not in KUBE_PROXY_TABLES and _may_sit_in_front(t)]
-        listings += [(t, list_with(runner, f"list table {t[0]} {t[1]}", True)) for t in others]
+        listings += [(t, list_with(runner, f"list table {t[0]} {t[1]}", True, True, on_chain_done, sizes))
+                     for t in others]
         return _document(listings)
 
 
 Listings = list[tuple[tuple[str, str], Listing]]
 
 
-def _kube_proxy_tables(runner: Runner, alongside: Runner | None) -> tuple[Listings, list[tuple[str, str]]]:
+def _kube_proxy_tables(runner: Runner, alongside: Runner | None, on_chain_done: ChainHook | None,
+                       sizes: Sizes) -> tuple[Listings, list[tuple[str, str]]]:
     """The kube-proxy tables' listings, and the tables discovery found hooked where kube-proxy is.
 
     Discovery runs while the big table is listed when it can (nft spends most of a listing
@@ -157,27 +193,40 @@ def _kube_proxy_tables(runner: Runner, alongside: Runner | None) -> tuple[Listin
     # text, not JSON, for discovery: only table names and hooks are needed; nft prints text 2-3x faster
     chains_cmd = "list chains"
     kube_proxy = [(t, f"list table {t[0]} {t[1]}") for t in KUBE_PROXY_TABLES]
+    def table_listing(cmd: str) -> Listing:
+        return list_with(runner, cmd, True, True, on_chain_done, sizes)
+
     if getattr(runner, "parallel", True):
         with ThreadPoolExecutor(max_workers=3) as pool:
-            jobs = {t: pool.submit(list_with, runner, cmd, True) for t, cmd in kube_proxy}
-            present, hooked = _tables(_checked(list_with(runner, chains_cmd, False, False)))
+            jobs = {t: pool.submit(table_listing, cmd) for t, cmd in kube_proxy}
+            present, hooked = _tables(_checked(list_with(runner, chains_cmd, False, False)), sizes)
             return [(t, job.result()) for t, job in jobs.items()], hooked
     listings: Listings = []
     chains: Listing | None = None
     if alongside is not None:
         with ThreadPoolExecutor(max_workers=1) as pool:
             discovery = pool.submit(list_with, alongside, chains_cmd, False, False)
+            # the big listing's progress and limit know its size as soon as discovery is done
+            discovery.add_done_callback(lambda done: _count_chains(done, sizes))
             first, cmd = kube_proxy.pop(0)
-            listings.append((first, list_with(runner, cmd, True)))
+            listings.append((first, table_listing(cmd)))
             try:
                 chains = discovery.result()
             except (_Unavailable, OSError):
                 chains = None
     if chains is None or chains.rc != 0:  # no nft binary, or it failed here: libnftables asks
         chains = list_with(runner, chains_cmd, False, False)
-    present, hooked = _tables(_checked(chains))
-    listings += [(t, list_with(runner, cmd, True)) for t, cmd in kube_proxy if t in present]
+    present, hooked = _tables(_checked(chains), sizes)
+    listings += [(t, table_listing(cmd)) for t, cmd in kube_proxy if t in present]
     return listings, hooked
+
+
+def _count_chains(done: Future[Listing], sizes: Sizes) -> None:
+    """Fill ``sizes`` from a finished discovery (nothing when it failed: the caller says why)."""
+    try:
+        _tables(_checked(done.result()), sizes)
+    except (_Unavailable, OSError):
+        pass
 
 
 def _document(listings: Listings) -> tuple[str, NftRuleset | None]:
@@ -231,20 +280,26 @@ def _missing(listing: Listing) -> bool:
 TABLE_OR_HOOK_RE = re.compile(r'^table (\w+) ("(?:[^"\\]|\\.)*"|\S+) \{$|^\t\ttype \S+ hook (\w+) ', re.M)
 
 
-def _tables(out: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def _tables(out: str, sizes: Sizes | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """From `nft list chains` (text): every table, and those with a base chain at a hook kube-proxy
     uses, in listing order. Only table headers and base-chain ``type ... hook ...`` lines are
-    matched."""
+    matched. ``sizes`` gets the number of chains of each table."""
     if out.strip() and not out.lstrip().startswith("table "):
         raise _Unavailable(f"`nft list chains` printed something else than tables: {out.strip()[:60]!r}")
     present: list[tuple[str, str]] = []
     hooked: list[tuple[str, str]] = []
+    starts: list[int] = []
     for m in TABLE_OR_HOOK_RE.finditer(out):
         if m[1]:
+            starts.append(m.start())
             name = m[2]
             present.append((m[1], json.loads(name) if name.startswith('"') else name))
         elif present and m[3] in KUBE_PROXY_HOOKS and present[-1] not in hooked:
             hooked.append(present[-1])
+    if sizes is not None:
+        ends = [*starts[1:], len(out)] if starts else []
+        spans = zip(present, starts, ends, strict=True)
+        sizes.chains = {t: out.count("\n\tchain ", a, b) for t, a, b in spans}
     return present, hooked
 
 
@@ -328,7 +383,7 @@ def cli_runner(netns: str | None = None) -> Runner:
         raise _Unavailable("nft is not installed and libnftables (libnftables1) is not available")
     prefix = ["ip", "netns", "exec", netns] if netns else []
 
-    def cli_run(cmd: str, sink: Sink, json: bool = True) -> tuple[int, str]:
+    def cli_run(cmd: str, sink: Sink, json: bool = True, watch: Watch | None = None) -> tuple[int, str]:
         read_only(cmd)
         with tempfile.TemporaryFile() as errors:
             try:
@@ -338,19 +393,24 @@ def cli_runner(netns: str | None = None) -> Runner:
                 raise _Unavailable(f"cannot run {e.filename}") from e
             assert proc.stdout is not None
             expired = threading.Event()
-            timer = threading.Timer(TIMEOUT, lambda: (expired.set(), proc.kill()))
-            timer.start()
+
+            def stop() -> None:
+                expired.set()
+                proc.kill()
+
+            if watch is not None:
+                watch.on_expiry(stop)
             try:
                 failure = pump(proc.stdout.fileno(), sink)
             finally:
-                timer.cancel()
                 proc.stdout.close()
                 proc.wait()
-            if expired.is_set():
-                raise _Unavailable(f"`nft -j {cmd}` did not finish in {TIMEOUT} s")
+            if expired.is_set() and watch is not None:
+                raise _Unavailable(f"`nft -j {cmd}` did not finish in {watch.limit_text()}")
             if failure is not None:
                 raise failure
             errors.seek(0)
             return proc.returncode, errors.read().decode("utf-8", "replace")
 
+    cli_run.watched = True  # type: ignore[attr-defined]
     return cli_run

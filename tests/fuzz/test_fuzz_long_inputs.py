@@ -138,7 +138,7 @@ CASES = [
     _text_case("metrics", "kubectl_proxydoctor.nodeinfo:parse_metrics",
                "iptables/sync-failing/kube-proxy-metrics.txt",
                lambda n: 'kubeproxy_example{label="' + "v" * n + '"} 1'),
-    Case("nft json", "kubectl_proxydoctor.modes.nftables.parse:parse_ruleset_text",
+    Case("nft json", "kubectl_proxydoctor.formats.nft_parse:parse_ruleset_text",
          "nftables/healthy/nft-ruleset.json", _nft_long, lambda s, n: _json_items(s, "nftables", n)),
     Case("api.json", "kubectl_proxydoctor.cluster:ClusterState.from_json_text", "iptables/healthy/api.json",
          _api_long, lambda s, n: _json_items(s, "items", n)),

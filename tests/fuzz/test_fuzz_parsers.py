@@ -32,7 +32,7 @@ PARSERS = [
     ("api.json", "kubectl_proxydoctor.cluster:ClusterState.from_json_text", "iptables/healthy/api.json"),
     ("iptables-save", "kubectl_proxydoctor.modes.iptables.parse:parse",
      "iptables/healthy/iptables-nft-save.txt"),
-    ("nft-json", "kubectl_proxydoctor.modes.nftables.parse:parse_ruleset_text",
+    ("nft-json", "kubectl_proxydoctor.formats.nft_parse:parse_ruleset_text",
      "nftables/healthy/nft-ruleset.json"),
     ("ipvsadm", "kubectl_proxydoctor.modes.ipvs.ipvsadm:parse", "ipvs/healthy/ipvsadm.txt"),
     ("ipvsadm-save", "kubectl_proxydoctor.modes.ipvs.ipvsadm:parse", "../fuzz/seeds/ipvsadm-save.txt"),
@@ -149,8 +149,8 @@ def test_streamed_nft_json_agrees_with_whole_parse():
     """Decoding nft's JSON while it is read (any pieces) gives the same ruleset as decoding the
     whole text, or a ParseError exactly when the whole parse raises one."""
     from kubectl_proxydoctor.errors import ParseError
-    from kubectl_proxydoctor.modes.nftables.parse import parse_ruleset_text
-    from kubectl_proxydoctor.modes.nftables.stream import parse_stream
+    from kubectl_proxydoctor.formats.nft_parse import parse_ruleset_text
+    from kubectl_proxydoctor.formats.nft_stream import parse_stream
 
     seed = (FIX / "nftables" / "firewall-in-front" / "nft-ruleset.json").read_text()
 

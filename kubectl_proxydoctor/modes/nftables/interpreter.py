@@ -17,6 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.formats.nft_model import (
+    NftChain,
+    NftElement,
+    NftRule,
+    NftRuleset,
+    NftTable,
+)
+from kubectl_proxydoctor.formats.nft_parse import (
+    FILENAME,
+    RULESET_KEY,
+    parse_ruleset_text,
+    proto_name,
+    register_live_chain_hook,
+)
 from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.model import (
     Endpoint,
@@ -47,14 +61,6 @@ from kubectl_proxydoctor.modes.nftables.layout import (  # noqa: F401 - names re
     unknown_rule,
     verdict_chain,
 )
-from kubectl_proxydoctor.modes.nftables.model import (
-    NftChain,
-    NftElement,
-    NftRule,
-    NftRuleset,
-    NftTable,
-)
-from kubectl_proxydoctor.modes.nftables.parse import FILENAME, RULESET_KEY, parse_ruleset_text, proto_name
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 MAX_DEPTH = 32
@@ -600,7 +606,7 @@ def _internal_masquerade(chain: NftChain) -> str:
         for stmt in rule.expr:
             m = stmt.get("match")
             if isinstance(m, dict) and m.get("op") == "!=" and _is_saddr(m.get("left")):
-                from kubectl_proxydoctor.modes.nftables.render import render_expr
+                from kubectl_proxydoctor.formats.nft_render import render_expr
 
                 return f"from sources outside {render_expr(m.get('right'))} (off-cluster traffic)"
             if isinstance(m, dict) and "fib" in (m.get("left") or {}):
@@ -628,7 +634,7 @@ def _allowed_sources(rule: NftRule) -> list[str] | None:
     for stmt in rule.expr:
         m = stmt.get("match")
         if has_drop and isinstance(m, dict) and m.get("op") == "!=" and _is_saddr(m.get("left")):
-            from kubectl_proxydoctor.modes.nftables.render import render_expr
+            from kubectl_proxydoctor.formats.nft_render import render_expr
 
             right = m.get("right")
             items = right.get("set") if isinstance(right, dict) and "set" in right else [right]
@@ -638,3 +644,6 @@ def _allowed_sources(rule: NftRule) -> list[str] | None:
 
 def _name_endpoint(ep: Endpoint) -> str:
     return f"{ep.ip.replace(':', '.')}/{ep.port}"
+
+
+register_live_chain_hook(note_chain_done)  # the collector walks chains while nft prints them

@@ -32,8 +32,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubectl_proxydoctor.formats.nft_model import NftChain, NftRule, NftTable
 from kubectl_proxydoctor.model import Endpoint, ServicePortName
-from kubectl_proxydoctor.modes.nftables.model import NftChain, NftRule, NftTable
 
 # dispatch maps and sets (every generation)
 SERVICE_IPS, SERVICE_NODEPORTS = "service-ips", "service-nodeports"

@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubectl_proxydoctor.modes.nftables.model import NftTable
+from kubectl_proxydoctor.formats.nft_model import NftTable
 
 CHAIN = "cluster-ips-check"
 

@@ -14,14 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.model import Endpoint, Packet, ServicePortName, TraceOutcome, TraceResult, TraceStep
-from kubectl_proxydoctor.modes.nftables.interpreter import (
-    load_ruleset,
-    parse_chain_name,
-    parse_comment_name,
-    view_source,
-)
-from kubectl_proxydoctor.modes.nftables.model import (
+from kubectl_proxydoctor.formats.nft_model import (
     NftChain,
     NftRule,
     NftRuleset,
@@ -30,8 +23,15 @@ from kubectl_proxydoctor.modes.nftables.model import (
     is_ip_text,
     priority_text,
 )
-from kubectl_proxydoctor.modes.nftables.parse import key_part, proto_name
-from kubectl_proxydoctor.modes.nftables.render import render_expr, render_stmt, render_verdict_or_value
+from kubectl_proxydoctor.formats.nft_parse import key_part, proto_name
+from kubectl_proxydoctor.formats.nft_render import render_expr, render_stmt, render_verdict_or_value
+from kubectl_proxydoctor.model import Endpoint, Packet, ServicePortName, TraceOutcome, TraceResult, TraceStep
+from kubectl_proxydoctor.modes.nftables.interpreter import (
+    load_ruleset,
+    parse_chain_name,
+    parse_comment_name,
+    view_source,
+)
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 MAX_DEPTH = 64
@@ -488,7 +488,7 @@ def _concat_value(value: Any, default_port: int) -> tuple[str, int]:
 
 
 def _key_matches(pattern: Any, value: Any) -> bool:
-    from kubectl_proxydoctor.modes.nftables.model import part_matches
+    from kubectl_proxydoctor.formats.nft_model import part_matches
 
     if isinstance(pattern, dict) and "concat" in pattern:
         parts = pattern["concat"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubectl_proxydoctor.modes.nftables.model import NftRule
+from kubectl_proxydoctor.formats.nft_model import NftRule
 
 VERDICTS = ("accept", "drop", "continue", "return", "queue")
 BINOPS = {"&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>"}

@@ -34,7 +34,7 @@ class NftRule:
     def text(self) -> str:
         """The rule in `nft list` syntax (counters without their values)."""
         if self._text is None:
-            from kubectl_proxydoctor.modes.nftables.render import render_rule
+            from kubectl_proxydoctor.formats.nft_render import render_rule
 
             self._text = render_rule(self)
         return self._text
@@ -85,7 +85,7 @@ class NftElement:
         return " . ".join(key_part_text(p) for p in self.key)
 
     def text(self) -> str:
-        from kubectl_proxydoctor.modes.nftables.render import render_verdict_or_value
+        from kubectl_proxydoctor.formats.nft_render import render_verdict_or_value
 
         out = self.key_text()
         if self.comment:
@@ -207,8 +207,8 @@ def part_matches(pattern: KeyPart, value: KeyPart) -> bool:
         try:
             if isinstance(lo, int):
                 return lo <= int(value) <= hi
-            addr = ipaddress.ip_address(str(value))
-            return ipaddress.ip_address(lo) <= addr <= ipaddress.ip_address(hi)
+            addr, first, last = (ipaddress.ip_address(str(v)) for v in (value, lo, hi))
+            return addr.version == first.version == last.version and int(first) <= int(addr) <= int(last)
         except (ValueError, TypeError):
             return False
     return pattern == value

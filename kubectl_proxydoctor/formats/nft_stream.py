@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable
 
 from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.formats.nft_model import NftRuleset
+from kubectl_proxydoctor.formats.nft_parse import RulesetBuilder, decode_items
 from kubectl_proxydoctor.gcpause import gc_paused
-from kubectl_proxydoctor.modes.nftables.model import NftRuleset
-from kubectl_proxydoctor.modes.nftables.parse import RulesetBuilder, decode_items
 
 _HEAD_RE = re.compile(r'\s*\{\s*"nftables"\s*:\s*\[\s*')
 _SPACE_RE = re.compile(r"\s*")

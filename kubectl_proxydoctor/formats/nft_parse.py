@@ -8,8 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.gcpause import gc_paused
-from kubectl_proxydoctor.modes.nftables.model import (
+from kubectl_proxydoctor.formats.nft_model import (
     PROTO_NUMBERS,
     KeyPart,
     NftChain,
@@ -19,6 +18,7 @@ from kubectl_proxydoctor.modes.nftables.model import (
     NftSet,
     NftTable,
 )
+from kubectl_proxydoctor.gcpause import gc_paused
 
 SUPPORTED_SCHEMA = 1
 FILENAME = "nft-ruleset.json"  # the capture file
@@ -27,6 +27,21 @@ RULESET_KEY = "nftables.ruleset"  # its parsed NftRuleset, cached on the snapsho
 OTHER_KINDS = {"flowtable", "counter", "quota", "ct helper", "ct timeout", "ct expectation", "limit",
                "secmark", "synproxy", "tunnel"}
 KNOWN_FAMILIES = {"ip", "ip6", "inet", "arp", "bridge", "netdev"}
+
+ChainHook = Callable[[NftTable, NftChain], None]
+# the hook a live listing's RulesetBuilder calls as each chain completes (on_chain_done): the
+# interpreter registers its early walk here when imported, as collect/ may not import modes/
+_live_chain_hook: list[ChainHook] = []
+
+
+def register_live_chain_hook(hook: ChainHook) -> None:
+    """Make ``hook`` the on_chain_done of listings parsed while read (see live_chain_hook)."""
+    _live_chain_hook[:] = [hook]
+
+
+def live_chain_hook() -> ChainHook | None:
+    """The registered hook for listings parsed while read, or None."""
+    return _live_chain_hook[0] if _live_chain_hook else None
 
 
 def parse_ruleset_text(text: str, source: str = "nft-ruleset.json") -> NftRuleset:
@@ -72,7 +87,7 @@ class RulesetBuilder:
     """
 
     def __init__(self, source: str = "nft-ruleset.json",
-                 on_chain_done: Callable[[NftTable, NftChain], None] | None = None) -> None:
+                 on_chain_done: ChainHook | None = None) -> None:
         self.rs = NftRuleset(source=source)
         # called with each chain (and its table) once its rules are complete (nft lists the rules
         # chain by chain, in the order the chains were created)
@@ -188,7 +203,7 @@ class RulesetBuilder:
         expr = body.get("expr")
         if not isinstance(expr, list) or not all(isinstance(e, dict) and len(e) == 1 for e in expr):
             raise ParseError(source, f"item {i}: rule in {chain_name!r} has no 'expr' list")
-        chain.rules.append(NftRule(table.family, table.name, chain_name, body.get("handle"), expr,
+        chain.rules.append(NftRule(chain.family, chain.table, chain.name, body.get("handle"), expr,
                                    body.get("comment")))
 
     def _element(self, i: int, body: dict) -> None:
