@@ -12,6 +12,47 @@ from dataclasses import dataclass, field
 from kubectl_proxydoctor.errors import ParseError
 
 
+# the fields of each kept kind that are read as objects or lists (``[]``: a list whose objects are
+# read further; elements that are not objects are skipped by the readers), so an api.json whose
+# object has e.g. a string ``status`` is a ParseError, not an AttributeError or a false drift later
+_SHAPES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "*": (("metadata", "labels"), ("metadata", "annotations"), ("spec",), ("status",)),
+    "Service": (("spec", "ports", "[]"), ("spec", "clusterIPs", "list"), ("spec", "externalIPs", "list"),
+                ("spec", "loadBalancerSourceRanges", "list"), ("spec", "sessionAffinityConfig", "clientIP"),
+                ("status", "loadBalancer", "ingress", "[]")),
+    "EndpointSlice": (("ports", "[]"), ("endpoints", "[]", "conditions"), ("endpoints", "[]", "targetRef"),
+                      ("endpoints", "[]", "addresses", "list"), ("endpoints", "[]", "hints")),
+    "Node": (("status", "addresses", "[]"), ("status", "nodeInfo")),
+    "ConfigMap": (("data",),),
+}
+
+
+def _check_shape(item: dict, origin: str, index: int) -> None:
+    """ParseError when a field the checks read as an object (or list) is another JSON type."""
+    kind = str(item.get("kind"))
+    for path in _SHAPES["*"] + _SHAPES.get(kind, ()):
+        _walk(item, path, f"item {index} ({kind} {item['metadata'].get('name', '?')})", origin)
+
+
+def _walk(value: object, path: tuple[str, ...], where: str, origin: str) -> None:
+    if not path or value is None:
+        return
+    step, rest = path[0], path[1:]
+    if step in ("[]", "list"):
+        if not isinstance(value, list):
+            raise ParseError(origin, f"{where}: expected a list")
+        for i, element in enumerate(value):
+            if step == "[]" and isinstance(element, dict):  # other junk is skipped, as the readers do
+                _walk(element, rest, f"{where}[{i}]", origin)
+        return
+    if not isinstance(value, dict):
+        raise ParseError(origin, f"{where}: expected an object")
+    child = value.get(step)
+    if child is not None and not rest and not isinstance(child, dict):
+        raise ParseError(origin, f"{where}.{step}: expected an object")
+    _walk(child, rest, f"{where}.{step}", origin)
+
+
 @dataclass
 class ClusterState:
     """Services, EndpointSlices, Nodes and kube-proxy's config as the API returned them."""
@@ -45,6 +86,7 @@ class ClusterState:
                 raise ParseError(origin, f"item {i} is not a Kubernetes object")
             attr = cls._KINDS.get(str(item.get("kind")))
             if attr:
+                _check_shape(item, origin, i)
                 getattr(state, attr).append(item)
         for attr in cls._KINDS.values():
             state.sources[f"list {attr}"] = "ok"
