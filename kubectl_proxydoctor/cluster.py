@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kubectl_proxydoctor.errors import ParseError
+
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 
 # the fields of each kept kind that are read as objects or lists (``[]``: a list whose objects are
@@ -119,3 +123,23 @@ class ClusterState:
             if n["metadata"].get("name") == name:
                 return n
         return None
+
+
+def of_capture(snapshot: NodeSnapshot) -> ClusterState | None:
+    """The API objects of a capture (its api.json), decoded once per snapshot and shared by every
+    reader (NodeState, the IPVS tracer's names); None when it has none. Readers must not change
+    it (filter into a copy). An api.json that cannot be read raises its ParseError each time."""
+    text = snapshot.text("api.json")
+    if text is None:
+        return None
+
+    def decode() -> ClusterState | ParseError:
+        try:
+            return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
+        except ParseError as e:
+            return e
+
+    found = snapshot.derived("cluster.api-json", ("api.json",), decode)
+    if isinstance(found, ParseError):
+        raise found
+    return found

@@ -63,13 +63,11 @@ def load_node(from_path: Path | None, sample: bool = False, node: str | None = N
 
 
 def capture_cluster(snapshot):
-    """The API objects of a capture (its api.json, decoded once), or None when it has none."""
-    from kubectl_proxydoctor.cluster import ClusterState
+    """The API objects of a capture (its api.json, decoded once per snapshot: cluster.of_capture),
+    or None when it has none."""
+    from kubectl_proxydoctor.cluster import of_capture
 
-    text = snapshot.text("api.json")
-    if text is None:
-        return None
-    return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
+    return of_capture(snapshot)
 
 
 def offline_state(snapshot, notes: list[str]):

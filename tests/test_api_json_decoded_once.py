@@ -1,0 +1,47 @@
+"""api.json is decoded once per run also where the IPVS tracer names frontends (it decoded the file
+again for every frontend traced) and where `check -n` filters the cluster (a copy, not the shared
+decoded capture)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kubectl_proxydoctor.cluster import of_capture
+from kubectl_proxydoctor.errors import ParseError
+from kubectl_proxydoctor.snapshot import NodeSnapshot
+from tests.test_node_state import FIXTURES, _count_decodes, _run
+
+IPVS = FIXTURES / "ipvs" / "healthy"
+
+
+@pytest.mark.parametrize("argv", [
+    ("trace", "--dst", "10.96.100.10:80/tcp", "-o", "json"),
+    ("svc", "web", "-n", "default", "-o", "json"),
+    ("check", "-n", "default", "-o", "json"),
+], ids=lambda a: a[0])
+def test_ipvs_names_come_from_the_one_decoded_cluster(argv, monkeypatch, capsys):
+    counts = _count_decodes(monkeypatch)
+    code, out = _run(capsys, *argv, "--from", str(IPVS))
+    assert code == 0 and json.loads(out)
+    assert counts["api.json"] == 1, counts
+    if argv[0] == "trace":  # the tracer did name the frontend from the API
+        assert "default/web" in out
+
+
+def test_the_shared_cluster_is_not_filtered_by_check_namespace():
+    from kubectl_proxydoctor.cli.check import load_sources
+
+    snapshot, cluster, _notes = load_sources(IPVS, False, None, None, "default", None)
+    assert {s["metadata"]["namespace"] for s in cluster.services} == {"default"}
+    shared = of_capture(snapshot)
+    assert shared is of_capture(snapshot) and shared is not cluster  # decoded once, filtered a copy
+    assert len({s["metadata"]["namespace"] for s in shared.services}) > 1
+
+
+def test_an_unreadable_api_json_raises_each_time():
+    snapshot = NodeSnapshot.from_files({"meta.json": "{}", "api.json": "{"})
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            of_capture(snapshot)
