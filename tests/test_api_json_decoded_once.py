@@ -45,3 +45,24 @@ def test_an_unreadable_api_json_raises_each_time():
     for _ in range(2):
         with pytest.raises(ParseError):
             of_capture(snapshot)
+
+
+@pytest.mark.parametrize("command", ["check", "status"])
+def test_an_api_json_from_another_cluster_is_still_decoded_once(command, tmp_path, monkeypatch, capsys):
+    """api_sanity rejects it (another cluster's nodes): kube_proxy_version read its DaemonSets by
+    decoding api.json a second time."""
+    import shutil
+
+    capture = tmp_path / "capture"
+    shutil.copytree(FIXTURES / "iptables" / "healthy", capture)
+    doc = json.loads((capture / "api.json").read_text())
+    for item in doc["items"]:
+        if item["kind"] == "Node":
+            item["metadata"]["name"] = "another-cluster-node"
+    doc["items"].append({"kind": "DaemonSet", "apiVersion": "apps/v1",
+                         "metadata": {"name": "kube-proxy", "namespace": "kube-system"}, "spec": {}})
+    (capture / "api.json").write_text(json.dumps(doc))
+    counts = _count_decodes(monkeypatch)
+    code, out = _run(capsys, command, "--from", str(capture), "-o", "json")
+    assert code in (0, 3) and json.loads(out)
+    assert counts["api.json"] == 1, counts
