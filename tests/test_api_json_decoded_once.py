@@ -66,3 +66,26 @@ def test_an_api_json_from_another_cluster_is_still_decoded_once(command, tmp_pat
     code, out = _run(capsys, command, "--from", str(capture), "-o", "json")
     assert code in (0, 3) and json.loads(out)
     assert counts["api.json"] == 1, counts
+
+
+def test_migrate_check_decodes_each_capture_api_json_once(tmp_path, monkeypatch, capsys):
+    """Two captures: the first's api.json is the cluster, the second's adds its Node; with
+    DaemonSets and another cluster's nodes, kube_proxy_version read them by decoding again."""
+    import shutil
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(FIXTURES / "iptables" / "healthy", first)
+    shutil.copytree(FIXTURES / "iptables" / "stale-endpoint", second)
+    for capture in (first, second):
+        doc = json.loads((capture / "api.json").read_text())
+        for item in doc["items"]:
+            if item["kind"] == "Node":
+                item["metadata"]["name"] = f"another-cluster-{capture.name}"
+        doc["items"].append({"kind": "DaemonSet", "apiVersion": "apps/v1",
+                             "metadata": {"name": "kube-proxy", "namespace": "kube-system"}, "spec": {}})
+        (capture / "api.json").write_text(json.dumps(doc))
+    counts = _count_decodes(monkeypatch)
+    code, out = _run(capsys, "migrate-check", "nftables", "--from", str(first), "--from", str(second),
+                     "-o", "json")
+    assert code in (0, 1, 3) and json.loads(out)["nodes"]
+    assert counts["api.json"] == 2, counts  # one per capture
