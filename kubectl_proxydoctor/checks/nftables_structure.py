@@ -269,7 +269,7 @@ def current_mode(ctx: CheckContext) -> str | None:
     """NodeState's decided mode (None when it is not one of kube-proxy's: cilium, unknown...); only
     for a bare context (no decision), the mode kube-proxy reports (/proxyMode capture), else
     meta.json's ``mode``."""
-    if ctx.decision is not None:  # a NodeState's context: its one decision (None: not kube-proxy's modes)
+    if ctx.mode or ctx.decision is not None:  # NodeState's one decision (None: not kube-proxy's modes)
         return ctx.mode
     text = ctx.snapshot.text("kube-proxy-mode.txt")
     if text and text.strip():
