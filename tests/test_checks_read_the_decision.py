@@ -26,3 +26,11 @@ def test_a_bare_context_still_reads_the_capture():
     assert current_mode(CheckContext(snapshot=_snapshot())) == "iptables"
     ctx = CheckContext(snapshot=_snapshot(), mode="nftables", decision=ProxyModeDecision(mode="nftables"))
     assert current_mode(ctx) == "nftables"
+
+
+def test_iptables_structure_reads_the_decision_too():
+    from kubectl_proxydoctor.checks.iptables_structure import _current_mode
+
+    ctx = CheckContext(snapshot=_snapshot(), mode=None, decision=ProxyModeDecision(mode="cilium"))
+    assert _current_mode(ctx) is None
+    assert _current_mode(CheckContext(snapshot=_snapshot())) == "iptables"

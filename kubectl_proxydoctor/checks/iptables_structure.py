@@ -43,9 +43,8 @@ def _views(ctx: CheckContext) -> list[ProgrammedView]:
 
 
 def _current_mode(ctx: CheckContext) -> str | None:
-    mode = ctx.mode  # NodeState's decision (None for a bare context)
-    if mode:
-        return str(mode)
+    if ctx.mode or ctx.decision is not None:  # NodeState's one decision (None: not a kube-proxy mode)
+        return ctx.mode
     text = (ctx.snapshot.text("kube-proxy-mode.txt") or "").strip()
     return text or ctx.snapshot.meta.get("mode")
 
