@@ -89,3 +89,27 @@ def test_migrate_check_decodes_each_capture_api_json_once(tmp_path, monkeypatch,
                      "-o", "json")
     assert code in (0, 1, 3) and json.loads(out)["nodes"]
     assert counts["api.json"] == 2, counts  # one per capture
+
+
+def test_serve_from_a_capture_decodes_api_json_once_per_check(tmp_path, monkeypatch):
+    """serve --from: CaptureDir.cluster decoded api.json itself, and kube_proxy_version decoded it
+    again for DaemonSets when api_sanity rejected the cluster."""
+    import shutil
+
+    from kubectl_proxydoctor.analysis import analyse
+    from kubectl_proxydoctor.serve.sources import CaptureDir
+
+    capture = tmp_path / "capture"
+    shutil.copytree(FIXTURES / "iptables" / "healthy", capture)
+    doc = json.loads((capture / "api.json").read_text())
+    for item in doc["items"]:
+        if item["kind"] == "Node":
+            item["metadata"]["name"] = "another-cluster-node"
+    doc["items"].append({"kind": "DaemonSet", "apiVersion": "apps/v1",
+                         "metadata": {"name": "kube-proxy", "namespace": "kube-system"}, "spec": {}})
+    (capture / "api.json").write_text(json.dumps(doc))
+    counts = _count_decodes(monkeypatch)
+    source = CaptureDir(capture)
+    snapshot = source.read()
+    analyse(snapshot, source.cluster(snapshot))
+    assert counts["api.json"] == 1, counts
