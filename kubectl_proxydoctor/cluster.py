@@ -8,8 +8,53 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kubectl_proxydoctor.errors import ParseError
+
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+
+# the fields of each kept kind that are read as objects or lists (``[]``: a list whose objects are
+# read further; elements that are not objects are skipped by the readers), so an api.json whose
+# object has e.g. a string ``status`` is a ParseError, not an AttributeError or a false drift later
+_SHAPES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "*": (("metadata", "labels"), ("metadata", "annotations"), ("spec",), ("status",)),
+    "Service": (("spec", "ports", "[]"), ("spec", "clusterIPs", "list"), ("spec", "externalIPs", "list"),
+                ("spec", "loadBalancerSourceRanges", "list"), ("spec", "sessionAffinityConfig", "clientIP"),
+                ("status", "loadBalancer", "ingress", "[]")),
+    "EndpointSlice": (("ports", "[]"), ("endpoints", "[]", "conditions"), ("endpoints", "[]", "targetRef"),
+                      ("endpoints", "[]", "addresses", "list"), ("endpoints", "[]", "hints")),
+    "Node": (("status", "addresses", "[]"), ("status", "nodeInfo")),
+    "ConfigMap": (("data",),),
+}
+
+
+def _check_shape(item: dict, origin: str, index: int) -> None:
+    """ParseError when a field the checks read as an object (or list) is another JSON type."""
+    kind = str(item.get("kind"))
+    for path in _SHAPES["*"] + _SHAPES.get(kind, ()):
+        _walk(item, path, f"item {index} ({kind} {item['metadata'].get('name', '?')})", origin)
+
+
+def _walk(value: object, path: tuple[str, ...], where: str, origin: str) -> None:
+    if not path or value is None:
+        return
+    step, rest = path[0], path[1:]
+    if step in ("[]", "list"):
+        if not isinstance(value, list):
+            raise ParseError(origin, f"{where}: expected a list")
+        for i, element in enumerate(value):
+            if step == "[]" and isinstance(element, dict):  # other junk is skipped, as the readers do
+                _walk(element, rest, f"{where}[{i}]", origin)
+        return
+    if not isinstance(value, dict):
+        raise ParseError(origin, f"{where}: expected an object")
+    child = value.get(step)
+    if child is not None and not rest and not isinstance(child, dict):
+        raise ParseError(origin, f"{where}.{step}: expected an object")
+    _walk(child, rest, f"{where}.{step}", origin)
 
 
 @dataclass
@@ -49,6 +94,7 @@ class ClusterState:
                 raise ParseError(origin, f"item {i} is not a Kubernetes object")
             attr = cls._KINDS.get(str(item.get("kind")))
             if attr:
+                _check_shape(item, origin, i)
                 getattr(state, attr).append(item)
             elif item.get("kind") == "ServiceCIDR":
                 state.servicecidrs.append(item)
@@ -95,3 +141,23 @@ class ClusterState:
             if n["metadata"].get("name") == name:
                 return n
         return None
+
+
+def of_capture(snapshot: NodeSnapshot) -> ClusterState | None:
+    """The API objects of a capture (its api.json), decoded once per snapshot and shared by every
+    reader (NodeState, the IPVS tracer's names); None when it has none. Readers must not change
+    it (filter into a copy). An api.json that cannot be read raises its ParseError each time."""
+    text = snapshot.text("api.json")
+    if text is None:
+        return None
+
+    def decode() -> ClusterState | ParseError:
+        try:
+            return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
+        except ParseError as e:
+            return e
+
+    found = snapshot.derived("cluster.api-json", ("api.json",), decode)
+    if isinstance(found, ParseError):
+        raise found
+    return found

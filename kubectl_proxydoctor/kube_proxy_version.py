@@ -273,13 +273,15 @@ def _rulesets(snapshot) -> list:
 
 
 def _api_daemonsets(snapshot) -> list[dict]:
-    """kube-proxy DaemonSets from the capture's api.json (status reads no live API)."""
+    """kube-proxy DaemonSets from the capture's api.json (the ClusterState decoded once per
+    snapshot, cluster.of_capture), for a run whose cluster is not used or has none."""
     text = snapshot.text("api.json")
     if not text or '"DaemonSet"' not in text:
         return []
-    from kubectl_proxydoctor.cluster import ClusterState
+    from kubectl_proxydoctor.cluster import of_capture
 
     try:
-        return ClusterState.from_json_text(text).daemonsets
+        cluster = of_capture(snapshot)
     except ProxyDoctorError:
         return []
+    return list(cluster.daemonsets) if cluster is not None else []

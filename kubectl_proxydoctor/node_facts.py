@@ -66,17 +66,13 @@ def node_facts(snapshot: NodeSnapshot) -> NodeFacts:
 
 
 def _build_facts(snapshot: NodeSnapshot) -> NodeFacts:
+    from kubectl_proxydoctor.cluster import of_capture
     from kubectl_proxydoctor.errors import ProxyDoctorError
 
-    text = snapshot.text("api.json")
-    cluster = None
-    if text:
-        from kubectl_proxydoctor.cluster import ClusterState
-
-        try:
-            cluster = ClusterState.from_json_text(text)
-        except ProxyDoctorError:
-            cluster = None
+    try:
+        cluster = of_capture(snapshot)  # the snapshot's one decoded api.json
+    except ProxyDoctorError:
+        cluster = None
     return facts_with(snapshot, cluster)
 
 

@@ -249,10 +249,13 @@ class NodeState:
 
     @cached_property
     def facts(self) -> NodeFacts:
-        """Addresses, endpoints and pods for `trace`'s fates (from the cluster as read)."""
+        """Addresses, endpoints and pods for `trace`'s fates, from the cluster as read when its
+        Services and EndpointSlices were listed; else endpoints stay unknown (None), never empty
+        (a live API that refused the lists is an empty ClusterState)."""
         from kubectl_proxydoctor.node_facts import facts_with
 
-        return facts_with(self.snapshot, self.cluster, self.node)
+        listed = self.cluster if api_problem(self.cluster) is None else None
+        return facts_with(self.snapshot, listed, self.node)
 
     @property
     def skip_kube_proxy(self) -> bool:

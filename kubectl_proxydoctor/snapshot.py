@@ -157,13 +157,14 @@ class NodeSnapshot:
         sources = meta.pop("sources", None) or {}
         if not isinstance(sources, dict):
             raise BundleError(f"{origin}/meta.json: 'sources' must be an object")
-        states = meta.pop("source_states", None) or {}
-        if not isinstance(states, dict):
-            raise BundleError(f"{origin}/meta.json: 'source_states' must be an object")
+        states = meta.pop("source_states", None)  # optional, advisory: the reasons' text stands without it
+        if not isinstance(states, dict):  # another tool's key of another shape: not ours, ignored
+            states = {}
         for name in files:
             sources.setdefault(name, "ok")
         return cls(files=files, sources={str(k): str(v) for k, v in sources.items()},
-                   states={str(k): str(v) for k, v in states.items()}, meta=meta, origin=origin)
+                   states={str(k): v for k, v in states.items() if isinstance(v, str)}, meta=meta,
+                   origin=origin)
 
 
 def _looks_like_tar(path: Path) -> bool:

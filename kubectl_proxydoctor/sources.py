@@ -124,13 +124,19 @@ def encode_state(state: Readability, why: Why | None = None) -> str:
     return f"{state.value}/{why.value}" if why is not None else state.value
 
 
+# what a collector records for a source it could not read: exactly encode_state's outputs
+_RECORDED: dict[str, tuple[Readability, Why | None]] = {
+    encode_state(Readability.ABSENT): (Readability.ABSENT, None),
+    **{encode_state(Readability.UNREADABLE, why): (Readability.UNREADABLE, why)
+       for why in (Why.NEEDS_ROOT, Why.TOOL_MISSING, Why.FAILED)},
+}
+
+
 def decode_state(text: str) -> tuple[Readability, Why | None] | None:
-    """``encode_state``'s text back; None when it is not one (then the reason text is classified)."""
-    state, _, why = text.partition("/")
-    try:
-        return Readability(state), Why(why) if why else None
-    except ValueError:
-        return None
+    """``encode_state``'s text back; None when it is not one a collector records for an unavailable
+    source (e.g. "ok", "unreadable" without a why, another tool's words): then the reason text is
+    classified, so a stray value never makes an unread source "ok" or a why "None"."""
+    return _RECORDED.get(text)
 
 
 def _reason(snapshot: NodeSnapshot, file: str) -> tuple[str, tuple[Readability, Why | None]] | None:

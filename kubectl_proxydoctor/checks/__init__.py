@@ -64,9 +64,10 @@ class CheckContext:
                    decision=state.decision, families=state.families)
 
     def running_mode(self) -> str | None:
-        """NodeState's decided mode; for a bare context (tests, one check run alone), the mode
-        kube-proxy reports (/proxyMode capture), else meta.json's ``mode``."""
-        if self.mode:
+        """NodeState's decided mode (None when it is not one of kube-proxy's: cilium, unknown...);
+        only for a bare context without a decision (tests, one check run alone), the mode kube-proxy
+        reports (/proxyMode capture), else meta.json's ``mode``."""
+        if self.mode or self.decision is not None:  # the one decision was made: never re-decided here
             return self.mode
         text = self.snapshot.text("kube-proxy-mode.txt")
         if text and text.strip():

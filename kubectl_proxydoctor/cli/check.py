@@ -62,11 +62,14 @@ def load_sources(
         if cluster is None:
             notes.append("the capture has no api.json (and no --kubeconfig was given): API not read")
             return snapshot, None, notes
-        if namespace:
-            cluster.services = [s for s in cluster.services if s["metadata"].get("namespace") == namespace]
-            cluster.endpointslices = [
-                s for s in cluster.endpointslices if s["metadata"].get("namespace") == namespace
-            ]
+        if namespace:  # a filtered copy: the decoded capture is shared (cluster.of_capture)
+            from dataclasses import replace
+
+            def mine(objects: list[dict]) -> list[dict]:
+                return [o for o in objects if o["metadata"].get("namespace") == namespace]
+
+            cluster = replace(cluster, services=mine(cluster.services),
+                              endpointslices=mine(cluster.endpointslices), sources=dict(cluster.sources))
         return snapshot, cluster, notes
     if namespace is not None and not namespace:
         raise UsageError("-n/--namespace needs a namespace name")

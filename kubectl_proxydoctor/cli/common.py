@@ -63,28 +63,28 @@ def load_node(from_path: Path | None, sample: bool = False, node: str | None = N
 
 
 def capture_cluster(snapshot):
-    """The API objects of a capture (its api.json, decoded once), or None when it has none."""
-    from kubectl_proxydoctor.cluster import ClusterState
+    """The API objects of a capture (its api.json, decoded once per snapshot: cluster.of_capture),
+    or None when it has none."""
+    from kubectl_proxydoctor.cluster import of_capture
 
-    text = snapshot.text("api.json")
-    if text is None:
-        return None
-    return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
+    return of_capture(snapshot)
 
 
 def offline_state(snapshot, notes: list[str]):
     """The node's NodeState for the commands that read no live API (`status`, `trace`): the
     capture's api.json, when it has one, is the cluster, as for `check --from`; one that cannot be
-    read is a note, not a failure (those commands do not need it)."""
+    read or used (a malformed object: ParseError) is a note, not a failure: those commands do not
+    need it, and read the node's rules without it as they always did."""
     from kubectl_proxydoctor.errors import ProxyDoctorError
     from kubectl_proxydoctor.node_state import build_node_state
 
     try:
         cluster = capture_cluster(snapshot)
+        if cluster is not None:
+            return build_node_state(snapshot, cluster)
     except ProxyDoctorError as e:
         notes.append(f"api.json not used: {e}")
-        cluster = None
-    return build_node_state(snapshot, cluster)
+    return build_node_state(snapshot, None)
 
 
 def collect_remote_node(node: str, *, kubeconfig: str | None = None, context: str | None = None,

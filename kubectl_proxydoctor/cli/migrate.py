@@ -42,14 +42,14 @@ def read_live_cluster(kubeconfig: str | None, context: str | None):
 def _merge_nodes(cluster, snapshots, decoded) -> None:
     """Add Node objects other captures' api.json hold (one capture per node); ``decoded``: the
     capture whose api.json is ``cluster`` (not decoded again)."""
-    from kubectl_proxydoctor.cluster import ClusterState
+    from kubectl_proxydoctor.cluster import of_capture
 
     have = {n["metadata"].get("name") for n in cluster.nodes}
     for snap in snapshots:
-        text = snap.text("api.json")
-        if not text or snap is decoded:
+        if snap is decoded or not snap.text("api.json"):
             continue
-        for node in ClusterState.from_json_text(text, origin=f"{snap.origin}/api.json").nodes:
+        other = of_capture(snap)  # each capture's api.json decoded once per snapshot
+        for node in other.nodes if other is not None else []:
             if node["metadata"].get("name") not in have:
                 cluster.nodes.append(node)
                 have.add(node["metadata"].get("name"))
@@ -58,7 +58,6 @@ def _merge_nodes(cluster, snapshots, decoded) -> None:
 def load_inputs(from_paths: list[Path], sample: bool, kubeconfig: str | None, context: str | None,
                 nodes: list[str] | None = None, image: str | None = None):
     """(snapshots, cluster or None, notes) from captures, remote nodes and/or the live API."""
-    from kubectl_proxydoctor.cluster import ClusterState
     from kubectl_proxydoctor.errors import UsageError
     from kubectl_proxydoctor.snapshot import NodeSnapshot
 
@@ -79,8 +78,12 @@ def load_inputs(from_paths: list[Path], sample: bool, kubeconfig: str | None, co
         if first is None:
             notes.append("no capture has api.json and no --kubeconfig was given: API checks could not run")
         else:
-            cluster = ClusterState.from_json_text(first.text("api.json") or "",
-                                                  origin=f"{first.origin}/api.json")
+            from dataclasses import replace
+
+            from kubectl_proxydoctor.cluster import of_capture
+
+            decoded = of_capture(first)  # decoded once per snapshot, shared: merge Nodes into a copy
+            cluster = replace(decoded, nodes=list(decoded.nodes)) if decoded is not None else None
             _merge_nodes(cluster, snapshots, first)
     return snapshots, cluster, notes
 

@@ -237,7 +237,8 @@ def _conntrack(snapshot) -> dict[str, Any] | None:
 def build_status(snapshot: NodeSnapshot, state: NodeState | None = None,
                  notes: list[str] | None = None) -> dict[str, Any]:
     """Everything `status` shows, as the JSON `-o json` prints: from the node's NodeState (built
-    here, without the API, when not given), so `status` and `check` name the same mode."""
+    here when not given, as `status` builds it: the capture's api.json, when it has one and it can
+    be used, is the cluster; no live API is read), so `status` and `check` name the same mode."""
     notes = [] if notes is None else notes
     if state is None:
         state = offline_state(snapshot, notes)

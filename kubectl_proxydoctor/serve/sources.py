@@ -77,11 +77,11 @@ class CaptureDir:
         return snapshot
 
     def cluster(self, snapshot: NodeSnapshot) -> ClusterState | None:
-        """The capture's own api.json, or None when it has none."""
-        text = snapshot.text("api.json")
-        if text is None:
-            return None
-        return ClusterState.from_json_text(text, origin=f"{snapshot.origin}/api.json")
+        """The capture's own api.json (decoded once per snapshot: cluster.of_capture), or None when
+        it has none."""
+        from kubectl_proxydoctor.cluster import of_capture
+
+        return of_capture(snapshot)
 
 
 def generation_covers(snapshot: NodeSnapshot) -> bool:

@@ -103,13 +103,15 @@ def _ruleset(snapshot: NodeSnapshot, family: int) -> tuple[Ruleset, str] | None:
 def _service_name(snapshot: NodeSnapshot, vs: VirtualServer, frontend: Frontend) -> ServicePortName:
     """The API's name for the frontend when api.json was captured, else the frontend's own name."""
     if snapshot.has("api.json"):
-        from kubectl_proxydoctor.cluster import ClusterState
+        from kubectl_proxydoctor.cluster import of_capture
         from kubectl_proxydoctor.errors import ProxyDoctorError
         from kubectl_proxydoctor.modes.ipvs.labels import frontend_index, name_for
 
-        try:
-            cluster = ClusterState.from_json_text(snapshot.text("api.json") or "")
-            found = name_for(frontend, frontend_index(cluster))
+        try:  # the capture's ClusterState, decoded once per snapshot; its index built once too
+            cluster = of_capture(snapshot)
+            index = snapshot.derived("ipvs.api-frontends", ("api.json",),
+                                     lambda: frontend_index(cluster)) if cluster is not None else {}
+            found = name_for(frontend, index)
         except ProxyDoctorError:
             found = None
         if found is not None:
