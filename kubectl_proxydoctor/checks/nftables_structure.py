@@ -280,7 +280,7 @@ def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
 
 
 def mode_leftover_findings(ctx: CheckContext) -> list[Finding]:
-    """The nftables leftover findings, from kube-proxy-mode.txt or meta.json's mode."""
+    """The nftables leftover findings, from the running mode (CheckContext.running_mode)."""
     mode = ctx.running_mode()
     if mode is None or mode == MODE:
         return []
