@@ -15,9 +15,8 @@ import glob
 import json
 import os
 import sys
-from pathlib import Path
 
-from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.collect import CollectContext, local_http
 from kubectl_proxydoctor.collect.node import NEEDS_ROOT, run_tool
 from kubectl_proxydoctor.kube_proxy_process import FILENAME, LOG_FILENAME, MAX_LOG_BYTES, tail_bytes
 
@@ -37,33 +36,14 @@ HOST_PROCESSES_HIDDEN = ("host processes not visible: neither kube-proxy nor kub
                          "without the host PID namespace?)")
 STATUSZ_ABSENT = "not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
 
-def _get(port: int, path: str, timeout: float, limit: int) -> dict:
-    import http.client
-
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        try:
-            conn.request("GET", path, headers={"User-Agent": "kubectl-proxydoctor"})
-            resp = conn.getresponse()
-            body = resp.read(limit)
-            return {"status": resp.status, "body": body.decode("utf-8", "replace")}
-        finally:
-            conn.close()
-    except OSError as e:
-        detail = getattr(e, "strerror", None) or str(e)
-        return {"error": f"{type(e).__name__}: {detail}" if detail else type(e).__name__}
-    except http.client.HTTPException as e:
-        return {"error": f"bad HTTP answer: {type(e).__name__}"}
-
 
 def fetch(specs: list[tuple[int, str]], netns: str | None = None, timeout: float = TIMEOUT) -> list[dict]:
     """GET each (port, path) on 127.0.0.1 (of ``netns`` when set): {status, body} or {error}."""
     if netns is None:
-        return [_get(port, path, timeout, MAX_BODY) for port, path in specs]
-    package_root = str(Path(__file__).resolve().parents[2])
-    boot = (f"import sys; sys.path.insert(0, {package_root!r}); "
-            "from kubectl_proxydoctor.collect.kube_proxy import _main; _main()")
-    argv = [sys.executable, "-c", boot, str(timeout), *(f"{port} {path}" for port, path in specs)]
+        return [local_http.get(port, path, timeout, MAX_BODY) for port, path in specs]
+    # the stdlib-only module by path, without site packages: no package import inside the namespace
+    argv = [sys.executable, "-I", "-S", local_http.__file__, str(timeout), str(MAX_BODY),
+            *(f"{port} {path}" for port, path in specs)]
     res = run_tool(argv, netns, timeout=timeout * len(specs) + 10)
     if not res.ok:
         return [{"error": res.error} for _ in specs]
@@ -177,9 +157,3 @@ def collect(ctx: CollectContext) -> None:
             continue
         ctx.ok(source, filename, body)
 
-
-def _main() -> None:
-    """Entry point of fetch() inside a network namespace: argv = timeout, "port path"..."""
-    timeout = float(sys.argv[1])
-    specs = [a.split(" ", 1) for a in sys.argv[2:]]
-    print(json.dumps([_get(int(port), path, timeout, MAX_BODY) for port, path in specs]))

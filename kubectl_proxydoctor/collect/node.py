@@ -161,7 +161,8 @@ def read_files(paths: list[str], netns: str | None = None) -> dict[str, FileRead
             except OSError as e:
                 out[p] = FileRead(errno=e.errno, error=e.strerror or str(e))
         return out
-    res = run_tool([sys.executable, "-c", _READ_SCRIPT, *paths], netns)
+    # -I -S: no site packages (the script needs only the standard library): starts ~8x faster
+    res = run_tool([sys.executable, "-I", "-S", "-c", _READ_SCRIPT, *paths], netns)
     if not res.ok:
         why = res.stderr.splitlines()[0] if res.stderr else (res.error or "failed")
         error = f"{NEEDS_ROOT}: {why}" if res.error and res.error.startswith(NEEDS_ROOT) else why
