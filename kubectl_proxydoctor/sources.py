@@ -134,13 +134,13 @@ def source_state(snapshot: NodeSnapshot, file: str) -> SourceState:
     if snapshot.has(file):
         reason = snapshot.sources.get(file, "ok")
         return SourceState(file, Readability.OK, reason if reason.startswith("ok") else "ok")
-    reason = _reason(snapshot, file)
-    if reason is None:
+    recorded = _reason(snapshot, file)
+    if recorded is None:
         return SourceState(file, Readability.NOT_CAPTURED, why=Why.NOT_CAPTURED)
-    state, why = classify(reason)
+    state, why = classify(recorded)
     if state is Readability.OK:  # said ok, but no file: nothing to compare with
-        return SourceState(file, Readability.NOT_CAPTURED, reason, Why.NOT_CAPTURED)
-    return SourceState(file, state, _strip(reason), why)
+        return SourceState(file, Readability.NOT_CAPTURED, recorded, Why.NOT_CAPTURED)
+    return SourceState(file, state, _strip(recorded), why)
 
 
 @dataclass(frozen=True)

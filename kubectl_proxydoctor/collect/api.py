@@ -212,6 +212,7 @@ class ApiReader:
     def read(self, namespace: str | None, node_name: str | None) -> ClusterState:
         state = ClusterState(origin="live")
         scope = f"in namespace {namespace}" if namespace else "in all namespaces"
+        lists: tuple[tuple[tuple[str, str, str, str], Callable[..., Any], dict[str, str]], ...]
         if namespace:
             lists = (
                 (_SERVICES, self.core.list_namespaced_service, {"namespace": namespace}),
@@ -222,6 +223,7 @@ class ApiReader:
                 (_SERVICES, self.core.list_service_for_all_namespaces, {}),
                 (_SLICES, self.discovery.list_endpoint_slice_for_all_namespaces, {}),
             )
+        fn: Callable[..., Any]
         for resource, fn, kw in lists:
             key = f"list {resource[1]}"
             items, state.sources[key] = self._list(fn, kw, f"list {resource[0]} {scope}")
@@ -229,9 +231,9 @@ class ApiReader:
         if node_name:
             self._get_into(state, _NODES, self.core.read_node, {"name": node_name}, f"nodes/{node_name}")
         for resource, name in OPTIONAL_OBJECTS:
-            fn = self.core.read_namespaced_config_map if resource is _CONFIGMAPS \
+            read: Callable[..., Any] = self.core.read_namespaced_config_map if resource is _CONFIGMAPS \
                 else self.apps.read_namespaced_daemon_set
-            self._get_into(state, resource, fn, {"name": name, "namespace": KUBE_SYSTEM},
+            self._get_into(state, resource, read, {"name": name, "namespace": KUBE_SYSTEM},
                            f"{resource[1]}/{KUBE_SYSTEM}/{name}")
         self._get_referenced_config(state)
         return state

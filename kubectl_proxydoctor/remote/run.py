@@ -204,7 +204,9 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
         # (the API made the pod, the answer has not arrived) still deletes it below
         try:
             created = True
-            core.create_namespaced_pod(opts.namespace, manifest, _preload_content=False)
+            # the client sends a plain dict body as it is; its annotation names only the model class
+            core.create_namespaced_pod(opts.namespace, manifest,  # type: ignore[arg-type]
+                                       _preload_content=False)
         except Exception as e:
             created = False
             raise _api_error(e, f"create pods in {opts.namespace}", _host(core)) from e
@@ -252,7 +254,7 @@ def kube_proxy_from_api(core: Any, node: str, snapshot: NodeSnapshot, namespace:
     containers = (pod.get("spec") or {}).get("containers") or [{}]
     container = next((c for c in containers if c.get("name") == "kube-proxy"), containers[0])
     cname = container.get("name") or "kube-proxy"
-    status = next((c for c in (pod.get("status") or {}).get("containerStatuses") or []
+    status: dict = next((c for c in (pod.get("status") or {}).get("containerStatuses") or []
                    if c.get("name") == cname), {})
     state = status.get("state") or {}
     where = f"from the API: pod {namespace}/{name}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.util import find_spec
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual import events
@@ -24,11 +25,14 @@ from kubectl_proxydoctor.tui.rows import COLUMNS, ServiceRow, build_rows
 from kubectl_proxydoctor.tui.summary import header_text
 from kubectl_proxydoctor.tui.widgets.service_table import ServiceTable
 
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+    from kubectl_proxydoctor.tui.screens.trace import Tracer
+
 Loader = Callable[[], NodeReport]
-Tracer = Callable[[object, Packet], list[TraceResult]]
 
 
-def default_tracer(snapshot: object, packet: Packet) -> list[TraceResult]:
+def default_tracer(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
     """Every mode's trace of the packet (kubectl_proxydoctor.modes.trace_all, one mode at a time so
     a mode that cannot trace becomes a note instead of hiding the others)."""
     from kubectl_proxydoctor import modes
@@ -114,7 +118,7 @@ class ProxyDoctorApp(App[None]):
             return
         if event.state == WorkerState.SUCCESS:
             self.loading = False
-            report, rows = event.worker.result
+            report, rows = cast(tuple[NodeReport, list[ServiceRow]], event.worker.result)
             self.set_report(report, rows)
         elif event.state == WorkerState.ERROR:
             self.loading = False
@@ -195,7 +199,7 @@ class ProxyDoctorApp(App[None]):
         self.filter_input.display = True
         self.filter_input.focus()
 
-    def action_back(self) -> None:
+    async def action_back(self) -> None:
         if len(self.screen_stack) > 1:
             self.pop_screen()
             return

@@ -117,10 +117,10 @@ def parse_save(text: str, source: str = "ipvsadm.txt") -> IpvsTable:
             table.services.append(vs)
             by_key[key] = vs
         else:
-            vs = by_key.get(key)
-            if vs is None:
+            defined = by_key.get(key)
+            if defined is None:
                 raise ParseError(source, "real server for a virtual server not defined above", number)
-            vs.reals.append(_save_real(opts, line, source, number))
+            defined.reals.append(_save_real(opts, line, source, number))
     return table
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -21,7 +22,10 @@ from kubectl_proxydoctor.node_facts import NodeFacts, node_facts, resolve_source
 from kubectl_proxydoctor.render.trace_text import fate_text
 from kubectl_proxydoctor.tui.packet import parse_packet
 
-Tracer = Callable[[object, Packet], list[TraceResult]]
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+Tracer = Callable[["NodeSnapshot", Packet], list[TraceResult]]
 
 VERDICT_STYLE = {"dnat": "green", "accept": "yellow", "reject": "red", "drop": "red", "no-match": "yellow"}
 
@@ -81,7 +85,7 @@ class TraceScreen(Screen):
         Binding("question_mark", "app.help", "Help", show=False),
     ]
 
-    def __init__(self, snapshot: object, tracer: Tracer, initial: str = "") -> None:
+    def __init__(self, snapshot: NodeSnapshot | None, tracer: Tracer, initial: str = "") -> None:
         super().__init__()
         self.snapshot = snapshot
         self.tracer = tracer
@@ -126,8 +130,10 @@ class TraceScreen(Screen):
 
     @work(thread=True, exclusive=True, group="trace")
     def _trace(self, packet: Packet) -> None:
+        snapshot = self.snapshot
+        assert snapshot is not None  # checked before the worker starts
         try:
-            results = self.tracer(self.snapshot, packet)
+            results = self.tracer(snapshot, packet)
             error = None
         except ProxyDoctorError as e:
             results, error = [], str(e)
