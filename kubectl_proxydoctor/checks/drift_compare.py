@@ -389,15 +389,15 @@ class Comparison:
             # enforces source ranges in ipsets, outside the virtual server the view holds
             # kube-proxy also admits the LB IPs themselves when a range holds the node IP (allowFromNode)
             own = {_norm_net(ip) for ip in exp.load_balancer_ips}
-            want = sorted({_norm_net(c) for c in ef.source_ranges} - own)
-            have = sorted({_norm_net(c) for c in f.source_ranges} - own)
-            if want != have:
+            want_ranges = sorted({_norm_net(c) for c in ef.source_ranges} - own)
+            have_ranges = sorted({_norm_net(c) for c in f.source_ranges} - own)
+            if want_ranges != have_ranges:
                 self._add(
                     exp.name,
                     "source-ranges-mismatch",
                     "error",
-                    f"{exp.name}: {f.address} admits {', '.join(have) or 'every source'} but "
-                    f"loadBalancerSourceRanges is {', '.join(want) or 'empty (every source)'}",
+                    f"{exp.name}: {f.address} admits {', '.join(have_ranges) or 'every source'} but "
+                    f"loadBalancerSourceRanges is {', '.join(want_ranges) or 'empty (every source)'}",
                     evidence=f.evidence,
                 )
 

@@ -24,7 +24,7 @@ def trace_modes(report, packet, label: str) -> list:
     from kubectl_proxydoctor.errors import ProxyDoctorError
     from kubectl_proxydoctor.modes import MODES
 
-    results = []
+    results: list = []
     for mode in MODES:
         module = mode_module(mode)
         if module is None or not hasattr(module, "trace"):
