@@ -338,7 +338,12 @@ def cli_runner(netns: str | None = None) -> Runner:
                 raise _Unavailable(f"cannot run {e.filename}") from e
             assert proc.stdout is not None
             expired = threading.Event()
-            timer = threading.Timer(TIMEOUT, lambda: (expired.set(), proc.kill()))
+
+            def expire() -> None:
+                expired.set()
+                proc.kill()
+
+            timer = threading.Timer(TIMEOUT, expire)
             timer.start()
             try:
                 failure = pump(proc.stdout.fileno(), sink)

@@ -208,7 +208,8 @@ def part_matches(pattern: KeyPart, value: KeyPart) -> bool:
             if isinstance(lo, int):
                 return lo <= int(value) <= hi
             addr = ipaddress.ip_address(str(value))
-            return ipaddress.ip_address(lo) <= addr <= ipaddress.ip_address(hi)
+            low, high = ipaddress.ip_address(lo), ipaddress.ip_address(hi)
+            return low.version == addr.version == high.version and int(low) <= int(addr) <= int(high)
         except (ValueError, TypeError):
             return False
     return pattern == value

@@ -188,7 +188,7 @@ class RulesetBuilder:
         expr = body.get("expr")
         if not isinstance(expr, list) or not all(isinstance(e, dict) and len(e) == 1 for e in expr):
             raise ParseError(source, f"item {i}: rule in {chain_name!r} has no 'expr' list")
-        chain.rules.append(NftRule(table.family, table.name, chain_name, body.get("handle"), expr,
+        chain.rules.append(NftRule(chain.family, chain.table, chain.name, body.get("handle"), expr,
                                    body.get("comment")))
 
     def _element(self, i: int, body: dict) -> None:
