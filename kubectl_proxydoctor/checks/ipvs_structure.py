@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.formats.ipvs_table import VirtualServer
 from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding, FrontendKind
 from kubectl_proxydoctor.modes.ipvs.cleanup import PROTOCOL_FLAGS
 from kubectl_proxydoctor.modes.ipvs.ipset import IpSet, member_key, port_members, set_name
 from kubectl_proxydoctor.modes.ipvs.state import DUMMY_INTERFACE, IpvsState, read_state
-from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
 from kubectl_proxydoctor.modes.ipvs.view import classify
 
 REQUIRED_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")

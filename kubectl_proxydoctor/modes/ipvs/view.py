@@ -8,6 +8,7 @@ IPVS has no service names: ports are named from the frontend (see labels.py to r
 
 from __future__ import annotations
 
+from kubectl_proxydoctor.formats.ipvs_table import VirtualServer
 from kubectl_proxydoctor.model import (
     Endpoint,
     Frontend,
@@ -21,7 +22,6 @@ from kubectl_proxydoctor.modes.iptables.parse import Ruleset
 from kubectl_proxydoctor.modes.ipvs.ipset import member_key, set_name
 from kubectl_proxydoctor.modes.ipvs.masquerade import describe
 from kubectl_proxydoctor.modes.ipvs.state import IpvsState, read_state
-from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 # schedulers that pick by connection counts: probabilities are only the weights' shares

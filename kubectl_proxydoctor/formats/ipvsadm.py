@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.modes.ipvs.table import IpvsTable, RealServer, VirtualServer, split_addr_port
+from kubectl_proxydoctor.formats.ipvs_table import IpvsTable, RealServer, VirtualServer, split_addr_port
 
 _HEADER_PREFIXES = ("IP Virtual Server version", "Prot LocalAddress:Port", "-> RemoteAddress:Port")
 _SERVICE = re.compile(r"^(TCP|UDP|SCTP)\s+(\S+)\s+(\S+)(.*)$")
