@@ -26,6 +26,7 @@ from kubectl_proxydoctor.model import (
     ProgrammedView,
     ServicePortName,
 )
+from kubectl_proxydoctor.primary_views import split_views
 
 PROBABILITY_TOLERANCE = 0.01
 
@@ -472,8 +473,6 @@ def compare(ctx: CheckContext) -> list[Finding]:
     findings: list[Finding] = []
     expected = ctx.expected
     if expected is not None and not ctx.extra.get("skip_kube_proxy"):
-        from kubectl_proxydoctor.analysis import split_views
-
         mode = ctx.extra.get("mode")
         primary, secondary = split_views(ctx.views, mode)
         if mode is None:
