@@ -350,7 +350,7 @@ def request_failure(e: BaseException, what: str, host: str, timeout: float = 10.
             return f"unauthorized: {what}: the API server rejected the credentials"
         if e.status == 404:
             return f"not found: {what}: the API server does not serve this resource"
-        return f"error: {what}: HTTP {e.status} {_status_message(e)}"
+        return f"error: {what}: HTTP {e.status} {status_message(e)}"
     if isinstance(e, HTTPError | OSError | ApiException) or type(e).__module__.startswith("websocket"):
         return f"unreachable: {host}: {_network_reason(e, timeout)}"
     if isinstance(e, ValueError):  # a body that is not JSON
@@ -365,7 +365,8 @@ def _typed(obj: dict, resource: tuple) -> dict:
     return {"apiVersion": resource[3], "kind": resource[2], **obj}
 
 
-def _status_message(e: Any) -> str:
+def status_message(e: Any) -> str:
+    """The API server's own message in a failed request's Status body (else the HTTP reason)."""
     try:
         body = json.loads(e.body)
         return str(body.get("message") or e.reason)

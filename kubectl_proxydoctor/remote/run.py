@@ -48,15 +48,15 @@ class RemoteOptions:
 
 def _api_error(e: Any, doing: str, host: str = "the API server") -> ProxyDoctorError:
     """One line for a failed request of the remote run; a bug (not an API/network error) re-raises."""
-    from kubectl_proxydoctor.collect.api import _status_message, request_failure
+    from kubectl_proxydoctor.collect.api import request_failure, status_message
 
     if isinstance(e, ProxyDoctorError):
         return e
     code = getattr(e, "status", None)
     if code == 403:
-        return ProxyDoctorError(f"forbidden: {doing} (RBAC): {_status_message(e)}")
+        return ProxyDoctorError(f"forbidden: {doing} (RBAC): {status_message(e)}")
     if code:
-        return ProxyDoctorError(f"{doing} failed: {_status_message(e)}")
+        return ProxyDoctorError(f"{doing} failed: {status_message(e)}")
     line = request_failure(e, doing, host)
     if line is None:
         raise e
