@@ -12,12 +12,10 @@ collect-node.sh writes the same files the same way.
 from __future__ import annotations
 
 import glob
-import json
 import os
-import sys
 
-from kubectl_proxydoctor.collect import CollectContext, local_http
-from kubectl_proxydoctor.collect.node import NEEDS_ROOT, run_tool
+from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.collect.node import NEEDS_ROOT, in_netns_thread
 from kubectl_proxydoctor.kube_proxy_process import FILENAME, LOG_FILENAME, MAX_LOG_BYTES, tail_bytes
 
 TIMEOUT = 2.0
@@ -37,22 +35,37 @@ HOST_PROCESSES_HIDDEN = ("host processes not visible: neither kube-proxy nor kub
 STATUSZ_ABSENT = "not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
 
 
+def _get(port: int, path: str, timeout: float, limit: int) -> dict:
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"User-Agent": "kubectl-proxydoctor"})
+            resp = conn.getresponse()
+            body = resp.read(limit)
+            return {"status": resp.status, "body": body.decode("utf-8", "replace")}
+        finally:
+            conn.close()
+    except OSError as e:
+        detail = getattr(e, "strerror", None) or str(e)
+        return {"error": f"{type(e).__name__}: {detail}" if detail else type(e).__name__}
+    except http.client.HTTPException as e:
+        return {"error": f"bad HTTP answer: {type(e).__name__}"}
+
+
 def fetch(specs: list[tuple[int, str]], netns: str | None = None, timeout: float = TIMEOUT) -> list[dict]:
     """GET each (port, path) on 127.0.0.1 (of ``netns`` when set): {status, body} or {error}."""
+    def get_all() -> list[dict]:
+        return [_get(port, path, timeout, MAX_BODY) for port, path in specs]
+
     if netns is None:
-        return [local_http.get(port, path, timeout, MAX_BODY) for port, path in specs]
-    # the stdlib-only module by path, without site packages: no package import inside the namespace
-    argv = [sys.executable, "-I", "-S", local_http.__file__, str(timeout), str(MAX_BODY),
-            *(f"{port} {path}" for port, path in specs)]
-    res = run_tool(argv, netns, timeout=timeout * len(specs) + 10)
-    if not res.ok:
-        return [{"error": res.error} for _ in specs]
-    try:
-        answers = json.loads(res.stdout)
-    except json.JSONDecodeError:
-        return [{"error": "no answer from the fetch inside the namespace"} for _ in specs]
-    return answers if isinstance(answers, list) and len(answers) == len(specs) else [
-        {"error": "bad answer from the fetch inside the namespace"} for _ in specs]
+        return get_all()
+    try:  # the sockets are made on a thread inside the namespace: no process to start
+        return in_netns_thread(netns, get_all)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        return [{"error": f"{NEEDS_ROOT}: {reason}" if e.errno in (1, 13) else reason} for _ in specs]
 
 
 def command_lines(names: tuple[str, ...], proc: str = "/proc") -> dict[str, list[str]]:

@@ -13,8 +13,10 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.errors import SourceUnavailable
@@ -26,6 +28,7 @@ COLLECTOR_MODULES = ("kernel", "sysctl", "addresses", "iptables", "nftables", "i
 OPTIONAL_MODULES = {"conntrack"}  # only with --conntrack
 NEEDS_ROOT = "needs root (CAP_NET_ADMIN)"
 DEFAULT_TIMEOUT = 20.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -174,6 +177,39 @@ def read_files(paths: list[str], netns: str | None = None) -> dict[str, FileRead
         return {p: FileRead(errno=-1, error="could not read inside the namespace") for p in paths}
     return {p: FileRead(text=v.get("data"), errno=v.get("errno"), error=v.get("error"))
             for p, v in doc.items()}
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def in_netns_thread(netns: str, work: Callable[[], T]) -> T:
+    """``work()`` on a thread of its own inside network namespace ``netns`` (setns(2) moves only the
+    calling thread, so the rest of the process stays where it is). OSError when it cannot enter."""
+    import ctypes
+    import threading
+
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"cannot enter network namespace {netns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            outcome.append((True, work()))
+        except BaseException as e:  # handed to the caller's thread
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=run, name=f"netns-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _load_collector(name: str):
