@@ -204,9 +204,7 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
         # (the API made the pod, the answer has not arrived) still deletes it below
         try:
             created = True
-            # the client sends a plain dict body as it is; its annotation names only the model class
-            core.create_namespaced_pod(opts.namespace, manifest,  # type: ignore[arg-type]
-                                       _preload_content=False)
+            core.create_namespaced_pod(opts.namespace, manifest, _preload_content=False)
         except Exception as e:
             created = False
             raise _api_error(e, f"create pods in {opts.namespace}", _host(core)) from e

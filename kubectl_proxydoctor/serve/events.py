@@ -157,8 +157,7 @@ class EventSink:
                 "reportingComponent": COMPONENT, "reportingInstance": self.node,
                 "firstTimestamp": now, "lastTimestamp": now, "count": 1,
             }
-            # the client sends a plain dict body as it is; its annotation names only the model class
-            self.core.create_namespaced_event(event_ns, body, _request_timeout=(5, 10))  # type: ignore[arg-type]
+            self.core.create_namespaced_event(event_ns, body, _request_timeout=(5, 10))
             self.correlator.remember(obj, reason, Posted(event_name, event_ns, 1, now, self.clock()))
             self.created += 1
         except Exception as e:  # noqa: BLE001 - an Event that cannot be posted must not stop verification

@@ -159,7 +159,7 @@ class NftTarget(Target):
         self.__dict__["_lines"] = None
         self.steps = steps
 
-    @property  # type: ignore[override]
+    @property
     def evidence(self) -> list[str]:
         lines = self.__dict__.get("_lines")
         if lines is None:
@@ -178,11 +178,11 @@ def _steps(target: Target) -> tuple[EvidenceItem, ...]:
 class NftFrontend(Frontend):
     """A Frontend whose evidence is added as ``pending`` items and rendered when first read."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pending: list[EvidenceItem] = []
 
-    @property  # type: ignore[override]
+    @property
     def evidence(self) -> list[str]:
         lines = self.__dict__.setdefault("_lines", [])
         pending = self.__dict__.get("pending")
@@ -310,7 +310,7 @@ class _TableInterpreter:
             if isinstance(existing, NftFrontend) and existing.kind == kind and existing.ip == ip \
                     and existing.port == port and existing.protocol == proto:
                 return existing
-        fe = NftFrontend(kind=kind, ip=ip, port=port, protocol=proto)  # type: ignore[arg-type]
+        fe = NftFrontend(kind=kind, ip=ip, port=port, protocol=proto)
         pp.frontends.append(fe)
         return fe
 
