@@ -7,12 +7,10 @@ namespace when asked) and reading /proc files, with failures turned into one-lin
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,19 +125,6 @@ def _run_bounded(argv: list[str], timeout: float, max_bytes: int) -> tuple[bytes
     return bytes(out), bytes(err), proc.returncode, truncated
 
 
-_READ_SCRIPT = """
-import json, sys
-out = {}
-for p in sys.argv[1:]:
-    try:
-        with open(p, 'rb') as f:
-            out[p] = {'data': f.read().decode('utf-8', 'replace')}
-    except OSError as e:
-        out[p] = {'errno': e.errno, 'error': e.strerror or str(e)}
-print(json.dumps(out))
-"""
-
-
 @dataclass
 class FileRead:
     """One file read: its text, or errno/error when it could not be read."""
@@ -156,27 +141,30 @@ class FileRead:
 def read_files(paths: list[str], netns: str | None = None) -> dict[str, FileRead]:
     """Read files (per-netns ones such as /proc/net/* and /proc/sys/net/* from inside ``netns``)."""
     if not netns:
-        out: dict[str, FileRead] = {}
-        for p in paths:
-            try:
-                with open(p, "rb") as f:
-                    out[p] = FileRead(text=f.read().decode("utf-8", "replace"))
-            except OSError as e:
-                out[p] = FileRead(errno=e.errno, error=e.strerror or str(e))
-        return out
-    # -I -S: no site packages (the script needs only the standard library): starts ~8x faster
-    res = run_tool([sys.executable, "-I", "-S", "-c", _READ_SCRIPT, *paths], netns)
-    if not res.ok:
-        why = res.stderr.splitlines()[0] if res.stderr else (res.error or "failed")
-        error = f"{NEEDS_ROOT}: {why}" if res.error and res.error.startswith(NEEDS_ROOT) else why
+        return _read(paths)
+    try:  # on a thread inside the namespace, where /proc/sys/net is the namespace's
+        return in_netns_thread(netns, lambda: _read(paths, thread_net=True))
+    except OSError as e:
+        why = e.strerror or str(e)
+        error = f"{NEEDS_ROOT}: {why}" if e.errno in (1, 13) else why
         return {p: FileRead(errno=-1, error=f"cannot read inside network namespace {netns}: {error}")
                 for p in paths}
-    try:
-        doc = json.loads(res.stdout)
-    except json.JSONDecodeError:
-        return {p: FileRead(errno=-1, error="could not read inside the namespace") for p in paths}
-    return {p: FileRead(text=v.get("data"), errno=v.get("errno"), error=v.get("error"))
-            for p, v in doc.items()}
+
+
+def _read(paths: list[str], thread_net: bool = False) -> dict[str, FileRead]:
+    """Each file's text or why not; ``thread_net``: /proc/net/* as this thread's network namespace
+    sees it (/proc/net is the process's: its first thread's)."""
+    out: dict[str, FileRead] = {}
+    for p in paths:
+        real = p
+        if thread_net and p.startswith("/proc/net/"):
+            real = "/proc/thread-self/net/" + p.removeprefix("/proc/net/")
+        try:
+            with open(real, "rb") as f:
+                out[p] = FileRead(text=f.read().decode("utf-8", "replace"))
+        except OSError as e:
+            out[p] = FileRead(errno=e.errno, error=e.strerror or str(e))
+    return out
 
 
 CLONE_NEWNET = 0x40000000
