@@ -31,9 +31,13 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check kubectl_proxydoctor tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup
 	$(BIN)/ruff check kubectl_proxydoctor tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -p no:cacheprovider
 
 fuzz: setup

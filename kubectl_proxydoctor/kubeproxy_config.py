@@ -348,6 +348,7 @@ def read_config(daemonset: dict | None = None, configmaps: list[dict] | None = N
     have_args = daemonset is not None or bool(cmdline)
     use_file = doc is not None and (cfg.config_file is not None or not have_args)
     if use_file:
+        assert cm is not None and doc is not None  # doc is read from cm
         cfg.file_read = True
         where = f"ConfigMap {_ref(cm)} {key}"
         _apply_file(cfg, doc, where)
@@ -357,7 +358,7 @@ def read_config(daemonset: dict | None = None, configmaps: list[dict] | None = N
                 f"{ds_name} passes --config and also {', '.join('--' + f for f in ignored)}: "
                 "kube-proxy ignores those flags when --config is set")
     else:
-        if doc is not None and cfg.config_file is None:
+        if cm is not None and doc is not None and cfg.config_file is None:
             cfg.problems.append(f"ConfigMap {_ref(cm)} exists but {ds_name} does not pass --config: "
                                 "kube-proxy uses its flags, not that file")
         elif cfg.config_file is not None and doc is None and cm is None:

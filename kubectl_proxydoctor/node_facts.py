@@ -109,7 +109,7 @@ def add_cluster(facts: NodeFacts, cluster) -> None:
         meta = sl.get("metadata") or {}
         owner = (meta.get("labels") or {}).get("kubernetes.io/service-name", "")
         svc = f"{meta.get('namespace', '')}/{owner}"
-        ports = frozenset(p.get("port") for p in sl.get("ports") or [] if isinstance(p, dict)
+        ports = frozenset(p["port"] for p in sl.get("ports") or [] if isinstance(p, dict)
                           and isinstance(p.get("port"), int))
         for ep in sl.get("endpoints") or []:
             if not isinstance(ep, dict):
@@ -172,12 +172,13 @@ def resolve_source(text: str, facts: NodeFacts, family: int) -> str:
         pass
     if text == "node":
         candidates = [*facts.node_ips, *sorted(facts.addresses or ())]
-        for ip in candidates:
-            addr = ipaddress.ip_address(ip)
+        for candidate in candidates:
+            addr = ipaddress.ip_address(candidate)
             if addr.version == family and not addr.is_loopback and not addr.is_link_local:
-                return ip
+                return candidate
         raise ValueError("'node': this node's address is not in the capture (no ip-addr.json and no "
                          "InternalIP in api.json)")
+    ip: str | None
     if "/" in text:
         name, ip = text, facts.pods.get(text)
     else:

@@ -23,6 +23,7 @@ from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.gcpause import gc_paused
 from kubectl_proxydoctor.model import Finding, ProgrammedView
 from kubectl_proxydoctor.modes import MODES
+from kubectl_proxydoctor.primary_views import split_views
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 if TYPE_CHECKING:
@@ -133,30 +134,6 @@ def relabel_views(views: list[ProgrammedView], cluster: ClusterState) -> list[Pr
     from kubectl_proxydoctor.modes.ipvs.labels import relabel
 
     return [relabel(v, cluster) if v.mode == "ipvs" else v for v in views]
-
-
-def _backend(view: ProgrammedView) -> str:
-    """A view's backend, one name for both families (ip6tables-legacy -> iptables-legacy)."""
-    return view.source.replace("ip6tables", "iptables")
-
-
-def split_views(
-    views: list[ProgrammedView], mode: str | None
-) -> tuple[list[ProgrammedView], dict[str, list[ProgrammedView]]]:
-    """The views kube-proxy itself writes (the active mode's main backend) and the other backends
-    of the same mode (e.g. a stale iptables-legacy copy), by backend name."""
-    mine = [v for v in views if mode is None or v.mode == mode]
-    if not mine:
-        return [], {}
-    counts: dict[str, int] = {}
-    for v in mine:
-        counts[_backend(v)] = counts.get(_backend(v), 0) + len(v.ports)
-    primary = max(sorted(counts), key=lambda b: (counts[b], "legacy" not in b))
-    secondary: dict[str, list[ProgrammedView]] = {}
-    for v in mine:
-        if _backend(v) != primary and v.ports:
-            secondary.setdefault(_backend(v), []).append(v)
-    return [v for v in mine if _backend(v) == primary], secondary
 
 
 def api_problem(cluster: ClusterState | None) -> str | None:

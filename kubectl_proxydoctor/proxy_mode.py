@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kubectl_proxydoctor.snapshot import NodeSnapshot
@@ -231,9 +232,13 @@ def iptables_dumps(snapshot: NodeSnapshot) -> list[IptablesDump]:
         legacy = snapshot.text(legacy_name)
         if legacy is None or not snapshot.derived(  # the default dump is a copy of the legacy one
                 f"proxy_mode.iptables-same:{name}", (name, legacy_name),
-                lambda legacy=legacy, text=text: _rules_only(legacy) == _rules_only(text)):
+                partial(_same_rules, legacy, text)):
             dumps.append(_scan_cached(snapshot, label, name, text))
     return dumps
+
+
+def _same_rules(a: str, b: str) -> bool:
+    return _rules_only(a) == _rules_only(b)
 
 
 def _rules_only(text: str) -> list[str]:
@@ -254,10 +259,10 @@ def nft_kube_proxy_tables(snapshot: NodeSnapshot) -> list[NftTable]:
     From the ruleset the nftables interpreter parsed (once per snapshot, or while collecting), so
     the JSON is not decoded again; a file it cannot parse (ParseError) is scanned leniently
     instead, so decide() still sees the tables a malformed or unexpected listing holds."""
-    text = snapshot.text("nft-ruleset.json")
-    if text is not None:
+    json_text = snapshot.text("nft-ruleset.json")
+    if json_text is not None:
         return list(snapshot.derived("proxy_mode.nft-tables", ("nft-ruleset.json",),
-                                     lambda: _nft_tables_from_ruleset(snapshot, text)))
+                                     partial(_nft_tables_from_ruleset, snapshot, json_text)))
     tables: dict[tuple[str, str], NftTable] = {}
     text = snapshot.text("nft-ruleset.txt")
     if text is not None:

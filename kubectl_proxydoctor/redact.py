@@ -220,14 +220,14 @@ class Redactor:
                 ports.update((pn, proto) for proto in ("tcp", "udp", "sctp"))
             for line in dump.splitlines():
                 sep = _IPT_SEP_RULE.match(line)
-                cm = _IPT_COMMENT.search(line)
-                proto = _PROTO.search(line)
-                if not (sep and cm and proto):
+                comment = _IPT_COMMENT.search(line)
+                rule_proto = _PROTO.search(line)
+                if not (sep and comment and rule_proto):
                     continue
                 host, _, port = sep.group(2).rpartition(":")
                 if port.isdigit():
-                    pn = cm.group(1) + (f":{cm.group(2)}" if cm.group(2) else "")
-                    endpoints.add((pn, proto.group(1), host.strip("[]"), int(port)))
+                    pn = comment.group(1) + (f":{comment.group(2)}" if comment.group(2) else "")
+                    endpoints.add((pn, rule_proto.group(1), host.strip("[]"), int(port)))
         for pn, proto in ports:
             self.ipt_chains[port_proto_hash(pn, proto)] = port_proto_hash(self._port_name(pn), proto)
         for pn, proto, host, port in endpoints:

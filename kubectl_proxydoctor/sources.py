@@ -285,21 +285,3 @@ def unknown_rule_lines(snapshot: NodeSnapshot, modes: tuple[str, ...], found_rul
     found, every mode not read or not captured; with rules found, the modes that failed to read."""
     return [f"{r.summary()}: {'; '.join(s.describe() for s in r.problems())}"
             for r in unknown_rules(snapshot, modes) if not found_rules or r.unreadable]
-
-
-def trace_unknown_lines(snapshot: NodeSnapshot, modes: tuple[str, ...], traced: set[str],
-                        mode: str | None = None) -> list[str]:
-    """Why a trace may be incomplete (non-empty: `trace` exits 3); ``traced``: the modes whose rules
-    gave a result; ``mode``: NodeState's mode decision (decided here only for a caller without a
-    state). With results, only the mode that programs the node counts, as in `check`: another
-    mode's unreadable rules do not make a complete trace unknown, but results only from another
-    mode's leftovers do not stand for the programming mode's rules that were not read."""
-    if not traced:
-        return unknown_rule_lines(snapshot, modes, False)
-    if mode is None:
-        from kubectl_proxydoctor.proxy_mode import decide
-
-        mode = str(decide(snapshot).mode)
-    if mode not in modes:
-        return unknown_rule_lines(snapshot, modes, True)
-    return unknown_rule_lines(snapshot, (mode,), mode in traced)

@@ -47,18 +47,21 @@ def plan(ports: list[ExpectedPort], node_ip: str | None, facts: NodeFacts) -> li
     return out
 
 
+Source = tuple[str, str | None]  # (who sends, its address if one is known)
+
+
 def _sources(f: ExpectedFrontend, port: ExpectedPort, node: str | None, facts: NodeFacts,
-             family: int) -> list[tuple[str, str | None]]:
-    node_src = [(f"the node itself ({node})", node)] if node else []
+             family: int) -> list[Source]:
+    node_src: list[Source] = [(f"the node itself ({node})", node)] if node else []
     if f.kind == "cluster-ip":
         pod = _local_pod(facts, family, {ep.ip for ep in port.all_endpoints})
-        pod_src = [(f"pod {pod[0]} on this node ({pod[1]})", pod[1])] if pod else \
+        pod_src: list[Source] = [(f"pod {pod[0]} on this node ({pod[1]})", pod[1])] if pod else \
             [("a client off this node (no pod of this node in the API)", _off_node(facts, family, [], node))]
         return pod_src + node_src
     off = _off_node(facts, family, f.source_ranges, node)
     if f.source_ranges:
         inside = _inside(facts, family, f.source_ranges)
-        sources = []
+        sources: list[Source] = []
         if inside:
             sources.append((f"a client inside loadBalancerSourceRanges ({inside})", inside))
         sources.append((f"a client outside loadBalancerSourceRanges ({off})", off))

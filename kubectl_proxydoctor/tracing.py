@@ -16,6 +16,7 @@ from kubectl_proxydoctor.model import Packet, TraceResult
 from kubectl_proxydoctor.modes import MODES
 from kubectl_proxydoctor.node_state import mode_module
 from kubectl_proxydoctor.snapshot import NodeSnapshot
+from kubectl_proxydoctor.sources import unknown_rule_lines
 
 
 @dataclass
@@ -47,3 +48,21 @@ def trace_mode(snapshot: NodeSnapshot, packet: Packet, mode: str) -> ModeTrace |
 def trace_modes(snapshot: NodeSnapshot, packet: Packet, modes: tuple[str, ...] = MODES) -> list[ModeTrace]:
     """Every mode's trace of ``packet`` (modes without a tracer in this build are left out)."""
     return [t for t in (trace_mode(snapshot, packet, m) for m in modes) if t is not None]
+
+
+def trace_unknown_lines(snapshot: NodeSnapshot, modes: tuple[str, ...], traced: set[str],
+                        mode: str | None = None) -> list[str]:
+    """Why a trace may be incomplete (non-empty: `trace` exits 3); ``traced``: the modes whose rules
+    gave a result; ``mode``: NodeState's mode decision (decided here only for a caller without a
+    state). With results, only the mode that programs the node counts, as in `check`: another
+    mode's unreadable rules do not make a complete trace unknown, but results only from another
+    mode's leftovers do not stand for the programming mode's rules that were not read."""
+    if not traced:
+        return unknown_rule_lines(snapshot, modes, False)
+    if mode is None:
+        from kubectl_proxydoctor.proxy_mode import decide  # only for a caller without a NodeState
+
+        mode = str(decide(snapshot).mode)
+    if mode not in modes:
+        return unknown_rule_lines(snapshot, modes, True)
+    return unknown_rule_lines(snapshot, (mode,), mode in traced)

@@ -7,7 +7,6 @@ import copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubectl_proxydoctor.analysis import split_views
 from kubectl_proxydoctor.checks import CheckContext, load_checks, run_checks
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.expected import ExpectedNode, expected_for_node
@@ -19,6 +18,7 @@ from kubectl_proxydoctor.model import (
     ServicePortName,
     Target,
 )
+from kubectl_proxydoctor.primary_views import split_views
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.test_expected import ep, eps, node, svc
 

@@ -11,7 +11,8 @@ from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect import addresses as addresses_collector
 from kubectl_proxydoctor.collect import ipvs as ipvs_collector
-from kubectl_proxydoctor.modes.ipvs import interpret, ipset, ipvsadm
+from kubectl_proxydoctor.formats import ipvsadm
+from kubectl_proxydoctor.modes.ipvs import interpret, ipset
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from tests.conftest import FIXTURES, ns_run
 
@@ -93,8 +94,8 @@ def test_absence_reason_is_one_line():
 
 
 def test_netlink_reader_in_a_namespace_restores_ours(netns):
+    from kubectl_proxydoctor.collect.ipvs_netlink import read_live
     from kubectl_proxydoctor.errors import SourceUnavailable
-    from kubectl_proxydoctor.modes.ipvs.netlink import read_live
 
     ns = netns("pd-ipvs-")
     before = os.readlink("/proc/self/ns/net")

@@ -7,9 +7,10 @@ import pytest
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect import ipvs as collector
+from kubectl_proxydoctor.collect import ipvs_netlink as netlink
 from kubectl_proxydoctor.collect.node import FileRead, ToolResult
 from kubectl_proxydoctor.errors import SourceUnavailable
-from kubectl_proxydoctor.modes.ipvs import ipvsadm, netlink
+from kubectl_proxydoctor.formats import ipvsadm
 
 HEALTHY = Path(__file__).parent / "fixtures" / "ipvs" / "healthy"
 PROC = (HEALTHY / "proc-net-ip_vs.txt").read_text()

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from kubectl_proxydoctor.cluster import ClusterState
+from kubectl_proxydoctor.formats.ipvs_table import RealServer, VirtualServer
 from kubectl_proxydoctor.model import Endpoint
 from kubectl_proxydoctor.modes import interpret_all
 from kubectl_proxydoctor.modes.ipvs import interpret
 from kubectl_proxydoctor.modes.ipvs.labels import relabel
-from kubectl_proxydoctor.modes.ipvs.table import RealServer, VirtualServer
 from kubectl_proxydoctor.modes.ipvs.view import scheduler_probabilities
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 

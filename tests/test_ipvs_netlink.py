@@ -10,9 +10,9 @@ pytest.importorskip("pyroute2")
 from pyroute2.ipvs import IPVSDest, IPVSService  # noqa: E402
 from pyroute2.netlink.generic.ipvs import ipvsmsg  # noqa: E402
 
+from kubectl_proxydoctor.collect.ipvs_netlink import table_from_messages  # noqa: E402
 from kubectl_proxydoctor.errors import ParseError  # noqa: E402
-from kubectl_proxydoctor.modes.ipvs import ipvsadm  # noqa: E402
-from kubectl_proxydoctor.modes.ipvs.netlink import table_from_messages  # noqa: E402
+from kubectl_proxydoctor.formats import ipvsadm  # noqa: E402
 
 
 def _roundtrip(cmd: int, attr: str, obj) -> ipvsmsg:
@@ -94,8 +94,8 @@ def test_service_without_address_is_a_parse_error():
 
 
 def test_destination_dump_request_carries_the_service_key():
-    from kubectl_proxydoctor.modes.ipvs.netlink import _service_key
-    from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
+    from kubectl_proxydoctor.collect.ipvs_netlink import _service_key
+    from kubectl_proxydoctor.formats.ipvs_table import VirtualServer
 
     for vs, want in (
         (VirtualServer("UDP", "fd00::10", 53, "rr", family=6),

@@ -7,7 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.modes.ipvs import ipset, ipvsadm, procfs
+from kubectl_proxydoctor.formats import ipvs_procfs as procfs
+from kubectl_proxydoctor.formats import ipvsadm
+from kubectl_proxydoctor.modes.ipvs import ipset
 
 FIX = Path(__file__).parent / "fixtures" / "ipvs"
 

@@ -243,7 +243,7 @@ def test_tui_trace_says_rules_unknown_not_no_rules(tmp_path) -> None:
 
     from kubectl_proxydoctor.modes import MODES
     from kubectl_proxydoctor.snapshot import NodeSnapshot
-    from kubectl_proxydoctor.sources import trace_unknown_lines
+    from kubectl_proxydoctor.tracing import trace_unknown_lines
     from kubectl_proxydoctor.tui.screens.trace import fill_tree
 
     capture = tmp_path / "node"

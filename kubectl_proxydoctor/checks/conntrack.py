@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.checks import CheckContext, check
@@ -18,13 +19,17 @@ from kubectl_proxydoctor.conntrack import ConntrackEntry, parse_conntrack
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.model import Endpoint, Finding
 
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.expected import ExpectedNode
+
 NEAR_FULL_PERCENT = 90.0
 MAX_EVIDENCE = 10
 
 
-def _expected(ctx: CheckContext):
+def _expected(ctx: CheckContext) -> ExpectedNode:
     if ctx.expected is not None:
         return ctx.expected
+    assert ctx.cluster is not None  # the check runs with the API's objects or their expected view
     from kubectl_proxydoctor.expected import expected_for_node
 
     return expected_for_node(ctx.cluster, ctx.snapshot.node)

@@ -26,6 +26,7 @@ from kubectl_proxydoctor.model import (
     ProgrammedView,
     ServicePortName,
 )
+from kubectl_proxydoctor.primary_views import split_views
 
 PROBABILITY_TOLERANCE = 0.01
 
@@ -389,15 +390,15 @@ class Comparison:
             # enforces source ranges in ipsets, outside the virtual server the view holds
             # kube-proxy also admits the LB IPs themselves when a range holds the node IP (allowFromNode)
             own = {_norm_net(ip) for ip in exp.load_balancer_ips}
-            want = sorted({_norm_net(c) for c in ef.source_ranges} - own)
-            have = sorted({_norm_net(c) for c in f.source_ranges} - own)
-            if want != have:
+            want_ranges = sorted({_norm_net(c) for c in ef.source_ranges} - own)
+            have_ranges = sorted({_norm_net(c) for c in f.source_ranges} - own)
+            if want_ranges != have_ranges:
                 self._add(
                     exp.name,
                     "source-ranges-mismatch",
                     "error",
-                    f"{exp.name}: {f.address} admits {', '.join(have) or 'every source'} but "
-                    f"loadBalancerSourceRanges is {', '.join(want) or 'empty (every source)'}",
+                    f"{exp.name}: {f.address} admits {', '.join(have_ranges) or 'every source'} but "
+                    f"loadBalancerSourceRanges is {', '.join(want_ranges) or 'empty (every source)'}",
                     evidence=f.evidence,
                 )
 
@@ -472,8 +473,6 @@ def compare(ctx: CheckContext) -> list[Finding]:
     result = ctx.cache.drift = DriftResult()
     expected = ctx.expected
     if expected is not None and not ctx.skip_kube_proxy:
-        from kubectl_proxydoctor.node_state import split_views
-
         mode = ctx.mode
         primary, secondary = split_views(ctx.views, mode)
         if mode is None:

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.clip import clip
 from kubectl_proxydoctor.kube_proxy_pod import for_context
 from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
+
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.modes.iptables.parse import Ruleset
 
 _SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 _FRONTEND_COMMENT = re.compile(r"^\S+/\S+ (cluster IP|external IP|loadbalancer IP)$")
@@ -42,9 +46,14 @@ def _views(ctx: CheckContext) -> list[ProgrammedView]:
     return interpret(ctx.snapshot)
 
 
+def _ruleset(view: ProgrammedView) -> Ruleset:
+    """The parsed dump an iptables view was built from (interpret_ruleset keeps it in ``raw``)."""
+    return cast("Ruleset", view.raw)
+
+
 def _iptables_layout(view: ProgrammedView) -> bool:
     """True when this dump looks like kube-proxy's iptables mode (not IPVS's helper chains)."""
-    tables = view.raw.tables.values()  # type: ignore[union-attr]
+    tables = _ruleset(view).tables.values()
     if not any(name in t.chains for t in tables for name in _IPVS_CHAINS):
         return True  # (a lookup per IPVS chain name: no pass over a 10k-service dump's chains)
     return any(name.startswith("KUBE-SVC-") for t in tables for name in t.chains)
@@ -71,7 +80,7 @@ def _sep_name(view: ProgrammedView, chain: str) -> ServicePortName | None:
     from kubectl_proxydoctor.modes.iptables import hashes
     from kubectl_proxydoctor.modes.iptables.view import parse_port_name, port_name_string
 
-    rules = view.raw.rules("nat", chain)  # type: ignore[union-attr]
+    rules = _ruleset(view).rules("nat", chain)
     proto = next((r.proto for r in rules if r.proto), "tcp")
     for rule in rules:
         if rule.comment:
@@ -109,11 +118,11 @@ def _hooks(rs, chain: str) -> list[str]:
 
 def _backend_score(view: ProgrammedView) -> tuple:
     """Which backend kube-proxy writes: the one with its full layout, then the most service ports."""
-    rs = view.raw
+    rs = _ruleset(view)
     hallmarks = sum(1 for t, c in (("mangle", "KUBE-PROXY-CANARY"), ("nat", "KUBE-POSTROUTING"),
                                    ("nat", "KUBE-NODEPORTS"), ("filter", "KUBE-FORWARD"),
                                    ("filter", "KUBE-PROXY-FIREWALL"), ("mangle", "KUBE-IPTABLES-HINT"))
-                    if rs.chain(t, c) is not None)  # type: ignore[union-attr]
+                    if rs.chain(t, c) is not None)
     return hallmarks, len(view.ports), "legacy" not in view.source
 
 
@@ -122,9 +131,9 @@ def backend_leftover(ctx: CheckContext) -> Iterable[Finding]:
     """KUBE-SERVICES programmed in both the legacy and the nf_tables backend."""
     by_family: dict[int, list[ProgrammedView]] = {}
     for view in _views(ctx):
-        rs = view.raw
-        if rs is not None and rs.rules("nat", "KUBE-SERVICES") and _iptables_layout(view):  # type: ignore[union-attr]
-            by_family.setdefault(rs.family, []).append(view)  # type: ignore[union-attr]
+        rs = _ruleset(view)
+        if rs is not None and rs.rules("nat", "KUBE-SERVICES") and _iptables_layout(view):
+            by_family.setdefault(rs.family, []).append(view)
     for views in by_family.values():
         if len({v.source for v in views}) < 2:
             continue
@@ -151,10 +160,10 @@ def _backend_leftover_fix(ctx: CheckContext, binary: str, active_backend: str) -
 
 def _leftover_findings(ctx: CheckContext, stale: ProgrammedView, active: ProgrammedView,
                        active_backend: str) -> Iterable[Finding]:
-    rs = stale.raw
+    rs = _ruleset(stale)
     hooks = _hooks(rs, "KUBE-SERVICES")
     hooked = f"hooked from {'/'.join(hooks)}" if hooks else "not hooked from PREROUTING/OUTPUT"
-    counters = [f"{c.name} [{c.packets}:{c.bytes}]" for c in (rs.chain("nat", h) for h in hooks)  # type: ignore[union-attr]
+    counters = [f"{c.name} [{c.packets}:{c.bytes}]" for c in (rs.chain("nat", h) for h in hooks)
                 if c is not None and c.packets]
     seen = f"; its nat {', '.join(counters)} counters show it sees traffic" if counters else ""
     severity = "error" if hooks else "warning"
@@ -167,7 +176,7 @@ def _leftover_findings(ctx: CheckContext, stale: ProgrammedView, active: Program
         yield _finding("backend-leftover", severity,
                        f"{stale.source} nat ({hooked}) still has KUBE-SERVICES rules while kube-proxy "
                        f"writes the {active_backend} backend ({active.source}); {why}{seen}",
-                       None, [r.text for r in rs.rules("nat", "KUBE-SERVICES")][:20], fix)  # type: ignore[union-attr]
+                       None, [r.text for r in rs.rules("nat", "KUBE-SERVICES")][:20], fix)
         return
     for (name, _fam), port in sorted(stale.ports.items()):
         for fe in port.frontends:
@@ -227,8 +236,8 @@ def _kube_proxy_wrote(rule) -> bool:
 
 def _shadowed(view: ProgrammedView, rule) -> tuple[ServicePortName | None, str]:
     """The kube-proxy service rule a foreign rule overlaps and comes before, if any."""
-    rs = view.raw
-    for later in rs.rules(rule.table, rule.chain)[rule.index:]:  # type: ignore[union-attr]
+    rs = _ruleset(view)
+    for later in rs.rules(rule.table, rule.chain)[rule.index:]:
         if not _kube_proxy_wrote(later) or not later.comment:
             continue
         if rule.dst and later.dst and rule.dst != later.dst:
@@ -263,11 +272,11 @@ def _effect(rule, address: str) -> str:
 def foreign_rules(ctx: CheckContext) -> Iterable[Finding]:
     """Rules in kube-proxy's chains it did not write; other chains jumping into kube-proxy's."""
     for view in _views(ctx):
-        rs = view.raw
+        rs = _ruleset(view)
         if rs is None or not _applies(ctx, view):
             continue
         prefix = f"[{view.source}] " if "legacy" in view.source else ""
-        for table in rs.tables.values():  # type: ignore[union-attr]
+        for table in rs.tables.values():
             for chain in table.chains.values():
                 if chain.name in _KUBE_OWNED or chain.name.startswith(_SERVICE_PREFIXES):
                     yield from _foreign_in_kube_chain(view, chain, prefix)
@@ -336,7 +345,7 @@ def _reached_from(rs, table: str, chain: str, depth: int = 0) -> tuple[list[str]
 
 
 def _foreign_chain_jumping_in(view: ProgrammedView, table: str, chain, prefix: str) -> Iterable[Finding]:
-    rs = view.raw
+    rs = _ruleset(view)
     jumps = [r for r in chain.rules if (r.target or "").startswith("KUBE-")]
     if not jumps:
         return
@@ -376,11 +385,11 @@ _BUILTIN_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "SNAT", "MASQU
 def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
     """KUBE-SVC/SVL/EXT/FW/SEP chains nothing jumps to, and jumps to chains that do not exist."""
     for view in _views(ctx):
-        rs = view.raw
+        rs = _ruleset(view)
         if rs is None or not _applies(ctx, view):
             continue
         prefix = f"[{view.source}] "
-        for table in rs.tables.values():  # type: ignore[union-attr]
+        for table in rs.tables.values():
             referenced = {r.target for r in table.rules() if r.target}
             for chain in table.chains.values():
                 if chain.name.startswith(_SERVICE_PREFIXES) and chain.name not in referenced:
@@ -447,10 +456,10 @@ def _unreferenced(ctx: CheckContext, view: ProgrammedView, table, chain, name: S
 def probabilities(ctx: CheckContext) -> Iterable[Finding]:
     """Statistic rules in KUBE-SVC/SVL chains must split new connections evenly over endpoints."""
     for view in _views(ctx):
-        rs = view.raw
-        if rs is None or not _applies(ctx, view) or "nat" not in rs.tables:  # type: ignore[union-attr]
+        rs = _ruleset(view)
+        if rs is None or not _applies(ctx, view) or "nat" not in rs.tables:
             continue
-        for chain in rs.tables["nat"].chains.values():  # type: ignore[union-attr]
+        for chain in rs.tables["nat"].chains.values():
             if not chain.name.startswith(("KUBE-SVC-", "KUBE-SVL-")):
                 continue
             lb = [r for r in chain.rules
@@ -487,20 +496,20 @@ def probabilities(ctx: CheckContext) -> Iterable[Finding]:
 def stale_layout(ctx: CheckContext) -> Iterable[Finding]:
     """KUBE-* chains of other kube-proxy versions (KUBE-XLB-*, KUBE-MARK-DROP) or of IPVS mode."""
     for view in _views(ctx):
-        rs = view.raw
+        rs = _ruleset(view)
         if rs is None or not _applies(ctx, view):
             continue
-        old = [(t, c) for t, c in rs.kube_chains() if c.startswith("KUBE-XLB-") or c == "KUBE-MARK-DROP"]  # type: ignore[union-attr]
+        old = [(t, c) for t, c in rs.kube_chains() if c.startswith("KUBE-XLB-") or c == "KUBE-MARK-DROP"]
         if old:
             yield _finding(
                 "version-leftover", "warning",
                 f"[{view.source}] chains from an older kube-proxy: "
-                + ", ".join(f"{t} {c} ({len(rs.rules(t, c))} rules)" for t, c in old[:10])  # type: ignore[union-attr]
+                + ", ".join(f"{t} {c} ({len(rs.rules(t, c))} rules)" for t, c in old[:10])
                 + (f" and {len(old) - 10} more" if len(old) > 10 else ""),
                 None, [f"{t} :{c}" for t, c in old][:20],
                 "kube-proxy >= 1.24 no longer writes KUBE-XLB-* (now KUBE-EXT-/KUBE-SVL-) or KUBE-MARK-DROP; "
                 "delete them once nothing jumps to them (`iptables -t nat -X CHAIN`).")
-        ipvs = [(t, c) for t, c in rs.kube_chains() if c in _IPVS_CHAINS]  # type: ignore[union-attr]
+        ipvs = [(t, c) for t, c in rs.kube_chains() if c in _IPVS_CHAINS]
         if ipvs:
             yield _finding(
                 "mode-leftover", "warning",

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
+from kubectl_proxydoctor.formats.ipvs_table import VirtualServer
 from kubectl_proxydoctor.kube_proxy_pod import for_context
-from kubectl_proxydoctor.model import Finding
+from kubectl_proxydoctor.model import Finding, FrontendKind
 from kubectl_proxydoctor.modes.ipvs.cleanup import PROTOCOL_FLAGS
 from kubectl_proxydoctor.modes.ipvs.ipset import IpSet, member_key, port_members, set_name
 from kubectl_proxydoctor.modes.ipvs.state import DUMMY_INTERFACE, IpvsState, read_state
-from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
 from kubectl_proxydoctor.modes.ipvs.view import classify
 
 REQUIRED_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
@@ -89,7 +89,7 @@ def kube_ipvs0(ctx: CheckContext) -> Iterator[Finding]:
     if state is None or state.ipvs0 is None or not state.table.services:
         return
     used: set[str] = set()
-    unbound: list[tuple[VirtualServer, str, str]] = []
+    unbound: list[tuple[VirtualServer, FrontendKind, str]] = []
     for vs in state.table.services:
         if vs.ip is None:
             continue
@@ -118,7 +118,8 @@ def kube_ipvs0(ctx: CheckContext) -> Iterator[Finding]:
             f"{DUMMY_INTERFACE}: packets to it are not delivered locally, so IPVS never balances them",
             vs, evidence=[f"{src}: {vs.evidence}", f"ip-addr.json: {vs.ip} not on {DUMMY_INTERFACE}"],
             fix=f"restart this node's kube-proxy so it re-binds the address (`{for_context(ctx).restart}`; "
-                f"`ip addr add {vs.ip}/{128 if ':' in vs.ip else 32} dev {DUMMY_INTERFACE}` restores it by "
+                f"`ip addr add {vs.ip}/{128 if ':' in (vs.ip or '') else 32} dev {DUMMY_INTERFACE}` "
+                "restores it by "
                 "hand until then)")
     for ip in sorted(state.ipvs0 - used):
         yield _finding(

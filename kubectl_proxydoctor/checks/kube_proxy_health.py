@@ -16,7 +16,7 @@ from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.kube_proxy_pod import KubeProxyPod, for_context
-from kubectl_proxydoctor.model import Finding
+from kubectl_proxydoctor.model import Finding, Severity
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 HEALTH_TIMEOUT_SECONDS = 60.0  # kube-proxy default: 2 x syncPeriod (30 s)
@@ -113,19 +113,25 @@ def _has_rules(ctx: CheckContext) -> bool:
         re.search(r"^(TCP|UDP|SCTP)\s", snap.text("ipvsadm.txt") or "", re.M))
 
 
+def _unreadable(name: str, e: ProxyDoctorError) -> Finding:
+    return Finding("kube-proxy-unreadable", "warning", f"kube-proxy's {name} answer could not be read: {e}",
+                   evidence=[str(e)])
+
+
 @check("sync-failing")
 def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
     """kube-proxy runs but its syncs fail: restore errors, a queued change never synced, /healthz 503."""
-    metrics = healthz = None
-    for name, read in (("metrics", nodeinfo.kube_proxy_metrics), ("healthz", nodeinfo.kube_proxy_healthz)):
-        try:  # a garbage metrics file must not hide a valid /healthz (nor the other way round)
-            if name == "metrics":
-                metrics = read(ctx.snapshot)
-            else:
-                healthz = read(ctx.snapshot)
-        except ProxyDoctorError as e:
-            yield Finding("kube-proxy-unreadable", "warning",
-                          f"kube-proxy's {name} answer could not be read: {e}", evidence=[str(e)])
+    # a garbage metrics file must not hide a valid /healthz (nor the other way round)
+    metrics: nodeinfo.Metrics | None = None
+    healthz: nodeinfo.Healthz | None = None
+    try:
+        metrics = nodeinfo.kube_proxy_metrics(ctx.snapshot)
+    except ProxyDoctorError as e:
+        yield _unreadable("metrics", e)
+    try:
+        healthz = nodeinfo.kube_proxy_healthz(ctx.snapshot)
+    except ProxyDoctorError as e:
+        yield _unreadable("healthz", e)
     if metrics is None and healthz is None:
         return
     status = healthz_status(ctx.snapshot, healthz)
@@ -171,7 +177,7 @@ def sync_failing(ctx: CheckContext) -> Iterator[Finding]:
                       "ToBeDeletedByClusterAutoscaler): load balancers take it out of rotation",
                       evidence=[f"/healthz nodeEligible false (currentTime {_short(healthz.current_time)})"])
     if unhealthy or late or (stuck and failures and when is None):
-        severity = "error" if (unhealthy or late) else "warning"
+        severity: Severity = "error" if (unhealthy or late) else "warning"
         head = "kube-proxy is running but " + (parts[0] if parts else "its rules are not being synced")
         yield Finding("sync-failing", severity, f"{head}: " + "; ".join(detail), evidence=evidence,
                       fix=_sync_fix(for_context(ctx)))

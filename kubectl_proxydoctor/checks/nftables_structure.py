@@ -56,7 +56,7 @@ def _nft_views(ctx: CheckContext) -> list[ProgrammedView]:
 def _ruleset(ctx: CheckContext) -> NftRuleset | None:
     views = _nft_views(ctx)
     if views:
-        return views[0].raw  # type: ignore[return-value]
+        return views[0].raw
     from kubectl_proxydoctor.modes.nftables.interpreter import load_ruleset
 
     try:
@@ -179,7 +179,7 @@ def _numgen_problem(rule: NftRule) -> str | None:
     for stmt in rule.expr:
         vmap = stmt.get("vmap")
         key = vmap.get("key") if isinstance(vmap, dict) else None
-        if isinstance(key, dict) and "numgen" in key:
+        if isinstance(vmap, dict) and isinstance(key, dict) and "numgen" in key:
             mod = int(key["numgen"].get("mod") or 0)
             data = vmap.get("data")
             keys = [item[0] for item in (data.get("set") if isinstance(data, dict) else None) or []
@@ -512,7 +512,7 @@ def _contains(right: object, value: object) -> bool | None:
         return False
     items = right.get("set") if isinstance(right, dict) and "set" in right else \
         (right if isinstance(right, list) else [right])
-    for item in items:
+    for item in items or []:
         try:
             part = key_part(item)
         except ProxyDoctorError:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kubectl_proxydoctor.checks import CheckContext, check
-from kubectl_proxydoctor.model import Finding
+from kubectl_proxydoctor.model import Finding, Severity
 from kubectl_proxydoctor.proxy_mode import ProxyModeDecision, decide, leftovers
 
 MAX_COMMANDS = 24  # a fix names at most this many commands, then says how many more
@@ -31,7 +31,7 @@ def unsupported_mode(ctx: CheckContext) -> Iterable[Finding]:
     decision = decision_for(ctx)
     if decision.unsupported is None:
         return
-    severity = "warning" if decision.mode == "kernelspace" else "error"
+    severity: Severity = "warning" if decision.mode == "kernelspace" else "error"
     fix = ("Set mode to iptables, nftables or ipvs in kube-proxy's configuration (userspace is gone "
            "since 1.26) and restart kube-proxy." if decision.mode == "userspace" else
            "Check this node with Windows tools (hnsdiag list loadbalancers); proxydoctor reads Linux "
@@ -62,6 +62,7 @@ def mode_leftover(ctx: CheckContext) -> Iterable[Finding]:
     to nftables)."""
     decision = decision_for(ctx)
     for left in leftovers(ctx.snapshot, decision):
+        severity: Severity
         if left.service_rules:
             severity = "error"
             impact = ("they still hold per-service rules that can catch and DNAT service traffic "

@@ -48,7 +48,14 @@ def build_engine(from_path: Path | None, kubeconfig: Path | None, context: str |
     """The engine for the chosen sources (and the watcher to start, or None)."""
     from kubectl_proxydoctor.errors import BundleError, UsageError
     from kubectl_proxydoctor.serve.engine import Engine
-    from kubectl_proxydoctor.serve.sources import CaptureDir, LiveNode, PolledApi, node_name_default
+    from kubectl_proxydoctor.serve.sources import (
+        ApiSource,
+        CaptureDir,
+        LiveNode,
+        NodeSource,
+        PolledApi,
+        node_name_default,
+    )
 
     if from_path is not None and netns is not None:
         raise UsageError("--from and --netns exclude each other")
@@ -56,7 +63,7 @@ def build_engine(from_path: Path | None, kubeconfig: Path | None, context: str |
     if from_path is not None:
         if not from_path.exists():  # as check and tui: a capture that cannot be read is exit 3
             raise BundleError(f"--from {from_path}: no such file or directory")
-        node_source = CaptureDir(from_path)
+        node_source: NodeSource = CaptureDir(from_path)
     else:
         import socket
 
@@ -65,7 +72,7 @@ def build_engine(from_path: Path | None, kubeconfig: Path | None, context: str |
     options.node_name = node_name
     kc = str(kubeconfig) if kubeconfig else None
     watcher = None
-    api = None
+    api: ApiSource | None = None
     if use_api:
         from kubectl_proxydoctor.collect.api import load_client
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,12 +17,16 @@ from kubectl_proxydoctor.cli.check import (
 )
 from kubectl_proxydoctor.cli.common import FromOpt, ImageOpt, NodeOpt, SampleOpt, check_output
 
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.model import Packet, TraceResult
+    from kubectl_proxydoctor.report import NodeReport
 
-def trace_modes(report, packet, label: str) -> list:
+
+def trace_modes(report: NodeReport, packet: Packet, label: str) -> list[TraceResult]:
     """The packet through every mode with a tracer (tracing.trace_modes; a failure is a note)."""
     from kubectl_proxydoctor.tracing import trace_modes as trace_all_modes
 
-    results = []
+    results: list[TraceResult] = []
     for traced in trace_all_modes(report.snapshot, packet):
         if traced.error is not None:
             report.notes.append(f"{traced.mode} trace of {label} failed: {traced.error}")

@@ -100,8 +100,7 @@ def trace_cmd(
     """
     from kubectl_proxydoctor.cli.common import offline_state
     from kubectl_proxydoctor.model import Packet
-    from kubectl_proxydoctor.sources import trace_unknown_lines
-    from kubectl_proxydoctor.tracing import trace_modes
+    from kubectl_proxydoctor.tracing import trace_modes, trace_unknown_lines
 
     check_output(output)
     packet = parse_destination(dst)

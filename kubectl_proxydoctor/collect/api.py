@@ -213,6 +213,7 @@ class ApiReader:
     def read(self, namespace: str | None, node_name: str | None) -> ClusterState:
         state = ClusterState(origin="live")
         scope = f"in namespace {namespace}" if namespace else "in all namespaces"
+        lists: tuple[tuple[tuple[str, str, str, str], Callable[..., Any], dict[str, str]], ...]
         if namespace:
             lists = (
                 (_SERVICES, self.core.list_namespaced_service, {"namespace": namespace}),
@@ -223,6 +224,7 @@ class ApiReader:
                 (_SERVICES, self.core.list_service_for_all_namespaces, {}),
                 (_SLICES, self.discovery.list_endpoint_slice_for_all_namespaces, {}),
             )
+        fn: Callable[..., Any]
         for resource, fn, kw in lists:
             key = f"list {resource[1]}"
             items, state.sources[key] = self._list(fn, kw, f"list {resource[0]} {scope}")
@@ -230,9 +232,9 @@ class ApiReader:
         if node_name:
             self._get_into(state, _NODES, self.core.read_node, {"name": node_name}, f"nodes/{node_name}")
         for resource, name in OPTIONAL_OBJECTS:
-            fn = self.core.read_namespaced_config_map if resource is _CONFIGMAPS \
+            read: Callable[..., Any] = self.core.read_namespaced_config_map if resource is _CONFIGMAPS \
                 else self.apps.read_namespaced_daemon_set
-            self._get_into(state, resource, fn, {"name": name, "namespace": KUBE_SYSTEM},
+            self._get_into(state, resource, read, {"name": name, "namespace": KUBE_SYSTEM},
                            f"{resource[1]}/{KUBE_SYSTEM}/{name}")
         self._get_referenced_config(state)
         self._service_cidrs(state)
@@ -373,7 +375,7 @@ def request_failure(e: BaseException, what: str, host: str, timeout: float = 10.
             return f"unauthorized: {what}: the API server rejected the credentials"
         if e.status == 404:
             return f"not found: {what}: the API server does not serve this resource"
-        return f"error: {what}: HTTP {e.status} {_status_message(e)}"
+        return f"error: {what}: HTTP {e.status} {status_message(e)}"
     if isinstance(e, HTTPError | OSError | ApiException) or type(e).__module__.startswith("websocket"):
         return f"unreachable: {host}: {_network_reason(e, timeout)}"
     if isinstance(e, ValueError):  # a body that is not JSON
@@ -388,7 +390,8 @@ def _typed(obj: dict, resource: tuple) -> dict:
     return {"apiVersion": resource[3], "kind": resource[2], **obj}
 
 
-def _status_message(e: Any) -> str:
+def status_message(e: Any) -> str:
+    """The API server's own message in a failed request's Status body (else the HTTP reason)."""
     try:
         body = json.loads(e.body)
         return str(body.get("message") or e.reason)

@@ -53,8 +53,8 @@ def collect(ctx: CollectContext) -> None:
         return
     ctx.ok("proc-net-ip_vs", "proc-net-ip_vs.txt", proc.text)
     try:
-        from kubectl_proxydoctor.modes.ipvs.ipvsadm import render_list
-        from kubectl_proxydoctor.modes.ipvs.netlink import read_live
+        from kubectl_proxydoctor.collect.ipvs_netlink import read_live
+        from kubectl_proxydoctor.formats.ipvsadm import render_list
 
         version, size = header_of(proc.text)
         ctx.ok("ipvs", "ipvsadm.txt", render_list(read_live(ctx.netns), version, size))

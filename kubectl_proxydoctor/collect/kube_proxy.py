@@ -12,13 +12,10 @@ collect-node.sh writes the same files the same way.
 from __future__ import annotations
 
 import glob
-import json
 import os
-import sys
-from pathlib import Path
 
 from kubectl_proxydoctor.collect import CollectContext
-from kubectl_proxydoctor.collect.node import NEEDS_ROOT, run_tool
+from kubectl_proxydoctor.collect.node import NEEDS_ROOT, in_netns_thread
 from kubectl_proxydoctor.kube_proxy_process import FILENAME, LOG_FILENAME, MAX_LOG_BYTES, tail_bytes
 
 TIMEOUT = 2.0
@@ -36,6 +33,7 @@ EMBEDDING = ("k3s-server", "k3s-agent", "kubelite")  # run kubelet and kube-prox
 HOST_PROCESSES_HIDDEN = ("host processes not visible: neither kube-proxy nor kubelet in /proc (a container "
                          "without the host PID namespace?)")
 STATUSZ_ABSENT = "not served (kube-proxy < 1.33, or its ComponentStatusz feature gate is off)"
+
 
 def _get(port: int, path: str, timeout: float, limit: int) -> dict:
     import http.client
@@ -58,21 +56,16 @@ def _get(port: int, path: str, timeout: float, limit: int) -> dict:
 
 def fetch(specs: list[tuple[int, str]], netns: str | None = None, timeout: float = TIMEOUT) -> list[dict]:
     """GET each (port, path) on 127.0.0.1 (of ``netns`` when set): {status, body} or {error}."""
-    if netns is None:
+    def get_all() -> list[dict]:
         return [_get(port, path, timeout, MAX_BODY) for port, path in specs]
-    package_root = str(Path(__file__).resolve().parents[2])
-    boot = (f"import sys; sys.path.insert(0, {package_root!r}); "
-            "from kubectl_proxydoctor.collect.kube_proxy import _main; _main()")
-    argv = [sys.executable, "-c", boot, str(timeout), *(f"{port} {path}" for port, path in specs)]
-    res = run_tool(argv, netns, timeout=timeout * len(specs) + 10)
-    if not res.ok:
-        return [{"error": res.error} for _ in specs]
-    try:
-        answers = json.loads(res.stdout)
-    except json.JSONDecodeError:
-        return [{"error": "no answer from the fetch inside the namespace"} for _ in specs]
-    return answers if isinstance(answers, list) and len(answers) == len(specs) else [
-        {"error": "bad answer from the fetch inside the namespace"} for _ in specs]
+
+    if netns is None:
+        return get_all()
+    try:  # the sockets are made on a thread inside the namespace: no process to start
+        return in_netns_thread(netns, get_all)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        return [{"error": f"{NEEDS_ROOT}: {reason}" if e.errno in (1, 13) else reason} for _ in specs]
 
 
 def command_lines(names: tuple[str, ...], proc: str = "/proc") -> dict[str, list[str]]:
@@ -177,9 +170,3 @@ def collect(ctx: CollectContext) -> None:
             continue
         ctx.ok(source, filename, body)
 
-
-def _main() -> None:
-    """Entry point of fetch() inside a network namespace: argv = timeout, "port path"..."""
-    timeout = float(sys.argv[1])
-    specs = [a.split(" ", 1) for a in sys.argv[2:]]
-    print(json.dumps([_get(int(port), path, timeout, MAX_BODY) for port, path in specs]))

@@ -152,7 +152,7 @@ class Sizes:
     def chains_of(self, cmd: str) -> Callable[[], int | None]:
         parts = cmd.split()
         table = (parts[2], parts[3]) if len(parts) == 4 and parts[:2] == ["list", "table"] else None
-        return lambda: (self.chains or {}).get(table) if table else None  # type: ignore[arg-type]
+        return lambda: (self.chains or {}).get(table) if table else None
 
 
 def read_tables(runner: Runner, alongside: Runner | None = None,

@@ -7,14 +7,14 @@ namespace when asked) and reading /proc files, with failures turned into one-lin
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.errors import SourceUnavailable
@@ -27,6 +27,7 @@ COLLECTOR_MODULES = ("kernel", "sysctl", "addresses", "iptables", "nftables", "i
 OPTIONAL_MODULES = {"conntrack"}  # only with --conntrack
 NEEDS_ROOT = "needs root (CAP_NET_ADMIN)"
 DEFAULT_TIMEOUT = 20.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -127,19 +128,6 @@ def _run_bounded(argv: list[str], timeout: float, max_bytes: int) -> tuple[bytes
     return bytes(out), bytes(err), proc.returncode, truncated
 
 
-_READ_SCRIPT = """
-import json, sys
-out = {}
-for p in sys.argv[1:]:
-    try:
-        with open(p, 'rb') as f:
-            out[p] = {'data': f.read().decode('utf-8', 'replace')}
-    except OSError as e:
-        out[p] = {'errno': e.errno, 'error': e.strerror or str(e)}
-print(json.dumps(out))
-"""
-
-
 @dataclass
 class FileRead:
     """One file read: its text, or errno/error when it could not be read."""
@@ -156,26 +144,63 @@ class FileRead:
 def read_files(paths: list[str], netns: str | None = None) -> dict[str, FileRead]:
     """Read files (per-netns ones such as /proc/net/* and /proc/sys/net/* from inside ``netns``)."""
     if not netns:
-        out: dict[str, FileRead] = {}
-        for p in paths:
-            try:
-                with open(p, "rb") as f:
-                    out[p] = FileRead(text=f.read().decode("utf-8", "replace"))
-            except OSError as e:
-                out[p] = FileRead(errno=e.errno, error=e.strerror or str(e))
-        return out
-    res = run_tool([sys.executable, "-c", _READ_SCRIPT, *paths], netns)
-    if not res.ok:
-        why = res.stderr.splitlines()[0] if res.stderr else (res.error or "failed")
-        error = f"{NEEDS_ROOT}: {why}" if res.error and res.error.startswith(NEEDS_ROOT) else why
+        return _read(paths)
+    try:  # on a thread inside the namespace, where /proc/sys/net is the namespace's
+        return in_netns_thread(netns, lambda: _read(paths, thread_net=True))
+    except OSError as e:
+        why = e.strerror or str(e)
+        error = f"{NEEDS_ROOT}: {why}" if e.errno in (1, 13) else why
         return {p: FileRead(errno=-1, error=f"cannot read inside network namespace {netns}: {error}")
                 for p in paths}
-    try:
-        doc = json.loads(res.stdout)
-    except json.JSONDecodeError:
-        return {p: FileRead(errno=-1, error="could not read inside the namespace") for p in paths}
-    return {p: FileRead(text=v.get("data"), errno=v.get("errno"), error=v.get("error"))
-            for p, v in doc.items()}
+
+
+def _read(paths: list[str], thread_net: bool = False) -> dict[str, FileRead]:
+    """Each file's text or why not; ``thread_net``: /proc/net/* as this thread's network namespace
+    sees it (/proc/net is the process's: its first thread's)."""
+    out: dict[str, FileRead] = {}
+    for p in paths:
+        real = p
+        if thread_net and p.startswith("/proc/net/"):
+            real = "/proc/thread-self/net/" + p.removeprefix("/proc/net/")
+        try:
+            with open(real, "rb") as f:
+                out[p] = FileRead(text=f.read().decode("utf-8", "replace"))
+        except OSError as e:
+            out[p] = FileRead(errno=e.errno, error=e.strerror or str(e))
+    return out
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def in_netns_thread(netns: str, work: Callable[[], T]) -> T:
+    """``work()`` on a thread of its own inside network namespace ``netns`` (setns(2) moves only the
+    calling thread, so the rest of the process stays where it is). OSError when it cannot enter."""
+    import ctypes
+    import threading
+
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"cannot enter network namespace {netns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            outcome.append((True, work()))
+        except BaseException as e:  # handed to the caller's thread
+            outcome.append((False, e))
+
+    thread = threading.Thread(target=run, name=f"netns-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _load_collector(name: str):

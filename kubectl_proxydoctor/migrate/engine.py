@@ -162,8 +162,8 @@ def run(ctx: MigrateContext) -> Readiness:
             results.append(done)
             results += _guard(_old_mode_leftovers, node.scope, ctx, node)
             continue
-        for check in NODE_CHECKS:
-            results += _guard(check, node.scope, ctx, node)
+        for node_check in NODE_CHECKS:
+            results += _guard(node_check, node.scope, ctx, node)
     order = {"cluster": 0}
     results.sort(key=lambda r: (order.get(r.scope, 1), r.scope, STATUS_ORDER[r.status]))
     notes = list(ctx.notes) + list(ctx.config.problems)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from kubectl_proxydoctor import nodeinfo
-from kubectl_proxydoctor.migrate.result import CheckResult, MigrateContext, NodeInput, result
+from kubectl_proxydoctor.migrate.result import CheckResult, MigrateContext, NodeInput, Status, result
 from kubectl_proxydoctor.migrate.versions import NFT_MIN_USERSPACE, NFTABLES_MIN_KERNEL, parse_version, show
 from kubectl_proxydoctor.words import plural
 
@@ -75,7 +75,7 @@ def cluster_kernel(ctx: MigrateContext) -> list[CheckResult]:
     if unknown:
         covered = {n.name for n in ctx.nodes if nodeinfo.kernel_release(n.snapshot)}
         missing = [n for n in unknown if n not in covered]
-        status = "unknown" if missing else "pass"
+        status: Status = "unknown" if missing else "pass"
         summary = (f"{plural(len(missing), 'node')} {'does' if len(missing) == 1 else 'do'} not report "
                    "their kernel in the Node object" if missing
                    else "kernels not in the Node objects were read from the node captures")

@@ -8,9 +8,13 @@ from iptables mode's), so such rules silently stop working after the switch.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.migrate.result import CheckResult, MigrateContext, NodeInput, result
+
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
 
 # chains kube-proxy (iptables or IPVS mode) or the kubelet create
 OWNED = {
@@ -112,9 +116,9 @@ def _hashed_rule(rule, services: set[str], endpoints: set[str]) -> bool:
     return False
 
 
-def foreign_rules(ruleset) -> list[tuple[str, object]]:
+def foreign_rules(ruleset: Ruleset) -> list[tuple[str, Rule]]:
     """(how, rule) for every rule that jumps into or sits in a KUBE-* chain kube-proxy did not write."""
-    out = []
+    out: list[tuple[str, Rule]] = []
     services, endpoints = hashed_chains(ruleset)
     for table in ruleset.tables.values():
         for chain in table.chains.values():

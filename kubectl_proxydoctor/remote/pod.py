@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 # a public image that already has iptables (nft and legacy), nft, ipvsadm, ipset and conntrack
 DEFAULT_IMAGE = "nicolaka/netshoot:v0.13"
@@ -31,7 +32,7 @@ def collector_pod(node: str, *, image: str = DEFAULT_IMAGE, namespace: str = DEF
                   deadline_seconds: int = DEFAULT_DEADLINE_SECONDS, run_id: str | None = None) -> dict:
     """The Pod manifest of a collector on ``node`` (a plain dict, as the API takes it)."""
     name = pod_name(node)
-    pod = {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {

@@ -48,15 +48,15 @@ class RemoteOptions:
 
 def _api_error(e: Any, doing: str, host: str = "the API server") -> ProxyDoctorError:
     """One line for a failed request of the remote run; a bug (not an API/network error) re-raises."""
-    from kubectl_proxydoctor.collect.api import _status_message, request_failure
+    from kubectl_proxydoctor.collect.api import request_failure, status_message
 
     if isinstance(e, ProxyDoctorError):
         return e
     code = getattr(e, "status", None)
     if code == 403:
-        return ProxyDoctorError(f"forbidden: {doing} (RBAC): {_status_message(e)}")
+        return ProxyDoctorError(f"forbidden: {doing} (RBAC): {status_message(e)}")
     if code:
-        return ProxyDoctorError(f"{doing} failed: {_status_message(e)}")
+        return ProxyDoctorError(f"{doing} failed: {status_message(e)}")
     line = request_failure(e, doing, host)
     if line is None:
         raise e
@@ -252,7 +252,7 @@ def kube_proxy_from_api(core: Any, node: str, snapshot: NodeSnapshot, namespace:
     containers = (pod.get("spec") or {}).get("containers") or [{}]
     container = next((c for c in containers if c.get("name") == "kube-proxy"), containers[0])
     cname = container.get("name") or "kube-proxy"
-    status = next((c for c in (pod.get("status") or {}).get("containerStatuses") or []
+    status: dict = next((c for c in (pod.get("status") or {}).get("containerStatuses") or []
                    if c.get("name") == cname), {})
     state = status.get("state") or {}
     where = f"from the API: pod {namespace}/{name}"

@@ -62,8 +62,8 @@ class DriftTracker(Generic[K]):
             elif not present and now - track.last_seen >= self.hold:
                 del self.tracks[key]
                 out.ended.append(key)
-        out.started.sort()  # type: ignore[arg-type]
-        out.ended.sort()  # type: ignore[arg-type]
+        out.started.sort()
+        out.ended.sort()
         return out
 
     @property

@@ -43,8 +43,10 @@ class MetricsServer:
 
     @property
     def address(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        address = self.httpd.server_address
+        host = address[0] if isinstance(address[0], str) else address[0].decode()
+        port = address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def start(self) -> MetricsServer:
         self.thread.start()

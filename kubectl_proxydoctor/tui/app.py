@@ -7,6 +7,7 @@ Textual thread worker so the screen stays live), and a ``tracer`` traces packets
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual import events
@@ -23,17 +24,20 @@ from kubectl_proxydoctor.tui.rows import COLUMNS, ServiceRow, build_rows
 from kubectl_proxydoctor.tui.summary import header_text
 from kubectl_proxydoctor.tui.widgets.service_table import ServiceTable
 
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+    from kubectl_proxydoctor.tui.screens.trace import Tracer
+
 Loader = Callable[[], NodeReport]
-Tracer = Callable[[object, Packet], list[TraceResult]]
 
 
-def default_tracer(snapshot: object, packet: Packet) -> list[TraceResult]:
+def default_tracer(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
     """Every mode's trace of the packet (tracing.trace_modes: a mode that cannot trace becomes a
     note instead of hiding the others)."""
     from kubectl_proxydoctor.tracing import trace_modes
 
     results: list[TraceResult] = []
-    for traced in trace_modes(snapshot, packet):  # type: ignore[arg-type]
+    for traced in trace_modes(snapshot, packet):
         results.extend(traced.results)
         if traced.error is not None:
             results.append(TraceResult(packet, traced.mode, "not traced",
@@ -111,7 +115,7 @@ class ProxyDoctorApp(App[None]):
             return
         if event.state == WorkerState.SUCCESS:
             self.loading = False
-            report, rows = event.worker.result
+            report, rows = cast(tuple[NodeReport, list[ServiceRow]], event.worker.result)
             self.set_report(report, rows)
         elif event.state == WorkerState.ERROR:
             self.loading = False
@@ -192,7 +196,7 @@ class ProxyDoctorApp(App[None]):
         self.filter_input.display = True
         self.filter_input.focus()
 
-    def action_back(self) -> None:
+    async def action_back(self) -> None:
         if len(self.screen_stack) > 1:
             self.pop_screen()
             return

@@ -57,10 +57,10 @@ def dumps(snapshot: NodeSnapshot) -> list[Dump]:
         plain = f"{prefix}-save.txt"
         text = snapshot.text(plain)
         if text and text.strip():
-            backend = _backend_of(text)
-            if backend is None or backend not in present:
-                short = {"nf_tables": "nft", "legacy": "legacy"}.get(backend or "")
-                source = f"{prefix}-{short}" if short else prefix
+            written_by = _backend_of(text)
+            if written_by is None or written_by not in present:
+                backend_short = {"nf_tables": "nft", "legacy": "legacy"}.get(written_by or "")
+                source = f"{prefix}-{backend_short}" if backend_short else prefix
                 if not any(d.source == source for d in out):
                     out.append(Dump(source, plain, family, _parse_cached(snapshot, plain, family)))
     return out

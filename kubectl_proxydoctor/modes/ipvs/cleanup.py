@@ -7,9 +7,9 @@ its entries in kube-proxy's ipsets. They are shown to the user, never run by pro
 
 from __future__ import annotations
 
+from kubectl_proxydoctor.formats.ipvs_table import VirtualServer
 from kubectl_proxydoctor.model import Frontend
 from kubectl_proxydoctor.modes.ipvs.state import DUMMY_INTERFACE, IpvsState
-from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
 
 PROTOCOL_FLAGS = {"TCP": "-t", "UDP": "-u", "SCTP": "--sctp-service"}
 

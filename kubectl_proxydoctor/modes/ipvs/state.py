@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor import nodeinfo
-from kubectl_proxydoctor.modes.ipvs import ipset, ipvsadm, procfs
-from kubectl_proxydoctor.modes.ipvs.table import IpvsTable
+from kubectl_proxydoctor.formats import ipvs_procfs as procfs
+from kubectl_proxydoctor.formats import ipvsadm
+from kubectl_proxydoctor.formats.ipvs_table import IpvsTable
+from kubectl_proxydoctor.modes.ipvs import ipset
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 DUMMY_INTERFACE = "kube-ipvs0"

@@ -14,6 +14,7 @@ import ipaddress
 
 from kubectl_proxydoctor import nodeinfo
 from kubectl_proxydoctor.errors import UsageError
+from kubectl_proxydoctor.formats.ipvs_table import VirtualServer
 from kubectl_proxydoctor.model import (
     Endpoint,
     Frontend,
@@ -26,7 +27,6 @@ from kubectl_proxydoctor.model import (
 from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
 from kubectl_proxydoctor.modes.iptables.tracer import Tracer, _State
 from kubectl_proxydoctor.modes.ipvs.state import DUMMY_INTERFACE, IpvsState, read_state
-from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
 from kubectl_proxydoctor.modes.ipvs.view import classify, frontend_for, frontend_name
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 

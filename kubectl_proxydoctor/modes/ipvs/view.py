@@ -8,6 +8,7 @@ IPVS has no service names: ports are named from the frontend (see labels.py to r
 
 from __future__ import annotations
 
+from kubectl_proxydoctor.formats.ipvs_table import VirtualServer
 from kubectl_proxydoctor.model import (
     Endpoint,
     Frontend,
@@ -21,7 +22,6 @@ from kubectl_proxydoctor.modes.iptables.parse import Ruleset
 from kubectl_proxydoctor.modes.ipvs.ipset import member_key, set_name
 from kubectl_proxydoctor.modes.ipvs.masquerade import describe
 from kubectl_proxydoctor.modes.ipvs.state import IpvsState, read_state
-from kubectl_proxydoctor.modes.ipvs.table import VirtualServer
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
 # schedulers that pick by connection counts: probabilities are only the weights' shares
@@ -45,6 +45,11 @@ def scheduler_probabilities(vs: VirtualServer) -> list[float]:
     return [(w / total if total else 0.0) for w in weights]
 
 
+# frontend kinds by kube-proxy's ipset of their addresses (a -LOCAL set: externalTrafficPolicy Local)
+_ADDRESS_SETS: tuple[tuple[FrontendKind, str], ...] = (("load-balancer", "KUBE-LOAD-BALANCER"),
+                                                       ("external-ip", "KUBE-EXTERNAL-IP"))
+
+
 def classify(state: IpvsState, vs: VirtualServer) -> tuple[FrontendKind, str, str]:
     """(kind, policy, why) of a virtual server, from kube-proxy's ipsets and kube-ipvs0."""
     ip, proto, port = vs.ip or "", vs.protocol.lower(), vs.port
@@ -52,7 +57,7 @@ def classify(state: IpvsState, vs: VirtualServer) -> tuple[FrontendKind, str, st
     if state.ipsets is not None:
         if state.ipset_has("KUBE-CLUSTER-IP", entry, vs.family):
             return "cluster-ip", "cluster", "in ipset KUBE-CLUSTER-IP"
-        for kind, base in (("load-balancer", "KUBE-LOAD-BALANCER"), ("external-ip", "KUBE-EXTERNAL-IP")):
+        for kind, base in _ADDRESS_SETS:
             if state.ipset_has(f"{base}-LOCAL", entry, vs.family):
                 return kind, "local", f"in ipset {base}-LOCAL"
             if state.ipset_has(base, entry, vs.family):
@@ -81,7 +86,9 @@ def source_ranges(state: IpvsState, vs: VirtualServer) -> tuple[list[str], list[
     evidence = [f"ipset KUBE-LOAD-BALANCER-FW has {vs.ip},{vs.protocol.lower()}:{vs.port}"]
     for base in ("KUBE-LOAD-BALANCER-SOURCE-CIDR", "KUBE-LOAD-BALANCER-SOURCE-IP"):
         ipset = (state.ipsets or {}).get(set_name(base, vs.family))
-        for member in ipset.members if ipset else []:
+        if ipset is None:
+            continue
+        for member in ipset.members:
             if len(member.parts) == 3 and member_key(member) == (vs.ip, vs.protocol, vs.port):
                 value = member.parts[2][1]
                 ranges.append(value if "/" in value else f"{value}/{128 if ':' in value else 32}")

@@ -156,7 +156,7 @@ EvidenceItem = str | tuple[str, NftRule | NftElement]
 
 
 def _render(items: Iterable[EvidenceItem]) -> list[str]:
-    return [i if type(i) is str else f"{i[0]}: {i[1].text if type(i[1]) is NftRule else i[1].text()}"
+    return [i if isinstance(i, str) else f"{i[0]}: {i[1].text if isinstance(i[1], NftRule) else i[1].text()}"
             for i in items]
 
 
@@ -169,7 +169,7 @@ class NftTarget(Target):
         self.__dict__["_lines"] = None
         self.steps = steps
 
-    @property  # type: ignore[override]
+    @property
     def evidence(self) -> list[str]:
         lines = self.__dict__.get("_lines")
         if lines is None:
@@ -188,11 +188,11 @@ def _steps(target: Target) -> tuple[EvidenceItem, ...]:
 class NftFrontend(Frontend):
     """A Frontend whose evidence is added as ``pending`` items and rendered when first read."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pending: list[EvidenceItem] = []
 
-    @property  # type: ignore[override]
+    @property
     def evidence(self) -> list[str]:
         lines = self.__dict__.setdefault("_lines", [])
         pending = self.__dict__.get("pending")
@@ -233,7 +233,7 @@ class _TableInterpreter:
                 continue
             chain = _verdict_chain(el.value)
             cname = parse_chain_name(chain) if chain else None
-            if cname is None:
+            if not chain or cname is None:
                 self.problems.append(f"service-ips element {el.text()} does not go to a kube-proxy "
                                      "service/local/external chain")
                 continue
@@ -247,7 +247,7 @@ class _TableInterpreter:
                 continue
             chain = _verdict_chain(el.value)
             cname = parse_chain_name(chain) if chain else None
-            if cname is None:
+            if not chain or cname is None:
                 self.problems.append(f"service-nodeports element {el.text()} does not go to a kube-proxy "
                                      "external chain")
                 continue
@@ -311,20 +311,22 @@ class _TableInterpreter:
             return "load-balancer"
         return "external-ip"
 
-    def _frontend(self, name: ServicePortName, kind: str, ip: str | None, port: int, proto: str) -> Frontend:
+    def _frontend(self, name: ServicePortName, kind: str, ip: str | None, port: int,
+                  proto: str) -> NftFrontend:
         if name.protocol != proto:
             self.problems.append(f"{name}: chain protocol {name.protocol} but map key protocol {proto}")
         pp = self.view.add(ProgrammedPort(name, self.family))
-        for fe in pp.frontends:
-            if fe.kind == kind and fe.ip == ip and fe.port == port and fe.protocol == proto:
-                return fe
-        fe = NftFrontend(kind=kind, ip=ip, port=port, protocol=proto)  # type: ignore[arg-type]
+        for existing in pp.frontends:
+            if isinstance(existing, NftFrontend) and existing.kind == kind and existing.ip == ip \
+                    and existing.port == port and existing.protocol == proto:
+                return existing
+        fe = NftFrontend(kind=kind, ip=ip, port=port, protocol=proto)
         pp.frontends.append(fe)
         return fe
 
     # -- chains ----------------------------------------------------------------------------------
 
-    def _fill_from_chain(self, fe: Frontend, chain_name: str) -> None:
+    def _fill_from_chain(self, fe: NftFrontend, chain_name: str) -> None:
         chain = self.table.chains.get(chain_name)
         if chain is None:
             self.problems.append(f"{fe.address}: map element goes to missing chain {chain_name}")
@@ -415,7 +417,7 @@ class _TableInterpreter:
         ip, proto, port = str(key[0]), proto_name(key[1]).upper(), key[2]
         chain_name = _verdict_chain(el.value)
         cname = parse_chain_name(chain_name) if chain_name else None
-        if cname is None:
+        if not chain_name or cname is None:
             self.problems.append(f"firewall-ips element {el.text()} does not go to a firewall- chain")
             return
         fe = self._frontend(cname.name, "load-balancer", ip, port, proto)
@@ -638,7 +640,7 @@ def _allowed_sources(rule: NftRule) -> list[str] | None:
 
             right = m.get("right")
             items = right.get("set") if isinstance(right, dict) and "set" in right else [right]
-            return [render_expr(i) for i in items]
+            return [render_expr(i) for i in items or []]
     return None
 
 

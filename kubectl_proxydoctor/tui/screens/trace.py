@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -21,7 +22,10 @@ from kubectl_proxydoctor.node_facts import NodeFacts, node_facts, resolve_source
 from kubectl_proxydoctor.render.trace_text import fate_text
 from kubectl_proxydoctor.tui.packet import parse_packet
 
-Tracer = Callable[[object, Packet], list[TraceResult]]
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.snapshot import NodeSnapshot
+
+Tracer = Callable[["NodeSnapshot", Packet], list[TraceResult]]
 
 VERDICT_STYLE = {"dnat": "green", "accept": "yellow", "reject": "red", "drop": "red", "no-match": "yellow"}
 
@@ -81,7 +85,8 @@ class TraceScreen(Screen):
         Binding("question_mark", "app.help", "Help", show=False),
     ]
 
-    def __init__(self, snapshot: object, tracer: Tracer, initial: str = "", state: object = None) -> None:
+    def __init__(self, snapshot: NodeSnapshot | None, tracer: Tracer, initial: str = "",
+                 state: object = None) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.state = state  # the report's NodeState: its mode decision and node facts
@@ -127,8 +132,10 @@ class TraceScreen(Screen):
 
     @work(thread=True, exclusive=True, group="trace")
     def _trace(self, packet: Packet) -> None:
+        snapshot = self.snapshot
+        assert snapshot is not None  # checked before the worker starts
         try:
-            results = self.tracer(self.snapshot, packet)
+            results = self.tracer(snapshot, packet)
             error = None
         except ProxyDoctorError as e:
             results, error = [], str(e)
@@ -150,7 +157,7 @@ class TraceScreen(Screen):
     def _unknown(self, traced: set[str]) -> list[str]:
         from kubectl_proxydoctor.modes import MODES
         from kubectl_proxydoctor.snapshot import NodeSnapshot
-        from kubectl_proxydoctor.sources import trace_unknown_lines
+        from kubectl_proxydoctor.tracing import trace_unknown_lines
 
         if not isinstance(self.snapshot, NodeSnapshot):
             return []

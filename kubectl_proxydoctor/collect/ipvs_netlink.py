@@ -1,4 +1,5 @@
-"""IPVS over generic netlink (pyroute2): raw IPVS_SVC_ATTR_* / IPVS_DEST_ATTR_* keys -> IpvsTable.
+"""The live IPVS reader (read-only dumps over generic netlink, pyroute2): raw IPVS_SVC_ATTR_* /
+IPVS_DEST_ATTR_* keys -> IpvsTable.
 
 ``table_from_messages`` is what the live reader uses on the kernel's dump replies; tests feed it
 messages encoded with pyroute2's own ``ipvsmsg`` classes.
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from kubectl_proxydoctor.errors import ParseError, SourceUnavailable
-from kubectl_proxydoctor.modes.ipvs.table import (
+from kubectl_proxydoctor.formats.ipvs_table import (
     FORWARD_NAMES,
     IPPROTO_NAMES,
     SVC_F_ONEPACKET,
@@ -82,7 +83,7 @@ def dest_from_attrs(dest: Any, service_af: int) -> RealServer:
 
 def table_from_messages(dump: Iterable[tuple[object, Iterable[object]]]) -> IpvsTable:
     """(service message, its destination messages) pairs -> IpvsTable, evidence as ipvsadm lines."""
-    from kubectl_proxydoctor.modes.ipvs.ipvsadm import render_list
+    from kubectl_proxydoctor.formats.ipvsadm import render_list
 
     table = IpvsTable(SOURCE)
     for svc_msg, dest_msgs in dump:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.modes.ipvs.table import IpvsTable, RealServer, VirtualServer, split_addr_port
+from kubectl_proxydoctor.formats.ipvs_table import IpvsTable, RealServer, VirtualServer, split_addr_port
 
 _HEADER_PREFIXES = ("IP Virtual Server version", "Prot LocalAddress:Port", "-> RemoteAddress:Port")
 _SERVICE = re.compile(r"^(TCP|UDP|SCTP)\s+(\S+)\s+(\S+)(.*)$")
@@ -117,10 +117,10 @@ def parse_save(text: str, source: str = "ipvsadm.txt") -> IpvsTable:
             table.services.append(vs)
             by_key[key] = vs
         else:
-            vs = by_key.get(key)
-            if vs is None:
+            defined = by_key.get(key)
+            if defined is None:
                 raise ParseError(source, "real server for a virtual server not defined above", number)
-            vs.reals.append(_save_real(opts, line, source, number))
+            defined.reals.append(_save_real(opts, line, source, number))
     return table
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.modes.ipvs.table import IpvsTable, RealServer, VirtualServer, normalise_ip
+from kubectl_proxydoctor.formats.ipvs_table import IpvsTable, RealServer, VirtualServer, normalise_ip
 
 _ADDR = r"([0-9A-Fa-f]{8}|\[[0-9A-Fa-f:.]+\]):([0-9A-Fa-f]{4})"
 _SERVICE = re.compile(rf"^(TCP|UDP|SCTP)\s+{_ADDR}\s+(\S+)(.*)$")
