@@ -206,6 +206,60 @@ def parse_iptables_save(text: str, label: str = "iptables", file: str = "") -> I
     return dump
 
 
+def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> IptablesDump:
+    """What parse_iptables_save finds in a dump, read from the rules the iptables parser already
+    built from it (modes/iptables/parse.Ruleset) instead of scanning the text again."""
+    dump = IptablesDump(label=label, file=file)
+    kube = ("KUBE-", "CILIUM")
+    is_service = IPTABLES_SERVICE_CHAIN.match
+    declared: list[tuple[int, ChainInfo]] = []
+    jumps: list[tuple[int, str, ChainInfo, str]] = []  # (line, owner, target, rule) outside service chains
+    for table in ruleset.tables.values():
+        infos: dict[str, ChainInfo] = {}
+        for name, chain in table.chains.items():
+            if name.startswith(kube):
+                info = infos[name] = ChainInfo(table.name, name, len(chain.rules))
+                declared.append((chain.line, info))
+        if not infos:
+            continue
+        get = infos.get
+        for name, chain in table.chains.items():
+            service = is_service(name) is not None
+            for rule in chain.rules:
+                target = rule.target
+                if target is None or not target.startswith(kube):
+                    continue
+                info = get(target)
+                if info is None:
+                    continue
+                if service:
+                    info.service_jumps += 1  # goes away with that chain's flush
+                else:
+                    jumps.append((rule.line, name, info, rule.text))
+    declared.sort(key=lambda d: d[0])  # dump order, as the text scan meets the declarations
+    dump.chains = [info for _, info in declared]
+    jumps.sort(key=lambda j: j[0])
+    for _, owner, info, text in jumps:
+        if owner not in info.jumps_from:
+            info.jumps_from.append(owner)
+        if len(info.jump_rules) < 50:  # rules to undo by hand
+            info.jump_rules.append(text)
+    return dump
+
+
+def iptables_label(file: str) -> str | None:
+    """proxy_mode's label of an iptables capture file ("iptables-legacy" for iptables-legacy-save.txt)."""
+    return next((label for label, name in (*IPTABLES_FILES, *DEFAULT_IPTABLES_FILES) if name == file), None)
+
+
+def seed_iptables_dump(snapshot: NodeSnapshot, file: str, ruleset: Any) -> None:
+    """Give iptables_dumps the chain facts of a dump the iptables parser has just parsed, so the
+    file's text is not scanned a second time (one parse per dump)."""
+    label = iptables_label(file)
+    if label is not None:
+        snapshot.seed(f"proxy_mode.iptables:{file}", (file,), dump_from_ruleset(ruleset, label, file))
+
+
 def _scan_cached(snapshot: NodeSnapshot, label: str, name: str, text: str) -> IptablesDump:
     """parse_iptables_save of one capture file, once per snapshot (decide() and leftovers() both
     ask; the cache lives as long as the file's text is the same)."""

@@ -26,9 +26,17 @@ class Dump:
 
 
 def _parse_cached(snapshot: NodeSnapshot, filename: str, family: int) -> Ruleset:
-    text = snapshot.text(filename) or ""
     return snapshot.derived(f"iptables.ruleset:{filename}", (filename,),
-                            lambda: parse(text, source=filename, family=family))
+                            lambda: _parse_once(snapshot, filename, family))
+
+
+def _parse_once(snapshot: NodeSnapshot, filename: str, family: int) -> Ruleset:
+    """Parse one dump, and hand proxy_mode the chain facts it would otherwise scan the text for."""
+    from kubectl_proxydoctor.proxy_mode import seed_iptables_dump
+
+    ruleset = parse(snapshot.text(filename) or "", source=filename, family=family)
+    seed_iptables_dump(snapshot, filename, ruleset)
+    return ruleset
 
 
 def _backend_of(text: str) -> str | None:
