@@ -213,7 +213,8 @@ def proxied_families(
                 families.add(6 if dump.label.startswith("ip6") else 4)
         for fam, prefix in ((4, "iptables"), (6, "ip6tables")):
             for suffix in ("-save.txt", "-nft-save.txt", "-legacy-save.txt"):
-                if prefix + suffix not in scanned and ":KUBE-SERVICES " in (snapshot.text(prefix + suffix) or ""):
+                name = prefix + suffix
+                if name not in scanned and ":KUBE-SERVICES " in (snapshot.text(name) or ""):
                     families.add(fam)
     elif mode == "nftables":
         text = snapshot.text("nft-ruleset.json") or ""
