@@ -49,3 +49,27 @@ def test_analyse_scans_no_parsed_iptables_text_again(monkeypatch):
         scans.clear()
         fresh = [asdict(d) for d in iptables_dumps(NodeSnapshot.load(capture))]
         assert [asdict(d) for d in iptables_dumps(snap)] == fresh, capture
+
+
+def _fields(rule) -> dict:
+    names = [k for k in dir(rule) if not k.startswith("_")]
+    return {k: getattr(rule, k) for k in names if not callable(getattr(rule, k))}
+
+
+@pytest.mark.parametrize("line", [
+    "-A KUBE-SVC-X -j KUBE-SEP-Y",
+    "-A KUBE-SEP-Y -s 10.0.0.1/32 -j KUBE-MARK-MASQ",
+    "-A KUBE-SVC-X -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-Y",
+    "-A KUBE-SEP-Y -p tcp -m tcp -j DNAT --to-destination 10.0.0.1:8080",
+    "-A KUBE-SEP-Y -p udp -m udp -j DNAT --to-destination [fd00::1]:53",
+    "-A KUBE-SVC-X -m statistic --mode nth --probability 0.5 -j KUBE-SEP-Y",
+    "-A KUBE-SEP-Y -d 10.0.0.1/32 -j KUBE-MARK-MASQ",
+    "-A KUBE-SEP-Y -p tcp -m tcp -j DNAT --random --persistent",
+])
+def test_fixed_shapes_parse_as_the_generic_parser(line):
+    from kubectl_proxydoctor.modes.iptables.parse import parse_rule, tokenize
+
+    text = f"*nat\n:KUBE-SVC-X - [0:0]\n:KUBE-SEP-Y - [0:0]\n{line}\nCOMMIT\n"
+    (rule,) = [r for c in parse(text).tables["nat"].chains.values() for r in c.rules]
+    generic = parse_rule(tokenize(line, "t", 4), "nat", 1, 4, line, "t")
+    assert _fields(rule) == _fields(generic)

@@ -335,6 +335,57 @@ def parse_rule(tokens: list[str], table: str, index: int, lineno: int, text: str
 
 
 
+def _fixed_shape(tokens: list[str], table: str, index: int, lineno: int, text: str) -> Rule | None:
+    """The Rule of one of kube-proxy's most frequent fixed rule shapes (endpoint and load-balancing
+    rules without comments, as a large cluster writes them), built without the generic option
+    loop; None for any other rule. The fields are exactly those parse_rule sets for the same words."""
+    n = len(tokens)
+    if n == 4:  # -A KUBE-SVC-X -j KUBE-SEP-Y (the last endpoint of a service)
+        if tokens[2] != "-j":
+            return None
+        rule = Rule(table, tokens[1], index, lineno, text)
+        rule.target = _intern(tokens[3])
+        return rule
+    if n == 6:  # -A KUBE-SEP-X -s 10.0.0.1/32 -j KUBE-MARK-MASQ
+        if tokens[2] != "-s" or tokens[4] != "-j":
+            return None
+        rule = Rule(table, tokens[1], index, lineno, text)
+        rule.src = _intern(tokens[3])
+        rule.target = _intern(tokens[5])
+        return rule
+    if n != 10:
+        return None
+    if tokens[2] == "-m" and tokens[3] == "statistic":
+        # -A KUBE-SVC-X -m statistic --mode random --probability 0.5 -j KUBE-SEP-Y
+        if tokens[4] != "--mode" or tokens[6] != "--probability" or tokens[8] != "-j":
+            return None
+        try:
+            probability = float(tokens[7])
+        except ValueError:
+            return None  # the generic parser names the error
+        rule = Rule(table, tokens[1], index, lineno, text)
+        rule.matches = _STATISTIC
+        rule.stat_mode = _intern(tokens[5])
+        rule.probability = probability
+        rule.target = _intern(tokens[9])
+        return rule
+    if tokens[2] == "-p" and tokens[4] == "-m" and tokens[6] == "-j" and tokens[8] == "--to-destination":
+        # -A KUBE-SEP-X -p tcp -m tcp -j DNAT --to-destination 10.0.0.1:8080
+        if tokens[3] == "!" or tokens[5] == "!" or tokens[7] == "!":
+            return None
+        rule = Rule(table, tokens[1], index, lineno, text)
+        rule.proto = _intern(tokens[3])
+        module = (_intern(tokens[5]),)
+        rule.matches = _MATCHES.setdefault(module, module)
+        rule.target = _intern(tokens[7])
+        rule.to_destination = tokens[9]
+        return rule
+    return None
+
+
+_STATISTIC = _MATCHES.setdefault(("statistic",), ("statistic",))
+
+
 def parse(text: str, source: str = "iptables-save", family: int | None = None) -> Ruleset:
     """Parse a whole iptables-save dump; ParseError(source, message, line) on malformed input."""
     with gc_paused():
@@ -346,6 +397,7 @@ def _parse(text: str, source: str, family: int | None) -> Ruleset:
     table: Table | None = None
     chains: dict[str, Chain] = {}
     tables = ruleset.tables
+    fixed_shape = _fixed_shape
     lineno = 0
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -363,7 +415,9 @@ def _parse(text: str, source: str, family: int | None) -> Ruleset:
             chain = chains.get(tokens[1])
             if chain is None:
                 raise ParseError(source, f"rule for undeclared chain {tokens[1]!r}", lineno)
-            chain.rules.append(parse_rule(tokens, table.name, len(chain.rules) + 1, lineno, line, source))
+            rules = chain.rules
+            rule = fixed_shape(tokens, table.name, len(rules) + 1, lineno, line) if '"' not in line else None
+            rules.append(rule or parse_rule(tokens, table.name, len(rules) + 1, lineno, line, source))
         elif c == ":":
             if table is None:
                 raise ParseError(source, "chain declaration outside a table", lineno)
