@@ -79,6 +79,18 @@ class Saves:
         return wall, cpu
 
 
+    def output(self, backend: str) -> str:
+        """What iptables-BACKEND-save prints for the loaded rules (SystemExit when it cannot)."""
+        if backend in self.problems:
+            raise SystemExit(f"iptables-{backend}-save: {self.problems[backend]}")
+        cmd = ["sh", "-c", f"ulimit -s unlimited; exec ip netns exec {self.namespaces[backend]} "
+               f"iptables-{backend}-save"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+        if done.returncode != 0:
+            raise SystemExit(f"iptables-{backend}-save failed (exit {done.returncode}): {done.stderr[:300]}")
+        return done.stdout
+
+
 def best(runs: list[tuple[float, float] | str]) -> tuple[float, float] | str:
     """The best (lowest wall) of the runs that gave a figure, else the first reason."""
     figures = [r for r in runs if not isinstance(r, str)]
