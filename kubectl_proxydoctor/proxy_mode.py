@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain as _chain
+from operator import attrgetter
 from typing import Any
 
 from kubectl_proxydoctor.snapshot import NodeSnapshot
@@ -206,6 +209,10 @@ def parse_iptables_save(text: str, label: str = "iptables", file: str = "") -> I
     return dump
 
 
+_TARGET = attrgetter("target")
+chain_from_iterable = _chain.from_iterable
+
+
 def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> IptablesDump:
     """What parse_iptables_save finds in a dump, read from the rules the iptables parser already
     built from it (modes/iptables/parse.Ruleset) instead of scanning the text again."""
@@ -223,19 +230,20 @@ def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> 
         if not infos:
             continue
         get = infos.get
+        service_rules: list[list[Any]] = []
         for name, chain in table.chains.items():
-            service = is_service(name) is not None
+            if is_service(name) is not None:
+                service_rules.append(chain.rules)
+                continue
             for rule in chain.rules:
-                target = rule.target
-                if target is None or not target.startswith(kube):
-                    continue
-                info = get(target)
-                if info is None:
-                    continue
-                if service:
-                    info.service_jumps += 1  # goes away with that chain's flush
-                else:
+                info = get(rule.target)
+                if info is not None:
                     jumps.append((rule.line, name, info, rule.text))
+        # jumps from per-service chains only count (they go away with that chain's flush)
+        for target, n in Counter(map(_TARGET, chain_from_iterable(service_rules))).items():
+            info = get(target)
+            if info is not None:
+                info.service_jumps += n
     declared.sort(key=lambda d: d[0])  # dump order, as the text scan meets the declarations
     dump.chains = [info for _, info in declared]
     jumps.sort(key=lambda j: j[0])
