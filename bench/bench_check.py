@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = "bench-node"
@@ -48,7 +49,7 @@ def _prob(n: int) -> str:
 
 def generate_shared(
     directory: Path, services: int, endpoints: int, drift: int, seed: int = 1
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """The same node from bench/generate.py (NodePorts, LBs, Local policy, affinity, UDP, not-ready
     endpoints): rules first, then ``drift`` ClusterIP services lose a ready endpoint in the API."""
     sys.path.insert(0, str(ROOT))
@@ -235,6 +236,7 @@ def run_check(directory: Path) -> tuple[float, float, int, int, dict]:
         out.seek(0)
         text = out.read().decode()
     if proc.returncode not in (0, 1):
+        assert proc.stderr is not None
         raise SystemExit(f"check failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
     cpu = usage.ru_utime + usage.ru_stime
     return elapsed, cpu, usage.ru_maxrss, proc.returncode, json.loads(text)
@@ -334,7 +336,7 @@ def bench_case(services: int, endpoints: int, drift: int, repeat: int, builtin: 
         legacy, nft = best(saves["legacy"]), best(saves["nft"])
         seconds, cpu, rss_kib, code, report = min(checks, key=lambda r: r[0])
         stale = sum(1 for f in report["findings"] if f["code"] == "stale-endpoint")
-        result = {
+        result: dict[str, Any] = {
             **sizes,
             "endpoints_per_service": endpoints,
             "iptables_legacy_save_seconds": legacy if isinstance(legacy, str) else round(legacy[0], 3),

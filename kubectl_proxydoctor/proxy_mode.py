@@ -225,8 +225,8 @@ def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> 
         infos: dict[str, ChainInfo] = {}
         for name, chain in table.chains.items():
             if name.startswith(kube):
-                info = infos[name] = ChainInfo(table.name, name, len(chain.rules))
-                declared.append((chain.line, info))
+                infos[name] = ChainInfo(table.name, name, len(chain.rules))
+                declared.append((chain.line, infos[name]))
         if not infos:
             continue
         get = infos.get
