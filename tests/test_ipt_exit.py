@@ -50,3 +50,14 @@ def test_main_in_process_raises_system_exit():
     with pytest.raises(SystemExit) as e:
         main(["check", "--sample", "-o", "json"])
     assert e.value.code == 1
+
+
+def test_atexit_handlers_still_run(tmp_path):
+    marker = tmp_path / "ran"
+    code = (f"import atexit, pathlib, sys; atexit.register(pathlib.Path({str(marker)!r}).write_text, 'x'); "
+            "sys.argv = ['kubectl-proxydoctor', 'check', '--sample', '-o', 'json']; "
+            "from kubectl_proxydoctor.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["findings"]
+    assert marker.read_text() == "x"

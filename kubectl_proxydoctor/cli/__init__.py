@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import sys
@@ -50,10 +51,15 @@ def run(argv: list[str] | None = None) -> NoReturn:
 
 
 def exit_now(code: int) -> NoReturn:
-    """Flush stdout and stderr, then end the process with ``code`` (os._exit), unless another
-    non-daemon thread still runs (then the ordinary exit, which waits for it)."""
+    """Run the atexit handlers (e.g. the single-file build's removal of its private copy), flush
+    stdout and stderr, then end the process with ``code`` (os._exit) without freeing every object;
+    while another non-daemon thread still runs, the ordinary exit (which waits for it) instead."""
     if any(t is not threading.current_thread() and not t.daemon for t in threading.enumerate()):
         sys.exit(code)
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
+    if run_exitfuncs is None:  # not CPython: the ordinary exit
+        sys.exit(code)
+    run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
