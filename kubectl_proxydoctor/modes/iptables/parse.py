@@ -34,7 +34,7 @@ class Rule:
     """
 
     __slots__ = ("table", "chain", "index", "line", "text", "src", "dst", "proto", "dport", "comment",
-                 "matches", "probability", "target", "to_destination", "__dict__")
+                 "matches", "probability", "stat_mode", "target", "to_destination", "__dict__")
 
     table: str
     chain: str
@@ -52,7 +52,7 @@ class Rule:
     comment: str | None
     matches: tuple[str, ...]  # -m modules in order
     probability: float | None
-    stat_mode: str | None = None
+    stat_mode: str | None
     recent_name: str | None = None
     recent_mode: str | None = None  # rcheck | set | update | remove
     recent_seconds: int | None = None
@@ -83,7 +83,7 @@ class Rule:
         self.text = text
         self.src = self.dst = self.proto = self.dport = self.comment = None
         self.matches = ()
-        self.probability = self.target = self.to_destination = None
+        self.probability = self.stat_mode = self.target = self.to_destination = None
 
     def is_neg(self, name: str) -> bool:
         return name in self.neg
