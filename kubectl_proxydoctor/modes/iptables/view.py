@@ -260,7 +260,7 @@ class Interpreter:
             return
         resolved = self.resolve(target)
         fe.evidence.extend(resolved.evidence)
-        fe.targets = [Target(t.endpoint, t.probability, None, t.evidence) for t in resolved.targets]
+        fe.targets = list(resolved.targets)  # the chain's Targets, shared by its frontends (read-only)
         fe.affinity_seconds = resolved.affinity_seconds
         conditions = [text for text, dst in resolved.masquerade if dst is None or dst == fe.ip]
         fe.masquerade = "; ".join(dict.fromkeys(conditions)) or HAIRPIN_ONLY
