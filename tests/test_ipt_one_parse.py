@@ -65,6 +65,15 @@ def _fields(rule) -> dict:
     "-A KUBE-SVC-X -m statistic --mode nth --probability 0.5 -j KUBE-SEP-Y",
     "-A KUBE-SEP-Y -d 10.0.0.1/32 -j KUBE-MARK-MASQ",
     "-A KUBE-SEP-Y -p tcp -m tcp -j DNAT --random --persistent",
+    '-A KUBE-SVC-X -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" '
+    '-m tcp --dport 443 -j KUBE-SEP-Y',
+    '-A KUBE-SVC-X ! -s 10.244.0.0/16 -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns '
+    'cluster IP" -m udp --dport 53 -j KUBE-MARK-MASQ',
+    '-A KUBE-SVC-X ! -s 10.244.0.0/16 ! -d 10.96.0.10/32 -p udp -m comment --comment "a/b:c cluster IP" '
+    '-m udp --dport 53 -j KUBE-MARK-MASQ',
+    '-A KUBE-SVC-X -s 10.244.0.0/16 -m comment --comment "x" -d 10.96.0.10/32 -p udp -m udp --dport 53 -j Y',
+    '-A KUBE-SVC-X -d 10.96.0.1/32 -p tcp -m comment --comment "a \\"quoted\\" word" -m tcp --dport 443 -j Y',
+    '-A KUBE-SVC-X -s "a b" -j KUBE-MARK-MASQ',
 ])
 def test_fixed_shapes_parse_as_the_generic_parser(line):
     from kubectl_proxydoctor.modes.iptables.parse import parse_rule, tokenize

@@ -355,6 +355,8 @@ def _fixed_shape(tokens: list[str], table: str, index: int, lineno: int, text: s
         rule.src = _intern(tokens[3])
         rule.target = _intern(tokens[5])
         return rule
+    if n == 16 or n == 18:
+        return _frontend_shape(tokens, n, table, index, lineno, text)
     if n != 10:
         return None
     if tokens[2] == "-m" and tokens[3] == "statistic":
@@ -386,6 +388,34 @@ def _fixed_shape(tokens: list[str], table: str, index: int, lineno: int, text: s
 
 
 _STATISTIC = _MATCHES.setdefault(("statistic",), ("statistic",))
+_SRC_NEGATED = frozenset({"src"})
+
+
+def _frontend_shape(tokens: list[str], n: int, table: str, index: int, lineno: int, text: str) -> Rule | None:
+    """A service frontend rule (KUBE-SERVICES jump, or the cluster IP masquerade rule of a KUBE-SVC):
+    ``[! -s CIDR] -d IP -p P -m comment --comment C -m P --dport N -j TARGET``."""
+    i = 2
+    if n == 18:
+        if tokens[2] != "!" or tokens[3] != "-s":
+            return None
+        i = 5
+    if (tokens[i] != "-d" or tokens[i + 2] != "-p" or tokens[i + 4] != "-m" or tokens[i + 5] != "comment"
+            or tokens[i + 6] != "--comment" or tokens[i + 8] != "-m" or tokens[i + 10] != "--dport"
+            or tokens[i + 12] != "-j"
+            or "!" in (tokens[i + 1], tokens[i + 3], tokens[i + 9], tokens[i + 11])):
+        return None
+    rule = Rule(table, tokens[1], index, lineno, text)
+    if n == 18:
+        rule.src = _intern(tokens[4])
+        rule.neg = _SRC_NEGATED
+    rule.dst = _intern(tokens[i + 1])
+    rule.proto = _intern(tokens[i + 3])
+    rule.comment = _intern(tokens[i + 7])
+    matches = ("comment", _intern(tokens[i + 9]))
+    rule.matches = _MATCHES.setdefault(matches, matches)
+    rule.dport = tokens[i + 11]
+    rule.target = _intern(tokens[i + 13])
+    return rule
 
 
 def parse(text: str, source: str = "iptables-save", family: int | None = None) -> Ruleset:
@@ -419,7 +449,7 @@ def _parse(text: str, source: str, family: int | None) -> Ruleset:
                 raise ParseError(source, f"rule for undeclared chain {tokens[1]!r}", lineno)
             tokens[1] = chain.name  # one shared string per chain, not one per rule
             rules = chain.rules
-            rule = fixed_shape(tokens, table.name, len(rules) + 1, lineno, line) if '"' not in line else None
+            rule = fixed_shape(tokens, table.name, len(rules) + 1, lineno, line)
             rules.append(rule or parse_rule(tokens, table.name, len(rules) + 1, lineno, line, source))
         elif c == ":":
             if table is None:
