@@ -7,6 +7,8 @@ Ruleset in ``view.raw``; ``trace(snapshot, packet)`` runs the packet through eac
 
 from __future__ import annotations
 
+from functools import partial
+
 from kubectl_proxydoctor.model import Packet, ProgrammedView, TraceResult
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 
@@ -21,7 +23,7 @@ def interpret(snapshot: NodeSnapshot) -> list[ProgrammedView]:
         if not dump.ruleset.kube_chains():
             continue
         views.append(snapshot.derived(f"iptables.view:{dump.source}", (dump.filename,),
-                                      lambda d=dump: interpret_ruleset(d.ruleset, d.source)))
+                                      partial(interpret_ruleset, dump.ruleset, dump.source)))
     return views
 
 
@@ -38,6 +40,6 @@ def trace(snapshot: NodeSnapshot, packet: Packet) -> list[TraceResult]:
         if dump.family != family or not dump.ruleset.kube_chains() or ipvs_layout(dump.ruleset):
             continue  # IPVS mode's helper chains: the ipvs tracer follows those packets
         tracer = snapshot.derived(f"iptables.tracer:{dump.source}", (dump.filename, "ip-addr.json"),
-                                  lambda d=dump: Tracer(d.ruleset, local, d.source))
+                                  partial(Tracer, dump.ruleset, local, dump.source))
         results.append(tracer.trace(packet))
     return results

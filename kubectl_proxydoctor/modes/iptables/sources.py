@@ -65,10 +65,10 @@ def dumps(snapshot: NodeSnapshot) -> list[Dump]:
         plain = f"{prefix}-save.txt"
         text = snapshot.text(plain)
         if text and text.strip():
-            backend = _backend_of(text)
-            if backend is None or backend not in present:
-                short = {"nf_tables": "nft", "legacy": "legacy"}.get(backend or "")
-                source = f"{prefix}-{short}" if short else prefix
+            found = _backend_of(text)
+            if found is None or found not in present:
+                tag = {"nf_tables": "nft", "legacy": "legacy"}.get(found or "")
+                source = f"{prefix}-{tag}" if tag else prefix
                 if not any(d.source == source for d in out):
                     out.append(Dump(source, plain, family, _parse_cached(snapshot, plain, family)))
     return out

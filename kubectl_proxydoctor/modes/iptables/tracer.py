@@ -51,8 +51,8 @@ class _ChainIndex:
         self.rest: list[int] = []
         for i, rule in enumerate(rules):
             dst = rule.dst
-            host = dst and (dst.endswith("/32") or dst.endswith("/128") or "/" not in dst)
-            if host and "dst" not in rule.neg:
+            host = bool(dst) and (dst.endswith("/32") or dst.endswith("/128") or "/" not in dst)  # type: ignore[union-attr,operator]
+            if dst and host and "dst" not in rule.neg:
                 self.by_dst.setdefault(_host(dst), []).append(i)
             elif rule.dport and "dport" not in rule.neg and rule.dport.isdigit() and not dst:
                 self.by_port.setdefault(rule.dport, []).append(i)
