@@ -15,6 +15,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain as _chain
 from operator import attrgetter
 from typing import Any
@@ -255,24 +256,22 @@ def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> 
     return dump
 
 
-def iptables_label(file: str) -> str | None:
-    """proxy_mode's label of an iptables capture file ("iptables-legacy" for iptables-legacy-save.txt)."""
-    return next((label for label, name in (*IPTABLES_FILES, *DEFAULT_IPTABLES_FILES) if name == file), None)
-
-
-def seed_iptables_dump(snapshot: NodeSnapshot, file: str, ruleset: Any) -> None:
-    """Give iptables_dumps the chain facts of a dump the iptables parser has just parsed, so the
-    file's text is not scanned a second time (one parse per dump)."""
-    label = iptables_label(file)
-    if label is not None:
-        snapshot.seed(f"proxy_mode.iptables:{file}", (file,), dump_from_ruleset(ruleset, label, file))
-
-
 def _scan_cached(snapshot: NodeSnapshot, label: str, name: str, text: str) -> IptablesDump:
     """parse_iptables_save of one capture file, once per snapshot (decide() and leftovers() both
     ask; the cache lives as long as the file's text is the same)."""
     return snapshot.derived(f"proxy_mode.iptables:{name}", (name,),
-                            lambda: parse_iptables_save(text, label, name))
+                            partial(_scan, snapshot, label, name, text))
+
+
+def _scan(snapshot: NodeSnapshot, label: str, name: str, text: str) -> IptablesDump:
+    """From the rules the iptables interpreter already parsed (check, svc, trace: one parse per
+    dump), else a scan of the text (decide() alone, or a dump the parser rejected)."""
+    from kubectl_proxydoctor.modes.iptables.sources import parsed
+
+    ruleset = parsed(snapshot, name)
+    if ruleset is not None:
+        return dump_from_ruleset(ruleset, label, name)
+    return parse_iptables_save(text, label, name)
 
 
 def iptables_dumps(snapshot: NodeSnapshot) -> list[IptablesDump]:
@@ -293,9 +292,13 @@ def iptables_dumps(snapshot: NodeSnapshot) -> list[IptablesDump]:
         legacy = snapshot.text(legacy_name)
         if legacy is None or not snapshot.derived(  # the default dump is a copy of the legacy one
                 f"proxy_mode.iptables-same:{name}", (name, legacy_name),
-                lambda legacy=legacy, text=text: _rules_only(legacy) == _rules_only(text)):
+                partial(_same_rules, legacy, text)):
             dumps.append(_scan_cached(snapshot, label, name, text))
     return dumps
+
+
+def _same_rules(a: str, b: str) -> bool:
+    return a == b or _rules_only(a) == _rules_only(b)
 
 
 def _rules_only(text: str) -> list[str]:

@@ -26,17 +26,26 @@ class Dump:
 
 
 def _parse_cached(snapshot: NodeSnapshot, filename: str, family: int) -> Ruleset:
+    text = snapshot.text(filename) or ""
     return snapshot.derived(f"iptables.ruleset:{filename}", (filename,),
-                            lambda: _parse_once(snapshot, filename, family))
+                            lambda: parse(text, source=filename, family=family))
 
 
-def _parse_once(snapshot: NodeSnapshot, filename: str, family: int) -> Ruleset:
-    """Parse one dump, and hand proxy_mode the chain facts it would otherwise scan the text for."""
-    from kubectl_proxydoctor.proxy_mode import seed_iptables_dump
+class _NotParsed(Exception):
+    pass
 
-    ruleset = parse(snapshot.text(filename) or "", source=filename, family=family)
-    seed_iptables_dump(snapshot, filename, ruleset)
-    return ruleset
+
+def _not_parsed() -> Ruleset:
+    raise _NotParsed
+
+
+def parsed(snapshot: NodeSnapshot, filename: str) -> Ruleset | None:
+    """The Ruleset of ``filename`` when this snapshot has already parsed it (else None, and nothing
+    is parsed): proxy_mode then reads its chain facts from it instead of scanning the text again."""
+    try:
+        return snapshot.derived(f"iptables.ruleset:{filename}", (filename,), _not_parsed)
+    except _NotParsed:
+        return None
 
 
 def _backend_of(text: str) -> str | None:
