@@ -1,14 +1,16 @@
-"""Benchmark: `check` end to end on a generated 10k-service node, against iptables-save's own time.
+"""Benchmark: `check` end to end on generated nodes, against both iptables backends' dump commands.
 
-Generates API objects (Services, EndpointSlices, the Node) and the matching kube-proxy v1.30
-iptables rules (bench/generate.py when present, else the built-in generator below, which writes
-kube-proxy's large-cluster layout: no comments on endpoint rules above 1000 endpoints), runs
-``kubectl-proxydoctor check --from DIR -o json`` as a child process (wall time, peak RSS; the
-package's bytecode compiled first, as an installed tool has it), and, as root, loads the same rules
-into a throwaway network namespace (pd-bench-*) to time ``iptables-save`` there. Both are timed
-the same way: the best of ``--repeat`` runs. Nothing touches the host's own rules.
+For each case (default 10k services x 10 endpoints, 10k x 3 and 1k x 10; NodePorts, LBs, Local
+policy, affinity from bench/generate.py, or ``--builtin``: ClusterIP only) it writes a capture,
+loads the same rules into throwaway network namespaces (pd-ipt-*, bench/saves.py) and times, side
+by side in each round: ``iptables-legacy-save``, ``iptables-nft-save``, then
+``kubectl-proxydoctor check --from DIR -o json`` and ``status`` / ``svc`` / ``trace`` as child
+processes (wall, CPU, peak RSS; bytecode compiled first, as an installed tool has it). Every figure
+is the best of ``--repeat`` rounds, and every ratio is against both save commands. Also ``--help``
+(with bytecode) and the CPU seconds of each analysis step in-process. Target (issue 18): check at
+10k x 10 and 10k x 3 within 1.5x iptables-legacy-save, peak RSS under 300 MB.
 
-    .venv/bin/python bench/bench_check.py [--services 10000] [--endpoints 3] [--drift 10]
+    .venv/bin/python bench/bench_check.py [--cases 10000x10 10000x3 1000x10] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = "bench-node"
+TARGET_RATIO = 1.5  # check / iptables-legacy-save
+TARGET_RSS_MIB = 300
 
 
 def _hash(text: str) -> str:
@@ -45,7 +49,7 @@ def _prob(n: int) -> str:
 
 def generate_shared(
     directory: Path, services: int, endpoints: int, drift: int, seed: int = 1
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """The same node from bench/generate.py (NodePorts, LBs, Local policy, affinity, UDP, not-ready
     endpoints): rules first, then ``drift`` ClusterIP services lose a ready endpoint in the API."""
     sys.path.insert(0, str(ROOT))
@@ -67,11 +71,14 @@ def generate_shared(
             svc.endpoints.remove(live[0])
             changed += 1
     write_capture(cluster, directory, iptables_text=text)
+    first = cluster.services[0]
     return {
         "services": services,
         "endpoints": cluster.endpoint_count,
         "rules": text.count("\n-A "),
         "drifted": changed,
+        "svc": f"{first.namespace}/{first.name}",
+        "trace_dst": f"{first.cluster_ip}:{first.ports[0].port}",
     }
 
 
@@ -229,6 +236,7 @@ def run_check(directory: Path) -> tuple[float, float, int, int, dict]:
         out.seek(0)
         text = out.read().decode()
     if proc.returncode not in (0, 1):
+        assert proc.stderr is not None
         raise SystemExit(f"check failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
     cpu = usage.ru_utime + usage.ru_stime
     return elapsed, cpu, usage.ru_maxrss, proc.returncode, json.loads(text)
@@ -269,76 +277,87 @@ def phases(directory: Path) -> dict[str, float]:
     return {k: round(v, 2) for k, v in out.items()}
 
 
-def _timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall, CPU) seconds of one child process, its output discarded."""
+def run_command(cmd: list[str]) -> tuple[float, float, int, int]:
+    """(wall seconds, CPU seconds, peak RSS in KiB, exit code) of one child process, output discarded."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed")
-    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+    elapsed = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        assert proc.stderr is not None
+        raise SystemExit(f"{' '.join(cmd[2:])} failed ({code}): {proc.stderr.read().decode()[-2000:]}")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, code
 
 
-def time_iptables_save(directory: Path, repeat: int = 3) -> tuple[float, float] | None:
-    """Best-of (wall, CPU) seconds of `iptables-save` on the same rules in a throwaway netns (root)."""
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables-restore"):
-        return None
-    ns = f"pd-bench-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
-    try:
-        dump = directory / "iptables-save.txt"
-        if not dump.exists():
-            dump = directory / "iptables-nft-save.txt"
-        with open(dump, "rb") as rules:
-            subprocess.run(
-                ["ip", "netns", "exec", ns, "iptables-restore"], stdin=rules, check=True, capture_output=True
-            )
-        runs = [_timed(["ip", "netns", "exec", ns, "iptables-save"]) for _ in range(repeat)]
-        return min(r[0] for r in runs), min(r[1] for r in runs)
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+def other_commands(directory: Path, sizes: dict) -> dict[str, list[str]]:
+    """status, svc and trace on the same capture (their figures are compared with check's)."""
+    base = [sys.executable, "-m", "kubectl_proxydoctor"]
+    out = {"status": [*base, "status", "--from", str(directory)]}
+    if sizes.get("svc"):
+        ns, name = sizes["svc"].split("/")
+        out["svc"] = [*base, "svc", name, "-n", ns, "--from", str(directory)]
+    if sizes.get("trace_dst"):
+        out["trace"] = [*base, "trace", "--from", str(directory), "--dst", sizes["trace_dst"]]
+    return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, default=10000)
-    parser.add_argument("--endpoints", type=int, default=3)
-    parser.add_argument("--drift", type=int, default=10, help="services whose API lost an endpoint")
-    parser.add_argument("--keep", type=Path, help="write the generated node here and keep it")
-    parser.add_argument("--builtin", action="store_true", help="the built-in ClusterIP-only generator")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of check and of iptables-save (best)")
-    args = parser.parse_args(argv)
+def help_seconds(repeat: int = 5) -> float:
+    """Best wall seconds of `kubectl-proxydoctor --help` (bytecode compiled)."""
+    return min(run_command([sys.executable, "-m", "kubectl_proxydoctor", "--help"])[0] for _ in range(repeat))
+
+
+def bench_case(services: int, endpoints: int, drift: int, repeat: int, builtin: bool, keep: Path | None,
+               nft_timeout: float, commands: list[str]) -> dict:
+    """One generated node: saves, check and the other commands side by side, best of ``repeat`` rounds."""
+    from bench.saves import Saves, best, ratio
+
     tmp = Path(tempfile.mkdtemp(prefix="pd-bench-check-"))
-    directory = args.keep or tmp / "node"
+    directory = keep or tmp / "node"
     try:
-        if args.builtin:
-            sizes = generate(directory, args.services, args.endpoints, args.drift)
+        if builtin:
+            sizes = generate(directory, services, endpoints, drift)
         else:
-            sizes = generate_shared(directory, args.services, args.endpoints, args.drift)
-        # the same statistic on both sides: the best of ``repeat`` runs (this machine is noisy)
-        compile_bytecode()
-        runs = [run_check(directory) for _ in range(args.repeat)]
-        seconds, cpu, rss_kib, code, report = min(runs, key=lambda r: r[0])
-        save = time_iptables_save(directory, args.repeat)
-        steps = phases(directory)
+            sizes = generate_shared(directory, services, endpoints, drift)
+        dump = directory / "iptables-nft-save.txt"
+        if not dump.exists():
+            dump = directory / "iptables-save.txt"
+        others = {k: v for k, v in other_commands(directory, sizes).items() if k in commands}
+        saves: dict[str, list] = {"legacy": [], "nft": []}
+        checks = []
+        runs: dict[str, list[tuple[float, float, int, int]]] = {k: [] for k in others}
+        with Saves(dump, timeout=nft_timeout) as timer:
+            for _ in range(repeat):  # each round: both saves, check, the other commands
+                for backend in saves:
+                    saves[backend].append(timer.time(backend))
+                checks.append(run_check(directory))
+                for name, cmd in others.items():
+                    runs[name].append(run_command(cmd))
+        legacy, nft = best(saves["legacy"]), best(saves["nft"])
+        seconds, cpu, rss_kib, code, report = min(checks, key=lambda r: r[0])
         stale = sum(1 for f in report["findings"] if f["code"] == "stale-endpoint")
-        result = {
+        result: dict[str, Any] = {
             **sizes,
+            "endpoints_per_service": endpoints,
+            "iptables_legacy_save_seconds": legacy if isinstance(legacy, str) else round(legacy[0], 3),
+            "iptables_nft_save_seconds": nft if isinstance(nft, str) else round(nft[0], 3),
             "check_seconds": round(seconds, 2),
-            "check_seconds_all_runs": [round(r[0], 2) for r in runs],
+            "check_seconds_all_runs": [round(r[0], 2) for r in checks],
             "check_cpu_seconds": round(cpu, 2),
             "check_peak_rss_mib": round(rss_kib / 1024, 1),
+            "check_vs_legacy_save": ratio(seconds, legacy),
+            "check_vs_nft_save": ratio(seconds, nft),
             "exit_code": code,
             "stale_endpoint_findings": stale,
             "statuses_ok": sum(1 for s in report["services"] if s["status"] == "ok"),
-            "iptables_save_seconds": round(save[0], 3) if save else None,
-            "iptables_save_cpu_seconds": round(save[1], 3) if save else None,
-            "ratio_vs_iptables_save": round(seconds / save[0], 2) if save else None,
-            "cpu_ratio_vs_iptables_save": round(cpu / save[1], 2) if save and save[1] else None,
-            "cpu_seconds_by_step": steps,
         }
-        print(json.dumps(result, indent=1))
-        drifted = sizes.get("drifted", args.drift)
+        for name, rows in runs.items():
+            wall, _cpu, rss, _code = min(rows, key=lambda r: r[0])
+            result[name] = {"seconds": round(wall, 2), "peak_rss_mib": round(rss / 1024, 1),
+                            "vs_check": round(wall / seconds, 2), "vs_legacy_save": ratio(wall, legacy),
+                            "vs_nft_save": ratio(wall, nft)}
+        result["cpu_seconds_by_step"] = phases(directory)
+        drifted = sizes.get("drifted", drift)
         errors = [f for f in report["findings"] if f["severity"] == "error" and f["code"] != "stale-endpoint"]
         if stale != drifted or errors or code != (1 if drifted else 0):
             raise SystemExit(
@@ -348,6 +367,59 @@ def main(argv: list[str] | None = None) -> dict:
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _case(text: str) -> tuple[int, int]:
+    services, _, endpoints = text.partition("x")
+    return int(services), int(endpoints or 10)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["10000x10", "10000x3", "1000x10"],
+                        help="SERVICESxENDPOINTS per case")
+    parser.add_argument("--services", type=int, help="one case of this many services (with --endpoints)")
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--drift", type=int, default=10, help="services whose API lost an endpoint")
+    parser.add_argument("--keep", type=Path, help="write the (single) generated node here and keep it")
+    parser.add_argument("--builtin", action="store_true", help="the built-in ClusterIP-only generator")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (each figure is the best)")
+    parser.add_argument("--commands", default="status,svc,trace", help="commands timed besides check")
+    parser.add_argument("--nft-timeout", type=float, default=120.0,
+                        help="seconds before iptables-nft-save counts as not finishing")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    cases = [(args.services, args.endpoints)] if args.services else [_case(c) for c in args.cases]
+    compile_bytecode()
+    results = []
+    for services, endpoints in cases:
+        keep = args.keep if len(cases) == 1 else None
+        result = bench_case(services, endpoints, args.drift, args.repeat, args.builtin, keep,
+                            args.nft_timeout, args.commands.split(","))
+        results.append(result)
+        print(json.dumps(result, indent=1), flush=True)
+    help_s = help_seconds()
+    print(f"--help (bytecode compiled): {help_s:.3f} s")
+    print(f"{'case':>10} {'legacy-save':>11} {'nft-save':>9} {'check':>7} {'/legacy':>8} {'/nft':>6} "
+          f"{'RSS MiB':>8}  status/svc/trace vs check")
+    for r in results:
+        def fig(v: object) -> str:
+            return f"{v:.2f}" if isinstance(v, float) else "n/a"
+        rel = "/".join(fig(r[k]["vs_check"]) if k in r else "-" for k in ("status", "svc", "trace"))
+        print(f"{r['services']:>6}x{r['endpoints_per_service']:<3} "
+              f"{fig(r['iptables_legacy_save_seconds']):>11} {fig(r['iptables_nft_save_seconds']):>9} "
+              f"{r['check_seconds']:>7.2f} {fig(r['check_vs_legacy_save']):>8} "
+              f"{fig(r['check_vs_nft_save']):>6} "
+              f"{r['check_peak_rss_mib']:>8.0f}  {rel}")
+    for r in results:
+        if r["services"] >= 10000:
+            vs = r["check_vs_legacy_save"]
+            ratio_ok = isinstance(vs, float) and vs <= TARGET_RATIO
+            rss_ok = r["check_peak_rss_mib"] < TARGET_RSS_MIB
+            print(f"target {r['services']} x {r['endpoints_per_service']}: check <= {TARGET_RATIO}x "
+                  f"iptables-legacy-save: {'met' if ratio_ok else 'NOT met'}; "
+                  f"peak RSS < {TARGET_RSS_MIB} MiB: {'met' if rss_ok else 'NOT met'}")
+    return results
 
 
 if __name__ == "__main__":

@@ -1,3 +1,3 @@
-from kubectl_proxydoctor.cli import main
+from kubectl_proxydoctor.cli import run
 
-main()
+run()

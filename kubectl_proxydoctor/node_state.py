@@ -156,9 +156,17 @@ def proxied_families(
     family of the Node's InternalIP, else IPv4."""
     families = {fam for v in views if v.mode == mode for (_, fam) in v.ports}
     if mode == "iptables":
+        from kubectl_proxydoctor.proxy_mode import iptables_dumps
+
+        scanned = set()  # from the chain facts of the one parse of each dump (no text scan)
+        for dump in iptables_dumps(snapshot):
+            scanned.add(dump.file)
+            if any(c.name == "KUBE-SERVICES" for c in dump.chains):
+                families.add(6 if dump.label.startswith("ip6") else 4)
         for fam, prefix in ((4, "iptables"), (6, "ip6tables")):
             for suffix in ("-save.txt", "-nft-save.txt", "-legacy-save.txt"):
-                if ":KUBE-SERVICES " in (snapshot.text(prefix + suffix) or ""):
+                name = prefix + suffix
+                if name not in scanned and ":KUBE-SERVICES " in (snapshot.text(name) or ""):
                     families.add(fam)
     elif mode == "nftables":
         text = snapshot.text("nft-ruleset.json") or ""

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import chain as _chain
+from operator import attrgetter
 from typing import Any
 
 from kubectl_proxydoctor.snapshot import NodeSnapshot
@@ -207,11 +210,68 @@ def parse_iptables_save(text: str, label: str = "iptables", file: str = "") -> I
     return dump
 
 
+_TARGET = attrgetter("target")
+chain_from_iterable = _chain.from_iterable
+
+
+def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> IptablesDump:
+    """What parse_iptables_save finds in a dump, read from the rules the iptables parser already
+    built from it (modes/iptables/parse.Ruleset) instead of scanning the text again."""
+    dump = IptablesDump(label=label, file=file)
+    kube = ("KUBE-", "CILIUM")
+    is_service = IPTABLES_SERVICE_CHAIN.match
+    declared: list[tuple[int, ChainInfo]] = []
+    jumps: list[tuple[int, str, ChainInfo, str]] = []  # (line, owner, target, rule) outside service chains
+    for table in ruleset.tables.values():
+        infos: dict[str, ChainInfo] = {}
+        for name, chain in table.chains.items():
+            if name.startswith(kube):
+                infos[name] = ChainInfo(table.name, name, len(chain.rules))
+                declared.append((chain.line, infos[name]))
+        if not infos:
+            continue
+        get = infos.get
+        service_rules: list[list[Any]] = []
+        for name, chain in table.chains.items():
+            if is_service(name) is not None:
+                service_rules.append(chain.rules)
+                continue
+            for rule in chain.rules:
+                info = get(rule.target)
+                if info is not None:
+                    jumps.append((rule.line, name, info, rule.text))
+        # jumps from per-service chains only count (they go away with that chain's flush)
+        for target, n in Counter(map(_TARGET, chain_from_iterable(service_rules))).items():
+            info = get(target)
+            if info is not None:
+                info.service_jumps += n
+    declared.sort(key=lambda d: d[0])  # dump order, as the text scan meets the declarations
+    dump.chains = [info for _, info in declared]
+    jumps.sort(key=lambda j: j[0])
+    for _, owner, info, text in jumps:
+        if owner not in info.jumps_from:
+            info.jumps_from.append(owner)
+        if len(info.jump_rules) < 50:  # rules to undo by hand
+            info.jump_rules.append(text)
+    return dump
+
+
 def _scan_cached(snapshot: NodeSnapshot, label: str, name: str, text: str) -> IptablesDump:
     """parse_iptables_save of one capture file, once per snapshot (decide() and leftovers() both
     ask; the cache lives as long as the file's text is the same)."""
     return snapshot.derived(f"proxy_mode.iptables:{name}", (name,),
-                            lambda: parse_iptables_save(text, label, name))
+                            partial(_scan, snapshot, label, name, text))
+
+
+def _scan(snapshot: NodeSnapshot, label: str, name: str, text: str) -> IptablesDump:
+    """From the rules the iptables interpreter already parsed (check, svc, trace: one parse per
+    dump), else a scan of the text (decide() alone, or a dump the parser rejected)."""
+    from kubectl_proxydoctor.modes.iptables.sources import parsed
+
+    ruleset = parsed(snapshot, name)
+    if ruleset is not None:
+        return dump_from_ruleset(ruleset, label, name)
+    return parse_iptables_save(text, label, name)
 
 
 def iptables_dumps(snapshot: NodeSnapshot) -> list[IptablesDump]:
@@ -238,7 +298,7 @@ def iptables_dumps(snapshot: NodeSnapshot) -> list[IptablesDump]:
 
 
 def _same_rules(a: str, b: str) -> bool:
-    return _rules_only(a) == _rules_only(b)
+    return a == b or _rules_only(a) == _rules_only(b)
 
 
 def _rules_only(text: str) -> list[str]:

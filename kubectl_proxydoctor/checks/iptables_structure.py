@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import TYPE_CHECKING, cast
 
 from kubectl_proxydoctor.checks import CheckContext, check
@@ -35,6 +36,7 @@ _TERMINAL = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "REDIRECT", "SNAT", "
 _KUBE_OWNED = {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
                "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-PROXY-FIREWALL"}
 _MODE = "iptables"
+_TARGET = attrgetter("target")
 
 
 def _views(ctx: CheckContext) -> list[ProgrammedView]:
@@ -279,14 +281,32 @@ def foreign_rules(ctx: CheckContext) -> Iterable[Finding]:
         for table in rs.tables.values():
             for chain in table.chains.values():
                 if chain.name in _KUBE_OWNED or chain.name.startswith(_SERVICE_PREFIXES):
-                    yield from _foreign_in_kube_chain(view, chain, prefix)
+                    yield from _foreign_in_kube_chain(view, chain, prefix, table.name)
                 elif not chain.builtin and not chain.name.startswith("KUBE-"):
                     yield from _foreign_chain_jumping_in(view, table.name, chain, prefix)
 
 
-def _foreign_in_kube_chain(view: ProgrammedView, chain, prefix: str) -> Iterable[Finding]:
+_SEP_TARGETS = frozenset({"KUBE-MARK-MASQ", "DNAT"})
+
+
+def _suspects(table: str, chain) -> list:
+    """The rules of a kube-proxy chain that may not be kube-proxy's: in the per-service nat chains
+    (nearly every rule of a big node) the targets _kube_proxy_wrote accepts are filtered out here in
+    one pass, the rest get the full test."""
+    rules = chain.rules
+    if table != "nat":
+        return rules
+    if chain.name.startswith("KUBE-SEP-"):
+        return [r for r in rules if r.target not in _SEP_TARGETS]
+    if chain.name.startswith(("KUBE-SVC-", "KUBE-SVL-")):
+        return [r for r in rules
+                if r.target != "KUBE-MARK-MASQ" and not (r.target or "").startswith("KUBE-SEP-")]
+    return rules
+
+
+def _foreign_in_kube_chain(view: ProgrammedView, chain, prefix: str, table: str) -> Iterable[Finding]:
     unknown = {u.text for u in view.unknown_layout}  # kube-proxy's shape, unknown layout: not foreign
-    for rule in chain.rules:
+    for rule in _suspects(table, chain):
         if _kube_proxy_wrote(rule) or rule.text in unknown:
             continue
         name, shadowed = _shadowed(view, rule)
@@ -390,12 +410,17 @@ def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
             continue
         prefix = f"[{view.source}] "
         for table in rs.tables.values():
-            referenced = {r.target for r in table.rules() if r.target}
+            referenced: set[str | None] = set()  # every rule's target, one pass per chain
+            for chain in table.chains.values():
+                referenced.update(map(_TARGET, chain.rules))
             for chain in table.chains.values():
                 if chain.name.startswith(_SERVICE_PREFIXES) and chain.name not in referenced:
                     name = _sep_name(view, chain.name) if chain.name.startswith("KUBE-SEP-") else \
                         _name(view, chain.name)
                     yield _unreferenced(ctx, view, table, chain, name, prefix)
+            if not any(t and t.startswith("KUBE-") and t not in table.chains and t not in _BUILTIN_TARGETS
+                       for t in referenced):
+                continue  # no jump to a missing chain: no second pass over the rules
             for rule in table.rules():
                 target = rule.target
                 if (target and target not in table.chains and target not in _BUILTIN_TARGETS
@@ -499,7 +524,8 @@ def stale_layout(ctx: CheckContext) -> Iterable[Finding]:
         rs = _ruleset(view)
         if rs is None or not _applies(ctx, view):
             continue
-        old = [(t, c) for t, c in rs.kube_chains() if c.startswith("KUBE-XLB-") or c == "KUBE-MARK-DROP"]
+        kube = rs.kube_chains()
+        old = [(t, c) for t, c in kube if c.startswith("KUBE-XLB-") or c == "KUBE-MARK-DROP"]
         if old:
             yield _finding(
                 "version-leftover", "warning",
@@ -509,7 +535,7 @@ def stale_layout(ctx: CheckContext) -> Iterable[Finding]:
                 None, [f"{t} :{c}" for t, c in old][:20],
                 "kube-proxy >= 1.24 no longer writes KUBE-XLB-* (now KUBE-EXT-/KUBE-SVL-) or KUBE-MARK-DROP; "
                 "delete them once nothing jumps to them (`iptables -t nat -X CHAIN`).")
-        ipvs = [(t, c) for t, c in rs.kube_chains() if c in _IPVS_CHAINS]
+        ipvs = [(t, c) for t, c in kube if c in _IPVS_CHAINS]
         if ipvs:
             yield _finding(
                 "mode-leftover", "warning",

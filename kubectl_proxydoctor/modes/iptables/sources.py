@@ -31,6 +31,23 @@ def _parse_cached(snapshot: NodeSnapshot, filename: str, family: int) -> Ruleset
                             lambda: parse(text, source=filename, family=family))
 
 
+class _NotParsed(Exception):
+    pass
+
+
+def _not_parsed() -> Ruleset:
+    raise _NotParsed
+
+
+def parsed(snapshot: NodeSnapshot, filename: str) -> Ruleset | None:
+    """The Ruleset of ``filename`` when this snapshot has already parsed it (else None, and nothing
+    is parsed): proxy_mode then reads its chain facts from it instead of scanning the text again."""
+    try:
+        return snapshot.derived(f"iptables.ruleset:{filename}", (filename,), _not_parsed)
+    except _NotParsed:
+        return None
+
+
 def _backend_of(text: str) -> str | None:
     head = text.lstrip()[:300]
     if not head.startswith("#"):

@@ -30,6 +30,7 @@ _KIND_SUFFIX = {
 _NO_ENDPOINTS = {" has no endpoints": "reject", " has no local endpoints": "drop"}
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")
 HAIRPIN_ONLY = "only hairpin traffic (an endpoint reaching itself)"
+_UNSEEN = object()
 
 
 def parse_port_name(text: str, protocol: str) -> ServicePortName | None:
@@ -145,8 +146,11 @@ class Interpreter:
             self._cache[chain_name] = out
             return out
         remaining = 1.0
+        chains = self.nat.chains if self.nat else {}
+        evidence = out.evidence
+        targets = out.targets
         for rule in chain.rules:
-            out.evidence.append(rule.text)
+            evidence.append(rule.text)
             target = rule.target
             if target == MARK_MASQ:
                 out.masquerade.append((_masq_condition(rule), _ip(rule.dst) if rule.dst else None))
@@ -155,13 +159,28 @@ class Interpreter:
                 ep = _split_endpoint(rule.to_destination)
                 if ep is not None and remaining > 0:
                     p = remaining * (rule.probability if rule.probability is not None else 1.0)
-                    out.targets.append(Target(ep, p, evidence=[rule.text]))
+                    targets.append(Target(ep, p, evidence=[rule.text]))
                     if rule.probability is None:
                         remaining = 0.0
                     else:
                         remaining -= p
                 continue
-            if not target or target not in (self.nat.chains if self.nat else {}):
+            if not target or target not in chains:
+                continue
+            if target.startswith("KUBE-SEP") and rule.recent_mode is None and not rule.src \
+                    and not chain_name.startswith("KUBE-FW-") and not _conditional(rule):
+                # the common case: a (statistic) jump to an endpoint chain
+                if remaining <= 0:
+                    continue
+                probability = rule.probability
+                p = remaining * (probability if probability is not None else 1.0)
+                sep = self._endpoint_chain(target)
+                if sep is not None:
+                    targets.append(Target(sep[0], p, None, [rule.text, sep[1]]))
+                if probability is None:
+                    remaining = 0.0
+                else:
+                    remaining -= p
                 continue
             if rule.recent_mode == "rcheck":
                 out.affinity_seconds = rule.recent_seconds
@@ -205,8 +224,9 @@ class Interpreter:
 
     def _endpoint_chain(self, name: str) -> tuple[Endpoint, str] | None:
         """The DNAT destination of a KUBE-SEP chain and its rule (cached: one Endpoint per chain)."""
-        if name in self._seps:
-            return self._seps[name]
+        found = self._seps.get(name, _UNSEEN)
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
         found = None
         chain = self.nat.chains.get(name) if self.nat else None
         for rule in chain.rules if chain else ():
@@ -240,7 +260,7 @@ class Interpreter:
             return
         resolved = self.resolve(target)
         fe.evidence.extend(resolved.evidence)
-        fe.targets = [Target(t.endpoint, t.probability, None, t.evidence) for t in resolved.targets]
+        fe.targets = list(resolved.targets)  # the chain's Targets, shared by its frontends (read-only)
         fe.affinity_seconds = resolved.affinity_seconds
         conditions = [text for text, dst in resolved.masquerade if dst is None or dst == fe.ip]
         fe.masquerade = "; ".join(dict.fromkeys(conditions)) or HAIRPIN_ONLY
