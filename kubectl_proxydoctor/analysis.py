@@ -10,7 +10,7 @@ from __future__ import annotations
 from kubectl_proxydoctor.causes import order_by_cause
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.gcpause import gc_paused
-from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
+from kubectl_proxydoctor.model import Endpoint, Finding, ProgrammedView, ServicePortName
 from kubectl_proxydoctor.node_state import (  # noqa: F401 - re-exported: where callers found them
     API_LISTS,
     SKIP_MODES,
@@ -134,10 +134,11 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
                 status=status,  # type: ignore[arg-type]
                 service_type=exp[0].service_type if exp else "",
                 frontends=list(dict.fromkeys(fronts)),
-                expected_endpoints=[str(e) for e in sorted({e for p in exp for e in p.reachable_endpoints})],
+                expected_endpoints=[str(e) for e in sorted({e for p in exp for e in p.reachable_endpoints},
+                                                            key=Endpoint.sort_key)],
                 programmed_endpoints=[str(e) for e in sorted(
-                    {t.endpoint for p in prog for f in p.frontends for t in f.targets if t.weight != 0}
-                )],
+                    {t.endpoint for p in prog for f in p.frontends for t in f.targets if t.weight != 0},
+                    key=Endpoint.sort_key)],
             )
         )
     return out

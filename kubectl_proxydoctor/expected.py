@@ -155,7 +155,7 @@ class ExpectedPort:
         """Every endpoint this node may send new connections to (union of both policies)."""
         if not self.local_endpoints or self.local_endpoints == self.cluster_endpoints:
             return list(self.cluster_endpoints)
-        return sorted(set(self.cluster_endpoints) | set(self.local_endpoints))
+        return sorted(set(self.cluster_endpoints) | set(self.local_endpoints), key=Endpoint.sort_key)
 
     def endpoints_for(self, policy: str) -> list[Endpoint]:
         return list(self.local_endpoints if policy == "local" else self.cluster_endpoints)

@@ -76,10 +76,15 @@ class Endpoint:
     def __str__(self) -> str:
         return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
+    def sort_key(self) -> tuple[tuple[int, int, str], int]:
+        """The numeric order as a key (``sorted(eps, key=Endpoint.sort_key)`` parses each address
+        once, where comparing with ``<`` parses both addresses at every comparison)."""
+        return (ip_sort_key(self.ip), self.port)
+
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Endpoint):
             return NotImplemented
-        return (ip_sort_key(self.ip), self.port) < (ip_sort_key(other.ip), other.port)
+        return self.sort_key() < other.sort_key()
 
 
 @dataclass

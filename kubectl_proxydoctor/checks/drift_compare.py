@@ -59,7 +59,7 @@ def _norm_net(cidr: str) -> str:
 
 
 def _eps(endpoints: Iterable[Endpoint]) -> str:
-    return ", ".join(str(e) for e in sorted(endpoints)) or "none"
+    return ", ".join(str(e) for e in sorted(endpoints, key=Endpoint.sort_key)) or "none"
 
 
 def _frontends_text(frontends: Iterable[Frontend | ExpectedFrontend]) -> str:
