@@ -1,0 +1,567 @@
+"""kube-proxy's nftables rule expressions, decoded from netlink into the JSON ``nft -j`` prints.
+
+Exact or nothing: an expression, attribute, register use or value this module has not been
+proven on (tests/test_nft_nlread.py compares it with nft's own listing) raises ``Undecoded``, and
+the caller falls back to nft for the whole table. The vocabulary is kube-proxy's
+(pkg/proxy/nftables): payload/meta/ct/fib/numgen loads matched by cmp, bitwise and lookups
+(plain, concatenated, maps and verdict maps, named or anonymous), immediate verdicts and values,
+dnat (addresses or maps of addr . port), masquerade, reject, counter, dynset update.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Json = Any
+
+
+class Undecoded(Exception):
+    """Something nft's own listing would have to show (this decoder gives up)."""
+
+
+def attrs(data: bytes, off: int = 0) -> dict[int, bytes]:
+    """Netlink attributes of ``data`` from ``off`` (type without flag bits -> payload)."""
+    out: dict[int, bytes] = {}
+    end = len(data)
+    while off + 4 <= end:
+        length, kind = struct.unpack_from("=HH", data, off)
+        if length < 4:
+            raise Undecoded("malformed netlink attribute")
+        out[kind & 0x3FFF] = data[off + 4:off + length]
+        off += (length + 3) & ~3
+    return out
+
+
+def attr_list(data: bytes) -> list[bytes]:
+    """The payloads of a nested list (NFTA_LIST_ELEM ...), in order."""
+    out = []
+    off = 0
+    while off + 4 <= len(data):
+        length, _kind = struct.unpack_from("=HH", data, off)
+        if length < 4:
+            raise Undecoded("malformed netlink list")
+        out.append(data[off + 4:off + length])
+        off += (length + 3) & ~3
+    return out
+
+
+def be32(b: bytes) -> int:
+    return int(struct.unpack(">I", b)[0])
+
+
+def be64(b: bytes) -> int:
+    return int(struct.unpack(">Q", b)[0])
+
+
+def only(a: dict[int, bytes], allowed: set[int], what: str) -> None:
+    extra = set(a) - allowed
+    if extra:
+        raise Undecoded(f"{what}: attribute(s) {sorted(extra)} not decoded")
+
+
+# -- values -------------------------------------------------------------------------------------
+
+PROTOS = {6: "tcp", 17: "udp", 132: "sctp"}
+CT_STATE = {1: "invalid", 2: "established", 4: "related", 8: "new", 64: "untracked"}
+CT_STATUS = {1: "expected", 2: "seen-reply", 4: "assured", 8: "confirmed", 16: "snat", 32: "dnat",
+             512: "dying"}
+FIB_TYPES = {0: "unspec", 1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
+             6: "blackhole", 7: "unreachable", 8: "prohibit"}
+
+
+def _ipv4(b: bytes) -> str:
+    if len(b) != 4:
+        raise Undecoded("ipv4_addr of unexpected length")
+    return str(ipaddress.IPv4Address(b))
+
+
+def _ipv6(b: bytes) -> str:
+    if len(b) != 16:
+        raise Undecoded("ipv6_addr of unexpected length")
+    addr = ipaddress.IPv6Address(b)
+    if addr.ipv4_mapped is not None or addr.sixtofour is not None:
+        raise Undecoded("ipv6 address with an embedded ipv4 form")  # inet_ntop prints these apart
+    return addr.compressed
+
+
+def _proto(b: bytes) -> str:
+    if len(b) != 1 or b[0] not in PROTOS:
+        raise Undecoded(f"inet_proto {b.hex()}")
+    return PROTOS[b[0]]
+
+
+def _service(b: bytes) -> int:
+    if len(b) != 2:
+        raise Undecoded("inet_service of unexpected length")
+    return int.from_bytes(b, "big")
+
+
+def _host_int(b: bytes) -> int:
+    return int.from_bytes(b, "little")
+
+
+def _bits(names: dict[int, str]) -> Callable[[bytes], str]:
+    def decode(b: bytes) -> str:
+        value = int.from_bytes(b, "little")
+        if value not in names:
+            raise Undecoded(f"flag value {value:#x} not a single known flag")
+        return names[value]
+    return decode
+
+
+def _fib_type(b: bytes) -> str:
+    value = int.from_bytes(b, "little")
+    if value not in FIB_TYPES:
+        raise Undecoded(f"fib type {value}")
+    return FIB_TYPES[value]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A datatype: its nft name, its length in bytes and how a value of it prints in JSON."""
+
+    name: str
+    size: int
+    show: Callable[[bytes], Json]
+
+
+IPV4 = Kind("ipv4_addr", 4, _ipv4)
+IPV6 = Kind("ipv6_addr", 16, _ipv6)
+PROTO = Kind("inet_proto", 1, _proto)
+SERVICE = Kind("inet_service", 2, _service)
+MARK = Kind("mark", 4, _host_int)
+INTEGER = Kind("integer", 4, _host_int)
+CT_STATE_KIND = Kind("ct_state", 4, _bits(CT_STATE))
+CT_STATUS_KIND = Kind("ct_status", 4, _bits(CT_STATUS))
+FIB_KIND = Kind("fib_addrtype", 4, _fib_type)
+# nft's datatype numbers (src/datatype.h) of the set key/data types kube-proxy uses
+SET_TYPES = {7: IPV4, 8: IPV6, 12: PROTO, 13: SERVICE, 19: MARK}
+TYPE_BITS = 6
+VERDICT_TYPE = 1
+
+
+def set_kinds(type_id: int) -> list[Kind]:
+    """A set's key or data type (concatenations pack TYPE_BITS per part, the first highest)."""
+    if type_id in SET_TYPES:
+        return [SET_TYPES[type_id]]
+    kinds = []
+    while type_id:
+        part = type_id & ((1 << TYPE_BITS) - 1)
+        if part not in SET_TYPES:
+            raise Undecoded(f"set type {type_id} (part {part})")
+        kinds.insert(0, SET_TYPES[part])
+        type_id >>= TYPE_BITS
+    if len(kinds) < 2:
+        raise Undecoded(f"set type {type_id}")
+    return kinds
+
+
+def show_value(kinds: list[Kind], data: bytes) -> Json:
+    """A (possibly concatenated: each part padded to 4 bytes) value as nft prints it."""
+    if len(kinds) == 1:
+        kind = kinds[0]
+        if len(data) != kind.size and not (kind.size < 4 and len(data) == 4):
+            raise Undecoded(f"{kind.name} value of {len(data)} bytes")
+        return kind.show(data[:kind.size])
+    parts = []
+    off = 0
+    for kind in kinds:
+        parts.append(kind.show(data[off:off + kind.size]))
+        off += (kind.size + 3) & ~3
+    if off != len(data):
+        raise Undecoded("concatenated value of unexpected length")
+    return {"concat": parts}
+
+
+VERDICTS = {0: "drop", 1: "accept", -1: "continue", -3: "jump", -4: "goto", -5: "return"}
+
+
+def verdict(nested: bytes) -> Json:
+    """NFTA_DATA_VERDICT's payload as a JSON verdict statement."""
+    a = attrs(nested)
+    only(a, {1, 2}, "verdict")
+    code = int(struct.unpack(">i", a[1])[0])
+    name = VERDICTS.get(code)
+    if name is None:
+        raise Undecoded(f"verdict {code}")
+    if name in ("jump", "goto"):
+        if 2 not in a:
+            raise Undecoded("jump without a chain")
+        return {name: {"target": cstr(a[2])}}
+    if 2 in a:
+        raise Undecoded("verdict with a chain")
+    return {name: None}
+
+
+def data_value(nested: bytes) -> bytes:
+    a = attrs(nested)
+    if set(a) != {1}:
+        raise Undecoded("data that is not a plain value")
+    return a[1]
+
+
+def cstr(b: bytes) -> str:
+    return b.rstrip(b"\0").decode("utf-8")
+
+
+# -- sets, as the rules see them -----------------------------------------------------------------
+
+
+@dataclass
+class SetInfo:
+    """What a rule needs of a set: name, key/data kinds, and (anonymous sets) its elements."""
+
+    name: str
+    key: list[Kind]
+    key_len: int
+    data: list[Kind] | None = None  # None: a set; [] : a verdict map
+    anonymous: bool = False
+    elements: list[Json] = field(default_factory=list)
+
+    def ref(self) -> Json:
+        if self.anonymous:
+            return {"set": self.elements}
+        return f"@{self.name}"
+
+
+# -- rules -----------------------------------------------------------------------------------------
+
+# payload (base, offset, length) -> (protocol, field, kind) by table family
+NETWORK = 1
+TRANSPORT = 2
+FIELDS = {
+    "ip": {(NETWORK, 12): ("ip", "saddr", IPV4), (NETWORK, 16): ("ip", "daddr", IPV4)},
+    "ip6": {(NETWORK, 8): ("ip6", "saddr", IPV6), (NETWORK, 24): ("ip6", "daddr", IPV6)},
+}
+META_KEYS = {3: ("mark", MARK), 16: ("l4proto", PROTO)}
+CT_KEYS = {0: ("state", CT_STATE_KIND), 2: ("status", CT_STATUS_KIND)}
+
+
+@dataclass
+class Loaded:
+    """A register's content: the JSON of the expression loaded, its kind, its length, and (a
+    payload load shorter than its field, or masked) the prefix it stands for."""
+
+    expr: Json
+    kind: Kind | None
+    length: int
+    prefix_field: Kind | None = None  # an address field loaded in part: a prefix match follows
+    mask: bytes | None = None
+    op: str | None = None  # "&", "|", "^" applied by a bitwise
+    operand: bytes | None = None
+    is_meta_l4proto: bool = False
+
+
+def slot(reg: int) -> int:
+    """A register number as a 32-bit slot (NFT_REG_1..4 are 16 bytes: 4 slots each)."""
+    if 1 <= reg <= 4:
+        return (reg - 1) * 4
+    if 8 <= reg <= 23:
+        return reg - 8
+    raise Undecoded(f"register {reg}")
+
+
+class RuleDecoder:
+    """Decodes one rule's expression list into nft's JSON statements."""
+
+    def __init__(self, family: str, sets: dict[str, SetInfo]) -> None:
+        if family not in FIELDS:
+            raise Undecoded(f"family {family}")
+        self.family = family
+        self.sets = sets
+
+    def decode(self, expressions: bytes) -> list[Json]:
+        self.regs: dict[int, Loaded] = {}
+        self.out: list[Json] = []
+        self.l4_context = False
+        for item in attr_list(expressions):
+            a = attrs(item)
+            only(a, {1, 2}, "expression")
+            name = cstr(a[1])
+            handler = getattr(self, f"_{name}", None)
+            if handler is None:
+                raise Undecoded(f"expression {name}")
+            handler(attrs(a.get(2, b"")))
+        if self.regs:
+            raise Undecoded("a loaded register no statement used")
+        return self.out
+
+    # loads
+    def _store(self, reg: int, loaded: Loaded) -> None:
+        self.regs[slot(reg)] = loaded
+
+    def _take(self, reg: int) -> Loaded:
+        s = slot(reg)
+        if s not in self.regs:
+            raise Undecoded("a register read before it was loaded")
+        return self.regs.pop(s)
+
+    def _payload(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3, 4}, "payload")
+        base, offset, length = be32(a[2]), be32(a[3]), be32(a[4])
+        if base == TRANSPORT and offset == 2 and length == 2:
+            if self.l4_context:
+                raise Undecoded("transport payload after a protocol match (nft would merge them)")
+            self._store(be32(a[1]), Loaded({"payload": {"protocol": "th", "field": "dport"}}, SERVICE, 2))
+            return
+        known = FIELDS[self.family].get((base, offset))
+        if known is None:
+            raise Undecoded(f"payload base {base} offset {offset}")
+        proto, name, kind = known
+        expr = {"payload": {"protocol": proto, "field": name}}
+        if length == kind.size:
+            self._store(be32(a[1]), Loaded(expr, kind, length))
+        elif 0 < length < kind.size:
+            self._store(be32(a[1]), Loaded(expr, None, length, prefix_field=kind))
+        else:
+            raise Undecoded(f"payload of {length} bytes")
+
+    def _meta(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3}, "meta")
+        key = be32(a[2])
+        if key not in META_KEYS:
+            raise Undecoded(f"meta key {key}")
+        name, kind = META_KEYS[key]
+        if 3 in a:  # meta set
+            if name != "mark":
+                raise Undecoded(f"meta set {name}")
+            value = self._take(be32(a[3]))
+            self.out.append({"mangle": {"key": {"meta": {"key": name}}, "value": self._value_expr(value)}})
+            return
+        self._store(be32(a[1]), Loaded({"meta": {"key": name}}, kind, kind.size if kind.size >= 4 else 1,
+                                       is_meta_l4proto=name == "l4proto"))
+
+    def _ct(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2}, "ct")
+        key = be32(a[2])
+        if key not in CT_KEYS:
+            raise Undecoded(f"ct key {key}")
+        name, kind = CT_KEYS[key]
+        self._store(be32(a[1]), Loaded({"ct": {"key": name}}, kind, 4))
+
+    def _fib(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3}, "fib")
+        result, flags = be32(a[2]), be32(a[3])
+        if result != 3 or flags != 1:
+            raise Undecoded(f"fib result {result} flags {flags}")
+        self._store(be32(a[1]), Loaded({"fib": {"result": "type", "flags": ["saddr"]}}, FIB_KIND, 4))
+
+    def _numgen(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3, 4}, "numgen")
+        if be32(a[3]) != 1:
+            raise Undecoded("numgen inc")
+        expr = {"numgen": {"mode": "random", "mod": be32(a[2]), "offset": be32(a[4]) if 4 in a else 0}}
+        self._store(be32(a[1]), Loaded(expr, INTEGER, 4))
+
+    def _immediate(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2}, "immediate")
+        reg = be32(a[1])
+        nested = attrs(a[2])
+        if reg == 0:
+            if set(nested) != {2}:
+                raise Undecoded("immediate verdict without a verdict")
+            self.out.append(verdict(nested[2]))
+            return
+        if set(nested) != {1}:
+            raise Undecoded("immediate data")
+        self._store(reg, Loaded({"raw": nested[1]}, None, len(nested[1])))
+
+    def _bitwise(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3, 4, 5, 6}, "bitwise")
+        if 6 in a and be32(a[6]) != 0:
+            raise Undecoded("bitwise shift")
+        src, dst = be32(a[1]), be32(a[2])
+        loaded = self._take(src)
+        if loaded.op is not None or loaded.mask is not None:
+            raise Undecoded("two bitwise operations")
+        mask, xor = data_value(a[4]), data_value(a[5])
+        length = be32(a[3])
+        if len(mask) != length or len(xor) != length or length != loaded.length:
+            raise Undecoded("bitwise lengths")
+        ones = (1 << (8 * length)) - 1
+        m, x = int.from_bytes(mask, "big"), int.from_bytes(xor, "big")
+        if loaded.prefix_field is not None or (loaded.kind in (IPV4, IPV6)):
+            if x != 0:
+                raise Undecoded("bitwise xor on an address")
+            loaded.mask = mask
+            if loaded.prefix_field is None:
+                loaded.prefix_field = loaded.kind
+        elif x == 0:
+            loaded.op, loaded.operand = "&", mask
+        elif m == ones:
+            loaded.op, loaded.operand = "^", xor
+        elif m & x == 0 and m | x == ones:
+            loaded.op, loaded.operand = "|", xor
+        else:
+            raise Undecoded("bitwise mask and xor")
+        self._store(dst, loaded)
+
+    # uses
+    def _value_expr(self, loaded: Loaded) -> Json:
+        """A register as the value of a statement (meta mark set ...)."""
+        if loaded.op is None or loaded.kind is None or loaded.operand is None:
+            raise Undecoded("a set statement's value")
+        return {loaded.op: [loaded.expr, loaded.kind.show(loaded.operand)]}
+
+    def _cmp(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3}, "cmp")
+        op = be32(a[2])
+        if op not in (0, 1):
+            raise Undecoded(f"cmp op {op}")
+        loaded = self._take(be32(a[1]))
+        value = data_value(a[3])
+        if len(value) != loaded.length:
+            raise Undecoded("cmp length")
+        sign = "==" if op == 0 else "!="
+        if loaded.prefix_field is not None:
+            self.out.append({"match": {"op": sign, "left": loaded.expr, "right": self._prefix(loaded, value)}})
+            return
+        if loaded.kind is None:
+            raise Undecoded("cmp of immediate data")
+        if loaded.kind in (CT_STATE_KIND, CT_STATUS_KIND):
+            # ct state new: (reg & new) != 0
+            if loaded.op != "&" or op != 1 or any(value) or loaded.operand is None:
+                raise Undecoded("ct bit match form")
+            self.out.append({"match": {"op": "in", "left": loaded.expr, "right": loaded.kind.show(loaded.operand)}})
+            return
+        left = loaded.expr
+        if loaded.op is not None:
+            if loaded.operand is None:
+                raise Undecoded("bitwise operand")
+            left = {loaded.op: [loaded.expr, loaded.kind.show(loaded.operand)]}
+        if loaded.is_meta_l4proto:
+            self.l4_context = True
+        self.out.append({"match": {"op": sign, "left": left, "right": loaded.kind.show(value)}})
+
+    def _prefix(self, loaded: Loaded, value: bytes) -> Json:
+        kind = loaded.prefix_field
+        assert kind is not None
+        mask = loaded.mask or b"\xff" * loaded.length
+        bits = bin(int.from_bytes(mask, "big")).count("1")
+        full = (bytes(mask) + b"\0" * kind.size)[:kind.size]
+        if int.from_bytes(full, "big") != ((1 << bits) - 1) << (8 * kind.size - bits):
+            raise Undecoded("mask that is not a prefix")
+        if bits == 8 * kind.size:
+            raise Undecoded("full-length mask")
+        addr = (value + b"\0" * kind.size)[:kind.size]
+        return {"prefix": {"addr": kind.show(addr), "len": bits}}
+
+    def _key_expr(self, sreg: int, key_len: int) -> tuple[Json, list[Kind]]:
+        """The (possibly concatenated) expression a lookup reads from ``sreg``."""
+        parts: list[Loaded] = []
+        s = slot(sreg)
+        covered = 0
+        while covered < key_len:
+            if s not in self.regs:
+                raise Undecoded("lookup of an unloaded register")
+            loaded = self.regs.pop(s)
+            if loaded.kind is None or loaded.op is not None or loaded.prefix_field is not None:
+                raise Undecoded("lookup of a modified value")
+            width = (loaded.length + 3) & ~3
+            parts.append(loaded)
+            covered += width
+            s += width // 4
+        if covered != key_len:
+            raise Undecoded("lookup key length")
+        kinds = [p.kind for p in parts if p.kind is not None]
+        if len(parts) == 1:
+            return parts[0].expr, kinds
+        return {"concat": [p.expr for p in parts]}, kinds
+
+    def _set(self, name: str) -> SetInfo:
+        info = self.sets.get(name)
+        if info is None:
+            raise Undecoded(f"lookup of set {name} not read")
+        return info
+
+    def _lookup(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3, 4, 5}, "lookup")
+        info = self._set(cstr(a[1]))
+        inverted = 5 in a and be32(a[5]) & 1
+        if 5 in a and be32(a[5]) & ~1:
+            raise Undecoded("lookup flags")
+        key, kinds = self._key_expr(be32(a[2]), info.key_len)
+        if [k.name for k in kinds] != [k.name for k in info.key]:
+            raise Undecoded("lookup key of another type than the set's")
+        if 3 not in a:
+            if info.data is not None:
+                raise Undecoded("map used as a set")
+            self.out.append({"match": {"op": "!=" if inverted else "==", "left": key, "right": info.ref()}})
+            return
+        if inverted:
+            raise Undecoded("inverted map lookup")
+        dreg = be32(a[3])
+        if info.data is None:
+            raise Undecoded("set used as a map")
+        if dreg == 0:
+            if info.data:
+                raise Undecoded("vmap of a data map")
+            self.out.append({"vmap": {"key": key, "data": info.ref()}})
+            return
+        self._store(dreg, Loaded({"map": {"key": key, "data": info.ref()}}, None,
+                                 sum((k.size + 3) & ~3 for k in info.data)))
+        self.regs[slot(dreg)].operand = bytes([len(info.data)])  # parts of the data
+
+    def _nat(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3, 4, 5, 6, 7}, "nat")
+        if be32(a[1]) != 1:
+            raise Undecoded("snat")
+        family = {2: "ip", 10: "ip6"}.get(be32(a[2]))
+        if family != self.family:
+            raise Undecoded("nat family")
+        addr_kind = IPV4 if family == "ip" else IPV6
+        if a.get(3) != a.get(4) or a.get(5) != a.get(6) or 3 not in a or 5 not in a:
+            raise Undecoded("nat ranges")
+        if 7 not in a or be32(a[7]) != 3:  # exactly MAP_IPS | PROTO_SPECIFIED (the registers)
+            raise Undecoded(f"nat flags {be32(a[7]):#x}")
+        addr_reg, port_reg = be32(a[3]), be32(a[5])
+        addr = self._take(addr_reg)
+        if "map" in addr.expr:
+            if slot(port_reg) != slot(addr_reg) + addr_kind.size // 4 or addr.operand != bytes([2]):
+                raise Undecoded("nat map registers")
+            self.out.append({"dnat": {"family": family, "addr": addr.expr}})
+            return
+        port = self._take(port_reg)
+        if "raw" not in addr.expr or "raw" not in port.expr:
+            raise Undecoded("nat operands")
+        port_raw = port.expr["raw"]
+        self.out.append({"dnat": {"addr": addr_kind.show(addr.expr["raw"]),
+                                  "port": _service(port_raw[:2] if len(port_raw) == 4 else port_raw)}})
+
+    def _masq(self, a: dict[int, bytes]) -> None:
+        only(a, {1}, "masq")
+        flags = be32(a[1]) if 1 in a else 0
+        if flags == 0:
+            self.out.append({"masquerade": None})
+        elif flags == 0x10:
+            self.out.append({"masquerade": {"flags": "fully-random"}})
+        else:
+            raise Undecoded(f"masquerade flags {flags:#x}")
+
+    def _reject(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2}, "reject")
+        kind, code = be32(a[1]), a[2][0]
+        if kind == 0 and code == 3 and self.family == "ip":
+            self.out.append({"reject": {"type": "icmp", "expr": "port-unreachable"}})
+        elif kind == 0 and code == 4 and self.family == "ip6":
+            self.out.append({"reject": {"type": "icmpv6", "expr": "port-unreachable"}})
+        else:
+            raise Undecoded(f"reject type {kind} code {code}")
+
+    def _counter(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2}, "counter")
+        self.out.append({"counter": {"packets": be64(a[2]), "bytes": be64(a[1])}})
+
+    def _dynset(self, a: dict[int, bytes]) -> None:
+        only(a, {1, 2, 3, 4, 6, 9}, "dynset")
+        if be32(a[3]) != 1 or (6 in a and be64(a[6]) != 0) or (9 in a and be32(a[9]) != 0):
+            raise Undecoded("dynset other than update without timeout")
+        info = self._set(cstr(a[1]))
+        if info.data is not None or info.anonymous:
+            raise Undecoded("dynset of a map")
+        key, _kinds = self._key_expr(be32(a[4]), info.key_len)
+        self.out.append({"set": {"op": "update", "elem": key, "set": f"@{info.name}"}})
