@@ -220,6 +220,7 @@ class SetInfo:
     key_len: int
     data: list[Kind] | None = None  # None: a set; [] : a verdict map
     anonymous: bool = False
+    timeout: int = 0  # ms, the set's default for its elements
     elements: list[Json] = field(default_factory=list)
 
     def ref(self) -> Json:
@@ -254,6 +255,7 @@ class Loaded:
     op: str | None = None  # "&", "|", "^" applied by a bitwise
     operand: bytes | None = None
     is_meta_l4proto: bool = False
+    dependency: Json = None  # the ``meta l4proto X`` match nft folds into ``X dport``
 
 
 def slot(reg: int) -> int:
@@ -304,9 +306,17 @@ class RuleDecoder:
         only(a, {1, 2, 3, 4}, "payload")
         base, offset, length = be32(a[2]), be32(a[3]), be32(a[4])
         if base == TRANSPORT and offset == 2 and length == 2:
+            loaded = Loaded({"payload": {"protocol": "th", "field": "dport"}}, SERVICE, 2)
             if self.l4_context:
-                raise Undecoded("transport payload after a protocol match (nft would merge them)")
-            self._store(be32(a[1]), Loaded({"payload": {"protocol": "th", "field": "dport"}}, SERVICE, 2))
+                # nft prints ``meta l4proto tcp th dport 80`` as ``tcp dport 80`` when the
+                # protocol match comes just before
+                last = self.out[-1] if self.out else None
+                match = last.get("match") if isinstance(last, dict) else None
+                if not (match and match["op"] == "==" and match["left"] == {"meta": {"key": "l4proto"}}):
+                    raise Undecoded("transport payload apart from its protocol match")
+                loaded.expr = {"payload": {"protocol": match["right"], "field": "dport"}}
+                loaded.dependency = last
+            self._store(be32(a[1]), loaded)
             return
         known = FIELDS[self.family].get((base, offset))
         if known is None:
@@ -435,6 +445,10 @@ class RuleDecoder:
             left = {loaded.op: [loaded.expr, loaded.kind.show(loaded.operand)]}
         if loaded.is_meta_l4proto:
             self.l4_context = True
+        if loaded.dependency is not None:
+            if not self.out or self.out[-1] is not loaded.dependency or loaded.op is not None:
+                raise Undecoded("transport match apart from its protocol match")
+            self.out.pop()
         self.out.append({"match": {"op": sign, "left": left, "right": loaded.kind.show(value)}})
 
     def _prefix(self, loaded: Loaded, value: bytes) -> Json:
@@ -459,7 +473,8 @@ class RuleDecoder:
             if s not in self.regs:
                 raise Undecoded("lookup of an unloaded register")
             loaded = self.regs.pop(s)
-            if loaded.kind is None or loaded.op is not None or loaded.prefix_field is not None:
+            if (loaded.kind is None or loaded.op is not None or loaded.prefix_field is not None
+                    or loaded.dependency is not None):
                 raise Undecoded("lookup of a modified value")
             width = (loaded.length + 3) & ~3
             parts.append(loaded)

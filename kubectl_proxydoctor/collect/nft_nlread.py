@@ -17,6 +17,8 @@ from typing import Any
 from kubectl_proxydoctor.collect import nft_netlink as nl
 from kubectl_proxydoctor.collect.nft_nlexpr import (
     INTEGER,
+    IPV4,
+    IPV6,
     SET_TYPES,
     Kind,
     RuleDecoder,
@@ -155,9 +157,15 @@ def _set(s: dict[int, bytes], family: str, table: str, sock: socket.socket, fam:
     only(s, {1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 13, 14, 16, 19, 20}, "set")
     name = cstr(s[2])
     flags = be32(s[3]) if 3 in s else 0
-    if flags & ~(SET_ANONYMOUS | SET_CONSTANT | SET_MAP | SET_TIMEOUT | SET_EVAL):
+    if flags & ~(SET_ANONYMOUS | SET_CONSTANT | SET_MAP | SET_TIMEOUT | SET_EVAL | SET_INTERVAL):
         raise Undecoded(f"set {name}: flags {flags:#x}")
+    if flags & SET_INTERVAL and flags != SET_ANONYMOUS | SET_CONSTANT | SET_INTERVAL:
+        raise Undecoded(f"interval set {name} with flags {flags:#x}")
     user = _tlv(s.get(13, b""))
+    if flags == SET_ANONYMOUS | SET_CONSTANT | SET_INTERVAL:
+        # an address set literal of a rule (key type checked below): merge and type-of records
+        # only say how nft built it
+        user = {k: v for k, v in user.items() if k not in (2, 3)}
     if set(user) - {0, 1, 3, 4, 6, 7} or any(user.get(k, known) != known for k, known in KNOWN_USERDATA.items()):
         raise Undecoded(f"set {name}: userdata {sorted(user)}")
     key_len = be32(s[5])
@@ -166,12 +174,20 @@ def _set(s: dict[int, bytes], family: str, table: str, sock: socket.socket, fam:
     if flags & SET_MAP:
         data_type = be32(s[6])
         data = [] if data_type == DATA_VERDICT else _kinds(data_type, be32(s[7]), user.get(1))
-    info = SetInfo(name, key, key_len, data, anonymous=bool(flags & SET_ANONYMOUS))
+    info = SetInfo(name, key, key_len, data, anonymous=bool(flags & SET_ANONYMOUS),
+                   timeout=be64(s[11]) if 11 in s else 0)
+    if flags & SET_INTERVAL:
+        if 11 in s or data is not None or key not in ([IPV4], [IPV6]):
+            raise Undecoded(f"interval set {name}")
+        info.elements = _intervals(sock, fam, table, info)
+        return info, None
     elements = _elements(sock, fam, table, info)
     if info.anonymous:
         if not flags & SET_CONSTANT or 11 in s:
             raise Undecoded(f"anonymous set {name}")
-        info.elements = elements
+        if key != [INTEGER]:
+            raise Undecoded(f"anonymous set {name} keyed by {[k.name for k in key]}")
+        info.elements = sorted(elements, key=lambda e: e[0] if isinstance(e, list) else e)  # as nft
         return info, None
     if flags & SET_CONSTANT:
         raise Undecoded(f"constant set {name}")
@@ -214,6 +230,52 @@ def _elements(sock: socket.socket, fam: int, table: str, info: SetInfo) -> list[
     return out
 
 
+def _intervals(sock: socket.socket, fam: int, table: str, info: SetInfo) -> list[Json]:
+    """An anonymous interval set of addresses as nft prints it: ascending; a single address, a
+    prefix, or a range (the kernel keeps each as a start and an exclusive end element)."""
+    bounds: list[tuple[int, int]] = []  # (key, 1 for an end)
+    for msg in _dump(sock, nl.NFT_MSG_GETSETELEM, fam, (1, table), (2, info.name)):
+        only(msg, {1, 2, 3, 4}, "element list")
+        for raw in attr_list(msg.get(3, b"")):
+            e = attrs(raw)
+            only(e, {1, 3}, f"element of {info.name}")
+            flag = be32(e[3]) if 3 in e else 0
+            if flag not in (0, 1):
+                raise Undecoded(f"element flags in {info.name}")
+            bounds.append((int.from_bytes(data_value(e[1]), "big"), flag))
+    kind = info.key[0]
+    top = 1 << (8 * kind.size)
+    bounds.sort()
+    if bounds and bounds[0] == (0, 1):
+        bounds.pop(0)  # the marker some kernels keep before a first range not starting at 0
+    out: list[Json] = []
+    i = 0
+    while i < len(bounds):
+        start, flag = bounds[i]
+        if flag != 0:
+            raise Undecoded(f"interval end without a start in {info.name}")
+        if i + 1 < len(bounds):
+            end, end_flag = bounds[i + 1]
+            if end_flag != 1:
+                raise Undecoded(f"interval start without an end in {info.name}")
+            i += 2
+        else:
+            end, i = top, i + 1
+        out.append(_interval(kind, start, end))
+    return out
+
+
+def _interval(kind: Kind, start: int, end: int) -> Json:
+    size = end - start
+    show = kind.show
+    addr = show(start.to_bytes(kind.size, "big"))
+    if size == 1:
+        return addr
+    if size & (size - 1) == 0 and start % size == 0:
+        return {"prefix": {"addr": addr, "len": 8 * kind.size - size.bit_length() + 1}}
+    return {"range": [addr, show((end - 1).to_bytes(kind.size, "big"))]}
+
+
 def _element(e: dict[int, bytes], info: SetInfo) -> Json:
     only(e, {1, 2, 3, 4, 5, 6, 8}, f"element of {info.name}")
     if 3 in e and be32(e[3]) != 0:
@@ -225,11 +287,13 @@ def _element(e: dict[int, bytes], info: SetInfo) -> Json:
     extra: dict[str, Json] = {}
     if 0 in user:
         extra["comment"] = cstr(user[0])
-    if 4 in e or 5 in e:
-        timeout, expires = be64(e.get(4, b"\0" * 8)), be64(e.get(5, b"\0" * 8))
-        if 4 not in e or 5 not in e:
-            raise Undecoded(f"element timeout in {info.name}")
-        extra["timeout"], extra["expires"] = timeout // 1000, expires // 1000
+    if 4 in e and be64(e[4]) != info.timeout:  # nft prints an element's own timeout only
+        timeout = be64(e[4])
+        if timeout % 1000:
+            raise Undecoded(f"element timeout in ms in {info.name}")
+        extra["timeout"] = timeout // 1000
+    if 5 in e and be64(e[5]) // 1000:
+        extra["expires"] = be64(e[5]) // 1000
     if extra:
         key = {"elem": {"val": key, **extra}}
     if info.data is None:
