@@ -428,7 +428,8 @@ class RuleDecoder:
             raise Undecoded("cmp length")
         sign = "==" if op == 0 else "!="
         if loaded.prefix_field is not None:
-            self.out.append({"match": {"op": sign, "left": loaded.expr, "right": self._prefix(loaded, value)}})
+            right = self._prefix(loaded, value)
+            self.out.append({"match": {"op": sign, "left": loaded.expr, "right": right}})
             return
         if loaded.kind is None:
             raise Undecoded("cmp of immediate data")
@@ -436,7 +437,8 @@ class RuleDecoder:
             # ct state new: (reg & new) != 0
             if loaded.op != "&" or op != 1 or any(value) or loaded.operand is None:
                 raise Undecoded("ct bit match form")
-            self.out.append({"match": {"op": "in", "left": loaded.expr, "right": loaded.kind.show(loaded.operand)}})
+            bit = loaded.kind.show(loaded.operand)
+            self.out.append({"match": {"op": "in", "left": loaded.expr, "right": bit}})
             return
         left = loaded.expr
         if loaded.op is not None:

@@ -166,7 +166,8 @@ def _set(s: dict[int, bytes], family: str, table: str, sock: socket.socket, fam:
         # an address set literal of a rule (key type checked below): merge and type-of records
         # only say how nft built it
         user = {k: v for k, v in user.items() if k not in (2, 3)}
-    if set(user) - {0, 1, 3, 4, 6, 7} or any(user.get(k, known) != known for k, known in KNOWN_USERDATA.items()):
+    unknown = any(user.get(k, known) != known for k, known in KNOWN_USERDATA.items())
+    if set(user) - {0, 1, 3, 4, 6, 7} or unknown:
         raise Undecoded(f"set {name}: userdata {sorted(user)}")
     key_len = be32(s[5])
     key = _kinds(be32(s[4]), key_len, user.get(0))
