@@ -10,13 +10,16 @@ dnat (addresses or maps of addr . port), masquerade, reject, counter, dynset upd
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 Json = Any
+
+
+_NLA = struct.Struct("=HH")
 
 
 class Undecoded(Exception):
@@ -27,8 +30,9 @@ def attrs(data: bytes, off: int = 0) -> dict[int, bytes]:
     """Netlink attributes of ``data`` from ``off`` (type without flag bits -> payload)."""
     out: dict[int, bytes] = {}
     end = len(data)
+    unpack = _NLA.unpack_from
     while off + 4 <= end:
-        length, kind = struct.unpack_from("=HH", data, off)
+        length, kind = unpack(data, off)
         if length < 4:
             raise Undecoded("malformed netlink attribute")
         out[kind & 0x3FFF] = data[off + 4:off + length]
@@ -58,9 +62,8 @@ def be64(b: bytes) -> int:
 
 
 def only(a: dict[int, bytes], allowed: set[int], what: str) -> None:
-    extra = set(a) - allowed
-    if extra:
-        raise Undecoded(f"{what}: attribute(s) {sorted(extra)} not decoded")
+    if not allowed.issuperset(a):
+        raise Undecoded(f"{what}: attribute(s) {sorted(set(a) - allowed)} not decoded")
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -76,16 +79,13 @@ FIB_TYPES = {0: "unspec", 1: "unicast", 2: "local", 3: "broadcast", 4: "anycast"
 def _ipv4(b: bytes) -> str:
     if len(b) != 4:
         raise Undecoded("ipv4_addr of unexpected length")
-    return str(ipaddress.IPv4Address(b))
+    return socket.inet_ntop(socket.AF_INET, b)
 
 
 def _ipv6(b: bytes) -> str:
     if len(b) != 16:
         raise Undecoded("ipv6_addr of unexpected length")
-    addr = ipaddress.IPv6Address(b)
-    if addr.ipv4_mapped is not None or addr.sixtofour is not None:
-        raise Undecoded("ipv6 address with an embedded ipv4 form")  # inet_ntop prints these apart
-    return addr.compressed
+    return socket.inet_ntop(socket.AF_INET6, b)  # as nft prints it (it calls inet_ntop)
 
 
 def _proto(b: bytes) -> str:
