@@ -13,7 +13,7 @@ import pytest
 
 from bench.gen_nftables import nft_script
 from bench.generate import generate_cluster
-from kubectl_proxydoctor.collect import nft_netlink
+from kubectl_proxydoctor.collect import CollectContext, nft_netlink
 from kubectl_proxydoctor.collect import nftables as nftcollect
 from kubectl_proxydoctor.collect.nft_nlexpr import Undecoded
 from kubectl_proxydoctor.collect.nft_nlread import read_table
@@ -163,3 +163,15 @@ def test_a_table_that_is_not_there_is_none_and_a_family_it_does_not_read_is_unde
     assert read_table("ip", "kube-proxy", ns) is None
     with pytest.raises(Undecoded):
         read_table("inet", "kube-proxy", ns)
+
+
+def test_collect_reads_kube_proxys_tables_over_netlink_and_says_so(netns):
+    ns = netns("pd-nftnl-")
+    _load(ns, (FIXTURES / "upstream/nftables/master/nft-ruleset.txt").read_text())
+    ctx = CollectContext(netns=ns)
+    nftcollect.collect(ctx)
+    assert ctx.sources["nftables"] == "ok"
+    assert ctx.meta["nftables_reader"] == {"netlink": ["ip kube-proxy"], "nft_fallbacks": []}
+    plain, _ = nftcollect.read_tables(nftcollect.cli_runner(ns))
+    stored = json.loads(ctx.files["nft-ruleset.json"])["nftables"]
+    assert _normal(stored) == _normal(json.loads(plain)["nftables"])

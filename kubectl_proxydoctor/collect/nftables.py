@@ -74,9 +74,10 @@ class _Unavailable(Exception):
 def collect(ctx: CollectContext) -> None:
     """Store kube-proxy's nftables tables (and possible firewalls in front) as nft-ruleset.json,
     and their parsed ruleset as the snapshot's."""
-    reader = NetlinkReader(ctx.netns) if has_net_admin() else None
     try:
         runner = _runner(ctx.netns)
+        # the netlink reader reads the kernel the runner would list (not a runner's stand-in)
+        reader = NetlinkReader(ctx.netns) if getattr(runner, "kernel", False) and has_net_admin() else None
         doc, ruleset = read_tables(runner, alongside(runner, ctx.netns), netlink=reader)
     except _Unavailable as e:
         ctx.unavailable(SOURCE, str(e))
@@ -511,4 +512,5 @@ def cli_runner(netns: str | None = None) -> Runner:
             return proc.returncode, errors.read().decode("utf-8", "replace")
 
     cli_run.watched = True  # type: ignore[attr-defined]
+    cli_run.kernel = True  # type: ignore[attr-defined]
     return cli_run
