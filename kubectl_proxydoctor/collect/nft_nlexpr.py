@@ -148,7 +148,7 @@ def set_kinds(type_id: int) -> list[Kind]:
     """A set's key or data type (concatenations pack TYPE_BITS per part, the first highest)."""
     if type_id in SET_TYPES:
         return [SET_TYPES[type_id]]
-    kinds = []
+    kinds: list[Kind] = []
     while type_id:
         part = type_id & ((1 << TYPE_BITS) - 1)
         if part not in SET_TYPES:
