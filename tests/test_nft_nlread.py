@@ -99,7 +99,29 @@ def test_dynamic_set_elements_keep_their_own_timeout(netns):
     assert _compare(ns) == 1
 
 
+EDGES = [
+    "add set ip kube-proxy s { type ipv4_addr; flags dynamic; }",
+    "add set ip kube-proxy s { type ipv4_addr; flags timeout; }",
+    "add set ip kube-proxy s { type ipv4_addr; size 100; elements = { 10.0.0.1 }; }",
+    'add set ip kube-proxy s { type ipv4_addr . inet_service; elements = { 10.0.0.1 . 80 comment "x" }; }',
+    "add chain ip kube-proxy c; add rule ip kube-proxy c meta mark & 0x4000 == 0x4000 return; "
+    "add rule ip kube-proxy c ip daddr 10.0.0.0/25 ip saddr != 10.1.0.0/12 meta l4proto udp "
+    "udp dport 53 accept",
+    "add chain ip kube-proxy c; add rule ip kube-proxy c udp dport 53 accept",
+    "add chain ip kube-proxy c; add rule ip kube-proxy c ip saddr != { 10.0.0.0-10.0.0.5, 10.2.0.0/16 } "
+    "accept",
+]
+
+
+@pytest.mark.parametrize("script", EDGES)
+def test_neighbouring_forms_read_as_nft_lists_them(netns, script):
+    ns = netns("pd-nftnl-")
+    _load(ns, f"add table ip kube-proxy; {script}\n")
+    assert _compare(ns) == 1
+
+
 UNDECODED = [
+    "ip saddr != { 10.2.0.0/16, 255.255.255.0/24 } accept",  # an interval up to the end
     "ip ttl 64 accept",
     "tcp flags syn counter",
     "meta l4proto udp limit rate 10/second accept",

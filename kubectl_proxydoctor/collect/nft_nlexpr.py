@@ -294,7 +294,10 @@ class RuleDecoder:
 
     # loads
     def _store(self, reg: int, loaded: Loaded) -> None:
-        self.regs[slot(reg)] = loaded
+        s = slot(reg)
+        if s in self.regs:
+            raise Undecoded("a register loaded again before it was used")
+        self.regs[s] = loaded
 
     def _take(self, reg: int) -> Loaded:
         s = slot(reg)
@@ -461,8 +464,8 @@ class RuleDecoder:
         full = (bytes(mask) + b"\0" * kind.size)[:kind.size]
         if int.from_bytes(full, "big") != ((1 << bits) - 1) << (8 * kind.size - bits):
             raise Undecoded("mask that is not a prefix")
-        if bits == 8 * kind.size:
-            raise Undecoded("full-length mask")
+        if bits == 8 * kind.size or bits == 0:
+            raise Undecoded("full-length or empty mask")
         addr = (value + b"\0" * kind.size)[:kind.size]
         return {"prefix": {"addr": kind.show(addr), "len": bits}}
 

@@ -196,8 +196,10 @@ def _set(s: dict[int, bytes], family: str, table: str, sock: socket.socket, fam:
                             "type": _type_json(key), "handle": be64(s[16])}
     if 7 in user:
         out["comment"] = cstr(user[7])
+    if data:
+        raise Undecoded(f"map {name} of data (kube-proxy's named maps are verdict maps)")
     if data is not None:
-        out["map"] = "verdict" if not data else _type_json(data)
+        out["map"] = "verdict"
     if flags & SET_TIMEOUT:
         out["flags"] = ["timeout"]
     if 11 in s:
