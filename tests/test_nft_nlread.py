@@ -197,3 +197,11 @@ def test_collect_reads_kube_proxys_tables_over_netlink_and_says_so(netns):
     plain, _ = nftcollect.read_tables(nftcollect.cli_runner(ns))
     stored = json.loads(ctx.files["nft-ruleset.json"])["nftables"]
     assert _normal(stored) == _normal(json.loads(plain)["nftables"])
+
+
+def test_a_table_holding_stateful_objects_falls_back(netns):
+    """nft would list a named counter with the table; the reader does not read objects."""
+    ns = netns("pd-nftnl-")
+    _load(ns, "add table ip kube-proxy; add counter ip kube-proxy seen\n")
+    with pytest.raises(Undecoded, match="stateful objects"):
+        read_table("ip", "kube-proxy", ns)

@@ -39,7 +39,6 @@ from kubectl_proxydoctor.collect.nft_nlexpr import (
 Json = Any
 FAMILY_NUMBERS = {"ip": 2, "ip6": 10}
 HOOKS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
-NFT_MSG_GETOBJ, NFT_MSG_GETFLOWTABLE = 19, 23
 SET_ANONYMOUS, SET_CONSTANT, SET_INTERVAL, SET_MAP, SET_TIMEOUT, SET_EVAL = 1, 2, 4, 8, 0x10, 0x20
 DATA_VERDICT = 0xFFFFFF00
 HOST_ENDIAN = 1
@@ -48,8 +47,6 @@ ATTEMPTS = 2
 # type-of records of a concatenation ending in inet_service / of verdict data, no data interval
 KNOWN_USERDATA = {3: b"\x00\x04\r\x00\x00\x00\x01\x00", 4: b"\x00\x04\x01\x00\x00\x00\x01\x00",
                   6: b"\x00\x00\x00\x00"}
-
-nl.GET_MESSAGES.update({NFT_MSG_GETOBJ, NFT_MSG_GETFLOWTABLE})
 
 
 class Changed(Exception):
@@ -85,7 +82,7 @@ def _read(sock: socket.socket, fam: int, family: str, name: str) -> list[Json] |
     only(table, {1, 2, 3, 4, 5, 6, 7}, "table")
     if be32(table.get(2, b"\0\0\0\0")) != 0:
         raise Undecoded("table flags")
-    for msg, what in ((NFT_MSG_GETOBJ, "stateful objects"), (NFT_MSG_GETFLOWTABLE, "flowtables")):
+    for msg, what in ((nl.NFT_MSG_GETOBJ, "stateful objects"), (nl.NFT_MSG_GETFLOWTABLE, "flowtables")):
         if any(cstr(o.get(1, b"")) == name for o in _dump(sock, msg, fam, (1, name))):
             raise Undecoded(f"table holds {what}")
     items: list[Json] = [{"table": {"family": family, "name": name, "handle": be64(table[4])}}]
