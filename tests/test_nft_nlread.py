@@ -15,8 +15,8 @@ from bench.gen_nftables import nft_script
 from bench.generate import generate_cluster
 from kubectl_proxydoctor.collect import CollectContext, nft_netlink
 from kubectl_proxydoctor.collect import nftables as nftcollect
-from kubectl_proxydoctor.collect.nft_nlexpr import Undecoded
 from kubectl_proxydoctor.collect.nft_nlread import read_table
+from kubectl_proxydoctor.collect.nft_nlvalues import Undecoded
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # the kube-proxy nftables rulesets (the iptables fixtures' nft listings hold xtables-compat

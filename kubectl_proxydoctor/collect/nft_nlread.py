@@ -15,13 +15,13 @@ import struct
 from typing import Any
 
 from kubectl_proxydoctor.collect import nft_netlink as nl
-from kubectl_proxydoctor.collect.nft_nlexpr import (
+from kubectl_proxydoctor.collect.nft_nlexpr import RuleDecoder
+from kubectl_proxydoctor.collect.nft_nlvalues import (
     INTEGER,
     IPV4,
     IPV6,
     SET_TYPES,
     Kind,
-    RuleDecoder,
     SetInfo,
     Undecoded,
     attr_list,

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect.libnftables import read_only
 from kubectl_proxydoctor.collect.nft_netlink import NetlinkError
-from kubectl_proxydoctor.collect.nft_nlexpr import Undecoded
 from kubectl_proxydoctor.collect.nft_nlread import read_table
+from kubectl_proxydoctor.collect.nft_nlvalues import Undecoded
 from kubectl_proxydoctor.collect.nft_watch import Watch
 from kubectl_proxydoctor.collect.pipes import pump
 from kubectl_proxydoctor.errors import ParseError
