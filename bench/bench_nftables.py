@@ -7,7 +7,8 @@ endpoint chains without affinity; bench/gen_nftables.py), the generated ruleset 
 by side in one run, ``--repeat`` rounds of:
 
 - ``nft -j list ruleset`` in the namespace (nft's own listing: the yardstick);
-- ``kubectl-proxydoctor collect -o DIR`` in the namespace (the nftables read is most of it);
+- ``kubectl-proxydoctor collect -o DIR`` in the namespace (the nftables read is most of it; the
+  ``reader`` column says whether kube-proxy's table came over netlink or, falling back, from nft);
 - ``kubectl-proxydoctor check --from DIR -o json`` on that capture, with the cluster's API objects
   (``--drift`` ClusterIP services lose a ready endpoint in the API: the rules keep a stale one).
 
@@ -131,6 +132,8 @@ def bench_one(services: int, endpoints: int, layout: str, repeat: int, drifts: i
             (cap / "ip-addr.json").write_text(ip_addr_json(cluster))
             (cap / "kube-proxy-mode.txt").write_text("nftables")
             meta = json.loads((cap / "meta.json").read_text())
+            reader = meta.get("nftables_reader") or {}
+            read_by = "netlink" if reader.get("netlink") and not reader.get("nft_fallbacks") else "nft"
             meta["node"] = cluster.node
             (cap / "meta.json").write_text(json.dumps(meta))
             took, rss, rc, out = timed([*CLI, "check", "--from", str(cap), "-o", "json"], stdout=None)
@@ -142,6 +145,7 @@ def bench_one(services: int, endpoints: int, layout: str, repeat: int, drifts: i
             shutil.rmtree(cap)
         nft_rss = best["listing"][1]
         return {"services": services, "layout": layout, "endpoints": cluster.endpoint_count, "load": load,
+                "reader": read_by,
                 **{f"{k} s": v[0] for k, v in best.items()},
                 **{f"{k} MB": v[1] / 1024 for k, v in best.items()},
                 "ratio": (best["collect"][0] + best["check"][0]) / best["listing"][0],
@@ -169,7 +173,7 @@ def main() -> int:
     print(f"nftables (issue 19): collect + check --from vs `nft -j list ruleset`, best of {args.repeat}, "
           "side by side in one run")
     print(f"{'services':>8} {'layout':>6} {'load':>6} | {'listing':>15} | {'collect':>15} | "
-          f"{'check --from':>15} | {'ratio':>5} {'rss c/n':>7} {'rss k/n':>7} | drift found")
+          f"{'check --from':>15} | {'ratio':>5} {'rss c/n':>7} {'rss k/n':>7} | reader | drift found")
     ok = True
     for n in args.services:
         for layout in args.layouts:
@@ -180,7 +184,7 @@ def main() -> int:
             cells = " | ".join(f"{r[k + ' s']:>6.2f}s {r[k + ' MB']:>6.0f}MB"
                                for k in ("listing", "collect", "check"))
             print(f"{n:>8} {layout:>6} {r['load']:>5.0f}s | {cells} | {r['ratio']:>4.2f}x "
-                  f"{r['collect rss ratio']:>6.2f}x {r['check rss ratio']:>6.2f}x | "
+                  f"{r['collect rss ratio']:>6.2f}x {r['check rss ratio']:>6.2f}x | {r['reader']:>7} | "
                   f"{r['found']}/{r['drifted']} (+ external IP clashes {r['clashes found']}/{r['clashing']})"
                   f"{' extra: ' + ', '.join(r['extra']) if r['extra'] else ''}",
                   flush=True)

@@ -38,6 +38,7 @@ class LibNftables:
     """One loaded libnftables; calling it runs one (read-only) command."""
 
     parallel = False  # calls take turns (see _LOCK)
+    kernel = True  # reads this namespace's kernel (the netlink reader may read it first)
 
     def __init__(self, soname: str = SONAME) -> None:
         lib = ctypes.CDLL(soname)  # OSError when libnftables is not installed

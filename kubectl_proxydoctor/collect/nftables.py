@@ -13,6 +13,11 @@ iptables-mode node. The listings are merged as text (no JSON round trip) into on
 Each listing is parsed while nft prints it (formats/nft_stream.py); the parsed ruleset is handed
 to the snapshot with the text, so interpreting does not decode the 10 MB again.
 
+kube-proxy's own tables are read over netlink first (collect/nft_nlread.py: one rule dump per
+chain, linear where nft's one dump is quadratic in the kernel), decoded into exactly the items nft
+prints; a table holding anything that reader does not decode is listed with nft as before, and
+meta.json (``nftables_reader``) and stderr say why.
+
 No fixed time limit: a listing of the ``nft`` binary may take as long as its table's size needs
 (``time_limit``: the kernel's rule dump grows with the square of the table), and a read over a few
 seconds says on stderr what it is waiting for (``Watch``).
@@ -24,6 +29,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -32,6 +38,9 @@ from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect.libnftables import read_only
+from kubectl_proxydoctor.collect.nft_netlink import NetlinkError
+from kubectl_proxydoctor.collect.nft_nlread import read_table
+from kubectl_proxydoctor.collect.nft_nlvalues import Undecoded
 from kubectl_proxydoctor.collect.nft_watch import Watch
 from kubectl_proxydoctor.collect.pipes import pump
 from kubectl_proxydoctor.errors import ParseError
@@ -67,10 +76,16 @@ def collect(ctx: CollectContext) -> None:
     and their parsed ruleset as the snapshot's."""
     try:
         runner = _runner(ctx.netns)
-        doc, ruleset = read_tables(runner, alongside(runner, ctx.netns))
+        # the netlink reader reads the kernel the runner would list (not a runner's stand-in)
+        reader = NetlinkReader(ctx.netns) if getattr(runner, "kernel", False) and has_net_admin() else None
+        doc, ruleset = read_tables(runner, alongside(runner, ctx.netns), netlink=reader)
     except _Unavailable as e:
         ctx.unavailable(SOURCE, str(e))
         return
+    if reader is not None:
+        ctx.meta["nftables_reader"] = reader.summary()
+        for note in reader.fallbacks:
+            print(f"proxydoctor: {note}", file=sys.stderr)
     ctx.ok(SOURCE, FILENAME, doc)
     if ruleset is not None:
         ctx.seeds[RULESET_KEY] = ((FILENAME,), ruleset)
@@ -143,6 +158,58 @@ def list_with(runner: Runner, cmd: str, parse: bool = False, json: bool = True,
     return listing
 
 
+NETLINK_META = {"metainfo": {"json_schema_version": 1, "reader": "proxydoctor netlink"}}
+
+
+class NetlinkReader:
+    """kube-proxy's tables read over netlink (nft_nlread) in ``netns``; what fell back and why."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self.read: list[str] = []
+        self.fallbacks: list[str] = []
+
+    def listing(self, table: tuple[str, str], on_chain_done: ChainHook | None) -> Listing | None | bool:
+        """The table as a Listing; None when there is no such table; False when nft must list it
+        (the reason is kept in ``fallbacks``)."""
+        family, name = table
+        try:
+            items = read_table(family, name, self.netns)
+        except (Undecoded, NetlinkError) as e:
+            self.fallbacks.append(f"table {family} {name} listed with nft: the netlink reader "
+                                  f"{'does not decode' if isinstance(e, Undecoded) else 'failed:'} {e}")
+            return False
+        if items is None:
+            return None
+        try:
+            listing = DecodedListing(f"list table {family} {name}", [NETLINK_META, *items], on_chain_done)
+        except ParseError as e:
+            self.fallbacks.append(f"table {family} {name} listed with nft: its netlink items did not "
+                                  f"parse: {e}")
+            return False
+        self.read.append(f"{family} {name}")
+        return listing
+
+    def summary(self) -> dict:
+        return {"netlink": self.read, "nft_fallbacks": self.fallbacks}
+
+
+class DecodedListing(Listing):
+    """A table read over netlink: its text made from the decoded items (nft's compact JSON
+    layout), its ruleset built from the items themselves (no JSON decode)."""
+
+    def __init__(self, cmd: str, items: list, on_chain_done: ChainHook | None) -> None:
+        super().__init__(cmd)
+        builder = RulesetBuilder(FILENAME, on_chain_done=on_chain_done)
+        for item in items:
+            builder.add(item)
+        self._decoded = builder.finish()
+        self.feed(json.dumps({"nftables": items}))
+
+    def ruleset(self) -> NftRuleset | None:
+        return self._decoded
+
+
 class Sizes:
     """Chains per table as discovery (``list chains``) counted them; unknown until it has."""
 
@@ -156,16 +223,21 @@ class Sizes:
 
 
 def read_tables(runner: Runner, alongside: Runner | None = None,
-                on_chain_done: ChainHook | None = None) -> tuple[str, NftRuleset | None]:
+                on_chain_done: ChainHook | None = None,
+                netlink: NetlinkReader | None = None) -> tuple[str, NftRuleset | None]:
     """kube-proxy's two tables and ``list chains`` (to find the other tables), then the other
     wanted tables, merged into one document in the shape of ``nft -j list ruleset``; with it, the
     ruleset parsed while the listings were read (None if some part could not be parsed that way).
     ``alongside``: see ``_kube_proxy_tables``; ``on_chain_done``: called with each chain once its
-    rules are read (default: the registered ``live_chain_hook``, the interpreter's early walk)."""
+    rules are read (default: the registered ``live_chain_hook``, the interpreter's early walk);
+    ``netlink``: reads kube-proxy's tables first (nft lists those it cannot)."""
     on_chain_done = on_chain_done or live_chain_hook()
     with gc_paused():
         sizes = Sizes()
-        listings, hooked = _kube_proxy_tables(runner, alongside, on_chain_done, sizes)
+        if netlink is not None:
+            listings, hooked = _kube_proxy_tables_netlink(runner, alongside, on_chain_done, sizes, netlink)
+        else:
+            listings, hooked = _kube_proxy_tables(runner, alongside, on_chain_done, sizes)
         others = [t for t in hooked if t not in KUBE_PROXY_TABLES and _may_sit_in_front(t)]
         listings += [(t, list_with(runner, f"list table {t[0]} {t[1]}", True, True, on_chain_done, sizes))
                      for t in others]
@@ -173,6 +245,7 @@ def read_tables(runner: Runner, alongside: Runner | None = None,
 
 
 Listings = list[tuple[tuple[str, str], Listing]]
+Tables = list[tuple[str, str]]
 
 
 def _kube_proxy_tables(runner: Runner, alongside: Runner | None, on_chain_done: ChainHook | None,
@@ -218,6 +291,32 @@ def _kube_proxy_tables(runner: Runner, alongside: Runner | None, on_chain_done: 
         chains = list_with(runner, chains_cmd, False, False)
     present, hooked = _tables(_checked(chains), sizes)
     listings += [(t, table_listing(cmd)) for t, cmd in kube_proxy if t in present]
+    return listings, hooked
+
+
+def _kube_proxy_tables_netlink(runner: Runner, alongside: Runner | None, on_chain_done: ChainHook | None,
+                               sizes: Sizes, netlink: NetlinkReader) -> tuple[Listings, Tables]:
+    """As ``_kube_proxy_tables``, the kube-proxy tables read over netlink while discovery runs; nft
+    lists only those the reader gave up on."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        job = pool.submit(lambda: [(t, netlink.listing(t, on_chain_done)) for t in KUBE_PROXY_TABLES])
+        chains: Listing | None = None
+        if alongside is not None:
+            try:
+                chains = list_with(alongside, "list chains", False, False)
+            except (_Unavailable, OSError):
+                chains = None
+        if chains is None or chains.rc != 0:
+            chains = list_with(runner, "list chains", False, False)
+        read = job.result()
+    present, hooked = _tables(_checked(chains), sizes)
+    listings: Listings = []
+    for table, listing in read:
+        if isinstance(listing, Listing):
+            listings.append((table, listing))
+        elif listing is False and table in present:
+            listings.append((table, list_with(runner, f"list table {table[0]} {table[1]}", True, True,
+                                              on_chain_done, sizes)))
     return listings, hooked
 
 
@@ -413,4 +512,5 @@ def cli_runner(netns: str | None = None) -> Runner:
             return proc.returncode, errors.read().decode("utf-8", "replace")
 
     cli_run.watched = True  # type: ignore[attr-defined]
+    cli_run.kernel = True  # type: ignore[attr-defined]
     return cli_run
