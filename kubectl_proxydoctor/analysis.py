@@ -128,20 +128,26 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> li
         fronts = [f.address for p in exp for f in p.frontends] or [
             f.address for p in prog for f in p.frontends
         ]
+        wanted_set = {e for p in exp for e in p.reachable_endpoints}
+        programmed_set = {t.endpoint for p in prog for f in p.frontends for t in f.targets if t.weight != 0}
+        wanted_eps = _in_order(wanted_set)
+        # the common case, a port as the API wants it: one sort for both lists
+        programmed_eps = list(wanted_eps) if programmed_set == wanted_set else _in_order(programmed_set)
         out.append(
             ServiceStatus(
                 name=name,
                 status=status,  # type: ignore[arg-type]
                 service_type=exp[0].service_type if exp else "",
                 frontends=list(dict.fromkeys(fronts)),
-                expected_endpoints=[str(e) for e in sorted({e for p in exp for e in p.reachable_endpoints},
-                                                            key=Endpoint.sort_key)],
-                programmed_endpoints=[str(e) for e in sorted(
-                    {t.endpoint for p in prog for f in p.frontends for t in f.targets if t.weight != 0},
-                    key=Endpoint.sort_key)],
+                expected_endpoints=wanted_eps,
+                programmed_endpoints=programmed_eps,
             )
         )
     return out
+
+
+def _in_order(endpoints: set[Endpoint]) -> list[str]:
+    return [str(e) for e in sorted(endpoints, key=Endpoint.sort_key)]
 
 
 

@@ -12,6 +12,7 @@ from functools import lru_cache, total_ordering
 from typing import Generic, Literal, TypeVar
 
 from kubectl_proxydoctor.clip import MESSAGE_LIMIT, clip, clip_lines
+from kubectl_proxydoctor.netparse import ipv4_int
 
 Severity = Literal["error", "warning", "info"]
 FrontendKind = Literal["cluster-ip", "external-ip", "load-balancer", "node-port"]
@@ -58,6 +59,9 @@ class ServicePortName:
 @lru_cache(maxsize=65536)
 def ip_sort_key(ip: str) -> tuple[int, int, str]:
     """Addresses in numeric order (10.0.0.9 before 10.0.0.10), IPv4 before IPv6, anything else last."""
+    number = ipv4_int(ip)  # the common case, without ipaddress's parser
+    if number is not None:
+        return (4, number, "")
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -66,7 +70,7 @@ def ip_sort_key(ip: str) -> tuple[int, int, str]:
 
 
 @total_ordering
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a big node holds 100k+ of them
 class Endpoint:
     """One backend address as programmed (ip and target port); ordered numerically by address."""
 
@@ -87,7 +91,7 @@ class Endpoint:
         return self.sort_key() < other.sort_key()
 
 
-@dataclass
+@dataclass(slots=True)  # slots: one per endpoint per frontend
 class Target:
     """An endpoint as reached from one frontend, with the chance a new connection picks it."""
 
