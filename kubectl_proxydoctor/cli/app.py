@@ -14,5 +14,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's help formatter imports ~80 ms of modules (markdown, pygments)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
