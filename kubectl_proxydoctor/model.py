@@ -56,12 +56,16 @@ class ServicePortName:
         return f"{self}/{self.protocol}"
 
 
-@lru_cache(maxsize=65536)
 def ip_sort_key(ip: str) -> tuple[int, int, str]:
     """Addresses in numeric order (10.0.0.9 before 10.0.0.10), IPv4 before IPv6, anything else last."""
-    number = ipv4_int(ip)  # the common case, without ipaddress's parser
+    number = ipv4_int(ip)  # the common case, without ipaddress's parser (nor a cache: 100k+ of them)
     if number is not None:
         return (4, number, "")
+    return _other_ip_sort_key(ip)
+
+
+@lru_cache(maxsize=65536)
+def _other_ip_sort_key(ip: str) -> tuple[int, int, str]:
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
