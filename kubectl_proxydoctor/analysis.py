@@ -95,14 +95,20 @@ def _name_key(name: ServicePortName) -> tuple[str, str, str, str]:
     return (name.namespace, name.name, name.port, name.protocol)
 
 
-def _statuses(report: NodeReport, expected, primary: list[ProgrammedView]) -> list[ServiceStatus]:
+def _statuses(report: NodeReport, expected, primary: list[ProgrammedView],
+              namespace: str | None = None) -> list[ServiceStatus]:
+    """Every service port's status (only ``namespace``'s when given: the others are not shown)."""
     programmed: dict[ServicePortName, list] = {}
     for view in primary:
         for (name, _fam), port in view.ports.items():
+            if namespace and name.namespace != namespace:
+                continue
             programmed.setdefault(name, []).append(port)
     wanted: dict[ServicePortName, list] = {}
     if expected is not None:
         for (name, _fam), port in expected.ports.items():
+            if namespace and name.namespace != namespace:
+                continue
             wanted.setdefault(name, []).append(port)
     drifting = {
         (f.service, f.port, f.protocol)
@@ -216,7 +222,7 @@ def report_for(state: NodeState, namespace: str | None = None) -> NodeReport:
     report.cluster = state.usable
     report.expected = state.expected
     if state.expected is not None:  # without the API there is nothing to give a port a status against
-        report.services = _statuses(report, state.expected, state.primary)
+        report.services = _statuses(report, state.expected, state.primary, namespace)
     if namespace:
         report.findings = [
             f for f in report.findings if f.service is None or f.service.startswith(namespace + "/")
