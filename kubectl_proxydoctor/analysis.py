@@ -216,7 +216,7 @@ def report_for(state: NodeState, namespace: str | None = None) -> NodeReport:
         root_causes.append(rules_unknown_finding(unknown, failed, node, live=snapshot.origin == "live"))
     report.kube_proxy = state.identity
     report.notes.extend(state.identity.notes)
-    ctx = CheckContext.of(state)
+    ctx = CheckContext.of(state, namespace)
     found = _dedupe(run_checks(ctx), ctx.drift_secondary())
     report.findings = order_by_cause(root_causes + found)
     report.cluster = state.usable

@@ -54,14 +54,15 @@ class CheckContext:
     node: str | None = None  # the node's name in the API
     decision: ProxyModeDecision | None = None  # proxy_mode.decide's answer
     families: set[int] | None = None  # the IP families kube-proxy runs on the node
+    namespace: str | None = None  # only this namespace's service ports are reported (svc, check -n)
     cache: CheckCache = field(default_factory=CheckCache)
 
     @classmethod
-    def of(cls, state: NodeState) -> CheckContext:
+    def of(cls, state: NodeState, namespace: str | None = None) -> CheckContext:
         """The context of a built NodeState (the checks read only this)."""
         return cls(snapshot=state.snapshot, views=state.views, cluster=state.usable, expected=state.expected,
                    mode=state.kube_proxy_mode, skip_kube_proxy=state.skip_kube_proxy, node=state.node,
-                   decision=state.decision, families=state.families)
+                   decision=state.decision, families=state.families, namespace=namespace)
 
     def running_mode(self) -> str | None:
         """NodeState's decided mode (None when it is not one of kube-proxy's: cilium, unknown...);

@@ -113,8 +113,10 @@ class Comparison:
         label: str = "",
         families: set[int] | None = None,
         kube_proxy: KubeProxyPod | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.expected = expected
+        self.namespace = namespace  # compare only this namespace's ports (the others are not reported)
         self.kube_proxy = kube_proxy or KubeProxyPod(expected.node)
         self.families = families  # IP families this proxy runs on the node (None: from the views)
         self.mode = mode
@@ -157,6 +159,9 @@ class Comparison:
                 ports.setdefault(key, port)
         return ports
 
+    def _shown(self, name: ServicePortName) -> bool:
+        return not self.namespace or name.namespace == self.namespace
+
     # -- the comparison ----------------------------------------------------------------------------
 
     def run(self, *, report_missing: bool = True) -> list[Finding]:
@@ -164,8 +169,8 @@ class Comparison:
         expected = self.expected.ports
         families = self.families or ({fam for (_, fam) in programmed} or {4})
         for key, exp in expected.items():  # findings are sorted by run_checks
-            if key[1] not in families:
-                continue  # this proxy does not run that IP family on the node
+            if key[1] not in families or not self._shown(key[0]):
+                continue  # this proxy does not run that IP family on the node, or not asked
             prog = programmed.get(key)
             if prog is None:
                 if report_missing:
@@ -173,7 +178,7 @@ class Comparison:
             else:
                 self._compare_port(exp, prog)
         for key, prog in programmed.items():
-            if key not in expected:
+            if key not in expected and self._shown(key[0]):
                 self._stale_service(prog)
         self._merge_protocol_changes()
         return self.findings
@@ -479,10 +484,10 @@ def compare(ctx: CheckContext) -> list[Finding]:
             mode = primary[0].mode if primary else "unknown"
         kube_proxy = for_context(ctx)
         result.findings.extend(Comparison(expected, mode, primary, families=ctx.families,
-                                          kube_proxy=kube_proxy).run())
+                                          kube_proxy=kube_proxy, namespace=ctx.namespace).run())
         for label, views in secondary.items():
-            extra = Comparison(expected, mode, views, label=label, kube_proxy=kube_proxy).run(
-                report_missing=False)
+            extra = Comparison(expected, mode, views, label=label, kube_proxy=kube_proxy,
+                               namespace=ctx.namespace).run(report_missing=False)
             result.secondary.extend(extra)
             result.findings.extend(extra)
     return result.findings
