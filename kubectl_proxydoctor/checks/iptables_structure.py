@@ -69,12 +69,9 @@ def _applies(ctx: CheckContext, view: ProgrammedView) -> bool:
 
 
 def _name(view: ProgrammedView, chain: str) -> ServicePortName | None:
-    from kubectl_proxydoctor.modes.iptables.view import Interpreter
+    from kubectl_proxydoctor.modes.iptables.view import chain_owner
 
-    interp = view.__dict__.get("_interp")
-    if interp is None:
-        interp = view.__dict__["_interp"] = Interpreter(view.raw, view.source)  # type: ignore[arg-type]
-    return interp.name_for_chain(chain)
+    return chain_owner(_ruleset(view), chain)
 
 
 def _sep_name(view: ProgrammedView, chain: str) -> ServicePortName | None:

@@ -160,6 +160,8 @@ class NftRuleset:
     version: str | None = None
     schema_version: int | None = None
     source: str = "nft-ruleset.json"
+    # what the interpreter could not follow in each table, by (family, name) (modes/nftables)
+    problems: dict[tuple[str, str], list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def table(self, family: str, name: str) -> NftTable | None:
         return self.tables.get((family, name))

@@ -10,9 +10,13 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.gcpause import gc_paused
+
+if TYPE_CHECKING:
+    from kubectl_proxydoctor.model import ServicePortName
 
 BUILTIN_CHAINS = {
     "raw": ("PREROUTING", "OUTPUT"),
@@ -131,6 +135,8 @@ class Ruleset:
     family: int = 4
     source: str = "iptables-save"
     version: str | None = None
+    # portProtoHash -> service port, for the service ports its comments name (view.hash_index)
+    port_hashes: dict[str, ServicePortName] | None = field(default=None, repr=False, compare=False)
 
     def chain(self, table: str, name: str) -> Chain | None:
         t = self.tables.get(table)

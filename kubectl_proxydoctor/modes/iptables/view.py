@@ -91,39 +91,13 @@ class Interpreter:
         self.filter = ruleset.tables.get("filter")
         self._cache: dict[str, ChainTargets] = {}
         self._seps: dict[str, tuple[Endpoint, str] | None] = {}
-        self._names: dict[str, ServicePortName] | None = None
         self.view = ProgrammedView(mode="iptables", source=source, raw=ruleset)
 
     # -- naming -----------------------------------------------------------------------------------
 
-    def _hash_index(self) -> dict[str, ServicePortName]:
-        """portProtoHash -> service port, for every service port named by any comment."""
-        if self._names is None:
-            names: dict[str, ServicePortName] = {}
-            seen: set[tuple[str, str]] = set()
-            for table in self.rs.tables.values():
-                for rule in table.rules():
-                    if not rule.comment or "/" not in rule.comment:
-                        continue
-                    text = rule.comment.split(" ", 1)[0]
-                    proto = rule.proto or "tcp"
-                    if (text, proto) in seen:
-                        continue
-                    seen.add((text, proto))
-                    name = parse_port_name(text, proto)
-                    if name:
-                        names[hashes.port_proto_hash(port_name_string(name), proto)] = name
-            self._names = names
-        return self._names
-
     def name_for_chain(self, chain: str, protocol: str | None = None) -> ServicePortName | None:
         """The service port a KUBE-SVC/SVL/EXT/FW chain belongs to, by its hash."""
-        for prefix in SERVICE_CHAIN_PREFIXES:
-            if chain.startswith(prefix):
-                name = self._hash_index().get(chain[len(prefix):])
-                if name and (protocol is None or name.protocol == protocol.upper()):
-                    return name
-        return None
+        return chain_owner(self.rs, chain, protocol)
 
     def _rule_name(self, rule: Rule, suffixes: dict[str, str]) -> tuple[ServicePortName | None, str | None]:
         proto = (rule.proto or "tcp").upper()
@@ -372,6 +346,38 @@ def _masq_condition(rule: Rule) -> str:
 def _frontend_order(fe: Frontend) -> tuple:
     order = {"cluster-ip": 0, "external-ip": 1, "load-balancer": 2, "node-port": 3}
     return order[fe.kind], fe.ip or "", fe.port
+
+
+def hash_index(rs: Ruleset) -> dict[str, ServicePortName]:
+    """portProtoHash -> service port, for every service port named by any comment (computed once per
+    parsed dump, kept on it)."""
+    if rs.port_hashes is None:
+        names: dict[str, ServicePortName] = {}
+        seen: set[tuple[str, str]] = set()
+        for table in rs.tables.values():
+            for rule in table.rules():
+                if not rule.comment or "/" not in rule.comment:
+                    continue
+                text = rule.comment.split(" ", 1)[0]
+                proto = rule.proto or "tcp"
+                if (text, proto) in seen:
+                    continue
+                seen.add((text, proto))
+                name = parse_port_name(text, proto)
+                if name:
+                    names[hashes.port_proto_hash(port_name_string(name), proto)] = name
+        rs.port_hashes = names
+    return rs.port_hashes
+
+
+def chain_owner(rs: Ruleset, chain: str, protocol: str | None = None) -> ServicePortName | None:
+    """The service port a KUBE-SVC/SVL/EXT/FW chain of this dump belongs to, by its hash."""
+    for prefix in SERVICE_CHAIN_PREFIXES:
+        if chain.startswith(prefix):
+            name = hash_index(rs).get(chain[len(prefix):])
+            if name and (protocol is None or name.protocol == protocol.upper()):
+                return name
+    return None
 
 
 def interpret_ruleset(ruleset: Ruleset, source: str) -> ProgrammedView:

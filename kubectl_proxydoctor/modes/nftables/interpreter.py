@@ -139,13 +139,13 @@ def interpret_table(table: NftTable, ruleset: NftRuleset, lb_ips: set[str]) -> P
     view = ProgrammedView(mode="nftables", source=view_source(table), raw=ruleset)
     state = _TableInterpreter(table, view, lb_ips)
     state.run()
-    ruleset.__dict__.setdefault("problems", {})[table.key] = state.problems
+    ruleset.problems[table.key] = state.problems
     return view
 
 
 def table_problems(ruleset: NftRuleset, family: str) -> list[str]:
     """Problems found while interpreting the kube-proxy table of one family."""
-    return ruleset.__dict__.get("problems", {}).get((family, "kube-proxy"), [])
+    return ruleset.problems.get((family, "kube-proxy"), [])
 
 
 # -- evidence rendered when first read ----------------------------------------------------------
