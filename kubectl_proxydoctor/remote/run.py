@@ -278,12 +278,17 @@ def kube_proxy_from_api(core: Any, node: str, snapshot: NodeSnapshot, namespace:
     snapshot.sources[LOG_FILENAME] = f"ok ({where}, last {MAX_LOG_BYTES // 1024} KiB at most)"
 
 
+DELETE_TIMEOUT = 10.0  # seconds for the collector pod's delete request
+
+
 def _delete_pod(core: Any, name: str, opts: RemoteOptions) -> None:
     """Delete the collector pod; a failure is logged (the next run removes what is left)."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        core.delete_namespaced_pod(name, opts.namespace, grace_period_seconds=0, _preload_content=False)
+        # bounded: a Ctrl-C'd run must end even when the API does not answer (the next run cleans up)
+        core.delete_namespaced_pod(name, opts.namespace, grace_period_seconds=0, _preload_content=False,
+                                   _request_timeout=DELETE_TIMEOUT)
         opts.log(f"deleted collector pod {opts.namespace}/{name}")
     except ApiException as e:
         if e.status != 404:
