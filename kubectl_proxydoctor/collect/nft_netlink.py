@@ -11,14 +11,14 @@ anything (``read_only_request`` refuses any other message type).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import socket
 import struct
-import threading
 from collections.abc import Callable
 from typing import TypeVar
+
+from kubectl_proxydoctor.collect.netns import in_netns as netns_work
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -89,29 +89,7 @@ def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
     of its own so this thread's namespace never changes. A socket made there stays there."""
     if netns is None:
         return fn()
-    out: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise NetlinkError(err, f"setns {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            out.append(fn())
-        except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread
-            failure.append(e)
-
-    thread = threading.Thread(target=run, name=f"netns-{netns}")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return out[0]
+    return netns_work(netns, fn, NetlinkError)
 
 
 def _open() -> socket.socket:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from kubectl_proxydoctor.collect import CollectContext
+from kubectl_proxydoctor.collect.netns import in_netns
 from kubectl_proxydoctor.errors import SourceUnavailable
 from kubectl_proxydoctor.snapshot import NodeSnapshot
 from kubectl_proxydoctor.sources import Why
@@ -170,37 +171,9 @@ def _read(paths: list[str], thread_net: bool = False) -> dict[str, FileRead]:
     return out
 
 
-CLONE_NEWNET = 0x40000000
-
-
 def in_netns_thread(netns: str, work: Callable[[], T]) -> T:
-    """``work()`` on a thread of its own inside network namespace ``netns`` (setns(2) moves only the
-    calling thread, so the rest of the process stays where it is). OSError when it cannot enter."""
-    import ctypes
-    import threading
-
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"cannot enter network namespace {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            outcome.append((True, work()))
-        except BaseException as e:  # handed to the caller's thread
-            outcome.append((False, e))
-
-    thread = threading.Thread(target=run, name=f"netns-{netns}", daemon=True)
-    thread.start()
-    thread.join()
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
+    """``work()`` on a thread of its own inside network namespace ``netns`` (collect/netns.py)."""
+    return in_netns(netns, work)
 
 
 def _load_collector(name: str):

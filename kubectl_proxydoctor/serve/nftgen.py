@@ -9,11 +9,11 @@ iptables backend change nothing here: callers must not trust the ID for those.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import socket
 import struct
-import threading
+
+from kubectl_proxydoctor.collect.netns import in_netns
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -22,7 +22,6 @@ NFT_MSG_GETGEN = 16
 NFTA_GEN_ID = 1
 NLM_F_REQUEST = 1
 NLMSG_ERROR = 2
-CLONE_NEWNET = 0x40000000
 
 
 class GenerationError(OSError):
@@ -34,27 +33,10 @@ def _socket_in(netns: str | None) -> socket.socket:
     the namespace it was created in; the helper thread that enters the namespace then ends)."""
     if netns is None:
         return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-    out: dict[str, object] = {}
-
-    def enter() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {netns}: {os.strerror(ctypes.get_errno())}")
-            finally:
-                os.close(fd)
-            out["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        except OSError as e:
-            out["error"] = e
-
-    t = threading.Thread(target=enter, name="nftgen-setns")
-    t.start()
-    t.join()
-    if "error" in out:
-        raise GenerationError(str(out["error"]))
-    return out["sock"]  # type: ignore[return-value]
+    try:
+        return in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER))
+    except OSError as e:
+        raise GenerationError(str(e)) from e
 
 
 class NftGeneration:
