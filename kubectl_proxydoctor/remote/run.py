@@ -221,7 +221,7 @@ def collect_remote(node: str, api_client: Any, options: RemoteOptions | None = N
         return snapshot
     finally:
         if created:
-            _delete_pod(core, name, opts)
+            _delete_pod(_fresh_core(api_client, core), name, opts)
 
 
 KUBE_PROXY_SELECTOR = "k8s-app=kube-proxy"
@@ -279,6 +279,17 @@ def kube_proxy_from_api(core: Any, node: str, snapshot: NodeSnapshot, namespace:
 
 
 DELETE_TIMEOUT = 10.0  # seconds for the collector pod's delete request
+
+
+def _fresh_core(api_client: Any, core: Any) -> Any:
+    """A CoreV1Api on a new connection pool for the cleanup: a Ctrl-C that lands inside a request
+    can leave the old pool's lock held, and the delete would then wait for it forever."""
+    try:
+        from kubernetes import client
+
+        return client.CoreV1Api(client.ApiClient(api_client.configuration))
+    except Exception:  # not a kubernetes ApiClient (a stand-in): use what there is
+        return core
 
 
 def _delete_pod(core: Any, name: str, opts: RemoteOptions) -> None:
