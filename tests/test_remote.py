@@ -141,7 +141,11 @@ def test_ctrl_c_deletes_the_pod(server, tmp_path):
     server.add_node("stuck")
     server.pod_behaviour["stuck"] = "never-starts"
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"test": server.url})
+    # a user's Ctrl-C reaches an interactive run; a runner that starts the suite in the background
+    # (an asynchronous list in a non-interactive shell) passes SIGINT on as ignored, so restore it
     code = textwrap.dedent(f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from kubectl_proxydoctor.collect.api import load_client
         from kubectl_proxydoctor.remote.run import RemoteOptions, collect_remote
         client = load_client({str(kubeconfig)!r}).client
