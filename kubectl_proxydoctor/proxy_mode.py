@@ -210,7 +210,6 @@ def parse_iptables_save(text: str, label: str = "iptables", file: str = "") -> I
     return dump
 
 
-_TARGET = attrgetter("target")
 chain_from_iterable = _chain.from_iterable
 
 
@@ -226,22 +225,23 @@ def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> 
         infos: dict[str, ChainInfo] = {}
         for name, chain in table.chains.items():
             if name.startswith(kube):
-                infos[name] = ChainInfo(table.name, name, len(chain.rules))
+                infos[name] = ChainInfo(table.name, name, chain.count)
                 declared.append((chain.line, infos[name]))
         if not infos:
             continue
         get = infos.get
-        service_rules: list[list[Any]] = []
+        service_targets: list[list[Any]] = []
         for name, chain in table.chains.items():
             if is_service(name) is not None:
-                service_rules.append(chain.rules)
+                service_targets.append(chain.targets)  # (each rule's target: no Rule is built)
                 continue
-            for rule in chain.rules:
-                info = get(rule.target)
+            for i, target in enumerate(chain.targets):
+                info = get(target)
                 if info is not None:
+                    rule = chain.rule(i)
                     jumps.append((rule.line, name, info, rule.text))
         # jumps from per-service chains only count (they go away with that chain's flush)
-        for target, n in Counter(map(_TARGET, chain_from_iterable(service_rules))).items():
+        for target, n in Counter(chain_from_iterable(service_targets)).items():
             info = get(target)
             if info is not None:
                 info.service_jumps += n

@@ -290,20 +290,22 @@ def _suspects(table: str, chain) -> list:
     """The rules of a kube-proxy chain that may not be kube-proxy's: in the per-service nat chains
     (nearly every rule of a big node) the targets _kube_proxy_wrote accepts are filtered out here in
     one pass, the rest get the full test."""
-    rules = chain.rules
     if table != "nat":
-        return rules
-    if chain.name.startswith("KUBE-SEP-"):
-        return [r for r in rules if r.target not in _SEP_TARGETS]
+        return chain.rules
+    if chain.name.startswith("KUBE-SEP-"):  # (from the rules' targets: no Rule is built for the rest)
+        return [chain.rule(i) for i, t in enumerate(chain.targets) if t not in _SEP_TARGETS]
     if chain.name.startswith(("KUBE-SVC-", "KUBE-SVL-")):
-        return [r for r in rules
-                if r.target != "KUBE-MARK-MASQ" and not (r.target or "").startswith("KUBE-SEP-")]
-    return rules
+        return [chain.rule(i) for i, t in enumerate(chain.targets)
+                if t != "KUBE-MARK-MASQ" and not (t or "").startswith("KUBE-SEP-")]
+    return chain.rules
 
 
 def _foreign_in_kube_chain(view: ProgrammedView, chain, prefix: str, table: str) -> Iterable[Finding]:
+    suspects = _suspects(table, chain)
+    if not suspects:
+        return
     unknown = {u.text for u in view.unknown_layout}  # kube-proxy's shape, unknown layout: not foreign
-    for rule in _suspects(table, chain):
+    for rule in suspects:
         if _kube_proxy_wrote(rule) or rule.text in unknown:
             continue
         name, shadowed = _shadowed(view, rule)
@@ -407,9 +409,9 @@ def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
             continue
         prefix = f"[{view.source}] "
         for table in rs.tables.values():
-            referenced: set[str | None] = set()  # every rule's target, one pass per chain
+            referenced: set[str | None] = set()  # every rule's target (no Rule is built)
             for chain in table.chains.values():
-                referenced.update(map(_TARGET, chain.rules))
+                referenced.update(chain.targets)
             for chain in table.chains.values():
                 if chain.name.startswith(_SERVICE_PREFIXES) and chain.name not in referenced:
                     name = _sep_name(view, chain.name) if chain.name.startswith("KUBE-SEP-") else \
@@ -418,10 +420,10 @@ def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
             if not any(t and t.startswith("KUBE-") and t not in table.chains and t not in _BUILTIN_TARGETS
                        for t in referenced):
                 continue  # no jump to a missing chain: no second pass over the rules
-            for rule in table.rules():
-                target = rule.target
+            for chain, i, target in ((c, i, t) for c in table.chains.values() for i, t in enumerate(c.targets)):
                 if (target and target not in table.chains and target not in _BUILTIN_TARGETS
                         and target.startswith("KUBE-")):
+                    rule = chain.rule(i)
                     yield _finding(
                         "missing-chain", "error",
                         f"{prefix}{rule.label} jumps to {target}, which does not exist in the "
@@ -484,19 +486,18 @@ def probabilities(ctx: CheckContext) -> Iterable[Finding]:
         for chain in rs.tables["nat"].chains.values():
             if not chain.name.startswith(("KUBE-SVC-", "KUBE-SVL-")):
                 continue
-            lb = [r for r in chain.rules
-                  if (r.target or "").startswith("KUBE-SEP-") and r.recent_mode != "rcheck"]
+            lb = _load_balancing(chain)
             if not lb:
                 continue
             n = len(lb)
             problems: list[str] = []
             remaining = 1.0
             effective: list[float] = []
-            for i, rule in enumerate(lb):
+            for i, (index, target, probability, _text) in enumerate(lb):
                 want = 1.0 / (n - i)
-                got = rule.probability if rule.probability is not None else 1.0
+                got = probability if probability is not None else 1.0
                 if abs(got - want) > 1e-6:
-                    problems.append(f"rule {rule.index} -> {rule.target}: p={got:.11f}, want {want:.11f}")
+                    problems.append(f"rule {index} -> {target}: p={got:.11f}, want {want:.11f}")
                 effective.append(remaining * got)
                 remaining -= remaining * got
             if remaining > 1e-6:
@@ -509,9 +510,25 @@ def probabilities(ctx: CheckContext) -> Iterable[Finding]:
                 "uneven-probabilities", "warning" if remaining <= 1e-6 else "error",
                 f"[{view.source}] nat {chain.name}: {n} endpoint rules do not split new connections "
                 f"evenly (effective {split}): {'; '.join(problems)}",
-                name, [r.text for r in lb][:20],
+                name, [text for *_, text in lb][:20],
                 "kube-proxy writes probability 1/(n-i) for the i-th of n endpoints; these rules were "
                 "edited or half-synced. Restart kube-proxy (or wait for its next full sync).")
+
+
+def _load_balancing(chain) -> list[tuple[int, str, float | None, str]]:
+    """(position, target, probability, text) of a service chain's jumps to endpoint chains (not the
+    affinity ones), from the rules' targets and, for plain rules, their words (no Rule is built)."""
+    items = chain.items
+    probabilities = chain.probabilities or {}
+    out = []
+    for i, target in enumerate(chain.targets):
+        if target and target.startswith("KUBE-SEP-"):
+            item = items[i]
+            if item.__class__ is str:
+                out.append((i + 1, target, probabilities.get(i), item))
+            elif item.recent_mode != "rcheck":
+                out.append((item.index, target, item.probability, item.text))
+    return out
 
 
 @check("iptables-stale-layout")
@@ -521,7 +538,8 @@ def stale_layout(ctx: CheckContext) -> Iterable[Finding]:
         rs = _ruleset(view)
         if rs is None or not _applies(ctx, view):
             continue
-        kube = rs.kube_chains()
+        kube = [(t.name, c) for t in rs.tables.values() for c in t.chains  # not every KUBE-* chain
+                if c in _IPVS_CHAINS or c.startswith("KUBE-XLB-") or c == "KUBE-MARK-DROP"]
         old = [(t, c) for t, c in kube if c.startswith("KUBE-XLB-") or c == "KUBE-MARK-DROP"]
         if old:
             yield _finding(

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.model import Frontend, ProgrammedPort, ProgrammedView, ServicePortName
+from kubectl_proxydoctor.modes.iptables.parse import PLAIN_MODULES
 
 NFACCT_LOCALHOST = "localhost_nps_accepted_pkts"
 NFACCT_INVALID = "ct_state_invalid_dropped_pkts"
@@ -120,9 +121,10 @@ def generation(rulesets: list) -> Generation | None:
                 if name.startswith("KUBE-SVC-"):
                     service_chains += 1
                 elif name.startswith("KUBE-SEP-"):
-                    for rule in chain.rules:
-                        sep_rules += 1
-                        uncommented += rule.comment is None
+                    items = chain.items  # plain rules (kept as text) have no comment
+                    sep_rules += len(items)
+                    uncommented += len(items) - (chain.parsed and sum(
+                        1 for item in items if item.__class__ is not str and item.comment is not None))
         forward = flt.chains.get("KUBE-FORWARD") if flt is not None else None
         for rule in forward.rules if forward else ():
             if rule.ctstate == "INVALID" and rule.target == "DROP":
@@ -240,7 +242,20 @@ def unknown_rules(ruleset) -> list[UnknownRule]:
         recent = _RECENT.get(kind)
         sep = kind == "KUBE-SEP-"
         frontends = kind in ("KUBE-SERVICES", "KUBE-NODEPORTS")
-        for rule in chain.rules:
+        # rules kept as text (parse._plain) need no closer look when this kind has their modules
+        plain_ok = not chain.shapes & ~_PLAIN_OK[kind]
+        if plain_ok and not chain.parsed and not frontends:
+            continue  # only plain rules, all in this kind's shapes (nearly every chain of a big node)
+        targets = chain.targets
+        for i, item in enumerate(chain.items):
+            if item.__class__ is str:
+                target = targets[i]
+                if plain_ok and not (frontends and target and target.startswith("KUBE-")
+                                     and not _known_chain(target)):
+                    continue
+                rule = chain.rule(i)
+            else:
+                rule = item  # type: ignore[assignment]
             shape = seen.get(rule.matches)
             if shape is None:
                 shape = seen[rule.matches] = _shape(kind, rule.matches)
@@ -258,6 +273,10 @@ def unknown_rules(ruleset) -> list[UnknownRule]:
 
 
 _KIND_BY_HEAD = {p: p for p in SERVICE_CHAIN_PREFIXES if len(p) == 9}
+# the plain shapes (parse.PLAIN_MODULES: the modules each one matches) every rule of which passes
+# unknown_rules' quick test in a chain of each kind
+_PLAIN_OK = {kind: sum(bit for bit, modules in PLAIN_MODULES.items() if modules <= kind_modules)
+             for kind, kind_modules in _MODULES.items()}
 _BAD, _PLAIN, _MODES = 0, 1, 2
 
 

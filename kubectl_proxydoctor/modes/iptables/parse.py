@@ -100,20 +100,93 @@ class Rule:
         return f"Rule({self.text!r})"
 
 
-@dataclass(slots=True)
 class Chain:
-    """A chain with its policy (``-`` for user chains), counters and rules in order."""
+    """A chain with its policy (``-`` for user chains), counters and rules in order.
 
-    name: str
-    policy: str = "-"
-    packets: int = 0
-    bytes: int = 0
-    rules: list[Rule] = field(default_factory=list)
-    line: int = 0  # where it was declared (0: only seen in -A lines)
+    Lean at scale: rules in kube-proxy's most frequent plain shapes (``_plain``: the endpoint and
+    load-balancing rules that make up nearly all of a big node's dump) are kept as their line text in
+    ``items``, with their targets in ``targets`` and the shapes present in ``shapes``; every other
+    rule is parsed in full when read. ``rules`` builds the full Rule list on first use (the same
+    fields the generic parser gives), so only the chains a consumer walks in full pay for objects.
+    """
+
+    __slots__ = ("name", "policy", "packets", "bytes", "line", "table", "items", "targets", "shapes",
+                 "probabilities", "parsed", "_first", "_next", "_linenos", "_rules")
+
+    def __init__(self, name: str, policy: str = "-", packets: int = 0, bytes: int = 0,  # noqa: A002
+                 line: int = 0, table: str = "") -> None:
+        self.name = name
+        self.policy = policy
+        self.packets = packets
+        self.bytes = bytes
+        self.line = line  # where it was declared (0: only seen in -A lines)
+        self.table = table
+        self.items: list[str | Rule] = []  # a plain rule's line, or a parsed Rule
+        self.targets: list[str | None] = []  # each rule's -j/-g target, in order
+        self.shapes = 0  # the _PLAIN_* shapes among items (bits)
+        self.probabilities: dict[int, float] | None = None  # position -> --probability of plain rules
+        self.parsed = 0  # how many items are Rules (not plain lines)
+        self._first = 0  # line number of the first rule
+        self._next = -1  # the line number a contiguous next rule has
+        self._linenos: list[int] | None = None  # only when the rules are not on consecutive lines
+        self._rules: list[Rule] | None = None
 
     @property
     def builtin(self) -> bool:
         return self.policy != "-"
+
+    @property
+    def count(self) -> int:
+        """How many rules the chain has (without building them)."""
+        return len(self.items)
+
+    @property
+    def texts(self) -> list[str]:
+        """Each rule's line, in order (without building Rules)."""
+        return [item if item.__class__ is str else item.text for item in self.items]  # type: ignore[union-attr]
+
+    def lineno(self, i: int) -> int:
+        """The dump line of the rule at position ``i`` (0-based)."""
+        return self._linenos[i] if self._linenos is not None else self._first + i
+
+    @property
+    def rules(self) -> list[Rule]:
+        rules = self._rules
+        if rules is None:
+            rules = self._rules = [item if item.__class__ is not str else  # type: ignore[misc]
+                                   self._plain_rule(i, item) for i, item in enumerate(self.items)]  # type: ignore[arg-type]
+        return rules
+
+    def rule(self, i: int) -> Rule:
+        """The Rule at position ``i`` (0-based); builds the chain's Rules once."""
+        return self.rules[i]
+
+    def _plain_rule(self, i: int, line: str) -> Rule:
+        tokens = line.split()
+        tokens[1] = self.name
+        rule = _fixed_shape(tokens, self.table, i + 1, self.lineno(i), line)
+        assert rule is not None  # _plain only keeps lines _fixed_shape reads
+        return rule
+
+    def _add(self, item: str | Rule, target: str | None, lineno: int) -> None:
+        """Append one rule (its line if plain, else its Rule), keeping its line number."""
+        items = self.items
+        if lineno != self._next:
+            if not items:
+                self._first = lineno
+            elif self._linenos is None:
+                self._linenos = list(range(self._first, self._first + len(items)))
+        if self._linenos is not None:
+            self._linenos.append(lineno)
+        self._next = lineno + 1
+        items.append(item)
+        self.targets.append(target)
+        if item.__class__ is not str:
+            self.parsed += 1
+        self._rules = None
+
+    def __repr__(self) -> str:
+        return f"Chain({self.name!r}, {self.policy!r}, {len(self.items)} rules)"
 
 
 @dataclass
@@ -151,9 +224,11 @@ class Ruleset:
         out: dict[str, list[Rule]] = {}
         t = self.tables.get(table)
         if t:
-            for rule in t.rules():
-                if rule.target and rule.target in t.chains:
-                    out.setdefault(rule.target, []).append(rule)
+            chains = t.chains
+            for chain in chains.values():
+                for i, target in enumerate(chain.targets):
+                    if target and target in chains:
+                        out.setdefault(target, []).append(chain.rule(i))
         return out
 
     @property
@@ -393,6 +468,42 @@ def _fixed_shape(tokens: list[str], table: str, index: int, lineno: int, text: s
     return None
 
 
+# kube-proxy's plain rule shapes, kept as text until read in full (Chain.items); bits of Chain.shapes
+_PLAIN_JUMP = 1  # -A KUBE-SVC-X -j KUBE-SEP-Y
+_PLAIN_SRC = 2  # -A KUBE-SEP-X -s 10.0.0.1/32 -j KUBE-MARK-MASQ
+_PLAIN_STAT = 4  # -A KUBE-SVC-X -m statistic --mode random --probability 0.5 -j KUBE-SEP-Y
+_PLAIN_DNAT = 8  # -A KUBE-SEP-X -p tcp -m tcp -j DNAT --to-destination 10.0.0.1:8080
+_PLAIN_PROTOS = frozenset({"tcp", "udp", "sctp"})
+# the -m modules a rule of each plain shape may have (a DNAT's is its protocol's)
+PLAIN_MODULES = {_PLAIN_JUMP: frozenset(), _PLAIN_SRC: frozenset(), _PLAIN_STAT: frozenset({"statistic"}),
+                 _PLAIN_DNAT: _PLAIN_PROTOS}
+
+
+def _plain(tokens: list[str]) -> int:
+    """The _PLAIN_* shape of one rule's words (no quotes in its line), 0 for any other rule.
+
+    A subset of what _fixed_shape reads, narrowed to what kube-proxy writes (statistic mode random,
+    a DNAT to one destination with the protocol's own match), so a plain rule needs no closer look by
+    the layout checks; the rule it stands for is exactly _fixed_shape's (and parse_rule's)."""
+    n = len(tokens)
+    if n == 10:
+        if tokens[2] == "-m":
+            if (tokens[3] == "statistic" and tokens[4] == "--mode" and tokens[5] == "random"
+                    and tokens[6] == "--probability" and tokens[8] == "-j"):
+                return _PLAIN_STAT  # (if its probability is a number: the caller reads it)
+            return 0
+        if (tokens[2] == "-p" and tokens[4] == "-m" and tokens[6] == "-j" and tokens[7] == "DNAT"
+                and tokens[8] == "--to-destination" and tokens[5] in _PLAIN_PROTOS
+                and tokens[3] != "!" and "-" not in tokens[9]):
+            return _PLAIN_DNAT
+        return 0
+    if n == 6:
+        return _PLAIN_SRC if tokens[2] == "-s" and tokens[4] == "-j" else 0
+    if n == 4:
+        return _PLAIN_JUMP if tokens[2] == "-j" else 0
+    return 0
+
+
 _STATISTIC = _MATCHES.setdefault(("statistic",), ("statistic",))
 _SRC_NEGATED = frozenset({"src"})
 
@@ -436,6 +547,8 @@ def _parse(text: str, source: str, family: int | None) -> Ruleset:
     chains: dict[str, Chain] = {}
     tables = ruleset.tables
     fixed_shape = _fixed_shape
+    plain = _plain
+    names: dict[str, str] = {}
     lineno = 0
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -447,28 +560,53 @@ def _parse(text: str, source: str, family: int | None) -> Ruleset:
                 raise ParseError(source, "rule outside a table (missing '*table' line)", lineno)
             if not line.startswith("-A "):
                 raise ParseError(source, f"expected '-A CHAIN ...', got {line[:40]!r}", lineno)
-            tokens = tokenize(line, source, lineno)
+            plain_line = '"' not in line
+            tokens = line.split() if plain_line else tokenize(line, source, lineno)
             if len(tokens) < 2:
                 raise ParseError(source, "-A without a chain name", lineno)
             chain = chains.get(tokens[1])
             if chain is None:
                 raise ParseError(source, f"rule for undeclared chain {tokens[1]!r}", lineno)
+            shape = plain(tokens) if plain_line else 0
+            if shape == _PLAIN_STAT:
+                try:
+                    probability = float(tokens[7])
+                except ValueError:
+                    shape = 0  # the generic parser names the error
+                else:
+                    if chain.probabilities is None:
+                        chain.probabilities = {}
+                    chain.probabilities[len(chain.items)] = probability
+            if shape:
+                chain.shapes |= shape
+                target = tokens[7] if shape == _PLAIN_DNAT else tokens[-1]
+                jumped = chains.get(target)  # its name (one shared string), else a built-in target's
+                target = jumped.name if jumped is not None else names.setdefault(target, target)
+                if lineno == chain._next and chain._linenos is None:  # Chain._add, inlined (300k rules)
+                    chain.items.append(line)
+                    chain.targets.append(target)
+                    chain._next = lineno + 1
+                else:
+                    chain._add(line, target, lineno)
+                continue
             tokens[1] = chain.name  # one shared string per chain, not one per rule
-            rules = chain.rules
-            rule = fixed_shape(tokens, table.name, len(rules) + 1, lineno, line)
-            rules.append(rule or parse_rule(tokens, table.name, len(rules) + 1, lineno, line, source))
+            index = len(chain.items) + 1
+            rule = fixed_shape(tokens, table.name, index, lineno, line)
+            if rule is None:
+                rule = parse_rule(tokens, table.name, index, lineno, line, source)
+            chain._add(rule, rule.target, lineno)
         elif c == ":":
             if table is None:
                 raise ParseError(source, "chain declaration outside a table", lineno)
             parts = line[1:].split()
             if len(parts) < 2:
                 raise ParseError(source, f"bad chain line {line!r}", lineno)
-            name, policy = _intern(parts[0]), parts[1]  # shared with the rules jumping to it
+            name, policy = parts[0], parts[1]  # (the rules jumping to it share this string)
             packets = nbytes = 0
             if len(parts) >= 3:
                 counters = parts[2]
                 if counters == "[0:0]":
-                    chains[name] = Chain(name, policy, 0, 0, line=lineno)
+                    chains[name] = Chain(name, policy, 0, 0, lineno, table.name)
                     continue
                 if not (counters.startswith("[") and counters.endswith("]") and ":" in counters):
                     raise ParseError(source, f"bad counters {counters!r}", lineno)
@@ -477,7 +615,7 @@ def _parse(text: str, source: str, family: int | None) -> Ruleset:
                     packets, nbytes = int(p), int(b)
                 except ValueError:
                     raise ParseError(source, f"bad counters {counters!r}", lineno) from None
-            chains[name] = Chain(name, policy, packets, nbytes, line=lineno)
+            chains[name] = Chain(name, policy, packets, nbytes, lineno, table.name)
         elif c == "*":
             if table is not None:
                 raise ParseError(source, f"table {table.name!r} not COMMITted before {line!r}", lineno)

@@ -123,73 +123,99 @@ class Interpreter:
         chains = self.nat.chains if self.nat else {}
         evidence = out.evidence
         targets = out.targets
-        for rule in chain.rules:
-            evidence.append(rule.text)
-            target = rule.target
+        fw_chain = chain_name.startswith("KUBE-FW-")
+        rule_targets = chain.targets
+        probabilities = chain.probabilities or {}
+        for i, item in enumerate(chain.items):
+            target = rule_targets[i]
+            if item.__class__ is str:  # a plain rule (parse._plain): its few fields from its words
+                text: str = item  # type: ignore[assignment]
+                rule = None
+                src = to_destination = None
+                probability = probabilities.get(i)
+                if probability is None:
+                    words = text.split()
+                    if len(words) == 10:
+                        to_destination = words[9]
+                    elif len(words) == 6:
+                        src = words[3]
+                src_negated = False
+                recent_mode = None
+                conditional = src is not None
+            else:
+                rule = item  # type: ignore[assignment]
+                text = rule.text
+                src, to_destination, probability = rule.src, rule.to_destination, rule.probability
+                src_negated = "src" in rule.neg
+                recent_mode = rule.recent_mode
+                conditional = _conditional(rule)
+            evidence.append(text)
             if target == MARK_MASQ:
-                out.masquerade.append((_masq_condition(rule), _ip(rule.dst) if rule.dst else None))
+                if rule is None:
+                    out.masquerade.append((f"source in {src}" if src else "always", None))
+                else:
+                    out.masquerade.append((_masq_condition(rule), _ip(rule.dst) if rule.dst else None))
                 continue
-            if target == "DNAT" and rule.to_destination:
-                ep = _split_endpoint(rule.to_destination)
+            if target == "DNAT" and to_destination:
+                ep = _split_endpoint(to_destination)
                 if ep is not None and remaining > 0:
-                    p = remaining * (rule.probability if rule.probability is not None else 1.0)
-                    targets.append(Target(ep, p, evidence=[rule.text]))
-                    if rule.probability is None:
+                    p = remaining * (probability if probability is not None else 1.0)
+                    targets.append(Target(ep, p, evidence=[text]))
+                    if probability is None:
                         remaining = 0.0
                     else:
                         remaining -= p
                 continue
             if not target or target not in chains:
                 continue
-            if target.startswith("KUBE-SEP") and rule.recent_mode is None and not rule.src \
-                    and not chain_name.startswith("KUBE-FW-") and not _conditional(rule):
+            if target.startswith("KUBE-SEP") and recent_mode is None and not src \
+                    and not fw_chain and not conditional:
                 # the common case: a (statistic) jump to an endpoint chain
                 if remaining <= 0:
                     continue
-                probability = rule.probability
                 p = remaining * (probability if probability is not None else 1.0)
                 sep = self._endpoint_chain(target)
                 if sep is not None:
-                    targets.append(Target(sep[0], p, None, [rule.text, sep[1]]))
+                    targets.append(Target(sep[0], p, None, [text, sep[1]]))
                 if probability is None:
                     remaining = 0.0
                 else:
                     remaining -= p
                 continue
-            if rule.recent_mode == "rcheck":
-                out.affinity_seconds = rule.recent_seconds
+            if recent_mode == "rcheck":
+                out.affinity_seconds = rule.recent_seconds if rule is not None else None
                 continue
-            if chain_name.startswith("KUBE-FW-") and rule.src and "src" not in rule.neg:
+            if fw_chain and src and not src_negated:
                 # loadBalancerSourceRanges: every allowed range jumps to the same chain
                 if not out.targets:
                     sub = self.resolve(target, depth + 1)
                     out.policy_chain = sub.policy_chain or target
-                    out.targets = [Target(t.endpoint, t.probability, evidence=[rule.text, *t.evidence])
+                    out.targets = [Target(t.endpoint, t.probability, evidence=[text, *t.evidence])
                                    for t in sub.targets]
                     out.masquerade.extend(sub.masquerade)
                     out.affinity_seconds = sub.affinity_seconds
                     out.evidence.extend(sub.evidence)
                 continue
-            if _conditional(rule):
+            if conditional:
                 continue  # e.g. KUBE-EXT short-circuits for pod / node traffic
             if remaining <= 0:
                 continue
-            p = remaining * (rule.probability if rule.probability is not None else 1.0)
+            p = remaining * (probability if probability is not None else 1.0)
             if target.startswith("KUBE-SEP-") or target.startswith("KUBE-SEP"):
                 sep = self._endpoint_chain(target)
                 if sep is not None:
-                    out.targets.append(Target(sep[0], p, None, [rule.text, sep[1]]))
+                    out.targets.append(Target(sep[0], p, None, [text, sep[1]]))
             else:
                 sub = self.resolve(target, depth + 1)
-                if chain_name.startswith("KUBE-EXT-") or chain_name.startswith("KUBE-FW-"):
+                if chain_name.startswith("KUBE-EXT-") or fw_chain:
                     out.policy_chain = sub.policy_chain or target
                 for t in sub.targets:
-                    out.targets.append(_scaled(t, p, rule))
+                    out.targets.append(Target(t.endpoint, p * t.probability, None, [text, *t.evidence]))
                 out.masquerade.extend(sub.masquerade)
                 if sub.affinity_seconds is not None:
                     out.affinity_seconds = sub.affinity_seconds
                 out.evidence.extend(sub.evidence)
-            if rule.probability is None:
+            if probability is None:
                 remaining = 0.0
             else:
                 remaining -= p
@@ -203,12 +229,23 @@ class Interpreter:
             return found  # type: ignore[return-value]
         found = None
         chain = self.nat.chains.get(name) if self.nat else None
-        for rule in chain.rules if chain else ():
-            if rule.target == "DNAT" and rule.to_destination:
-                ep = _split_endpoint(rule.to_destination)
-                if ep is not None:
-                    found = (ep, rule.text)
-                    break
+        if chain is not None:
+            items = chain.items
+            targets = chain.targets
+            i = -1
+            while "DNAT" in targets[i + 1:]:  # (C-level scans: a KUBE-SEP chain has two rules)
+                i = targets.index("DNAT", i + 1)
+                item = items[i]
+                if item.__class__ is str:  # a plain DNAT: the destination is its last word
+                    text: str = item  # type: ignore[assignment]
+                    to_destination: str | None = text.rsplit(None, 1)[1]
+                else:
+                    text, to_destination = item.text, item.to_destination  # type: ignore[union-attr]
+                if to_destination:
+                    ep = _split_endpoint(to_destination)
+                    if ep is not None:
+                        found = (ep, text)
+                        break
         self._seps[name] = found
         return found
 
@@ -321,10 +358,6 @@ class Interpreter:
         fe = self._frontend(name, kind, ip, port, rule)
         fe.no_endpoints = verdict
         fe.evidence.append(rule.text)
-
-
-def _scaled(t: Target, p: float, rule: Rule) -> Target:
-    return Target(t.endpoint, p * t.probability, None, [rule.text, *t.evidence])
 
 
 def _conditional(rule: Rule) -> bool:
