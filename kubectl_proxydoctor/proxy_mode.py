@@ -17,7 +17,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain as _chain
-from operator import attrgetter
 from typing import Any
 
 from kubectl_proxydoctor.snapshot import NodeSnapshot

@@ -420,7 +420,8 @@ def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
             if not any(t and t.startswith("KUBE-") and t not in table.chains and t not in _BUILTIN_TARGETS
                        for t in referenced):
                 continue  # no jump to a missing chain: no second pass over the rules
-            for chain, i, target in ((c, i, t) for c in table.chains.values() for i, t in enumerate(c.targets)):
+            jumps = ((c, i, t) for c in table.chains.values() for i, t in enumerate(c.targets))
+            for chain, i, target in jumps:
                 if (target and target not in table.chains and target not in _BUILTIN_TARGETS
                         and target.startswith("KUBE-")):
                     rule = chain.rule(i)
@@ -524,7 +525,7 @@ def _load_balancing(chain) -> list[tuple[int, str, float | None, str]]:
     for i, target in enumerate(chain.targets):
         if target and target.startswith("KUBE-SEP-"):
             item = items[i]
-            if item.__class__ is str:
+            if isinstance(item, str):
                 out.append((i + 1, target, probabilities.get(i), item))
             elif item.recent_mode != "rcheck":
                 out.append((item.index, target, item.probability, item.text))

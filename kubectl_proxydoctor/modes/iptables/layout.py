@@ -124,7 +124,7 @@ def generation(rulesets: list) -> Generation | None:
                     items = chain.items  # plain rules (kept as text) have no comment
                     sep_rules += len(items)
                     uncommented += len(items) - (chain.parsed and sum(
-                        1 for item in items if item.__class__ is not str and item.comment is not None))
+                        1 for item in items if not isinstance(item, str) and item.comment is not None))
         forward = flt.chains.get("KUBE-FORWARD") if flt is not None else None
         for rule in forward.rules if forward else ():
             if rule.ctstate == "INVALID" and rule.target == "DROP":
@@ -248,14 +248,14 @@ def unknown_rules(ruleset) -> list[UnknownRule]:
             continue  # only plain rules, all in this kind's shapes (nearly every chain of a big node)
         targets = chain.targets
         for i, item in enumerate(chain.items):
-            if item.__class__ is str:
+            if isinstance(item, str):
                 target = targets[i]
                 if plain_ok and not (frontends and target and target.startswith("KUBE-")
                                      and not _known_chain(target)):
                     continue
                 rule = chain.rule(i)
             else:
-                rule = item  # type: ignore[assignment]
+                rule = item
             shape = seen.get(rule.matches)
             if shape is None:
                 shape = seen[rule.matches] = _shape(kind, rule.matches)

@@ -143,7 +143,7 @@ class Chain:
     @property
     def texts(self) -> list[str]:
         """Each rule's line, in order (without building Rules)."""
-        return [item if item.__class__ is str else item.text for item in self.items]  # type: ignore[union-attr]
+        return [item if isinstance(item, str) else item.text for item in self.items]
 
     def lineno(self, i: int) -> int:
         """The dump line of the rule at position ``i`` (0-based)."""
@@ -153,8 +153,8 @@ class Chain:
     def rules(self) -> list[Rule]:
         rules = self._rules
         if rules is None:
-            rules = self._rules = [item if item.__class__ is not str else  # type: ignore[misc]
-                                   self._plain_rule(i, item) for i, item in enumerate(self.items)]  # type: ignore[arg-type]
+            rules = self._rules = [self._plain_rule(i, item) if isinstance(item, str) else item
+                                   for i, item in enumerate(self.items)]
         return rules
 
     def rule(self, i: int) -> Rule:
@@ -181,7 +181,7 @@ class Chain:
         self._next = lineno + 1
         items.append(item)
         self.targets.append(target)
-        if item.__class__ is not str:
+        if not isinstance(item, str):
             self.parsed += 1
         self._rules = None
 
@@ -535,13 +535,14 @@ def _frontend_shape(tokens: list[str], n: int, table: str, index: int, lineno: i
     return rule
 
 
-def parse(text: str, source: str = "iptables-save", family: int | None = None) -> Ruleset:
-    """Parse a whole iptables-save dump; ParseError(source, message, line) on malformed input."""
+def parse(text: str, source: str = "iptables-save", family: int | None = None, lean: bool = True) -> Ruleset:
+    """Parse a whole iptables-save dump; ParseError(source, message, line) on malformed input.
+    ``lean=False`` parses every rule into a Rule at once (the reference the lean path is tested on)."""
     with gc_paused():
-        return _parse(text, source, family)
+        return _parse(text, source, family, lean)
 
 
-def _parse(text: str, source: str, family: int | None) -> Ruleset:
+def _parse(text: str, source: str, family: int | None, lean: bool = True) -> Ruleset:
     ruleset = Ruleset(source=source, family=family or 4)
     table: Table | None = None
     chains: dict[str, Chain] = {}
@@ -567,7 +568,7 @@ def _parse(text: str, source: str, family: int | None) -> Ruleset:
             chain = chains.get(tokens[1])
             if chain is None:
                 raise ParseError(source, f"rule for undeclared chain {tokens[1]!r}", lineno)
-            shape = plain(tokens) if plain_line else 0
+            shape = plain(tokens) if plain_line and lean else 0
             if shape == _PLAIN_STAT:
                 try:
                     probability = float(tokens[7])

@@ -128,9 +128,9 @@ class Interpreter:
         probabilities = chain.probabilities or {}
         for i, item in enumerate(chain.items):
             target = rule_targets[i]
-            if item.__class__ is str:  # a plain rule (parse._plain): its few fields from its words
-                text: str = item  # type: ignore[assignment]
-                rule = None
+            if isinstance(item, str):  # a plain rule (parse._plain): its few fields from its words
+                text = item
+                rule: Rule | None = None
                 src = to_destination = None
                 probability = probabilities.get(i)
                 if probability is None:
@@ -143,7 +143,7 @@ class Interpreter:
                 recent_mode = None
                 conditional = src is not None
             else:
-                rule = item  # type: ignore[assignment]
+                rule = item
                 text = rule.text
                 src, to_destination, probability = rule.src, rule.to_destination, rule.probability
                 src_negated = "src" in rule.neg
@@ -236,11 +236,11 @@ class Interpreter:
             while "DNAT" in targets[i + 1:]:  # (C-level scans: a KUBE-SEP chain has two rules)
                 i = targets.index("DNAT", i + 1)
                 item = items[i]
-                if item.__class__ is str:  # a plain DNAT: the destination is its last word
-                    text: str = item  # type: ignore[assignment]
-                    to_destination: str | None = text.rsplit(None, 1)[1]
+                to_destination: str | None
+                if isinstance(item, str):  # a plain DNAT: the destination is its last word
+                    text, to_destination = item, item.rsplit(None, 1)[1]
                 else:
-                    text, to_destination = item.text, item.to_destination  # type: ignore[union-attr]
+                    text, to_destination = item.text, item.to_destination
                 if to_destination:
                     ep = _split_endpoint(to_destination)
                     if ep is not None:
