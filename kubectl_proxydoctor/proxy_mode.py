@@ -221,25 +221,25 @@ def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> 
     declared: list[tuple[int, ChainInfo]] = []
     jumps: list[tuple[int, str, ChainInfo, str]] = []  # (line, owner, target, rule) outside service chains
     for table in ruleset.tables.values():
-        infos: dict[str, ChainInfo] = {}
-        for name, chain in table.chains.items():
-            if name.startswith(kube):
-                infos[name] = ChainInfo(table.name, name, chain.count)
-                declared.append((chain.line, infos[name]))
+        chains = table.chains
+        infos = {name: ChainInfo(table.name, name, len(chain.items)) for name, chain in chains.items()
+                 if name.startswith(kube)}
         if not infos:
             continue
+        declared.extend([(chains[name].line, info) for name, info in infos.items()])
         get = infos.get
-        service_targets: list[list[Any]] = []
-        for name, chain in table.chains.items():
-            if is_service(name) is not None:
-                service_targets.append(chain.targets)  # (each rule's target: no Rule is built)
+        service = [is_service(name) is not None for name in chains]
+        # jumps from per-service chains only count (each rule's target: no Rule is built)
+        service_targets = [chain.targets for chain, s in zip(chains.values(), service, strict=True) if s]
+        for (name, chain), s in zip(chains.items(), service, strict=True):
+            if s:
                 continue
             for i, target in enumerate(chain.targets):
                 info = get(target)
                 if info is not None:
                     rule = chain.rule(i)
                     jumps.append((rule.line, name, info, rule.text))
-        # jumps from per-service chains only count (they go away with that chain's flush)
+        # (they go away with that chain's flush)
         for target, n in Counter(chain_from_iterable(service_targets)).items():
             info = get(target)
             if info is not None:

@@ -238,14 +238,14 @@ def unknown_rules(ruleset) -> list[UnknownRule]:
         kind = _KIND_BY_HEAD.get(name[:9]) or _kind(name)
         if kind is None:
             continue
+        # rules kept as text (parse._plain) need no closer look when this kind has their modules
+        plain_ok = not chain.shapes & ~_PLAIN_OK[kind]
+        frontends = kind in ("KUBE-SERVICES", "KUBE-NODEPORTS")
+        if plain_ok and not chain.parsed and not frontends:
+            continue  # only plain rules, all in this kind's shapes (nearly every chain of a big node)
         seen = shapes.setdefault(kind, {})
         recent = _RECENT.get(kind)
         sep = kind == "KUBE-SEP-"
-        frontends = kind in ("KUBE-SERVICES", "KUBE-NODEPORTS")
-        # rules kept as text (parse._plain) need no closer look when this kind has their modules
-        plain_ok = not chain.shapes & ~_PLAIN_OK[kind]
-        if plain_ok and not chain.parsed and not frontends:
-            continue  # only plain rules, all in this kind's shapes (nearly every chain of a big node)
         targets = chain.targets
         for i, item in enumerate(chain.items):
             if isinstance(item, str):

@@ -436,7 +436,7 @@ def _fixed_shape(tokens: list[str], table: str, index: int, lineno: int, text: s
         rule.src = _intern(tokens[3])
         rule.target = _intern(tokens[5])
         return rule
-    if n == 16 or n == 18:
+    if n == 16 or n == 19:
         return _frontend_shape(tokens, n, table, index, lineno, text)
     if n != 10:
         return None
@@ -474,6 +474,7 @@ _PLAIN_SRC = 2  # -A KUBE-SEP-X -s 10.0.0.1/32 -j KUBE-MARK-MASQ
 _PLAIN_STAT = 4  # -A KUBE-SVC-X -m statistic --mode random --probability 0.5 -j KUBE-SEP-Y
 _PLAIN_DNAT = 8  # -A KUBE-SEP-X -p tcp -m tcp -j DNAT --to-destination 10.0.0.1:8080
 _PLAIN_PROTOS = frozenset({"tcp", "udp", "sctp"})
+PLAIN_SRC = _PLAIN_SRC
 # the -m modules a rule of each plain shape may have (a DNAT's is its protocol's)
 PLAIN_MODULES = {_PLAIN_JUMP: frozenset(), _PLAIN_SRC: frozenset(), _PLAIN_STAT: frozenset({"statistic"}),
                  _PLAIN_DNAT: _PLAIN_PROTOS}
@@ -512,7 +513,7 @@ def _frontend_shape(tokens: list[str], n: int, table: str, index: int, lineno: i
     """A service frontend rule (KUBE-SERVICES jump, or the cluster IP masquerade rule of a KUBE-SVC):
     ``[! -s CIDR] -d IP -p P -m comment --comment C -m P --dport N -j TARGET``."""
     i = 2
-    if n == 18:
+    if n == 19:
         if tokens[2] != "!" or tokens[3] != "-s":
             return None
         i = 5
@@ -522,7 +523,7 @@ def _frontend_shape(tokens: list[str], n: int, table: str, index: int, lineno: i
             or "!" in (tokens[i + 1], tokens[i + 3], tokens[i + 9], tokens[i + 11])):
         return None
     rule = Rule(table, tokens[1], index, lineno, text)
-    if n == 18:
+    if n == 19:
         rule.src = _intern(tokens[4])
         rule.neg = _SRC_NEGATED
     rule.dst = _intern(tokens[i + 1])

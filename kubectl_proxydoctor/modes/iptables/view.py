@@ -21,7 +21,7 @@ from kubectl_proxydoctor.model import (
     Target,
 )
 from kubectl_proxydoctor.modes.iptables import hashes, layout
-from kubectl_proxydoctor.modes.iptables.parse import Rule, Ruleset
+from kubectl_proxydoctor.modes.iptables.parse import PLAIN_SRC, Rule, Ruleset
 
 MARK_MASQ = "KUBE-MARK-MASQ"
 _KIND_SUFFIX = {
@@ -126,8 +126,25 @@ class Interpreter:
         fw_chain = chain_name.startswith("KUBE-FW-")
         rule_targets = chain.targets
         probabilities = chain.probabilities or {}
+        # no plain "-s" rule here: a plain rule that is not a DNAT is an unconditional (statistic) jump
+        plain_jumps = not chain.shapes & PLAIN_SRC and not fw_chain
         for i, item in enumerate(chain.items):
             target = rule_targets[i]
+            if plain_jumps and isinstance(item, str) and target != "DNAT" and target in chains \
+                    and target.startswith("KUBE-SEP"):  # the common case below, without the words
+                evidence.append(item)
+                if remaining <= 0:
+                    continue
+                probability = probabilities.get(i)
+                p = remaining * (probability if probability is not None else 1.0)
+                sep = self._endpoint_chain(target)  # type: ignore[arg-type]
+                if sep is not None:
+                    targets.append(Target(sep[0], p, None, [item, sep[1]]))
+                if probability is None:
+                    remaining = 0.0
+                else:
+                    remaining -= p
+                continue
             if isinstance(item, str):  # a plain rule (parse._plain): its few fields from its words
                 text = item
                 rule: Rule | None = None
@@ -233,8 +250,11 @@ class Interpreter:
             items = chain.items
             targets = chain.targets
             i = -1
-            while "DNAT" in targets[i + 1:]:  # (C-level scans: a KUBE-SEP chain has two rules)
-                i = targets.index("DNAT", i + 1)
+            while True:
+                try:
+                    i = targets.index("DNAT", i + 1)  # (a C-level scan)
+                except ValueError:
+                    break
                 item = items[i]
                 to_destination: str | None
                 if isinstance(item, str):  # a plain DNAT: the destination is its last word
