@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from operator import attrgetter
+from itertools import chain as _chain
 from typing import TYPE_CHECKING, cast
 
 from kubectl_proxydoctor.checks import CheckContext, check
@@ -36,7 +36,7 @@ _TERMINAL = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "REDIRECT", "SNAT", "
 _KUBE_OWNED = {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
                "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-PROXY-FIREWALL"}
 _MODE = "iptables"
-_TARGET = attrgetter("target")
+chain_from_iterable = _chain.from_iterable
 
 
 def _views(ctx: CheckContext) -> list[ProgrammedView]:
@@ -276,10 +276,15 @@ def foreign_rules(ctx: CheckContext) -> Iterable[Finding]:
             continue
         prefix = f"[{view.source}] " if "legacy" in view.source else ""
         for table in rs.tables.values():
-            for chain in table.chains.values():
-                if chain.name in _KUBE_OWNED or chain.name.startswith(_SERVICE_PREFIXES):
+            # a KUBE-SEP chain whose targets are all kube-proxy's (nearly every chain of a big node):
+            # nothing to look at, decided from its targets alone
+            seps = _SEP_TARGETS if table.name == "nat" else frozenset()
+            for name, chain in table.chains.items():
+                if name.startswith("KUBE-SEP-") and seps.issuperset(chain.targets):
+                    continue
+                if name in _KUBE_OWNED or name.startswith(_SERVICE_PREFIXES):
                     yield from _foreign_in_kube_chain(view, chain, prefix, table.name)
-                elif not chain.builtin and not chain.name.startswith("KUBE-"):
+                elif not chain.builtin and not name.startswith("KUBE-"):
                     yield from _foreign_chain_jumping_in(view, table.name, chain, prefix)
 
 
@@ -409,16 +414,16 @@ def chain_structure(ctx: CheckContext) -> Iterable[Finding]:
             continue
         prefix = f"[{view.source}] "
         for table in rs.tables.values():
-            referenced: set[str | None] = set()  # every rule's target (no Rule is built)
-            for chain in table.chains.values():
-                referenced.update(chain.targets)
-            for chain in table.chains.values():
-                if chain.name.startswith(_SERVICE_PREFIXES) and chain.name not in referenced:
+            # every rule's target (no Rule is built)
+            referenced: set[str | None] = set(chain_from_iterable([c.targets for c in table.chains.values()]))
+            unreferenced = {n for n in table.chains.keys() - referenced if n.startswith(_SERVICE_PREFIXES)}
+            for chain in table.chains.values() if unreferenced else ():
+                if chain.name in unreferenced:
                     name = _sep_name(view, chain.name) if chain.name.startswith("KUBE-SEP-") else \
                         _name(view, chain.name)
                     yield _unreferenced(ctx, view, table, chain, name, prefix)
-            if not any(t and t.startswith("KUBE-") and t not in table.chains and t not in _BUILTIN_TARGETS
-                       for t in referenced):
+            if not any(t and t.startswith("KUBE-") and t not in _BUILTIN_TARGETS
+                       for t in referenced - table.chains.keys()):
                 continue  # no jump to a missing chain: no second pass over the rules
             jumps = ((c, i, t) for c in table.chains.values() for i, t in enumerate(c.targets))
             for chain, i, target in jumps:
