@@ -2,7 +2,12 @@
 
 Every option kube-proxy writes gets a field; anything else is kept verbatim in ``Rule.unknown``
 (and the whole line in ``Rule.text``), never dropped. Malformed input raises ParseError naming
-the line. Written for speed: plain ``str.split`` unless the line has a quoted comment.
+the line (every line is checked in the one pass). Written for speed: plain ``str.split`` unless
+the line has a quoted comment, and lean at scale: the endpoint and load-balancing rules that make
+up nearly all of a big node's dump (``_plain``'s four shapes) stay their line text in
+``Chain.items``, with each rule's target in ``Chain.targets`` and the statistic probabilities in
+``Chain.probabilities``; ``Chain.rules`` builds their Rules on first read (``parse(lean=False)``
+builds them all at once: the reference the lean path is tested against).
 """
 
 from __future__ import annotations
