@@ -137,7 +137,7 @@ class Interpreter:
                     continue
                 probability = probabilities.get(i)
                 p = remaining * (probability if probability is not None else 1.0)
-                sep = self._endpoint_chain(target)  # type: ignore[arg-type]
+                sep = self._endpoint_chain(target)
                 if sep is not None:
                     targets.append(Target(sep[0], p, None, [item, sep[1]]))
                 if probability is None:
