@@ -28,30 +28,33 @@ class NftRule:
     need of every rule is worked out while the listing is read (NftChain.facts).
     """
 
-    __slots__ = ("family", "table", "chain", "handle", "comment", "_expr", "_src", "_pos", "_text", "_line")
+    __slots__ = ("family", "table", "chain", "handle", "comment", "expr", "_src", "_pos", "_text", "_line")
 
-    def __init__(self, family: str, table: str, chain: str, handle: int | None, expr: list[dict] | None,
+    expr: list[dict]  # the statements as nft -j prints them (decoded again from the text if dropped)
+
+    def __init__(self, family: str, table: str, chain: str, handle: int | None, expr: list[dict],
                  comment: str | None = None, src: str | None = None, pos: int = 0) -> None:
         self.family, self.table, self.chain, self.handle = family, table, chain, handle
         self.comment = comment
-        self._expr = expr
+        self.expr = expr
         self._src, self._pos = src, pos
         self._text: str | None = None
         self._line: str | None = None
 
-    @property
-    def expr(self) -> list[dict]:
-        """The rule's statements as nft -j prints them (decoded again from the text if dropped)."""
-        expr = self._expr
-        if expr is None:
-            item, _end = _DECODE(self._src, self._pos)  # type: ignore[arg-type]
-            expr = item["rule"]["expr"]
-        return expr
+    def __getattr__(self, name: str) -> list[dict]:
+        # only reached for a dropped ``expr`` (an unset slot): decode it again, without keeping it
+        if name != "expr" or self._src is None:
+            raise AttributeError(name)
+        item, _end = _DECODE(self._src, self._pos)
+        return item["rule"]["expr"]
 
     def drop_expr(self) -> None:
         """Forget the decoded expressions when the text they were read from is at hand."""
         if self._src is not None:
-            self._expr = None
+            try:
+                del self.expr
+            except AttributeError:
+                pass
 
     @property
     def text(self) -> str:

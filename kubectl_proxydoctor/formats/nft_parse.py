@@ -70,9 +70,10 @@ class _NotItemByItem(Exception):
     """The text is not read item by item; the whole-document parse decides."""
 
 
-_HEAD_RE = re.compile(r'\s*\{\s*"nftables"\s*:\s*\[\s*')
-_SEP_RE = re.compile(r"\s*([,\]])\s*")
-_TAIL_RE = re.compile(r"\s*\}\s*\Z")
+# JSON's whitespace is these four (re's \s takes more)
+_HEAD_RE = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"nftables"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*')
+_SEP_RE = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
+_TAIL_RE = re.compile(r"[ \t\n\r]*\}[ \t\n\r]*\Z")
 _raw_decode = json.JSONDecoder().raw_decode
 
 

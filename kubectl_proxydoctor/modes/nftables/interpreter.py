@@ -41,6 +41,7 @@ from kubectl_proxydoctor.model import (
     Target,
 )
 from kubectl_proxydoctor.modes.nftables.layout import (  # noqa: F401 - names re-exported
+    CHAIN_RE,
     CLUSTER_IPS,
     COMMENT_RE,
     FIREWALL_IPS,
@@ -404,7 +405,8 @@ class _TableInterpreter:
 
     def _affinity(self, chain: NftChain) -> int | None:
         facts = chain.facts
-        for right in facts.affinity_sets if facts is not None else _affinity_sets(chain.rules):
+        sets = facts.affinity_sets if facts is not None else None
+        for right in sets if sets is not None else _affinity_sets(chain.rules):
             nset = self.table.sets.get(right[1:])
             if nset is not None and nset.timeout is not None:
                 return nset.timeout
@@ -564,6 +566,8 @@ def note_chain_done(table: NftTable, chain: NftChain) -> None:
         chain.walk = (tuple(used), _numgen_result(name, rule, mod, entries, walks))
 
 
+_NOT_READ = "\0not read"  # ChainFacts.final_goto not worked out (None is a result)
+
 # chain kinds whose rules are summed up while the listing is read (firewall- chains keep theirs:
 # the interpreter reads their source ranges)
 FACT_KINDS = frozenset({"service", "local", "external", "endpoint"})
@@ -584,10 +588,13 @@ class ChainFacts:
         # walk has used it, and worked out again from that one rule if ever asked for later
         self.decisive = decisive = _decisive_of(chain)
         self.decisive_at = next(i for i, r in enumerate(rules) if r is decisive[1]) if decisive else -1
-        self.internal_masquerade = _internal_masquerade_of(rules)
-        self.external_masquerade = _external_masquerade_of(rules)
-        self.final_goto = _final_goto_of(rules)
-        self.affinity_sets = _affinity_sets(rules)
+        # what the interpreter reads of this kind of chain (_fill_from_chain); None: not worked
+        # out (read from the rules if ever asked for)
+        policy = kind in ("service", "local")
+        self.internal_masquerade = _internal_masquerade_of(rules) if policy else None
+        self.affinity_sets = _affinity_sets(rules) if policy else None
+        self.external_masquerade = _external_masquerade_of(rules) if kind == "external" else None
+        self.final_goto = _final_goto_of(rules) if kind == "external" else _NOT_READ
         self.unknown = tuple((rule, why) for rule in rules if (why := unknown_rule(kind, rule)))
         # every chain the rules jump or go to (checks: chain references), as the listed chain's
         # own name string where there is one (one string per chain name, not one per reference)
@@ -612,13 +619,21 @@ def note_chain_facts(table: NftTable, chain: NftChain) -> None:
     external or endpoint chain is summed up (ChainFacts; the builder then drops its rules'
     decoded expressions) and walked early (note_chain_done)."""
     chain.facts = None
-    if table.name == "kube-proxy" and not chain.is_base:
-        cname = parse_chain_name(chain.name)
-        if cname is not None and cname.prefix in FACT_KINDS:
-            chain.facts = ChainFacts(chain, cname.prefix, table.chains)
+    if table.name == "kube-proxy" and chain.hook is None:
+        kind = _service_chain_kind(chain.name)
+        if kind in FACT_KINDS:
+            chain.facts = ChainFacts(chain, kind, table.chains)
     note_chain_done(table, chain)
     if chain.facts is not None:
         chain.facts.decisive = None
+
+
+def _service_chain_kind(name: str) -> str | None:
+    """``parse_chain_name(name).prefix`` (None when that is None), without building the name."""
+    m = CHAIN_RE.match(name)
+    if m is None or m.group(3).partition("__")[0].count("/") != 3:
+        return None
+    return m.group(1)
 
 
 def _walk_holds(chain: NftChain, table: NftTable) -> bool:
@@ -658,7 +673,9 @@ def _unconditional_goto(rule: NftRule) -> str | None:
 
 def _final_goto(chain: NftChain) -> str | None:
     facts = chain.facts
-    return facts.final_goto if facts is not None else _final_goto_of(chain.rules)
+    if facts is None or facts.final_goto is _NOT_READ:
+        return _final_goto_of(chain.rules)
+    return facts.final_goto
 
 
 def _final_goto_of(rules: list[NftRule]) -> str | None:
@@ -675,7 +692,9 @@ def _is_short_circuit(rule: NftRule) -> bool:
 
 def _internal_masquerade(chain: NftChain) -> str:
     facts = chain.facts
-    return facts.internal_masquerade if facts is not None else _internal_masquerade_of(chain.rules)
+    if facts is None or facts.internal_masquerade is None:
+        return _internal_masquerade_of(chain.rules)
+    return facts.internal_masquerade
 
 
 def _internal_masquerade_of(rules: list[NftRule]) -> str:
@@ -696,7 +715,9 @@ def _internal_masquerade_of(rules: list[NftRule]) -> str:
 
 def _external_masquerade(chain: NftChain) -> str:
     facts = chain.facts
-    return facts.external_masquerade if facts is not None else _external_masquerade_of(chain.rules)
+    if facts is None or facts.external_masquerade is None:
+        return _external_masquerade_of(chain.rules)
+    return facts.external_masquerade
 
 
 def _external_masquerade_of(rules: list[NftRule]) -> str:

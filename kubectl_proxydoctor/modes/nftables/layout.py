@@ -295,8 +295,15 @@ def rule_targets(obj: object) -> list[str]:
     out: list[str] = []
     if type(obj) is list:
         for stmt in obj:
-            if type(stmt) is dict and len(stmt) == 1 and next(iter(stmt)) in _NO_VERDICTS:
-                continue
+            if type(stmt) is dict and len(stmt) == 1:
+                kind = next(iter(stmt))
+                if kind in _NO_VERDICTS:
+                    continue
+                if kind == "jump" or kind == "goto":
+                    body = stmt[kind]
+                    if type(body) is dict and len(body) == 1 and type(body.get("target")) is str:
+                        out.append(body["target"])  # {"jump": {"target": "chain"}}
+                        continue
             _targets_into(stmt, out)
     else:
         _targets_into(obj, out)
