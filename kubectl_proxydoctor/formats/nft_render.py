@@ -13,7 +13,8 @@ BINOPS = {"&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>"}
 
 def render_rule(rule: NftRule) -> str:
     """A rule as `nft list` prints it (counters shown without their packet/byte values)."""
-    text = _fast_endpoint_rule(rule.expr) or " ".join(render_stmt(e) for e in rule.expr)
+    expr = rule.expr  # once: a rule read lean decodes it again at every read
+    text = _fast_endpoint_rule(expr) or " ".join(render_stmt(e) for e in expr)
     if rule.comment:
         text += f' comment "{rule.comment}"'
     return text
