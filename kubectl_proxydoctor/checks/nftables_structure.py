@@ -13,13 +13,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kubectl_proxydoctor.checks import CheckContext, check
 from kubectl_proxydoctor.errors import ProxyDoctorError
 from kubectl_proxydoctor.formats.nft_model import (
     NftChain,
+    NftElement,
     NftRule,
     NftRuleset,
     NftTable,
@@ -35,10 +36,9 @@ from kubectl_proxydoctor.modes.nftables.layout import (
     SERVICE_CHAIN_KINDS,
     SERVICE_IPS,
     SERVICE_NODEPORTS,
-    dnat_numgen_map,
-    dnat_statement,
     generation,
-    unknown_rule,
+    numgen_problem,
+    rule_targets,
 )
 
 MODE = "nftables"
@@ -82,33 +82,37 @@ def _finding(code: str, severity: str, message: str, chain: str | None = None, *
 # -- references --------------------------------------------------------------------------------
 
 
-def _stmt_targets(obj: object) -> Iterator[str]:
-    """Every chain a statement (or nested expression / anonymous vmap) jumps or goes to."""
-    if isinstance(obj, dict):
-        for kind in ("jump", "goto"):
-            body = obj.get(kind)
-            if isinstance(body, dict) and isinstance(body.get("target"), str):
-                yield body["target"]
-        for value in obj.values():
-            if isinstance(value, (dict, list)):
-                yield from _stmt_targets(value)
-    elif isinstance(obj, list):
-        for item in obj:
-            yield from _stmt_targets(item)
-
-
-def _references(table: NftTable) -> dict[str, list[str]]:
-    """chain name -> where it is referenced from (rule or map element, as text)."""
-    refs: dict[str, list[str]] = {}
-    for chain in table.chains.values():
+def _references(table: NftTable) -> dict[str, list[tuple[str, NftRule | NftElement]]]:
+    """chain name -> where it is referenced from: (chain or map label, rule or element), rendered
+    as evidence only when shown. Where a chain's rules were summed up while the listing was read
+    (NftChain.facts) only the names they reference are known at first: their rules are read
+    again only when one of those names is not a chain of the table (the evidence then needs them)."""
+    refs: dict[str, list[tuple[str, NftRule | NftElement]]] = {}
+    chains = table.chains
+    missing = any(t not in chains for c in chains.values() if c.facts is not None for t in c.facts.targets)
+    for chain in chains.values():
+        facts = chain.facts
+        if facts is not None and not missing:
+            for target in facts.targets:
+                refs.setdefault(target, []).append(_NOT_SHOWN)
+            continue
         for rule in chain.rules:
-            for target in _stmt_targets(rule.expr):
-                refs.setdefault(target, []).append(f"{chain.name}: {rule.text}")
+            for target in rule_targets(rule.expr):
+                refs.setdefault(target, []).append((chain.name, rule))
     for nset in table.sets.values():
         for el in nset.elements:
-            for target in _stmt_targets(el.value):
-                refs.setdefault(target, []).append(f"map {nset.name}: {el.text()}")
+            for target in rule_targets(el.value):
+                refs.setdefault(target, []).append((f"map {nset.name}", el))
     return refs
+
+
+# a reference to a listed chain (its evidence is never shown)
+_NOT_SHOWN: tuple[str, NftRule | NftElement] = ("", NftElement(()))
+
+
+def _where(ref: tuple[str, NftRule | NftElement]) -> str:
+    label, obj = ref
+    return f"{label}: {obj.text if isinstance(obj, NftRule) else obj.text()}"
 
 
 @check("nftables-chain-references")
@@ -127,7 +131,7 @@ def chain_references(ctx: CheckContext) -> Iterable[Finding]:
                     "missing-chain", "error",
                     f"{table.label}: {len(where)} reference(s) go to chain {target}, which does not exist: "
                     "packets sent there are dropped by the kernel lookup failure or never programmed",
-                    target, evidence=where[:10],
+                    target, evidence=[_where(w) for w in where[:10]],
                     fix="kube-proxy rewrites its whole table on a full sync: restart this node's "
                         f"kube-proxy (`{kube_proxy.restart}`) and check its log (`{kube_proxy.logs}`) "
                         "for nftables sync errors."))
@@ -162,8 +166,10 @@ def numgen_moduli(ctx: CheckContext) -> Iterable[Finding]:
     findings = []
     for table in ruleset.kube_proxy_tables():
         for chain in table.chains.values():
-            for rule in chain.rules:
-                problem = _numgen_problem(rule)
+            facts = chain.facts
+            problems = facts.numgen if facts is not None else \
+                [(rule, problem) for rule in chain.rules if (problem := numgen_problem(rule))]
+            for rule, problem in problems:
                 if problem:
                     findings.append(_finding(
                         "numgen-mismatch", "error", f"{table.label} chain {chain.name}: {problem}",
@@ -173,48 +179,12 @@ def numgen_moduli(ctx: CheckContext) -> Iterable[Finding]:
     return findings
 
 
-def _numgen_problem(rule: NftRule) -> str | None:
-    """``numgen random mod N vmap`` (or, v1.36+, ``dnat ip to numgen random mod N map``) whose
-    entries are not exactly 0..N-1."""
-    for stmt in rule.expr:
-        vmap = stmt.get("vmap")
-        key = vmap.get("key") if isinstance(vmap, dict) else None
-        if isinstance(vmap, dict) and isinstance(key, dict) and "numgen" in key:
-            mod = int(key["numgen"].get("mod") or 0)
-            data = vmap.get("data")
-            keys = [item[0] for item in (data.get("set") if isinstance(data, dict) else None) or []
-                    if isinstance(item, list) and len(item) == 2]
-            return _numgen_text(mod, keys, "vmap")
-    dnat = dnat_statement(rule)
-    mapped = dnat_numgen_map(dnat) if dnat is not None else None
-    if mapped is not None:
-        addr = dnat["addr"]["map"]  # type: ignore[index]
-        items = addr.get("data", {}).get("set") if isinstance(addr.get("data"), dict) else None
-        keys = [item[0] for item in items or [] if isinstance(item, list) and len(item) == 2]
-        return _numgen_text(mapped[0], keys, "map")
-    return None
-
-
-def _numgen_text(mod: int, keys: list, kind: str) -> str | None:
-    """What is wrong with numgen entries ``keys`` for ``mod`` (None: exactly 0..mod-1)."""
-    if sorted(keys) == list(range(mod)):
-        return None
-    valid = {k for k in keys if isinstance(k, int) and 0 <= k < mod}
-    lost = mod - len(valid)
-    text = f"numgen random mod {mod} but the {kind} has {len(keys)} entries ({', '.join(map(str, keys))})"
-    if lost > 0:
-        text += (f": {lost} in {mod} new connections match no entry and fall through without DNAT "
-                 "(rejected as traffic to an unused ClusterIP port)")
-    unreachable = [k for k in keys if k not in valid]
-    if unreachable:
-        text += f"; entries {', '.join(map(str, unreachable))} can never be picked (endpoints unused)"
-    return text
-
-
 @check("nftables-layout")
 def unknown_layout(ctx: CheckContext) -> Iterable[Finding]:
     """Rules of kube-proxy's service, endpoint and firewall chains that no generation writes, and
     tables in no known generation: warnings naming the rule (never compared as drift)."""
+    from kubectl_proxydoctor.modes.nftables.interpreter import unknown_rules
+
     ruleset = _ruleset(ctx)
     if ruleset is None:
         return []
@@ -234,8 +204,7 @@ def unknown_layout(ctx: CheckContext) -> Iterable[Finding]:
             kind = chain.name.split("-", 1)[0]
             if kind not in SERVICE_CHAIN_KINDS or chain.is_base or chain.name in HELPER_CHAINS:
                 continue
-            for rule in chain.rules:
-                why = unknown_rule(kind, rule)
+            for rule, why in unknown_rules(chain, kind):
                 if why and _port_of(chain.name) is not None:  # a kube-proxy service chain's name
                     findings.append(_finding(
                         "unknown-layout", "warning", f"unknown layout: {table.label}: {why}", chain.name,

@@ -7,6 +7,7 @@ demand (what findings and traces show as evidence).
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,17 +19,42 @@ PROTO_NUMBERS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "ipv6-icmp"}
 KeyPart = Any  # str (address, protocol), int (port), ipaddress network (prefix), tuple (range)
 
 
-@dataclass
 class NftRule:
-    """One rule: its chain, handle, JSON expressions and optional comment."""
+    """One rule: its chain, handle, JSON expressions and optional comment.
 
-    family: str
-    table: str
-    chain: str
-    handle: int | None
-    expr: list[dict]
-    comment: str | None = None
-    _text: str | None = field(default=None, repr=False, compare=False)
+    A rule read from a capture's text may keep only where it is in that text (``src``, ``pos``)
+    instead of its decoded expressions: ``expr`` then decodes them again when read (not kept), so
+    a 10k-service table does not hold millions of small dicts. What the interpreter and the checks
+    need of every rule is worked out while the listing is read (NftChain.facts).
+    """
+
+    __slots__ = ("family", "table", "chain", "handle", "comment", "expr", "_src", "_pos", "_text", "_line")
+
+    expr: list[dict]  # the statements as nft -j prints them (decoded again from the text if dropped)
+
+    def __init__(self, family: str, table: str, chain: str, handle: int | None, expr: list[dict],
+                 comment: str | None = None, src: str | None = None, pos: int = 0) -> None:
+        self.family, self.table, self.chain, self.handle = family, table, chain, handle
+        self.comment = comment
+        self.expr = expr
+        self._src, self._pos = src, pos
+        self._text: str | None = None
+        self._line: str | None = None
+
+    def __getattr__(self, name: str) -> list[dict]:
+        # only reached for a dropped ``expr`` (an unset slot): decode it again, without keeping it
+        if name != "expr" or self._src is None:
+            raise AttributeError(name)
+        item, _end = _DECODE(self._src, self._pos)
+        return item["rule"]["expr"]
+
+    def drop_expr(self) -> None:
+        """Forget the decoded expressions when the text they were read from is at hand."""
+        if self._src is not None:
+            try:
+                del self.expr
+            except AttributeError:
+                pass
 
     @property
     def text(self) -> str:
@@ -39,8 +65,32 @@ class NftRule:
             self._text = render_rule(self)
         return self._text
 
+    def line(self, prefix: str) -> str:
+        """``prefix: text`` (an evidence line); one string for every target that shows it when
+        ``prefix`` is the rule's own chain."""
+        if prefix != self.chain:
+            return f"{prefix}: {self.text}"
+        if self._line is None:
+            self._line = f"{prefix}: {self.text}"
+        return self._line
 
-@dataclass
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NftRule):
+            return NotImplemented
+        return (self.family, self.table, self.chain, self.handle, self.expr, self.comment) == \
+            (other.family, other.table, other.chain, other.handle, other.expr, other.comment)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value (as the dataclass was)
+
+    def __repr__(self) -> str:
+        return (f"NftRule(family={self.family!r}, table={self.table!r}, chain={self.chain!r}, "
+                f"handle={self.handle!r}, expr={self.expr!r}, comment={self.comment!r})")
+
+
+_DECODE = json.JSONDecoder().raw_decode
+
+
+@dataclass(slots=True)
 class NftChain:
     """A chain; base chains carry type, hook, priority and policy."""
 
@@ -58,6 +108,9 @@ class NftChain:
     # RulesetBuilder's on_chain_done): (the chains the walk used, the result); it holds while
     # those chains are still the table's
     walk: tuple[tuple[NftChain, ...], Any] | None = field(default=None, repr=False, compare=False)
+    # what the interpreter and the checks need of the chain's rules, worked out while the listing
+    # was read (modes/nftables ChainFacts), so its rules need not keep their decoded expressions
+    facts: Any = field(default=None, repr=False, compare=False)
 
     @property
     def is_base(self) -> bool:
@@ -71,7 +124,7 @@ class NftChain:
         return text + (f" policy {self.policy};" if self.policy else "")
 
 
-@dataclass
+@dataclass(slots=True)
 class NftElement:
     """A set or map element: its key parts, its value (maps), comment and timing."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,13 +45,62 @@ def live_chain_hook() -> ChainHook | None:
     return _live_chain_hook[0] if _live_chain_hook else None
 
 
-def parse_ruleset_text(text: str, source: str = "nft-ruleset.json") -> NftRuleset:
-    """Parse the text `nft -j list ruleset` (or `list table ...`) prints."""
+def parse_ruleset_text(text: str, source: str = "nft-ruleset.json",
+                       on_chain_done: ChainHook | None = None) -> NftRuleset:
+    """Parse the text `nft -j list ruleset` (or `list table ...`) prints.
+
+    Each top-level item is decoded on its own, straight from ``text``, and goes to the builder at
+    once: the whole document is never held decoded, and a rule whose chain ``on_chain_done``
+    summed up (NftChain.facts) keeps only where it is in ``text``. Anything the item-by-item read
+    does not take (another layout of the document, malformed JSON or structure) is parsed the
+    whole-document way, which gives the same ruleset or the same ParseError.
+    """
     with gc_paused():
-        builder = RulesetBuilder(source)
+        try:
+            return _parse_items(text, source, on_chain_done)
+        except (_NotItemByItem, ParseError):
+            pass
+        builder = RulesetBuilder(source, on_chain_done)
         for item in decode_items(text, source):
             builder.add(item)
         return builder.finish()
+
+
+class _NotItemByItem(Exception):
+    """The text is not read item by item; the whole-document parse decides."""
+
+
+# JSON's whitespace is these four (re's \s takes more)
+_HEAD_RE = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"nftables"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*')
+_SEP_RE = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
+_TAIL_RE = re.compile(r"[ \t\n\r]*\}[ \t\n\r]*\Z")
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _parse_items(text: str, source: str, on_chain_done: ChainHook | None) -> NftRuleset:
+    head = _HEAD_RE.match(text)
+    if head is None:
+        raise _NotItemByItem
+    builder = RulesetBuilder(source, on_chain_done, text)
+    pos, add, decode, sep = head.end(), builder.add, _raw_decode, _SEP_RE.match
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            try:
+                item, end = decode(text, pos)
+            except json.JSONDecodeError:
+                raise _NotItemByItem from None
+            add(item, pos)
+            m = sep(text, end)
+            if m is None:
+                raise _NotItemByItem
+            pos = m.end()
+            if m.group(1) == "]":
+                break
+    if _TAIL_RE.match(text, pos) is None:
+        raise _NotItemByItem
+    return builder.finish()
 
 
 def decode_items(text: str, source: str = "nft-ruleset.json") -> list:
@@ -87,8 +137,11 @@ class RulesetBuilder:
     """
 
     def __init__(self, source: str = "nft-ruleset.json",
-                 on_chain_done: ChainHook | None = None) -> None:
+                 on_chain_done: ChainHook | None = None, src: str | None = None) -> None:
         self.rs = NftRuleset(source=source)
+        # the text the items are decoded from (add's ``pos`` is where each starts): a rule of a
+        # chain on_chain_done summed up then drops its decoded expressions (NftRule.drop_expr)
+        self.src = src
         # called with each chain (and its table) once its rules are complete (nft lists the rules
         # chain by chain, in the order the chains were created)
         self.on_chain_done = on_chain_done
@@ -101,8 +154,8 @@ class RulesetBuilder:
         self._pending_elements: list[tuple[int, dict]] = []
         self._chains: dict[tuple, NftChain] = {}  # (family, table, name) -> chain, for rules
 
-    def add(self, item: object) -> None:
-        """Add one item of the ``nftables`` array."""
+    def add(self, item: object, pos: int = 0) -> None:
+        """Add one item of the ``nftables`` array (starting at ``pos`` of ``src``, when given)."""
         i = self.count
         self.count = i + 1
         # fast path for the bulk of a listing: a well-formed rule of a chain already listed
@@ -114,7 +167,7 @@ class RulesetBuilder:
             if chain is not None and type(expr) is list and all(type(e) is dict and len(e) == 1
                                                                 for e in expr):
                 chain.rules.append(NftRule(chain.family, chain.table, chain.name, body.get("handle"), expr,
-                                           body.get("comment")))
+                                           body.get("comment"), self.src, pos))
                 if chain is not self._last_chain:
                     if self._last_chain is not None and self.on_chain_done is not None:
                         self._chain_done(self._last_chain)
@@ -148,6 +201,9 @@ class RulesetBuilder:
         table = self.rs.tables.get((chain.family, chain.table))
         if table is not None and self.on_chain_done is not None:
             self.on_chain_done(table, chain)
+            if chain.facts is not None and self.src is not None:
+                for rule in chain.rules:
+                    rule.drop_expr()
 
     def _add(self, i: int, item: object) -> None:
         source, rs = self.source, self.rs
@@ -169,7 +225,7 @@ class RulesetBuilder:
             rs.tables[(family, name)] = NftTable(family, name, body.get("handle"), body.get("comment"))
         elif kind == "chain":
             table = _table(rs, body, i, kind, source)
-            chain = _chain(body, i, source)
+            chain = _chain(table, body, i, source)
             table.chains[chain.name] = chain
             self._chains[(table.family, table.name, chain.name)] = chain
         elif kind in ("set", "map"):
@@ -205,6 +261,7 @@ class RulesetBuilder:
             raise ParseError(source, f"item {i}: rule in {chain_name!r} has no 'expr' list")
         chain.rules.append(NftRule(chain.family, chain.table, chain.name, body.get("handle"), expr,
                                    body.get("comment")))
+        chain.facts = None  # summed up before this rule came (a rule listed before its chain)
 
     def _element(self, i: int, body: dict) -> None:
         source = self.source
@@ -267,8 +324,8 @@ def _int_or_none(value: object, what: str, i: int, source: str) -> int | None:
     return value
 
 
-def _chain(body: dict, i: int, source: str) -> NftChain:
-    chain = NftChain(body["family"], body["table"], _str(body, "name", i, "chain", source),
+def _chain(table: NftTable, body: dict, i: int, source: str) -> NftChain:
+    chain = NftChain(table.family, table.name, _str(body, "name", i, "chain", source),
                      body.get("handle"), body.get("type"), body.get("hook"), None, body.get("policy"),
                      body.get("comment"))
     if chain.hook is not None:

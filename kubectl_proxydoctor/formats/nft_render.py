@@ -13,7 +13,8 @@ BINOPS = {"&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>"}
 
 def render_rule(rule: NftRule) -> str:
     """A rule as `nft list` prints it (counters shown without their packet/byte values)."""
-    text = _fast_endpoint_rule(rule.expr) or " ".join(render_stmt(e) for e in rule.expr)
+    expr = rule.expr  # once: a rule read lean decodes it again at every read
+    text = _fast_endpoint_rule(expr) or " ".join(render_stmt(e) for e in expr)
     if rule.comment:
         text += f' comment "{rule.comment}"'
     return text
@@ -168,7 +169,17 @@ def render_verdict_or_value(value: Any) -> str:
 
 def _set_entry(entry: Any) -> str:
     if isinstance(entry, list) and len(entry) == 2:
-        return f"{render_expr(entry[0])} : {render_verdict_or_value(entry[1])}"
+        key, value = entry
+        if type(key) is int and type(value) is dict and len(value) == 1:
+            # the entries of kube-proxy's numgen maps, rendered without the general walk:
+            # ``i : ip . port`` (v1.36+ DNAT maps) and ``i : goto chain`` (vmaps)
+            parts = value.get("concat")
+            if type(parts) is list and len(parts) == 2 and type(parts[0]) is str and type(parts[1]) is int:
+                return f"{key} : {parts[0]} . {parts[1]}"
+            goto = value.get("goto")
+            if type(goto) is dict:
+                return f"{key} : goto {goto.get('target')}"
+        return f"{render_expr(key)} : {render_verdict_or_value(value)}"
     return render_expr(entry)
 
 

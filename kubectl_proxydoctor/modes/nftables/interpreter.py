@@ -41,6 +41,7 @@ from kubectl_proxydoctor.model import (
     Target,
 )
 from kubectl_proxydoctor.modes.nftables.layout import (  # noqa: F401 - names re-exported
+    CHAIN_RE,
     CLUSTER_IPS,
     COMMENT_RE,
     FIREWALL_IPS,
@@ -56,8 +57,10 @@ from kubectl_proxydoctor.modes.nftables.layout import (  # noqa: F401 - names re
     dnat_numgen_map,
     dnat_statement,
     marks_masquerade,
+    numgen_problem,
     numgen_vmap,
     parse_chain_name,
+    rule_targets,
     unknown_rule,
     verdict_chain,
 )
@@ -90,7 +93,8 @@ def load_ruleset(snapshot: NodeSnapshot) -> NftRuleset | None:
     text = snapshot.text(FILENAME)
     if text is None:
         return None
-    return snapshot.derived(RULESET_KEY, (FILENAME,), lambda: parse_ruleset_text(text, FILENAME))
+    return snapshot.derived(RULESET_KEY, (FILENAME,),
+                            lambda: parse_ruleset_text(text, FILENAME, on_chain_done=note_chain_facts))
 
 
 def interpret(snapshot: NodeSnapshot, lb_ips: Iterable[str] = ()) -> list[ProgrammedView[NftRuleset]]:
@@ -156,8 +160,8 @@ EvidenceItem = str | tuple[str, NftRule | NftElement]
 
 
 def _render(items: Iterable[EvidenceItem]) -> list[str]:
-    return [i if isinstance(i, str) else f"{i[0]}: {i[1].text if isinstance(i[1], NftRule) else i[1].text()}"
-            for i in items]
+    return [i if isinstance(i, str) else i[1].line(i[0]) if isinstance(i[1], NftRule)
+            else f"{i[0]}: {i[1].text()}" for i in items]
 
 
 class NftTarget(Target):
@@ -400,14 +404,13 @@ class _TableInterpreter:
         return result
 
     def _affinity(self, chain: NftChain) -> int | None:
-        for rule in chain.rules:
-            for stmt in rule.expr:
-                right = stmt.get("match", {}).get("right") if "match" in stmt else None
-                if isinstance(right, str) and right.startswith("@affinity-"):
-                    nset = self.table.sets.get(right[1:])
-                    if nset is not None and nset.timeout is not None:
-                        return nset.timeout
-                    self.problems.append(f"{chain.name}: affinity set {right} is missing or has no timeout")
+        facts = chain.facts
+        sets = facts.affinity_sets if facts is not None else None
+        for right in sets if sets is not None else _affinity_sets(chain.rules):
+            nset = self.table.sets.get(right[1:])
+            if nset is not None and nset.timeout is not None:
+                return nset.timeout
+            self.problems.append(f"{chain.name}: affinity set {right} is missing or has no timeout")
         return None
 
     def _apply_firewall(self, key: tuple, el: NftElement) -> None:
@@ -467,19 +470,28 @@ def _numgen_problem(mod: int, keys: list[int]) -> str | None:
 
 def _unknown_rules(chain: NftChain, kind: str) -> list[str]:
     """What in ``chain`` (of kube-proxy chain kind ``kind``) no layout generation writes."""
-    out = []
-    for rule in chain.rules:
-        why = unknown_rule(kind, rule)
-        if why:
-            out.append(f"{why}: {chain.name}: {rule.text}")
-    return out
+    return [f"{why}: {chain.name}: {rule.text}" for rule, why in unknown_rules(chain, kind)]
+
+
+def unknown_rules(chain: NftChain, kind: str) -> tuple[tuple[NftRule, str], ...]:
+    """(rule, why) for each rule of ``chain`` (kube-proxy chain kind ``kind``) that no layout
+    generation writes (layout.unknown_rule)."""
+    facts = chain.facts
+    if facts is not None and facts.kind == kind:
+        return facts.unknown
+    return tuple((rule, why) for rule in chain.rules if (why := unknown_rule(kind, rule)))
 
 
 def _decisive_rule(chain: NftChain) -> tuple[str, NftRule, Any] | None:
     """The first rule that decides where a new connection in ``chain`` goes, as kube-proxy writes
     them: ("numgen", rule, (mod, entries)), ("dnat", rule, its targets and problem) or
     ("goto", rule, chain name); None when no rule decides (the walk ends in this chain)."""
-    for rule in chain.rules:
+    facts = chain.facts
+    return facts.deciding(chain) if facts is not None else _decisive_of(chain)
+
+
+def _decisive_of(chain: NftChain, rules: list[NftRule] | None = None) -> tuple[str, NftRule, Any] | None:
+    for rule in chain.rules if rules is None else rules:
         expr = rule.expr
         if not expr:
             continue
@@ -554,6 +566,76 @@ def note_chain_done(table: NftTable, chain: NftChain) -> None:
         chain.walk = (tuple(used), _numgen_result(name, rule, mod, entries, walks))
 
 
+_NOT_READ = "\0not read"  # ChainFacts.final_goto not worked out (None is a result)
+
+# chain kinds whose rules are summed up while the listing is read (firewall- chains keep theirs:
+# the interpreter reads their source ranges)
+FACT_KINDS = frozenset({"service", "local", "external", "endpoint"})
+
+
+class ChainFacts:
+    """What the interpreter and the checks read of one kube-proxy service, local, external or
+    endpoint chain's rules, worked out once while the listing is read, by the very functions that
+    would otherwise read the rules (so the rules need not keep their decoded expressions)."""
+
+    __slots__ = ("kind", "decisive", "decisive_at", "internal_masquerade", "external_masquerade",
+                 "final_goto", "affinity_sets", "unknown", "targets", "numgen")
+
+    def __init__(self, chain: NftChain, kind: str, names: dict[str, NftChain]) -> None:
+        rules = chain.rules
+        self.kind = kind
+        # the deciding rule's index: its result (``_decisive_of``) is kept only until the early
+        # walk has used it, and worked out again from that one rule if ever asked for later
+        self.decisive = decisive = _decisive_of(chain)
+        self.decisive_at = next(i for i, r in enumerate(rules) if r is decisive[1]) if decisive else -1
+        # what the interpreter reads of this kind of chain (_fill_from_chain); None: not worked
+        # out (read from the rules if ever asked for)
+        policy = kind in ("service", "local")
+        self.internal_masquerade = _internal_masquerade_of(rules) if policy else None
+        self.affinity_sets = _affinity_sets(rules) if policy else None
+        self.external_masquerade = _external_masquerade_of(rules) if kind == "external" else None
+        self.final_goto = _final_goto_of(rules) if kind == "external" else _NOT_READ
+        self.unknown = tuple((rule, why) for rule in rules if (why := unknown_rule(kind, rule)))
+        # every chain the rules jump or go to (checks: chain references), as the listed chain's
+        # own name string where there is one (one string per chain name, not one per reference)
+        targets = []
+        for rule in rules:
+            for target in rule_targets(rule.expr):
+                known = names.get(target)
+                targets.append(known.name if known is not None else target)
+        self.targets = tuple(targets)
+        # (rule, what is wrong) for each numgen rule whose entries are not 0..N-1 (checks)
+        self.numgen = tuple((rule, problem) for rule in rules if (problem := numgen_problem(rule)))
+
+    def deciding(self, chain: NftChain) -> tuple[str, NftRule, Any] | None:
+        """``_decisive_of(chain)``, from the one rule that decides."""
+        if self.decisive is not None or self.decisive_at < 0:
+            return self.decisive
+        return _decisive_of(chain, chain.rules[self.decisive_at:self.decisive_at + 1])
+
+
+def note_chain_facts(table: NftTable, chain: NftChain) -> None:
+    """The ``on_chain_done`` of a capture read from its text: a kube-proxy service, local,
+    external or endpoint chain is summed up (ChainFacts; the builder then drops its rules'
+    decoded expressions) and walked early (note_chain_done)."""
+    chain.facts = None
+    if table.name == "kube-proxy" and chain.hook is None:
+        kind = _service_chain_kind(chain.name)
+        if kind in FACT_KINDS:
+            chain.facts = ChainFacts(chain, kind, table.chains)
+    note_chain_done(table, chain)
+    if chain.facts is not None:
+        chain.facts.decisive = None
+
+
+def _service_chain_kind(name: str) -> str | None:
+    """``parse_chain_name(name).prefix`` (None when that is None), without building the name."""
+    m = CHAIN_RE.match(name)
+    if m is None or m.group(3).partition("__")[0].count("/") != 3:
+        return None
+    return m.group(1)
+
+
 def _walk_holds(chain: NftChain, table: NftTable) -> bool:
     """Whether the walk kept on ``chain`` (the table's) is what walking it now would give."""
     walk = chain.walk
@@ -590,7 +672,14 @@ def _unconditional_goto(rule: NftRule) -> str | None:
 
 
 def _final_goto(chain: NftChain) -> str | None:
-    for rule in chain.rules:
+    facts = chain.facts
+    if facts is None or facts.final_goto is _NOT_READ:
+        return _final_goto_of(chain.rules)
+    return facts.final_goto
+
+
+def _final_goto_of(rules: list[NftRule]) -> str | None:
+    for rule in rules:
         target = _unconditional_goto(rule)
         if target and target != MASQ_CHAIN and "goto" in rule.expr[0]:
             return target
@@ -602,7 +691,14 @@ def _is_short_circuit(rule: NftRule) -> bool:
 
 
 def _internal_masquerade(chain: NftChain) -> str:
-    for rule in chain.rules:
+    facts = chain.facts
+    if facts is None or facts.internal_masquerade is None:
+        return _internal_masquerade_of(chain.rules)
+    return facts.internal_masquerade
+
+
+def _internal_masquerade_of(rules: list[NftRule]) -> str:
+    for rule in rules:
         if not marks_masquerade(rule):
             continue
         for stmt in rule.expr:
@@ -618,12 +714,30 @@ def _internal_masquerade(chain: NftChain) -> str:
 
 
 def _external_masquerade(chain: NftChain) -> str:
-    for rule in chain.rules:
+    facts = chain.facts
+    if facts is None or facts.external_masquerade is None:
+        return _external_masquerade_of(chain.rules)
+    return facts.external_masquerade
+
+
+def _external_masquerade_of(rules: list[NftRule]) -> str:
+    for rule in rules:
         if marks_masquerade(rule):
             if len(rule.expr) == 1:
                 return "always (externalTrafficPolicy Cluster)"
             return "only traffic from this node itself (externalTrafficPolicy Local keeps client IPs)"
     return "never"
+
+
+def _affinity_sets(rules: list[NftRule]) -> tuple[str, ...]:
+    """``@affinity-...`` sets the rules match against, in order."""
+    out = []
+    for rule in rules:
+        for stmt in rule.expr:
+            right = stmt.get("match", {}).get("right") if "match" in stmt else None
+            if isinstance(right, str) and right.startswith("@affinity-"):
+                out.append(right)
+    return tuple(out)
 
 
 def _is_saddr(expr: object) -> bool:

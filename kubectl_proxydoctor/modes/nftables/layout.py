@@ -284,3 +284,101 @@ _PLAIN_ACTIONS = frozenset({"goto", "jump", "drop"})
 def _has_numgen_key(body: object) -> bool:
     key = body.get("key") if isinstance(body, dict) else None
     return isinstance(key, dict) and "numgen" in key
+
+
+# -- what the checks read of every rule (worked out while the listing is read: ChainFacts) ------
+
+
+def rule_targets(obj: object) -> list[str]:
+    """Every chain a rule's statements (or a nested expression / anonymous vmap) or a map
+    element's value jump or go to, in the order they appear."""
+    out: list[str] = []
+    if type(obj) is list:
+        for stmt in obj:
+            if type(stmt) is dict and len(stmt) == 1:
+                kind = next(iter(stmt))
+                if kind in _NO_VERDICTS:
+                    continue
+                if kind == "jump" or kind == "goto":
+                    body = stmt[kind]
+                    if type(body) is dict and len(body) == 1 and type(body.get("target")) is str:
+                        out.append(body["target"])  # {"jump": {"target": "chain"}}
+                        continue
+            _targets_into(stmt, out)
+    else:
+        _targets_into(obj, out)
+    return out
+
+
+# statements whose bodies hold values, never verdicts (libnftables-json(5): verdicts are
+# statements of their own or the data of a vmap)
+_NO_VERDICTS = frozenset({"match", "counter", "accept", "drop", "return", "continue", "masquerade",
+                          "notrack", "log", "limit", "dnat", "snat", "redirect", "mangle", "reject",
+                          "set", "queue", "quota"})
+
+
+def _targets_into(obj: object, out: list[str]) -> None:
+    if isinstance(obj, dict):
+        for kind in ("jump", "goto"):
+            body = obj.get(kind)
+            if isinstance(body, dict) and isinstance(body.get("target"), str):
+                out.append(body["target"])
+        for value in obj.values():
+            if isinstance(value, (dict, list)):
+                _targets_into(value, out)
+    elif isinstance(obj, list):
+        for item in obj:
+            if isinstance(item, (dict, list)):
+                _targets_into(item, out)
+
+
+def numgen_problem(rule: NftRule) -> str | None:
+    """``numgen random mod N vmap`` (or, v1.36+, ``dnat ip to numgen random mod N map``) whose
+    entries are not exactly 0..N-1: what is wrong; None when it is not such a rule or is right."""
+    expr = rule.expr
+    if not any("vmap" in stmt or "dnat" in stmt for stmt in expr):
+        return None
+    for stmt in expr:
+        vmap = stmt.get("vmap")
+        key = vmap.get("key") if isinstance(vmap, dict) else None
+        if isinstance(vmap, dict) and isinstance(key, dict) and "numgen" in key:
+            mod = int(key["numgen"].get("mod") or 0)
+            data = vmap.get("data")
+            keys = [item[0] for item in (data.get("set") if isinstance(data, dict) else None) or []
+                    if isinstance(item, list) and len(item) == 2]
+            return numgen_text(mod, keys, "vmap")
+    dnat = _dnat_of(expr)
+    addr = dnat.get("addr") if dnat is not None else None
+    mapping = addr.get("map") if isinstance(addr, dict) else None
+    key = mapping.get("key") if isinstance(mapping, dict) else None
+    if isinstance(key, dict) and "numgen" in key and dnat.get("port") is None:  # type: ignore[union-attr]
+        # dnat ip to numgen random mod N map { ... } (as dnat_numgen_map reads it)
+        data = mapping.get("data")  # type: ignore[union-attr]
+        items = data.get("set") if isinstance(data, dict) else None
+        keys = [item[0] for item in items or [] if isinstance(item, list) and len(item) == 2]
+        return numgen_text(int(key["numgen"].get("mod") or 0), keys, "map")
+    return None
+
+
+def _dnat_of(expr: list[dict]) -> dict | None:
+    for stmt in expr:
+        body = stmt.get("dnat")
+        if isinstance(body, dict):
+            return body
+    return None
+
+
+def numgen_text(mod: int, keys: list, kind: str) -> str | None:
+    """What is wrong with numgen entries ``keys`` for ``mod`` (None: exactly 0..mod-1)."""
+    if sorted(keys) == list(range(mod)):
+        return None
+    valid = {k for k in keys if isinstance(k, int) and 0 <= k < mod}
+    lost = mod - len(valid)
+    text = f"numgen random mod {mod} but the {kind} has {len(keys)} entries ({', '.join(map(str, keys))})"
+    if lost > 0:
+        text += (f": {lost} in {mod} new connections match no entry and fall through without DNAT "
+                 "(rejected as traffic to an unused ClusterIP port)")
+    unreachable = [k for k in keys if k not in valid]
+    if unreachable:
+        text += f"; entries {', '.join(map(str, unreachable))} can never be picked (endpoints unused)"
+    return text
