@@ -186,11 +186,12 @@ def _load_collector(name: str):
 
 
 def collect_node(netns: str | None = None, with_conntrack: bool = False,
-                 node_name: str | None = None) -> NodeSnapshot:
-    """Read this node's kube-proxy state (read-only) into a NodeSnapshot."""
+                 node_name: str | None = None, parse: bool = True) -> NodeSnapshot:
+    """Read this node's kube-proxy state (read-only) into a NodeSnapshot. ``parse``: also hand
+    the snapshot what collectors parsed while reading (False when only the files are wanted)."""
     if netns and not os.path.exists(f"/run/netns/{netns}"):
         raise SourceUnavailable(f"network namespace {netns!r} does not exist (ip netns list)")
-    ctx = CollectContext(netns=netns)
+    ctx = CollectContext(netns=netns, parse=parse)
     ran: list[str] = []
     for name in COLLECTOR_MODULES:
         if name in OPTIONAL_MODULES and not with_conntrack:
