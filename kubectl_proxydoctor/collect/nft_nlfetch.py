@@ -24,6 +24,9 @@ from kubectl_proxydoctor.collect import nft_netlink as nl
 
 # requests in flight ahead of the one being decoded: bounds the raw answers held at once
 WINDOW = 512
+# requests a worker answers in one go (a dump of a small chain or set takes tens of microseconds:
+# handing each to a thread of its own would cost more than the dump)
+CHUNK = 32
 
 
 def default_workers() -> int:
@@ -55,22 +58,28 @@ class Fetcher:
             self._local.sock = sock
         return sock
 
-    def _dump(self, request: bytes) -> list[bytes]:
-        return nl.dump_on(self._socket(), request)
+    def _dump_all(self, requests: list[bytes]) -> list[list[bytes]]:
+        sock = self._socket()
+        return [nl.dump_on(sock, request) for request in requests]
 
     def dumps(self, requests: Iterable[bytes]) -> Iterator[list[bytes]]:
         """Each request's message bodies (after nlmsghdr), in the order of ``requests``; at most
         WINDOW requests are in flight ahead of the one yielded. A failed dump raises here (the
         requests still in flight are waited for, not left running)."""
-        pending: deque[Future[list[bytes]]] = deque()
-        todo = iter(requests)
+        pending: deque[Future[list[list[bytes]]]] = deque()
+        chunk: list[bytes] = []
         try:
-            for request in todo:
-                pending.append(self._pool.submit(self._dump, request))
-                if len(pending) >= WINDOW:
-                    yield pending.popleft().result()
+            for request in requests:
+                chunk.append(request)
+                if len(chunk) == CHUNK:
+                    pending.append(self._pool.submit(self._dump_all, chunk))
+                    chunk = []
+                    if len(pending) * CHUNK >= WINDOW:
+                        yield from pending.popleft().result()
+            if chunk:
+                pending.append(self._pool.submit(self._dump_all, chunk))
             while pending:
-                yield pending.popleft().result()
+                yield from pending.popleft().result()
         finally:
             for job in pending:
                 job.cancel()
