@@ -5,8 +5,9 @@ Why: each set element dump makes the kernel find the set by walking the table's 
 number of sets: at 10k services in the newest layout (15,800 sets, one anonymous map per service)
 that is about 10 s of kernel time, the largest part of the read. nft pays it too. A dump's kernel
 work runs inside the ``send``/``recv`` system calls, without the GIL, and a socket takes one dump
-at a time (a second gets ``EBUSY``), so a few worker threads, each with a socket of its own, keep
-the kernel busy on the other core while this thread decodes what has arrived.
+at a time (a second gets ``EBUSY``), so a few worker threads, each with a socket of its own, have
+the kernel walk on every core at once, in rounds, while this thread waits; it decodes a round
+once it has arrived.
 
 Only what ``nft_netlink.read_only_request`` builds is sent (``GET`` dumps).
 """
@@ -16,17 +17,17 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 from kubectl_proxydoctor.collect import nft_netlink as nl
 
-# requests in flight ahead of the one being decoded: bounds the raw answers held at once
-WINDOW = 512
-# requests a worker answers in one go (a dump of a small chain or set takes tens of microseconds:
-# handing each to a thread of its own would cost more than the dump)
-CHUNK = 32
+# requests answered per round: bounds the raw answers held at once (a few MB)
+WINDOW = 4096
+# parts a round is split into per worker (the kernel's cost per set grows with its place in the
+# table's set list: small parts even the workers out)
+PARTS_PER_WORKER = 8
 
 
 def default_workers() -> int:
@@ -43,8 +44,8 @@ class Fetcher:
 
     def __init__(self, netns: str | None = None, workers: int | None = None) -> None:
         self.netns = netns
-        self._pool = ThreadPoolExecutor(max_workers=workers or default_workers(),
-                                        thread_name_prefix="nft-dump")
+        self._workers = workers or default_workers()
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="nft-dump")
         self._local = threading.local()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -63,29 +64,17 @@ class Fetcher:
         return [nl.dump_on(sock, request) for request in requests]
 
     def dumps(self, requests: Iterable[bytes]) -> Iterator[list[bytes]]:
-        """Each request's message bodies (after nlmsghdr), in the order of ``requests``; at most
-        WINDOW requests are in flight ahead of the one yielded. A failed dump raises here (the
-        requests still in flight are waited for, not left running)."""
-        pending: deque[Future[list[list[bytes]]]] = deque()
-        chunk: list[bytes] = []
-        try:
-            for request in requests:
-                chunk.append(request)
-                if len(chunk) == CHUNK:
-                    pending.append(self._pool.submit(self._dump_all, chunk))
-                    chunk = []
-                    if len(pending) * CHUNK >= WINDOW:
-                        yield from pending.popleft().result()
-            if chunk:
-                pending.append(self._pool.submit(self._dump_all, chunk))
-            while pending:
-                yield from pending.popleft().result()
-        finally:
-            for job in pending:
-                job.cancel()
-            for job in pending:
-                if not job.cancelled():
-                    job.exception()  # wait: its socket may still be mid-dump
+        """Each request's message bodies (after nlmsghdr), in the order of ``requests``. They are
+        answered in rounds of WINDOW requests, the workers dumping while this thread waits (and
+        holds no GIL), then decoding the round: a thread decoding while the workers dump would
+        hold the GIL they need after each system call, and they would wait for it most of the
+        time (the convoy effect: measured slower than one socket). A failed dump raises here."""
+        todo = iter(requests)
+        while batch := list(islice(todo, WINDOW)):
+            size = max(1, -(-len(batch) // (self._workers * PARTS_PER_WORKER)))
+            parts = [batch[i:i + size] for i in range(0, len(batch), size)]
+            for answers in self._pool.map(self._dump_all, parts):
+                yield from answers
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
