@@ -55,7 +55,8 @@ def collect(
         snapshot = collect_remote_node(node, kubeconfig=kubeconfig, context=context, image=image,
                                        with_conntrack=conntrack)
     else:
-        snapshot = collect_node(netns=netns, with_conntrack=conntrack, node_name=node_name)
+        # only the files are written: nothing here interprets what the collectors read
+        snapshot = collect_node(netns=netns, with_conntrack=conntrack, node_name=node_name, parse=False)
     if redact:
         from kubectl_proxydoctor.redact import redact_snapshot
 

@@ -22,6 +22,9 @@ class CollectContext:
     meta: dict = field(default_factory=dict)  # extra facts merged into meta.json (e.g. HTTP status)
     # what a collector parsed while reading (key -> (input files, value)): see NodeSnapshot.seed
     seeds: dict[str, tuple[tuple[str, ...], object]] = field(default_factory=dict)
+    # whether collectors parse what they read for the seeds (False: only the files are wanted,
+    # as by `collect`, which writes them and interprets nothing)
+    parse: bool = True
 
     def ok(self, source: str, filename: str | None = None, text: str | None = None) -> None:
         if filename is not None and text is not None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from kubectl_proxydoctor.collect import nft_netlink as nl
 from kubectl_proxydoctor.collect.nft_nlexpr import RuleDecoder
+from kubectl_proxydoctor.collect.nft_nlfetch import Fetcher
 from kubectl_proxydoctor.collect.nft_nlvalues import (
     INTEGER,
     IPV4,
@@ -37,6 +39,7 @@ from kubectl_proxydoctor.collect.nft_nlvalues import (
 )
 
 Json = Any
+T = TypeVar("T")
 FAMILY_NUMBERS = {"ip": 2, "ip6": 10}
 HOOKS = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
 SET_ANONYMOUS, SET_CONSTANT, SET_INTERVAL, SET_MAP, SET_TIMEOUT, SET_EVAL = 1, 2, 4, 8, 0x10, 0x20
@@ -58,50 +61,71 @@ def read_table(family: str, name: str, netns: str | None = None) -> list[Json] |
     None when there is no such table. ``Undecoded``: something nft would show that this reader
     does not decode; ``nl.NetlinkError``: the kernel refused (EPERM without CAP_NET_ADMIN) or the
     ruleset kept changing."""
+    return read_table_with(family, name, list, netns)
+
+
+def read_table_with(family: str, name: str, consume: Callable[[Iterator[Json]], T],
+                    netns: str | None = None) -> T | None:
+    """``consume(items)`` of a consistent read of table ``family name`` (see ``read_table``): the
+    items come one at a time as they are decoded, so a consumer that turns each into text holds
+    no table of items. A read the ruleset changed under is consumed again from the start."""
     if family not in FAMILY_NUMBERS:
         raise Undecoded(f"family {family}")
-    with nl.open_socket(netns) as sock:
+    with nl.open_socket(netns) as sock, Fetcher(netns) as fetcher:
         for _ in range(ATTEMPTS):
             before = nl.generation(sock)
-            items = _read(sock, FAMILY_NUMBERS[family], family, name)
+            items = _read(sock, fetcher, FAMILY_NUMBERS[family], family, name)
+            result = None if items is None else consume(items)
             if nl.generation(sock) == before:
-                return items
+                return result
     raise nl.NetlinkError(11, "nftables kept changing while it was read")
 
 
-def _dump(sock: socket.socket, msg: int, family: int, *attributes: tuple[int, str]) -> list[dict[int, bytes]]:
+def _request(msg: int, family: int, *attributes: tuple[int, str]) -> bytes:
     extra = b"".join(nl.attribute(kind, value.encode() + b"\0") for kind, value in attributes)
-    return [attrs(body, 4) for body in nl.dump_on(sock, nl.read_only_request(msg, family, 1, extra))]
+    return nl.read_only_request(msg, family, 1, extra)
 
 
-def _read(sock: socket.socket, fam: int, family: str, name: str) -> list[Json] | None:
+def _dump(sock: socket.socket, msg: int, family: int, *attributes: tuple[int, str]) -> list[dict[int, bytes]]:
+    return [attrs(body, 4) for body in nl.dump_on(sock, _request(msg, family, *attributes))]
+
+
+def _read(sock: socket.socket, fetcher: Fetcher, fam: int, family: str, name: str) -> Iterator[Json] | None:
+    """The table's items as they are decoded, or None when there is no such table."""
     tables = [t for t in _dump(sock, nl.NFT_MSG_GETTABLE, fam) if cstr(t.get(1, b"")) == name]
     if not tables:
         return None
-    table = tables[0]
+    return _items(sock, fetcher, fam, family, name, tables[0])
+
+
+def _items(sock: socket.socket, fetcher: Fetcher, fam: int, family: str, name: str,
+           table: dict[int, bytes]) -> Iterator[Json]:
     only(table, {1, 2, 3, 4, 5, 6, 7}, "table")
     if be32(table.get(2, b"\0\0\0\0")) != 0:
         raise Undecoded("table flags")
     for msg, what in ((nl.NFT_MSG_GETOBJ, "stateful objects"), (nl.NFT_MSG_GETFLOWTABLE, "flowtables")):
         if any(cstr(o.get(1, b"")) == name for o in _dump(sock, msg, fam, (1, name))):
             raise Undecoded(f"table holds {what}")
-    items: list[Json] = [{"table": {"family": family, "name": name, "handle": be64(table[4])}}]
+    yield {"table": {"family": family, "name": name, "handle": be64(table[4])}}
     sets: dict[str, SetInfo] = {}
-    for s in _dump(sock, nl.NFT_MSG_GETSET, fam, (1, name)):
-        if cstr(s[1]) != name:
-            continue
-        info, item = _set(s, family, name, sock, fam)
+    found = [s for s in _dump(sock, nl.NFT_MSG_GETSET, fam, (1, name)) if cstr(s[1]) == name]
+    # every set's elements are asked for at once, on the fetcher's sockets (nft_nlfetch)
+    elements = fetcher.dumps(_request(nl.NFT_MSG_GETSETELEM, fam, (1, name), (2, cstr(s[2])))
+                             for s in found)
+    for s, bodies in zip(found, elements, strict=True):
+        info, item = _set(s, family, name, bodies)
         sets[info.name] = info
         if item is not None:
-            items.append(item)
+            yield item
     chains = [c for c in _dump(sock, nl.NFT_MSG_GETCHAIN, fam, (1, name)) if cstr(c[1]) == name]
-    items += [_chain(c, family, name) for c in chains]
-    decoder = RuleDecoder(family, sets)
     for c in chains:
-        chain = cstr(c[3])
-        for r in _dump(sock, nl.NFT_MSG_GETRULE, fam, (1, name), (2, chain)):
-            items.append(_rule(r, family, name, chain, decoder))
-    return items
+        yield _chain(c, family, name)
+    decoder = RuleDecoder(family, sets)
+    names = [cstr(c[3]) for c in chains]
+    rules = fetcher.dumps(_request(nl.NFT_MSG_GETRULE, fam, (1, name), (2, chain)) for chain in names)
+    for chain, bodies in zip(names, rules, strict=True):
+        for body in bodies:
+            yield _rule(attrs(body, 4), family, name, chain, decoder)
 
 
 def _chain(c: dict[int, bytes], family: str, table: str) -> Json:
@@ -149,7 +173,9 @@ def _kinds(type_id: int, size: int, order: bytes | None) -> list[Kind]:
     return kinds
 
 
-def _set(s: dict[int, bytes], family: str, table: str, sock: socket.socket, fam: int) -> tuple[SetInfo, Json]:
+def _set(s: dict[int, bytes], family: str, table: str, bodies: list[bytes]) -> tuple[SetInfo, Json]:
+    """A set or map (its item, None for an anonymous one) and what rules need of it, from its
+    GETSET attributes and the bodies of its element dump."""
     # 19, 20: the backend type and element count (newer kernels; nft does not print them)
     only(s, {1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 13, 14, 16, 19, 20}, "set")
     name = cstr(s[2])
@@ -177,9 +203,9 @@ def _set(s: dict[int, bytes], family: str, table: str, sock: socket.socket, fam:
     if flags & SET_INTERVAL:
         if 11 in s or data is not None or key not in ([IPV4], [IPV6]):
             raise Undecoded(f"interval set {name}")
-        info.elements = _intervals(sock, fam, table, info)
+        info.elements = _intervals(bodies, info)
         return info, None
-    elements = _elements(sock, fam, table, info)
+    elements = _elements(bodies, info)
     if info.anonymous:
         if not flags & SET_CONSTANT or 11 in s:
             raise Undecoded(f"anonymous set {name}")
@@ -221,20 +247,24 @@ def _type_json(kinds: list[Kind]) -> Json:
     return names[0] if len(names) == 1 else names
 
 
-def _elements(sock: socket.socket, fam: int, table: str, info: SetInfo) -> list[Json]:
+def _elements(bodies: list[bytes], info: SetInfo) -> list[Json]:
     out: list[Json] = []
-    for msg in _dump(sock, nl.NFT_MSG_GETSETELEM, fam, (1, table), (2, info.name)):
+    for msg in map(_body_attrs, bodies):
         only(msg, {1, 2, 3, 4}, "element list")
         for raw in attr_list(msg.get(3, b"")):
             out.append(_element(attrs(raw), info))
     return out
 
 
-def _intervals(sock: socket.socket, fam: int, table: str, info: SetInfo) -> list[Json]:
+def _body_attrs(body: bytes) -> dict[int, bytes]:
+    return attrs(body, 4)  # after nfgenmsg
+
+
+def _intervals(bodies: list[bytes], info: SetInfo) -> list[Json]:
     """An anonymous interval set of addresses as nft prints it: ascending; a single address, a
     prefix, or a range (the kernel keeps each as a start and an exclusive end element)."""
     bounds: list[tuple[int, int]] = []  # (key, 1 for an end)
-    for msg in _dump(sock, nl.NFT_MSG_GETSETELEM, fam, (1, table), (2, info.name)):
+    for msg in map(_body_attrs, bodies):
         only(msg, {1, 2, 3, 4}, "element list")
         for raw in attr_list(msg.get(3, b"")):
             e = attrs(raw)

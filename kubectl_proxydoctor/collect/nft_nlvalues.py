@@ -194,6 +194,11 @@ def verdict(nested: bytes) -> Json:
 
 
 def data_value(nested: bytes) -> bytes:
+    """NFTA_DATA_VALUE's payload: the one attribute of ``nested`` (Undecoded if it holds more)."""
+    if len(nested) >= 4:  # the usual case, read without building a table of attributes
+        length, kind = _NLA.unpack_from(nested, 0)
+        if kind & 0x3FFF == 1 and length >= 4 and (length + 3) & ~3 >= len(nested):
+            return nested[4:length]
     a = attrs(nested)
     if set(a) != {1}:
         raise Undecoded("data that is not a plain value")

@@ -32,15 +32,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kubectl_proxydoctor.collect import CollectContext
 from kubectl_proxydoctor.collect.libnftables import read_only
 from kubectl_proxydoctor.collect.nft_netlink import NetlinkError
-from kubectl_proxydoctor.collect.nft_nlread import read_table
-from kubectl_proxydoctor.collect.nft_nlvalues import Undecoded
+from kubectl_proxydoctor.collect.nft_nlread import read_table_with
+from kubectl_proxydoctor.collect.nft_nlvalues import Json, Undecoded
 from kubectl_proxydoctor.collect.nft_watch import Watch
 from kubectl_proxydoctor.collect.pipes import pump
 from kubectl_proxydoctor.errors import ParseError
@@ -77,7 +77,8 @@ def collect(ctx: CollectContext) -> None:
     try:
         runner = _runner(ctx.netns)
         # the netlink reader reads the kernel the runner would list (not a runner's stand-in)
-        reader = NetlinkReader(ctx.netns) if getattr(runner, "kernel", False) and has_net_admin() else None
+        reader = (NetlinkReader(ctx.netns, parse=ctx.parse)
+                  if getattr(runner, "kernel", False) and has_net_admin() else None)
         doc, ruleset = read_tables(runner, alongside(runner, ctx.netns), netlink=reader)
     except _Unavailable as e:
         ctx.unavailable(SOURCE, str(e))
@@ -162,10 +163,12 @@ NETLINK_META = {"metainfo": {"json_schema_version": 1, "reader": "proxydoctor ne
 
 
 class NetlinkReader:
-    """kube-proxy's tables read over netlink (nft_nlread) in ``netns``; what fell back and why."""
+    """kube-proxy's tables read over netlink (nft_nlread) in ``netns``; what fell back and why.
+    ``parse``: also build each table's ruleset (for a caller that interprets it in this process)."""
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, parse: bool = True) -> None:
         self.netns = netns
+        self.parse = parse
         self.read: list[str] = []
         self.fallbacks: list[str] = []
 
@@ -174,19 +177,19 @@ class NetlinkReader:
         (the reason is kept in ``fallbacks``)."""
         family, name = table
         try:
-            items = read_table(family, name, self.netns)
+            listing = read_table_with(family, name, lambda items: DecodedListing(
+                f"list table {family} {name}", items, on_chain_done if self.parse else None, self.parse),
+                self.netns)
         except (Undecoded, NetlinkError) as e:
             self.fallbacks.append(f"table {family} {name} listed with nft: the netlink reader "
                                   f"{'does not decode' if isinstance(e, Undecoded) else 'failed:'} {e}")
             return False
-        if items is None:
-            return None
-        try:
-            listing = DecodedListing(f"list table {family} {name}", [NETLINK_META, *items], on_chain_done)
         except ParseError as e:
             self.fallbacks.append(f"table {family} {name} listed with nft: its netlink items did not "
                                   f"parse: {e}")
             return False
+        if listing is None:
+            return None
         self.read.append(f"{family} {name}")
         return listing
 
@@ -195,16 +198,22 @@ class NetlinkReader:
 
 
 class DecodedListing(Listing):
-    """A table read over netlink: its text made from the decoded items (nft's compact JSON
-    layout), its ruleset built from the items themselves (no JSON decode)."""
+    """A table read over netlink: its text made from the decoded items as they come (nft's
+    compact JSON layout, item by item: no table of items is held), and (``parse``) its ruleset
+    built from the items themselves (no JSON decode)."""
 
-    def __init__(self, cmd: str, items: list, on_chain_done: ChainHook | None) -> None:
+    def __init__(self, cmd: str, items: Iterator[Json], on_chain_done: ChainHook | None,
+                 parse: bool = True) -> None:
         super().__init__(cmd)
-        builder = RulesetBuilder(FILENAME, on_chain_done=on_chain_done)
+        builder = RulesetBuilder(FILENAME, on_chain_done=on_chain_done) if parse else None
+        encode = json.JSONEncoder().encode  # as json.dumps with its defaults
+        parts = [encode(NETLINK_META)]
         for item in items:
-            builder.add(item)
-        self._decoded = builder.finish()
-        self.feed(json.dumps({"nftables": items}))
+            if builder is not None:
+                builder.add(item)
+            parts.append(encode(item))
+        self._decoded = builder.finish() if builder is not None else None
+        self.feed('{"nftables": [' + ", ".join(parts) + "]}")
 
     def ruleset(self) -> NftRuleset | None:
         return self._decoded

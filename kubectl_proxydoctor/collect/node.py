@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -185,24 +186,51 @@ def _load_collector(name: str):
         raise
 
 
+def _run_collector(module, ctx: CollectContext) -> tuple[CollectContext, Exception | None]:
+    """One collector into its own context: the context, and the exception it failed with."""
+    try:
+        module.collect(ctx)
+    except Exception as e:  # noqa: BLE001 - recorded by the caller as the source's reason
+        return ctx, e
+    return ctx, None
+
+
+def _merge(into: CollectContext, part: CollectContext) -> None:
+    into.files.update(part.files)
+    for source, status in part.sources.items():
+        into.sources[source] = status
+        if source not in part.states:
+            into.states.pop(source, None)
+    into.states.update(part.states)
+    into.meta.update(part.meta)
+    into.seeds.update(part.seeds)
+
+
 def collect_node(netns: str | None = None, with_conntrack: bool = False,
-                 node_name: str | None = None) -> NodeSnapshot:
-    """Read this node's kube-proxy state (read-only) into a NodeSnapshot."""
+                 node_name: str | None = None, parse: bool = True) -> NodeSnapshot:
+    """Read this node's kube-proxy state (read-only) into a NodeSnapshot. ``parse``: also hand
+    the snapshot what collectors parsed while reading (False when only the files are wanted)."""
     if netns and not os.path.exists(f"/run/netns/{netns}"):
         raise SourceUnavailable(f"network namespace {netns!r} does not exist (ip netns list)")
-    ctx = CollectContext(netns=netns)
-    ran: list[str] = []
+    ctx = CollectContext(netns=netns, parse=parse)
+    modules = []
     for name in COLLECTOR_MODULES:
         if name in OPTIONAL_MODULES and not with_conntrack:
             continue
         module = _load_collector(name)
-        if module is None or not hasattr(module, "collect"):
-            continue
-        try:
-            module.collect(ctx)
-        except Exception as e:  # a collector bug must not hide what the others read
-            ctx.unavailable(name, f"collector failed: {type(e).__name__}: {e}")
-        ran.append(name)
+        if module is not None and hasattr(module, "collect"):
+            modules.append((name, module))
+    ran = [name for name, _ in modules]
+    # the collectors are independent: they run at once (most wait on a tool or the kernel), each
+    # into a context of its own, merged in COLLECTOR_MODULES order as if they had run in turn
+    with ThreadPoolExecutor(max_workers=max(1, len(modules)), thread_name_prefix="collector") as pool:
+        jobs = [(name, pool.submit(_run_collector, module, CollectContext(netns=netns, parse=parse)))
+                for name, module in modules]
+        for name, job in jobs:
+            part, failure = job.result()
+            _merge(ctx, part)
+            if failure is not None:  # a collector bug must not hide what the others read
+                ctx.unavailable(name, f"collector failed: {type(failure).__name__}: {failure}")
     meta = {
         "node": node_name or socket.gethostname(),
         "captured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
