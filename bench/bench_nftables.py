@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_check import compile_bytecode  # noqa: E402
 from bench.gen_nftables import LAYOUTS, nft_script  # noqa: E402
 from bench.generate import GenCluster, api_list, generate_cluster, ip_addr_json, ready  # noqa: E402
 
@@ -170,6 +171,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_nftables: needs root (network namespaces, nft -f); skipped")
         return 0
+    compile_bytecode()  # as an installed tool has it (this environment sets PYTHONDONTWRITEBYTECODE)
     print(f"nftables (issue 19): collect + check --from vs `nft -j list ruleset`, best of {args.repeat}, "
           "side by side in one run")
     print(f"{'services':>8} {'layout':>6} {'load':>6} | {'listing':>15} | {'collect':>15} | "
