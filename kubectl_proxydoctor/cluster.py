@@ -72,7 +72,10 @@ def _compile(node: Trie) -> Check:
 
         return check_list
     leaves = tuple(step for step, (sub, _end) in node.items() if not sub)  # must be an object
-    inner = tuple((step, end, _compile(sub)) for step, (sub, end) in node.items() if sub)
+    # must be a list whose elements are not looked into (e.g. an endpoint's addresses): no call
+    lists = tuple(step for step, (sub, end) in node.items() if not end and _plain_list(sub))
+    inner = tuple((step, end, _compile(sub)) for step, (sub, end) in node.items()
+                  if sub and step not in lists)
 
     def check_object(value: object) -> bool:
         if value is None:
@@ -84,6 +87,10 @@ def _compile(node: Trie) -> Check:
             child = get(step)
             if child is not None and not isinstance(child, dict):
                 return False
+        for step in lists:
+            child = get(step)
+            if child is not None and not isinstance(child, list):
+                return False
         for step, end, sub in inner:
             child = get(step)
             if child is not None and ((end and not isinstance(child, dict)) or not sub(child)):
@@ -91,6 +98,11 @@ def _compile(node: Trie) -> Check:
         return True
 
     return check_object
+
+
+def _plain_list(node: Trie) -> bool:
+    """Whether the node is one list step with nothing looked at inside the elements."""
+    return len(node) == 1 and any(step in node and not node[step][0] for step in ("[]", "list"))
 
 
 _CHECKS: dict[str, Check] = {kind: _compile(trie) for kind, trie in _TRIES.items()}
