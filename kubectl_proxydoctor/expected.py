@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.errors import ParseError
@@ -70,19 +71,16 @@ class ApiEndpoint:
 
     ip: str
     port: int
-    node: str | None = None
-    zone: str | None = None
-    ready: bool = True
-    serving: bool = True
-    terminating: bool = False
-    is_local: bool = False
-    zone_hints: frozenset[str] = frozenset()
-    node_hints: frozenset[str] = frozenset()
-    slice: str = ""
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return Endpoint(self.ip, self.port)
+    node: str | None
+    zone: str | None
+    ready: bool
+    serving: bool
+    terminating: bool
+    is_local: bool
+    zone_hints: frozenset[str]
+    node_hints: frozenset[str]
+    slice: str
+    endpoint: Endpoint  # Endpoint(ip, port): made once, shared by the policies' sets
 
     @property
     def conditions(self) -> str:
@@ -366,10 +364,14 @@ def endpoints_by_port(
             continue
         for ip, local, rest in _slice_endpoints(slice_obj, node_name, family):
             for bucket, number in ports:
-                key = (ip, number)
+                key = _endpoint((ip, number))
                 if local or key not in bucket:
-                    bucket[key] = ApiEndpoint(ip, number, *rest)
-    return {k: [e for _, e in sorted(v.items())] for k, v in merged.items()}
+                    bucket[key] = ApiEndpoint(ip, number, *rest, key)
+    # sorted as (ip, port) strings-first tuples: the plain tuple order, not Endpoint's numeric one
+    return {k: [v[e] for e in sorted(v, key=tuple)] for k, v in merged.items()}
+
+
+_endpoint = partial(tuple.__new__, Endpoint)  # Endpoint((ip, port)) without a Python-level call
 
 
 # -- topology.go --------------------------------------------------------------------------------
@@ -414,7 +416,7 @@ def categorize(
         cluster = [e for e in eps if e.ready and (not mode or _available(e, mode, node, zone))]
         if not cluster:
             cluster = [e for e in eps if e.serving and e.terminating]
-        port.cluster_endpoints = [Endpoint(e.ip, e.port) for e in cluster]
+        port.cluster_endpoints = [e.endpoint for e in cluster]
         port.has_any_endpoints = bool(cluster)
     if not port.uses_local_endpoints:
         return
@@ -423,11 +425,9 @@ def categorize(
     if any(e.ready or (e.serving and e.terminating) for e in eps):
         port.has_any_endpoints = True
     if local_ready:
-        port.local_endpoints = [Endpoint(e.ip, e.port) for e in eps if e.is_local and e.ready]
+        port.local_endpoints = [e.endpoint for e in eps if e.is_local and e.ready]
     elif local_terminating:
-        port.local_endpoints = [
-            Endpoint(e.ip, e.port) for e in eps if e.is_local and e.serving and e.terminating
-        ]
+        port.local_endpoints = [e.endpoint for e in eps if e.is_local and e.serving and e.terminating]
 
 
 # -- the node -----------------------------------------------------------------------------------
