@@ -299,11 +299,16 @@ def _hint_names(value: object) -> frozenset[str]:
 _NO_HINTS: frozenset[str] = frozenset()
 
 
-def _slice_endpoints(slice_obj: dict, node_name: str | None, family: int) -> list[tuple[str, bool, tuple]]:
+# the ApiEndpoint fields between the port and the endpoint: node, zone, ready, serving, terminating,
+# is_local, zone hints, node hints, slice
+_Fields = tuple[str | None, str | None, bool, bool, bool, bool, frozenset[str], frozenset[str], str]
+
+
+def _slice_endpoints(slice_obj: dict, node_name: str | None, family: int) -> list[tuple[str, bool, _Fields]]:
     """The endpoints of one slice in ``family``: (ip, is local, the other ApiEndpoint fields after
     the port), read in one pass (a big node's slices hold 100k endpoints)."""
     name = _str(slice_obj, "metadata", "name")
-    out = []
+    out: list[tuple[str, bool, _Fields]] = []
     append = out.append
     v6 = family == 6
     for ep in _list(slice_obj.get("endpoints")):
