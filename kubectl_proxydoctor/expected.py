@@ -94,7 +94,7 @@ class ApiEndpoint:
         return ", ".join(parts)
 
 
-@dataclass
+@dataclass(slots=True)  # one per service port (10k+)
 class ExpectedFrontend:
     """An address this node should accept for a service port, and the policy it applies."""
 
@@ -112,7 +112,7 @@ class ExpectedFrontend:
         return str(Endpoint(self.ip or "", self.port))
 
 
-@dataclass
+@dataclass(slots=True)  # one per service port (10k+)
 class ExpectedPort:
     """What kube-proxy should program for one service port in one IP family."""
 
