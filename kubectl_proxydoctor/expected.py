@@ -518,7 +518,7 @@ def _service_fields(service: dict, spec: dict, family: int) -> dict:
     ext_local = external_policy_local(service)
     lb_ips = [
         ip
-        for ing in _list((service.get("status") or {}).get("loadBalancer", {}).get("ingress"))
+        for ing in _list(((service.get("status") or {}).get("loadBalancer") or {}).get("ingress"))
         if isinstance(ing, dict) and _is_vip_mode(ing)
         for ip in [canonical_ip(ing.get("ip"))]
         if ip and ip_family(ip) == family
