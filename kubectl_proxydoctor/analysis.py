@@ -91,10 +91,6 @@ def _dedupe(findings: list[Finding], secondary: list[Finding]) -> list[Finding]:
     ]
 
 
-def _name_key(name: ServicePortName) -> tuple[str, str, str, str]:
-    return (name.namespace, name.name, name.port, name.protocol)
-
-
 def _statuses(report: NodeReport, expected, primary: list[ProgrammedView],
               namespace: str | None = None) -> list[ServiceStatus]:
     """Every service port's status (only ``namespace``'s when given: the others are not shown)."""
@@ -119,22 +115,24 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView],
     # rules not understood: the port is not compared (unknown)
     not_understood = {(f.service, f.port, f.protocol) for f in report.findings if f.code == UNKNOWN_LAYOUT}
     out = []
-    for name in sorted(set(programmed) | set(wanted), key=_name_key):
+    for name in sorted(set(programmed) | set(wanted)):  # a name is its (ns, name, port, protocol) tuple
         exp, prog = wanted.get(name, []), programmed.get(name, [])
+        key = (name.service, name.port, name.protocol)
         if exp and not prog:
             status = "not-programmed"
         elif prog and not exp:
             status = "not-expected"
-        elif (name.service, name.port, name.protocol) in not_understood:
+        elif key in not_understood:
             status = "unknown"  # its rules were not compared: what else is said of them is unsure too
-        elif (name.service, name.port, name.protocol) in drifting:
+        elif key in drifting:
             status = "drift"
         else:
             status = "ok"
         fronts = [f.address for p in exp for f in p.frontends] or [
             f.address for p in prog for f in p.frontends
         ]
-        wanted_set = {e for p in exp for e in p.reachable_endpoints}
+        wanted_set = set(exp[0].reachable_endpoints) if len(exp) == 1 else {
+            e for p in exp for e in p.reachable_endpoints}
         programmed_set = {t.endpoint for p in prog for f in p.frontends for t in f.targets if t.weight != 0}
         wanted_eps = _in_order(wanted_set)
         # the common case, a port as the API wants it: one sort for both lists
@@ -153,7 +151,9 @@ def _statuses(report: NodeReport, expected, primary: list[ProgrammedView],
 
 
 def _in_order(endpoints: set[Endpoint]) -> list[str]:
-    return [str(e) for e in sorted(endpoints, key=Endpoint.sort_key)]
+    """The endpoints in numeric order, as ``str(Endpoint)`` spells them (formatted here: 100k+)."""
+    ordered = sorted(endpoints, key=Endpoint.sort_key)
+    return [f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip, port in ordered]
 
 
 

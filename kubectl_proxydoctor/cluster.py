@@ -7,6 +7,7 @@ client via ``ApiClient.sanitize_for_serialization``), so live and offline reads 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -48,36 +49,69 @@ def _trie(paths: tuple[tuple[str, ...], ...]) -> Trie:
 _TRIES: dict[str, Trie] = {kind: _trie(_SHAPES["*"] + _SHAPES.get(kind, ())) for kind in _SHAPES}
 
 
-def _fits(value: object, node: Trie) -> bool:
-    """Whether ``value`` has every shape of the trie: what _walk accepts, in one pass over each list
-    (a big node's slices hold 100k endpoints) and without naming where until something is wrong."""
-    if value is None:
-        return True
-    for step, (sub, end) in node.items():
-        if step in ("[]", "list"):
+Check = Callable[[object], bool]
+
+
+def _compile(node: Trie) -> Check:
+    """One function accepting what _walk accepts below a trie node: the steps are looked at once,
+    here, so the check of a big node's objects (100k endpoints) runs no recursion per step, and
+    names nothing until something is wrong (_walk then says where)."""
+    if "[]" in node or "list" in node:
+        ((step, (sub, _end)),) = node.items()  # a list step is the only step of its node
+        each = _compile(sub) if step == "[]" and sub else None
+        if each is None:
+            return lambda value: value is None or isinstance(value, list)
+
+        def check_list(value: object) -> bool:
+            if value is None:
+                return True
             if not isinstance(value, list):
                 return False
-            if step == "[]" and sub:
-                for element in value:
-                    if isinstance(element, dict) and not _fits(element, sub):
-                        return False
-            continue
+            # elements that are not objects are skipped, as the readers do
+            return all(each(e) for e in value if isinstance(e, dict))
+
+        return check_list
+    leaves = tuple(step for step, (sub, _end) in node.items() if not sub)  # must be an object
+    # must be a list whose elements are not looked into (e.g. an endpoint's addresses): no call
+    lists = tuple(step for step, (sub, end) in node.items() if not end and _plain_list(sub))
+    inner = tuple((step, end, _compile(sub)) for step, (sub, end) in node.items()
+                  if sub and step not in lists)
+
+    def check_object(value: object) -> bool:
+        if value is None:
+            return True
         if not isinstance(value, dict):
             return False
-        child = value.get(step)
-        if child is None:
-            continue
-        if end and not isinstance(child, dict):
-            return False
-        if sub and not _fits(child, sub):
-            return False
-    return True
+        get = value.get
+        for step in leaves:
+            child = get(step)
+            if child is not None and not isinstance(child, dict):
+                return False
+        for step in lists:
+            child = get(step)
+            if child is not None and not isinstance(child, list):
+                return False
+        for step, end, sub in inner:
+            child = get(step)
+            if child is not None and ((end and not isinstance(child, dict)) or not sub(child)):
+                return False
+        return True
+
+    return check_object
+
+
+def _plain_list(node: Trie) -> bool:
+    """Whether the node is one list step with nothing looked at inside the elements."""
+    return len(node) == 1 and any(step in node and not node[step][0] for step in ("[]", "list"))
+
+
+_CHECKS: dict[str, Check] = {kind: _compile(trie) for kind, trie in _TRIES.items()}
 
 
 def _check_shape(item: dict, origin: str, index: int) -> None:
     """ParseError when a field the checks read as an object (or list) is another JSON type."""
     kind = str(item.get("kind"))
-    if _fits(item, _TRIES.get(kind) or _TRIES["*"]):
+    if (_CHECKS.get(kind) or _CHECKS["*"])(item):
         return
     for path in _SHAPES["*"] + _SHAPES.get(kind, ()):  # the first misfit, named
         _walk(item, path, f"item {index} ({kind} {item['metadata'].get('name', '?')})", origin)

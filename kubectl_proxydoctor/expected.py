@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from kubectl_proxydoctor.cluster import ClusterState
 from kubectl_proxydoctor.errors import ParseError
 from kubectl_proxydoctor.model import Endpoint, FrontendKind, ServicePortName
-from kubectl_proxydoctor.netparse import canonical_ip, source_ranges
+from kubectl_proxydoctor.netparse import canonical_ip, is_canonical_v4, source_ranges
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_PROXY_NAME = "service.kubernetes.io/service-proxy-name"
@@ -70,19 +71,16 @@ class ApiEndpoint:
 
     ip: str
     port: int
-    node: str | None = None
-    zone: str | None = None
-    ready: bool = True
-    serving: bool = True
-    terminating: bool = False
-    is_local: bool = False
-    zone_hints: frozenset[str] = frozenset()
-    node_hints: frozenset[str] = frozenset()
-    slice: str = ""
-
-    @property
-    def endpoint(self) -> Endpoint:
-        return Endpoint(self.ip, self.port)
+    node: str | None
+    zone: str | None
+    ready: bool
+    serving: bool
+    terminating: bool
+    is_local: bool
+    zone_hints: frozenset[str]
+    node_hints: frozenset[str]
+    slice: str
+    endpoint: Endpoint  # Endpoint(ip, port): made once, shared by the policies' sets
 
     @property
     def conditions(self) -> str:
@@ -96,7 +94,7 @@ class ApiEndpoint:
         return ", ".join(parts)
 
 
-@dataclass
+@dataclass(slots=True)  # one per service port (10k+)
 class ExpectedFrontend:
     """An address this node should accept for a service port, and the policy it applies."""
 
@@ -114,7 +112,7 @@ class ExpectedFrontend:
         return str(Endpoint(self.ip or "", self.port))
 
 
-@dataclass
+@dataclass(slots=True)  # one per service port (10k+)
 class ExpectedPort:
     """What kube-proxy should program for one service port in one IP family."""
 
@@ -301,42 +299,53 @@ def _hint_names(value: object) -> frozenset[str]:
 _NO_HINTS: frozenset[str] = frozenset()
 
 
-def _slice_endpoints(slice_obj: dict, node_name: str | None, family: int) -> list[tuple]:
-    """The endpoints of one slice in ``family``, as ApiEndpoint fields without the port."""
+# the ApiEndpoint fields between the port and the endpoint: node, zone, ready, serving, terminating,
+# is_local, zone hints, node hints, slice
+_Fields = tuple[str | None, str | None, bool, bool, bool, bool, frozenset[str], frozenset[str], str]
+
+
+def _slice_endpoints(slice_obj: dict, node_name: str | None, family: int) -> list[tuple[str, bool, _Fields]]:
+    """The endpoints of one slice in ``family``: (ip, is local, the other ApiEndpoint fields after
+    the port), read in one pass (a big node's slices hold 100k endpoints)."""
     name = _str(slice_obj, "metadata", "name")
-    out = []
+    out: list[tuple[str, bool, _Fields]] = []
+    append = out.append
+    v6 = family == 6
     for ep in _list(slice_obj.get("endpoints")):
         if not isinstance(ep, dict):
             continue
         addresses = ep.get("addresses")
-        if not isinstance(addresses, list) or not addresses or not isinstance(addresses[0], str):
+        if not isinstance(addresses, list) or not addresses:
             continue
-        ip = canonical_ip(addresses[0])
+        first = addresses[0]
+        ip = first if isinstance(first, str) and is_canonical_v4(first) else canonical_ip(first)
         if ip is None:
             continue  # kube-proxy cannot parse it either
-        if ip_family(ip) != family:
+        if (":" in ip) is not v6:
             continue  # kube-proxy skips the other family's endpoints
-        cond = ep.get("conditions") or {}
+        cond = ep.get("conditions") or _NO_CONDITIONS
         hints = ep.get("hints")
         node = ep.get("nodeName")
-        node = node if isinstance(node, str) else None
+        if not isinstance(node, str):
+            node = None
         zone = ep.get("zone")
         ready, serving = cond.get("ready"), cond.get("serving")
-        out.append(
-            (
-                ip,
-                node,
-                zone if isinstance(zone, str) else None,
-                ready is None or ready is True,
-                serving is None or serving is True,
-                cond.get("terminating") is True,
-                bool(node_name) and node == node_name,
-                _hint_names(hints.get("forZones")) if hints else _NO_HINTS,
-                _hint_names(hints.get("forNodes")) if hints else _NO_HINTS,
-                name,
-            )
-        )
+        local = bool(node_name) and node == node_name
+        append((ip, local, (
+            node,
+            zone if isinstance(zone, str) else None,
+            ready is None or ready is True,
+            serving is None or serving is True,
+            cond.get("terminating") is True,
+            local,
+            _hint_names(hints.get("forZones")) if hints else _NO_HINTS,
+            _hint_names(hints.get("forNodes")) if hints else _NO_HINTS,
+            name,
+        )))
     return out
+
+
+_NO_CONDITIONS: dict = {}
 
 
 def endpoints_by_port(
@@ -348,21 +357,26 @@ def endpoints_by_port(
     for slice_obj in sorted(slices, key=lambda s: _str(s, "metadata", "name")):
         if slice_obj.get("addressType") not in ("IPv4", "IPv6", None):
             continue
-        endpoints = _slice_endpoints(slice_obj, node_name, family)
+        ports = []
         for port in _list(slice_obj.get("ports")):
             if not isinstance(port, dict) or not isinstance(port.get("name"), str):
                 continue  # kube-proxy ignores ports with a nil name
             number = _int(port.get("port"), f"EndpointSlice {_str(slice_obj, 'metadata', 'name')} port")
             if number == 0:
                 continue
-            bucket = merged.setdefault((port["name"], port.get("protocol") or "TCP"), {})
-            for ip, node, zone, ready, serving, terminating, local, zh, nh, sname in endpoints:
-                key = (ip, number)
-                if key not in bucket or local:
-                    bucket[key] = ApiEndpoint(
-                        ip, number, node, zone, ready, serving, terminating, local, zh, nh, sname
-                    )
-    return {k: [v[e] for e in sorted(v)] for k, v in merged.items()}
+            ports.append((merged.setdefault((port["name"], port.get("protocol") or "TCP"), {}), number))
+        if not ports:
+            continue
+        for ip, local, rest in _slice_endpoints(slice_obj, node_name, family):
+            for bucket, number in ports:
+                key = _endpoint((ip, number))
+                if local or key not in bucket:
+                    bucket[key] = ApiEndpoint(ip, number, *rest, key)
+    # sorted as (ip, port) strings-first tuples: the plain tuple order, not Endpoint's numeric one
+    return {k: [v[e] for e in sorted(v, key=tuple)] for k, v in merged.items()}
+
+
+_endpoint = partial(tuple.__new__, Endpoint)  # Endpoint((ip, port)) without a Python-level call
 
 
 # -- topology.go --------------------------------------------------------------------------------
@@ -407,7 +421,7 @@ def categorize(
         cluster = [e for e in eps if e.ready and (not mode or _available(e, mode, node, zone))]
         if not cluster:
             cluster = [e for e in eps if e.serving and e.terminating]
-        port.cluster_endpoints = [Endpoint(e.ip, e.port) for e in cluster]
+        port.cluster_endpoints = [e.endpoint for e in cluster]
         port.has_any_endpoints = bool(cluster)
     if not port.uses_local_endpoints:
         return
@@ -416,11 +430,9 @@ def categorize(
     if any(e.ready or (e.serving and e.terminating) for e in eps):
         port.has_any_endpoints = True
     if local_ready:
-        port.local_endpoints = [Endpoint(e.ip, e.port) for e in eps if e.is_local and e.ready]
+        port.local_endpoints = [e.endpoint for e in eps if e.is_local and e.ready]
     elif local_terminating:
-        port.local_endpoints = [
-            Endpoint(e.ip, e.port) for e in eps if e.is_local and e.serving and e.terminating
-        ]
+        port.local_endpoints = [e.endpoint for e in eps if e.is_local and e.serving and e.terminating]
 
 
 # -- the node -----------------------------------------------------------------------------------
@@ -474,66 +486,57 @@ def expected_for_node(
             result.skipped[key] = reason
             continue
         spec = service.get("spec") or {}
+        namespace, service_name = meta.get("namespace", ""), meta.get("name", "")
         for family in families:
             cluster_ip = _cluster_ip_for_family(spec, family)
             if not cluster_ip:
                 continue
             by_port = endpoints_by_port(slices_by_service.get(key, []), node_name, family)
+            shared: dict | None = None  # what every port of the service has, read at its first port
             for port in _list(spec.get("ports")):
                 if not isinstance(port, dict):
                     continue
-                _add_port(
-                    result, service, spec, port, family, cluster_ip, by_port, node_name, zone, semantics
-                )
+                protocol = port.get("protocol") or "TCP"
+                name = ServicePortName(namespace, service_name, port.get("name") or "", protocol)
+                number = _int(port.get("port"), f"Service {name.service} port")
+                node_port = _int(port.get("nodePort"), f"Service {name.service} nodePort")
+                if shared is None:  # after the first port's numbers: a bad one is named first
+                    shared = _service_fields(service, spec, family)
+                    hints = _hints_enabled(service, semantics)
+                p = ExpectedPort(name=name, family=family, cluster_ip=cluster_ip, port=number,
+                                 node_port=node_port, all_endpoints=by_port.get((name.port, protocol), []),
+                                 **shared)
+                categorize(p, hints, node_name, zone, semantics.node_hints)
+                p.frontends = _frontends(p)
+                result.ports[(name, family)] = p
     return result
 
 
-def _add_port(
-    result: ExpectedNode,
-    service: dict,
-    spec: dict,
-    port: dict,
-    family: int,
-    cluster_ip: str,
-    by_port: dict[tuple[str, str], list[ApiEndpoint]],
-    node_name: str | None,
-    zone: str | None,
-    semantics: Semantics = V130,
-) -> None:
-    meta = service["metadata"]
-    protocol = port.get("protocol") or "TCP"
-    name = ServicePortName(meta.get("namespace", ""), meta.get("name", ""), port.get("name") or "", protocol)
+def _service_fields(service: dict, spec: dict, family: int) -> dict:
+    """The ExpectedPort fields every port of a Service has in ``family``, read once per Service (its
+    ports share the lists: the expected view is read-only)."""
     ext_local = external_policy_local(service)
     lb_ips = [
         ip
-        for ing in _list((service.get("status") or {}).get("loadBalancer", {}).get("ingress"))
+        for ing in _list(((service.get("status") or {}).get("loadBalancer") or {}).get("ingress"))
         if isinstance(ing, dict) and _is_vip_mode(ing)
         for ip in [canonical_ip(ing.get("ip"))]
         if ip and ip_family(ip) == family
     ]
     external_ips = [ip for ip in map(canonical_ip, _list(spec.get("externalIPs"))) if ip]
-    p = ExpectedPort(
-        name=name,
-        family=family,
-        service_type=spec.get("type") or "ClusterIP",
-        cluster_ip=cluster_ip,
-        port=_int(port.get("port"), f"Service {name.service} port"),
-        node_port=_int(port.get("nodePort"), f"Service {name.service} nodePort"),
-        external_ips=[ip for ip in external_ips if ip_family(ip) == family],
-        load_balancer_ips=lb_ips,
-        source_ranges=[
+    return {
+        "service_type": spec.get("type") or "ClusterIP",
+        "external_ips": [ip for ip in external_ips if ip_family(ip) == family],
+        "load_balancer_ips": lb_ips,
+        "source_ranges": [
             c for c in source_ranges(spec.get("loadBalancerSourceRanges")) if ip_family(c) == family
         ],
-        health_check_node_port=(
+        "health_check_node_port": (
             _int(spec.get("healthCheckNodePort"), "healthCheckNodePort")
             if spec.get("type") == "LoadBalancer" and ext_local
             else 0
         ),
-        internal_local=spec.get("internalTrafficPolicy") == "Local",
-        external_local=ext_local,
-        affinity_seconds=_affinity(spec),
-        all_endpoints=by_port.get((name.port, protocol), []),
-    )
-    categorize(p, _hints_enabled(service, semantics), node_name, zone, semantics.node_hints)
-    p.frontends = _frontends(p)
-    result.ports[(name, family)] = p
+        "internal_local": spec.get("internalTrafficPolicy") == "Local",
+        "external_local": ext_local,
+        "affinity_seconds": _affinity(spec),
+    }

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from functools import lru_cache, total_ordering
-from typing import Generic, Literal, TypeVar
+from functools import lru_cache
+from socket import AF_INET, inet_pton
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 from kubectl_proxydoctor.clip import MESSAGE_LIMIT, clip, clip_lines
-from kubectl_proxydoctor.netparse import ipv4_int
 
 Severity = Literal["error", "warning", "info"]
 FrontendKind = Literal["cluster-ip", "external-ip", "load-balancer", "node-port"]
@@ -27,9 +27,9 @@ def port_label(service: str | None, port: str | None, protocol: str | None) -> s
     return f"{service}:{port or '-'}/{protocol or '?'}"
 
 
-@dataclass(frozen=True, order=True)
-class ServicePortName:
-    """A service port as kube-proxy names it: namespace/name:portname plus protocol."""
+class ServicePortName(NamedTuple):
+    """A service port as kube-proxy names it: namespace/name:portname plus protocol; ordered by
+    those four. A named tuple: every view and the expected node key 10k+ ports by it (hash in C)."""
 
     namespace: str
     name: str
@@ -58,10 +58,10 @@ class ServicePortName:
 
 def ip_sort_key(ip: str) -> tuple[int, int, str]:
     """Addresses in numeric order (10.0.0.9 before 10.0.0.10), IPv4 before IPv6, anything else last."""
-    number = ipv4_int(ip)  # the common case, without ipaddress's parser (nor a cache: 100k+ of them)
-    if number is not None:
-        return (4, number, "")
-    return _other_ip_sort_key(ip)
+    try:  # the common case, a canonical dotted IPv4 address, parsed in C (100k+ of them, no cache)
+        return (4, int.from_bytes(inet_pton(AF_INET, ip)), "")
+    except (OSError, ValueError, TypeError):  # not canonical IPv4 (inet_pton: no leading zeros)
+        return _other_ip_sort_key(ip)
 
 
 @lru_cache(maxsize=65536)
@@ -73,10 +73,11 @@ def _other_ip_sort_key(ip: str) -> tuple[int, int, str]:
     return (addr.version, int(addr), "")
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)  # slots: a big node holds 100k+ of them
-class Endpoint:
-    """One backend address as programmed (ip and target port); ordered numerically by address."""
+class Endpoint(NamedTuple):
+    """One backend address as programmed (ip and target port); ordered numerically by address.
+
+    A named tuple, not a dataclass: a big node hashes and compares 100k+ of them in sets and dicts,
+    and a tuple's hash and equality run in C (three times faster than a dataclass's)."""
 
     ip: str
     port: int
@@ -84,15 +85,36 @@ class Endpoint:
     def __str__(self) -> str:
         return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
-    def sort_key(self) -> tuple[tuple[int, int, str], int]:
+    def sort_key(self) -> tuple[int, int, str, int]:
         """The numeric order as a key (``sorted(eps, key=Endpoint.sort_key)`` parses each address
-        once, where comparing with ``<`` parses both addresses at every comparison)."""
-        return (ip_sort_key(self.ip), self.port)
+        once, where comparing with ``<`` parses both addresses at every comparison): ip_sort_key's
+        three parts, then the port, in one call per endpoint."""
+        ip = self[0]
+        try:
+            return (4, int.from_bytes(inet_pton(AF_INET, ip)), "", self[1])
+        except (OSError, ValueError, TypeError):
+            return (*_other_ip_sort_key(ip), self[1])
 
+    # numeric order, not the tuple's (string) order; comparing with a plain tuple is not supported
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Endpoint):
             return NotImplemented
         return self.sort_key() < other.sort_key()
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        return self.sort_key() <= other.sort_key()
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        return self.sort_key() > other.sort_key()
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        return self.sort_key() >= other.sort_key()
 
 
 @dataclass(slots=True)  # slots: one per endpoint per frontend

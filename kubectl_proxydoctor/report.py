@@ -15,7 +15,7 @@ from kubectl_proxydoctor.model import Finding, ProgrammedView, ServicePortName
 PortStatus = Literal["ok", "drift", "not-programmed", "not-expected", "unknown"]
 
 
-@dataclass
+@dataclass(slots=True)  # one per service port (10k+)
 class ServiceStatus:
     """One service port on this node: what the API expects next to what was programmed."""
 

@@ -164,6 +164,17 @@ def test_load_balancer_frontends_and_ip_mode_proxy() -> None:
     assert port.health_check_node_port == 0
 
 
+def test_a_null_load_balancer_status_has_no_ingress() -> None:
+    """``status.loadBalancer: null`` (a JSON null the shape check lets through) is no ingress, as
+    kube-proxy reads a nil LoadBalancer status, not a traceback."""
+    lb = svc("lb", type="LoadBalancer", externalTrafficPolicy="Cluster",
+             ports=[{"name": "http", "port": 80, "nodePort": 30080, "protocol": "TCP"}],
+             status={"loadBalancer": None})
+    port = only(expect(lb))
+    assert port.load_balancer_ips == []
+    assert [f.address for f in port.frontends] == ["10.96.0.10:80", "nodeport:30080"]
+
+
 def test_external_policy_local_and_health_check() -> None:
     lb = svc(
         "lb",

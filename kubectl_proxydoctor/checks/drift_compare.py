@@ -314,21 +314,14 @@ class Comparison:
                 self._frontend_attributes(exp, ef, f)
                 if ef.policy == "local" and self.expected.node is None:
                     continue  # which endpoints are local is unknown without the node's name
-                have = _active_targets(f)
                 if want and not f.targets and f.no_endpoints is None:
                     flushed.append((ef, f))
-                for ep in sorted(set(have) - want):
-                    entry = stale.setdefault(ep, ([], [], exp.why_not_used(ep, ef.policy)))
-                    entry[0].append(f.address)
-                    entry[1].extend(have[ep])
-                for ep in sorted(want - set(have)):
-                    weight0 = any(t.endpoint == ep and t.weight == 0 for t in f.targets)
-                    entry = missing.setdefault(ep, ([], [], "weight 0" if weight0 else ""))
-                    entry[0].append(f.address)
-                    entry[1].extend(f.evidence[:5])
-                if not want and not have:
+                active = {t.endpoint for t in f.targets if t.weight != 0}
+                if active != want:  # else (the common case) nothing is stale and nothing missing
+                    self._endpoint_drift(exp, ef, f, active, want, stale, missing)
+                if not want and not active:
                     self._no_endpoints(exp, ef, f)
-                self._balance(exp, f, have)
+                self._balance(exp, f)
         if flushed:
             ef, f = flushed[0]
             addrs = ", ".join(x.address for _, x in flushed)
@@ -369,6 +362,21 @@ class Comparison:
                 evidence=evidence,
             )
         self._local_blackhole(exp)
+
+    @staticmethod
+    def _endpoint_drift(exp: ExpectedPort, ef: ExpectedFrontend, f: Frontend, active: set[Endpoint],
+                        want: set[Endpoint], stale: dict, missing: dict) -> None:
+        """Note the frontend's stale and missing endpoints (with its evidence) for _compare_port."""
+        have = _active_targets(f)
+        for ep in sorted(active - want):
+            entry = stale.setdefault(ep, ([], [], exp.why_not_used(ep, ef.policy)))
+            entry[0].append(f.address)
+            entry[1].extend(have[ep])
+        for ep in sorted(want - active):
+            weight0 = any(t.endpoint == ep and t.weight == 0 for t in f.targets)
+            entry = missing.setdefault(ep, ([], [], "weight 0" if weight0 else ""))
+            entry[0].append(f.address)
+            entry[1].extend(f.evidence[:5])
 
     def _frontend_attributes(self, exp: ExpectedPort, ef: ExpectedFrontend, f: Frontend) -> None:
         if f.policy != ef.policy and f.targets:
@@ -420,7 +428,7 @@ class Comparison:
                 evidence=f.evidence,
             )
 
-    def _balance(self, exp: ExpectedPort, f: Frontend, have: dict[Endpoint, list]) -> None:
+    def _balance(self, exp: ExpectedPort, f: Frontend) -> None:
         targets = [t for t in f.targets if t.weight != 0]
         if len(targets) < 2:
             return
@@ -438,6 +446,9 @@ class Comparison:
                 )
             return
         share = 1.0 / len(targets)
+        chances = [t.probability for t in targets]
+        if max(chances) - share <= PROBABILITY_TOLERANCE and share - min(chances) <= PROBABILITY_TOLERANCE:
+            return  # every one within the tolerance (the common case: no per-target test)
         off = [t for t in targets if abs(t.probability - share) > PROBABILITY_TOLERANCE]
         if off:
             self._add(
