@@ -108,6 +108,12 @@ def _plain_list(node: Trie) -> bool:
 _CHECKS: dict[str, Check] = {kind: _compile(trie) for kind, trie in _TRIES.items()}
 
 
+def _fits(value: object, node: Trie) -> bool:
+    """Whether ``value`` fits a shape trie: its compiled check (``_CHECKS`` holds each kind's)."""
+    check = next((c for kind, c in _CHECKS.items() if _TRIES[kind] is node), None)
+    return (check or _compile(node))(value)
+
+
 def _check_shape(item: dict, origin: str, index: int) -> None:
     """ParseError when a field the checks read as an object (or list) is another JSON type."""
     kind = str(item.get("kind"))
