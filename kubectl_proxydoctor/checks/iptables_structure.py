@@ -357,7 +357,7 @@ def _reached_from(rs, table: str, chain: str, depth: int = 0) -> tuple[list[str]
     if depth > 5:
         return builtins, via
     for other in rs.tables[table].chains.values():
-        if any(r.target == chain for r in other.rules):
+        if chain in other.targets:  # (the rules' targets: no Rule is built for a big node's chains)
             if other.builtin:
                 builtins.append(other.name)
             else:

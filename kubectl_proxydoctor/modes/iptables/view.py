@@ -407,18 +407,21 @@ def hash_index(rs: Ruleset) -> dict[str, ServicePortName]:
     if rs.port_hashes is None:
         names: dict[str, ServicePortName] = {}
         seen: set[tuple[str, str]] = set()
-        for table in rs.tables.values():
-            for rule in table.rules():
-                if not rule.comment or "/" not in rule.comment:
-                    continue
-                text = rule.comment.split(" ", 1)[0]
-                proto = rule.proto or "tcp"
-                if (text, proto) in seen:
-                    continue
-                seen.add((text, proto))
-                name = parse_port_name(text, proto)
-                if name:
-                    names[hashes.port_proto_hash(port_name_string(name), proto)] = name
+        # plain rules (kept as text, parse._plain) have no comment: only the parsed ones are read,
+        # so naming one chain does not build a big node's Rules
+        parsed = (item for table in rs.tables.values() for chain in table.chains.values() if chain.parsed
+                  for item in chain.items if not isinstance(item, str))
+        for rule in parsed:
+            if not rule.comment or "/" not in rule.comment:
+                continue
+            text = rule.comment.split(" ", 1)[0]
+            proto = rule.proto or "tcp"
+            if (text, proto) in seen:
+                continue
+            seen.add((text, proto))
+            name = parse_port_name(text, proto)
+            if name:
+                names[hashes.port_proto_hash(port_name_string(name), proto)] = name
         rs.port_hashes = names
     return rs.port_hashes
 
