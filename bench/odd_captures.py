@@ -1,11 +1,11 @@
-"""Edited copies of the healthy iptables capture for bench/compare_outputs.sh: large-cluster style
+"""Edited copies of the healthy iptables capture for bench/compare_outputs.py: large-cluster style
 (no comments on endpoint rules, so kube-proxy's plain rules are what the lean parse keeps as text),
 each with odd rules of those plain shapes (conditional jumps, unusable DNATs, foreign rules, missing
 chains, uneven or odd probabilities, goto, tabs, interleaving...). Written for the review of issue 18's
 lean iptables parse: main and the branch must print the same outputs on every one.
 
     .venv/bin/python bench/odd_captures.py /tmp/odd
-    bench/compare_outputs.sh MAIN_TREE NEW_TREE /tmp/cmp /tmp/odd/*
+    .venv/bin/python bench/compare_outputs.py --base MAIN_TREE --extra /tmp/odd/*
 """
 
 # ruff: noqa: E501 (the edits below hold whole iptables-save lines)
