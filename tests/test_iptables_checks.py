@@ -84,6 +84,14 @@ def test_uneven_probabilities() -> None:
     assert "50.0%, 25.0%, 25.0%" in f.message
 
 
+def test_a_probability_that_is_not_a_number_is_uneven() -> None:
+    snap = doctored("healthy", lambda t: t.replace(
+        '"default/web:http -> 10.244.0.11:8080" -m statistic --mode random --probability 0.33333333349',
+        '"default/web:http -> 10.244.0.11:8080" -m statistic --mode random --probability nan'))
+    got = [f for f in findings(snap) if f.code == "uneven-probabilities"]
+    assert len(got) == 1 and got[0].service == "default/web" and "p=nan" in got[0].message
+
+
 def test_probabilities_that_let_connections_fall_through() -> None:
     last = ('-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> 10.244.0.13:8080" '
             "-j KUBE-SEP-R6TGM7Q5Z6CPQGKZ")

@@ -502,7 +502,7 @@ def probabilities(ctx: CheckContext) -> Iterable[Finding]:
             for i, (index, target, probability, _text) in enumerate(lb):
                 want = 1.0 / (n - i)
                 got = probability if probability is not None else 1.0
-                if abs(got - want) > 1e-6:
+                if not abs(got - want) <= 1e-6:  # (also a probability that is not a number)
                     problems.append(f"rule {index} -> {target}: p={got:.11f}, want {want:.11f}")
                 effective.append(remaining * got)
                 remaining -= remaining * got
