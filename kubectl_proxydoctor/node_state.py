@@ -161,7 +161,7 @@ def proxied_families(
         scanned = set()  # from the chain facts of the one parse of each dump (no text scan)
         for dump in iptables_dumps(snapshot):
             scanned.add(dump.file)
-            if any(c.name == "KUBE-SERVICES" for c in dump.chains):
+            if dump.has_chain("KUBE-SERVICES"):
                 families.add(6 if dump.label.startswith("ip6") else 4)
         for fam, prefix in ((4, "iptables"), (6, "ip6tables")):
             for suffix in ("-save.txt", "-nft-save.txt", "-legacy-save.txt"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain as _chain
@@ -65,13 +66,58 @@ class IptablesDump:
     def service_chains(self) -> list[ChainInfo]:
         return [c for c in self.chains if IPTABLES_SERVICE_CHAIN.match(c.name)]
 
+    def names(self) -> Iterable[tuple[str, str]]:
+        """(table, name) of every KUBE-*/CILIUM* chain (what the mode decision reads: no ChainInfo
+        needs building for it)."""
+        return ((c.table, c.name) for c in self.chains)
+
+    def has_chain(self, name: str) -> bool:
+        """Whether a KUBE-*/CILIUM* chain of this name is in any table of the dump."""
+        return any(n == name for _, n in self.names())
+
+    def service_chain_count(self, prefixes: tuple[str, ...]) -> int:
+        """How many per-service chains (IPTABLES_SERVICE_CHAIN) have a name starting with ``prefixes``."""
+        service = IPTABLES_SERVICE_CHAIN.match
+        return sum(1 for _, n in self.names() if n.startswith(prefixes) and service(n))
+
     def has_iptables_mode(self) -> bool:
         service = IPTABLES_SERVICE_CHAIN.match
-        return any(service(c.name) for c in self.chains) or any(
-            c.name in IPTABLES_MODE_ONLY_CHAINS and c.table == "nat" for c in self.chains)
+        return any(service(n) for _, n in self.names()) or any(
+            n in IPTABLES_MODE_ONLY_CHAINS and t == "nat" for t, n in self.names())
 
     def has_kubelet(self) -> bool:
-        return any(c.name in KUBELET_CHAINS for c in self.chains)
+        return any(n in KUBELET_CHAINS for _, n in self.names())
+
+
+class _RulesetDump(IptablesDump):
+    """An IptablesDump read from a parsed Ruleset (dump_from_ruleset): the names, counts and tests
+    above come from the ruleset's chain tables, and ``chains`` (one ChainInfo per KUBE-* chain: 115k
+    at 10k services) is built on first read, by the leftover and cleanup paths that list them."""
+
+    def __init__(self, ruleset: Any, label: str, file: str) -> None:
+        super().__init__(label, file)
+        self._ruleset = ruleset
+        self._chains: list[ChainInfo] | None = None
+
+    @property
+    def chains(self) -> list[ChainInfo]:
+        if self._chains is None:
+            self._chains = _chain_infos(self._ruleset)
+        return self._chains
+
+    @chains.setter
+    def chains(self, value: list[ChainInfo]) -> None:
+        self._chains = value
+
+    def names(self) -> Iterable[tuple[str, str]]:
+        if self._chains is not None:
+            return super().names()
+        kube = ("KUBE-", "CILIUM")
+        return ((t.name, n) for t in self._ruleset.tables.values() for n in t.chains if n.startswith(kube))
+
+    def has_chain(self, name: str) -> bool:
+        return name.startswith(("KUBE-", "CILIUM")) and any(
+            name in t.chains for t in self._ruleset.tables.values())
 
 
 @dataclass
@@ -214,8 +260,13 @@ chain_from_iterable = _chain.from_iterable
 
 def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> IptablesDump:
     """What parse_iptables_save finds in a dump, read from the rules the iptables parser already
-    built from it (modes/iptables/parse.Ruleset) instead of scanning the text again."""
-    dump = IptablesDump(label=label, file=file)
+    built from it (modes/iptables/parse.Ruleset) instead of scanning the text again; its ChainInfos
+    are built when first read (_RulesetDump)."""
+    return _RulesetDump(ruleset, label, file)
+
+
+def _chain_infos(ruleset: Any) -> list[ChainInfo]:
+    """The ChainInfo of every KUBE-*/CILIUM* chain of a parsed Ruleset, in dump order."""
     kube = ("KUBE-", "CILIUM")
     is_service = IPTABLES_SERVICE_CHAIN.match
     declared: list[tuple[int, ChainInfo]] = []
@@ -245,14 +296,13 @@ def dump_from_ruleset(ruleset: Any, label: str = "iptables", file: str = "") -> 
             if info is not None:
                 info.service_jumps += n
     declared.sort(key=lambda d: d[0])  # dump order, as the text scan meets the declarations
-    dump.chains = [info for _, info in declared]
     jumps.sort(key=lambda j: j[0])
     for _, owner, info, text in jumps:
         if owner not in info.jumps_from:
             info.jumps_from.append(owner)
         if len(info.jump_rules) < 50:  # rules to undo by hand
             info.jump_rules.append(text)
-    return dump
+    return [info for _, info in declared]
 
 
 def _scan_cached(snapshot: NodeSnapshot, label: str, name: str, text: str) -> IptablesDump:
@@ -456,7 +506,7 @@ def rules_by_mode(snapshot: NodeSnapshot, views: list[Any] | None = None,
     for dump in iptables_dumps(snapshot) if dumps is None else dumps:
         if dump.has_iptables_mode():
             rules = out.setdefault("iptables", ModeRules("iptables"))
-            svc = len([c for c in dump.service_chains() if c.name.startswith(("KUBE-SVC-", "KUBE-SVL-"))])
+            svc = dump.service_chain_count(("KUBE-SVC-", "KUBE-SVL-"))
             rules.services += svc
             if svc or not rules.evidence:
                 rules.evidence.append(f"{dump.file}: {svc} KUBE-SVC/SVL service chains")
@@ -558,8 +608,8 @@ def decide(snapshot: NodeSnapshot, cluster: Any = None, views: list[Any] | None 
     cilium, cilium_ev = cilium_replacement(cluster)
     decision.cilium_replacement = cilium
     ev.extend(cilium_ev)
-    cilium_chains = sorted({c.name for d in decision.dumps for c in d.chains
-                            if c.name.startswith("CILIUM")})
+    cilium_chains = sorted({name for d in decision.dumps for _, name in d.names()
+                            if name.startswith("CILIUM")})
 
     node_os = _node_os(cluster, snapshot.node)
     if node_os == "windows" and reported is None and not decision.modes_found:

@@ -51,15 +51,23 @@ def split_endpoint(value: str) -> Endpoint | None:
     return _split_endpoint(value)
 
 
+_PORTS: dict[str, int] = {}  # port text -> its int, one shared int per port (100k endpoints, few ports)
+
+
 def _split_endpoint(value: str) -> Endpoint | None:
     if value.startswith("["):
         host, _, port = value[1:].partition("]:")
     else:
         host, _, port = value.rpartition(":")
-    try:
-        return Endpoint(host, int(port))
-    except ValueError:
-        return None
+    number = _PORTS.get(port)
+    if number is None:
+        try:
+            number = int(port)
+        except ValueError:
+            return None
+        if len(_PORTS) < 70000:
+            _PORTS[port] = number
+    return Endpoint(host, number)
 
 
 def _ip(cidr: str | None) -> str | None:
