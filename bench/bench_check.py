@@ -19,7 +19,6 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # bench.* helpers when run as a script
+    sys.path.insert(0, str(ROOT))
 NODE = "bench-node"
 TARGET_RATIO = 1.5  # check / iptables-legacy-save
 TARGET_RSS_MIB = 300
@@ -226,20 +227,13 @@ def compile_bytecode() -> None:
 
 def run_check(directory: Path) -> tuple[float, float, int, int, dict]:
     """(wall seconds, CPU seconds, peak RSS in KiB, exit code, report) of `check --from DIR -o json`."""
+    from bench import measured
+
     cmd = [sys.executable, "-m", "kubectl_proxydoctor", "check", "--from", str(directory), "-o", "json"]
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read().decode()
-    if proc.returncode not in (0, 1):
-        assert proc.stderr is not None
-        raise SystemExit(f"check failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-    cpu = usage.ru_utime + usage.ru_stime
-    return elapsed, cpu, usage.ru_maxrss, proc.returncode, json.loads(text)
+    m = measured.run(cmd, cwd=ROOT, keep_stdout=True, keep_stderr=True)
+    if m.code not in (0, 1):
+        raise SystemExit(f"check failed ({m.code}): {m.err.decode()[-2000:]}")
+    return m.wall, m.cpu, m.rss_kib, m.code, json.loads(m.out)
 
 
 def phases(directory: Path) -> dict[str, float]:
@@ -279,15 +273,12 @@ def phases(directory: Path) -> dict[str, float]:
 
 def run_command(cmd: list[str]) -> tuple[float, float, int, int]:
     """(wall seconds, CPU seconds, peak RSS in KiB, exit code) of one child process, output discarded."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):
-        assert proc.stderr is not None
-        raise SystemExit(f"{' '.join(cmd[2:])} failed ({code}): {proc.stderr.read().decode()[-2000:]}")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, code
+    from bench import measured
+
+    m = measured.run(cmd, cwd=ROOT, keep_stderr=True)
+    if m.code not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd[2:])} failed ({m.code}): {m.err.decode()[-2000:]}")
+    return m.wall, m.cpu, m.rss_kib, m.code
 
 
 def other_commands(directory: Path, sizes: dict) -> dict[str, list[str]]:
@@ -405,7 +396,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in results:
         def fig(v: object) -> str:
             return f"{v:.2f}" if isinstance(v, float) else "n/a"
-        rel = "/".join(fig(r[k]["vs_check"]) if k in r else "-" for k in ("status", "svc", "trace"))
+        # (r["svc"] is the service's name when svc was not timed)
+        rel = "/".join(fig(r[k]["vs_check"]) if isinstance(r.get(k), dict) else "-"
+                       for k in ("status", "svc", "trace"))
         print(f"{r['services']:>6}x{r['endpoints_per_service']:<3} "
               f"{fig(r['iptables_legacy_save_seconds']):>11} {fig(r['iptables_nft_save_seconds']):>9} "
               f"{r['check_seconds']:>7.2f} {fig(r['check_vs_legacy_save']):>8} "

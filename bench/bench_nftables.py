@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import measured  # noqa: E402
 from bench.bench_check import compile_bytecode  # noqa: E402
 from bench.gen_nftables import LAYOUTS, nft_script  # noqa: E402
 from bench.generate import GenCluster, api_list, generate_cluster, ip_addr_json, ready  # noqa: E402
@@ -51,15 +52,9 @@ CLI = [sys.executable, "-m", "kubectl_proxydoctor"]
 
 
 def timed(argv: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple[float, int, int, bytes]:
-    """Wall seconds, peak RSS (KiB), exit status and stdout of one command."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE if stdout is None else stdout,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd=ROOT)
-    out = proc.stdout.read() if proc.stdout is not None else b""
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    took = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return took, usage.ru_maxrss, proc.returncode, out
+    """Wall seconds, peak RSS (KiB; bench/measured.py), exit status and stdout of one command."""
+    m = measured.run(argv, cwd=ROOT, keep_stdout=stdout is None)
+    return m.wall, m.rss_kib, m.code, m.out
 
 
 def drift(cluster: GenCluster, count: int) -> set[str]:
