@@ -138,3 +138,30 @@ def test_a_layout_not_understood_exits_3_not_0(tmp_path: Path) -> None:
     assert int(report.exit_code) == 3
     healthy = _report(_variant(tmp_path / "healthy", "k8s-1.33plus"))
     assert int(healthy.exit_code) == 0
+
+
+SEP1_DNAT = '-m comment --comment "ns1/svc1:p80" -m tcp -j DNAT --to-destination 10.180.0.1:80'
+MORE_UNKNOWN = {
+    # a goto where kube-proxy jumps (the endpoint chain's verdict would end the service chain)
+    "goto": (SVC1_JUMP + "KUBE-SEP-SXIVWICOYRO3J4NJ", SVC1_JUMP.replace(" -j ", " -g ")
+             + "KUBE-SEP-SXIVWICOYRO3J4NJ"),
+    # DNAT target options kube-proxy never writes
+    "dnat-option": (SEP1_DNAT, SEP1_DNAT + " --random"),
+    # an output interface on the endpoint jump (read as unconditional)
+    "out-interface": (SVC1_JUMP, SVC1_JUMP.replace(" -j ", " -o eth0 -j ")),
+    # a source port on the DNAT (read as every packet)
+    "source-port": (SEP1_DNAT, SEP1_DNAT.replace("-m tcp -j", "-m tcp --sport 1000 -j")),
+}
+
+
+@pytest.mark.parametrize("fixture", ["k8s-pre-1.31", "k8s-1.33plus"])
+@pytest.mark.parametrize("case", sorted(MORE_UNKNOWN))
+def test_a_goto_target_options_or_extra_conditions_are_unknown_layout(
+        tmp_path: Path, case: str, fixture: str) -> None:
+    """The rules layout.py names as not understood are found by unknown_rules' quick test too."""
+    edit = MORE_UNKNOWN[case]
+    report = _report(_variant(tmp_path, fixture, edit))
+    warnings = [f for f in report.findings if f.code == "unknown-layout"]
+    assert {f.service for f in warnings} == {"ns1/svc1"}, [(f.code, f.message) for f in report.findings]
+    assert any(edit[1] in e for f in warnings for e in f.evidence)
+    assert [f"{f.code} {f.service}" for f in report.findings if f.severity == "error"] == []

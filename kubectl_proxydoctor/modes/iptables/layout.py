@@ -226,8 +226,8 @@ def unknown_rules(ruleset) -> list[UnknownRule]:
 
     Fast at 300k rules: the parser shares one ``matches`` tuple per combination of modules, so the
     module test is one dict lookup per rule, and only rules with more (options the parser does not
-    model, another statistic or recent mode, a DNAT range, a jump to another KUBE- chain) get a
-    closer look.
+    model, a goto, an output interface, a source port, target options, another statistic or recent
+    mode, a DNAT range, a jump to another KUBE- chain) get a closer look.
     """
     nat = ruleset.tables.get("nat")
     if nat is None:
@@ -259,7 +259,8 @@ def unknown_rules(ruleset) -> list[UnknownRule]:
             shape = seen.get(rule.matches)
             if shape is None:
                 shape = seen[rule.matches] = _shape(kind, rule.matches)
-            if shape and rule.unknown is None and (
+            if shape and rule.unknown is None and not (
+                    rule.goto or rule.out_iface or rule.sport or rule.target_args) and (
                     shape == _PLAIN or (rule.stat_mode is None or rule.stat_mode == "random")
                     and (rule.recent_mode is None or rule.recent_mode == recent)) and not (
                     sep and rule.to_destination is not None and "-" in rule.to_destination) and not (
