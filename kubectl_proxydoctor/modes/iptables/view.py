@@ -141,17 +141,7 @@ class Interpreter:
             if plain_jumps and isinstance(item, str) and target != "DNAT" and target in chains \
                     and target.startswith("KUBE-SEP"):  # the common case below, without the words
                 evidence.append(item)
-                if remaining <= 0:
-                    continue
-                probability = probabilities.get(i)
-                p = remaining * (probability if probability is not None else 1.0)
-                sep = self._endpoint_chain(target)
-                if sep is not None:
-                    targets.append(Target(sep[0], p, None, [item, sep[1]]))
-                if probability is None:
-                    remaining = 0.0
-                else:
-                    remaining -= p
+                remaining = self._endpoint_jump(targets, target, item, probabilities.get(i), remaining)
                 continue
             if isinstance(item, str):  # a plain rule (parse._plain): its few fields from its words
                 text = item
@@ -196,16 +186,7 @@ class Interpreter:
             if target.startswith("KUBE-SEP") and recent_mode is None and not src \
                     and not fw_chain and not conditional:
                 # the common case: a (statistic) jump to an endpoint chain
-                if remaining <= 0:
-                    continue
-                p = remaining * (probability if probability is not None else 1.0)
-                sep = self._endpoint_chain(target)
-                if sep is not None:
-                    targets.append(Target(sep[0], p, None, [text, sep[1]]))
-                if probability is None:
-                    remaining = 0.0
-                else:
-                    remaining -= p
+                remaining = self._endpoint_jump(targets, target, text, probability, remaining)
                 continue
             if recent_mode == "rcheck":
                 out.affinity_seconds = rule.recent_seconds if rule is not None else None
@@ -246,6 +227,18 @@ class Interpreter:
                 remaining -= p
         self._cache[chain_name] = out
         return out
+
+    def _endpoint_jump(self, targets: list[Target], chain: str, text: str, probability: float | None,
+                       remaining: float) -> float:
+        """A (statistic) jump to endpoint chain ``chain``: its Target takes ``probability`` of what
+        is still ``remaining`` of new connections (all of it without one); returns what is left."""
+        if remaining <= 0:
+            return remaining
+        p = remaining * (probability if probability is not None else 1.0)
+        sep = self._endpoint_chain(chain)
+        if sep is not None:
+            targets.append(Target(sep[0], p, None, [text, sep[1]]))
+        return 0.0 if probability is None else remaining - p
 
     def _endpoint_chain(self, name: str) -> tuple[Endpoint, str] | None:
         """The DNAT destination of a KUBE-SEP chain and its rule (cached: one Endpoint per chain)."""

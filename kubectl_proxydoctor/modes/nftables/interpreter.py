@@ -692,9 +692,8 @@ def _is_short_circuit(rule: NftRule) -> bool:
 
 def _internal_masquerade(chain: NftChain) -> str:
     facts = chain.facts
-    if facts is None or facts.internal_masquerade is None:
-        return _internal_masquerade_of(chain.rules)
-    return facts.internal_masquerade
+    known = None if facts is None else facts.internal_masquerade  # (summed up while read)
+    return _internal_masquerade_of(chain.rules) if known is None else known
 
 
 def _internal_masquerade_of(rules: list[NftRule]) -> str:
@@ -715,9 +714,8 @@ def _internal_masquerade_of(rules: list[NftRule]) -> str:
 
 def _external_masquerade(chain: NftChain) -> str:
     facts = chain.facts
-    if facts is None or facts.external_masquerade is None:
-        return _external_masquerade_of(chain.rules)
-    return facts.external_masquerade
+    known = None if facts is None else facts.external_masquerade  # (summed up while read)
+    return _external_masquerade_of(chain.rules) if known is None else known
 
 
 def _external_masquerade_of(rules: list[NftRule]) -> str:
