@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.formats.ipvs_table import IpvsTable, RealServer, VirtualServer, normalise_ip
+from kubectl_proxydoctor.formats.ipvs_table import (
+    IpvsTable,
+    RealServer,
+    VirtualServer,
+    normalise_ip,
+    table_lines,
+)
 
 _ADDR = r"([0-9A-Fa-f]{8}|\[[0-9A-Fa-f:.]+\]):([0-9A-Fa-f]{4})"
 _SERVICE = re.compile(rf"^(TCP|UDP|SCTP)\s+{_ADDR}\s+(\S+)(.*)$")
 _FWM = re.compile(r"^FWM\s+([0-9A-Fa-f]{8})\s+(\S+)(.*)$")
 _REAL = re.compile(rf"^->\s+{_ADDR}\s+(\S+)\s+(-?\d+)\s+(\d+)\s+(\d+)$")
-_HEADER_PREFIXES = ("IP Virtual Server version", "Prot LocalAddress:Port", "-> RemoteAddress:Port")
 
 
 def hex_address(text: str) -> str:
@@ -27,10 +32,7 @@ def parse(text: str, source: str = "proc-net-ip_vs.txt", hz: int | None = None) 
     (``svc->timeout``); with ``hz`` (CONFIG_HZ) it becomes seconds, without it stays as printed."""
     table = IpvsTable(source)
     current: VirtualServer | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith(_HEADER_PREFIXES):
-            continue
+    for number, line in table_lines(text):
         try:
             if m := _SERVICE.match(line):
                 ip = hex_address(m.group(2))

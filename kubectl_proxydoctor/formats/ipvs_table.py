@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -80,6 +81,18 @@ class IpvsTable:
             if vs.protocol == protocol.upper() and vs.ip == ip and vs.port == port:
                 return vs
         return None
+
+
+# the header lines both ipvsadm -Ln and /proc/net/ip_vs print before the services
+HEADER_PREFIXES = ("IP Virtual Server version", "Prot LocalAddress:Port", "-> RemoteAddress:Port")
+
+
+def table_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, stripped line) of an IPVS table listing, blank and header lines left out."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line and not line.startswith(HEADER_PREFIXES):
+            yield number, line
 
 
 @lru_cache(maxsize=65536)

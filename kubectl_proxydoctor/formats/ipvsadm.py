@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 
 from kubectl_proxydoctor.errors import ParseError
-from kubectl_proxydoctor.formats.ipvs_table import IpvsTable, RealServer, VirtualServer, split_addr_port
+from kubectl_proxydoctor.formats.ipvs_table import (
+    IpvsTable,
+    RealServer,
+    VirtualServer,
+    split_addr_port,
+    table_lines,
+)
 
-_HEADER_PREFIXES = ("IP Virtual Server version", "Prot LocalAddress:Port", "-> RemoteAddress:Port")
 _SERVICE = re.compile(r"^(TCP|UDP|SCTP)\s+(\S+)\s+(\S+)(.*)$")
 _FWM = re.compile(r"^FWM\s+(\d+)(\s+IPv6)?\s+(\S+)(.*)$")
 _REAL = re.compile(r"^->\s+(\S+)\s+(\S+)\s+(-?\d+)\s+(\d+)\s+(\d+)$")
@@ -56,10 +61,7 @@ def parse_list(text: str, source: str = "ipvsadm.txt") -> IpvsTable:
     """Parse `ipvsadm -Ln [--exact]` output."""
     table = IpvsTable(source)
     current: VirtualServer | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith(_HEADER_PREFIXES):
-            continue
+    for number, line in table_lines(text):
         if m := _SERVICE.match(line):
             ip, port = split_addr_port(m.group(2), source, number)
             current = VirtualServer(m.group(1), ip, port, m.group(3), family=6 if ":" in ip else 4,
