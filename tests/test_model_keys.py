@@ -3,22 +3,13 @@ renderers rely on (numeric address order, port after address, names by their fou
 
 from __future__ import annotations
 
-import ipaddress
 import random
 
 from kubectl_proxydoctor.model import Endpoint, ServicePortName, ip_sort_key
+from tests.test_fast_paths import _reference_key as _reference_ip_key  # ipaddress's order
 
 ODD = ["10.0.0.9", "10.0.0.10", "9.255.255.255", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3",
        "256.0.0.1", "1.2.3.4 ", "fd00::1", "fd00::a", "::ffff:10.0.0.1", "fe80::1%eth0", "x", "", "١.2.3.4"]
-
-
-def _reference_ip_key(ip: str) -> tuple[int, int, str]:
-    """ip_sort_key's order, from ipaddress alone: IPv4, IPv6, then anything else by its text."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return (9, 0, ip)
-    return (addr.version, int(addr), "")
 
 
 def test_ip_sort_key_matches_ipaddress():
